@@ -1,0 +1,20 @@
+"""The schemas of what luminaires send and what luxtel keeps: see ../shared/docs/CONTRACT.md."""
+
+from models.deadletter import DeadLetter
+from models.identifiers import ID_PATTERN, Identifier, is_identifier
+from models.reading import BatchReading, Reading
+from models.reasons import Reason
+from models.status import Status
+from models.timestamps import EARLIEST_TS
+
+__all__ = [
+    "EARLIEST_TS",
+    "ID_PATTERN",
+    "BatchReading",
+    "DeadLetter",
+    "Identifier",
+    "Reading",
+    "Reason",
+    "Status",
+    "is_identifier",
+]

@@ -1,0 +1,241 @@
+"""From one MQTT message to line-protocol points and dead letters: a pure function of
+(topic, payload, receive time, limits), so every rejection can be tested as a table.
+
+A message never raises: whatever is wrong with it becomes a dead letter with a specific reason.
+In a gateway's batch each element stands alone.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from ingest.line_protocol import EncodeError, encode_reading, encode_status
+from ingest.topics import Kind, Topic, TopicError, parse_topic
+from models import EARLIEST_TS, BatchReading, DeadLetter, Reading, Reason, Status
+from models.timestamps import epoch_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the decoder needs from the settings."""
+
+    topic_root: str
+    max_payload_bytes: int = 1024 * 1024
+    max_clock_skew_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One line of line protocol and the topic it came from (for a dead letter if InfluxDB
+    refuses it)."""
+
+    line: str
+    topic: str
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one message became."""
+
+    points: list[Point] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    unknown_fields: int = 0
+
+
+class RejectionError(Exception):
+    """Internal: one message or element rejected, with its reason and sentence."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_ERROR_REASONS = {
+    "missing": Reason.MISSING_FIELD,
+    "finite_number": Reason.NOT_FINITE,
+    "timestamp_naive": Reason.NAIVE_TIMESTAMP,
+    "timestamp_format": Reason.INVALID_TIMESTAMP,
+    "timestamp_range": Reason.INVALID_TIMESTAMP,
+    "timestamp_type": Reason.WRONG_TYPE,
+    "greater_than": Reason.OUT_OF_RANGE,
+    "greater_than_equal": Reason.OUT_OF_RANGE,
+    "less_than": Reason.OUT_OF_RANGE,
+    "less_than_equal": Reason.OUT_OF_RANGE,
+    "too_long": Reason.OUT_OF_RANGE,
+    "too_short": Reason.OUT_OF_RANGE,
+}
+
+
+def _reason_of(error: Any) -> Reason:
+    kind = str(error["type"])
+    if kind in _ERROR_REASONS:
+        return _ERROR_REASONS[kind]
+    if kind.endswith("_type"):
+        return Reason.WRONG_TYPE
+    if kind == "string_pattern_mismatch" and error["loc"][:1] == ("device_id",):
+        return Reason.INVALID_DEVICE_ID
+    return Reason.INVALID_VALUE
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    text = f"{where}: {error['msg']}"
+    if error["type"] != "missing":
+        shown = orjson.dumps(error["input"], default=str).decode()
+        text += f" (got {shown if len(shown) <= 80 else shown[:80] + '…'})"
+    return text
+
+
+def _validate(model: type[M], data: Any, what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as failure:
+        errors = failure.errors(include_url=False)
+        detail = f"{what} rejected: " + "; ".join(_describe(error) for error in errors[:5])
+        if len(errors) > 5:
+            detail += f"; and {len(errors) - 5} more"
+        raise RejectionError(_reason_of(errors[0]), detail) from None
+
+
+def _timestamp_ms(ts: datetime | None, received_at: datetime, limits: Limits) -> int:
+    if ts is None:
+        return epoch_ms(received_at)
+    if ts > received_at + timedelta(seconds=limits.max_clock_skew_s):
+        raise RejectionError(
+            Reason.TIMESTAMP_IN_FUTURE,
+            f"ts {ts.isoformat()} is more than {limits.max_clock_skew_s:g} s after the receive "
+            f"time {received_at.isoformat()}; check the controller's clock",
+        )
+    if ts < EARLIEST_TS:
+        raise RejectionError(
+            Reason.TIMESTAMP_TOO_OLD,
+            f"ts {ts.isoformat()} is before 2000-01-01; the controller's clock is probably unset",
+        )
+    return epoch_ms(ts)
+
+
+def _parse_json(payload: bytes, limits: Limits) -> Any:
+    if len(payload) > limits.max_payload_bytes:
+        raise RejectionError(
+            Reason.PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes, over the limit of {limits.max_payload_bytes}",
+        )
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RejectionError(
+            Reason.PAYLOAD_NOT_UTF8, f"payload is not UTF-8 (byte {error.start} is invalid)"
+        ) from None
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        raise RejectionError(Reason.PAYLOAD_NOT_JSON, f"payload is not JSON: {error}") from None
+
+
+def _reading_line(
+    topic: Topic, device_id: str, reading: Reading, received_at: datetime, limits: Limits
+) -> str:
+    ts_ms = _timestamp_ms(reading.ts, received_at, limits)
+    try:
+        return encode_reading(topic.zone, device_id, reading, ts_ms)
+    except EncodeError as error:  # the model's ranges make this unreachable; kept as a guard
+        raise RejectionError(Reason.INVALID_VALUE, f"reading cannot be encoded: {error}") from None
+
+
+def _decode_telemetry(
+    topic: Topic, body: Any, received_at: datetime, limits: Limits, out: Decoded, name: str
+) -> None:
+    if not isinstance(body, dict):
+        raise RejectionError(Reason.PAYLOAD_NOT_OBJECT, "a telemetry payload must be a JSON object")
+    reading = _validate(Reading, body, "reading")
+    if reading.device_id is not None and reading.device_id != topic.source_id:
+        raise RejectionError(
+            Reason.DEVICE_ID_MISMATCH,
+            f"device_id {reading.device_id!r} in the payload differs from "
+            f"{topic.source_id!r} in the topic",
+        )
+    out.unknown_fields += len(reading.model_extra or ())
+    line = _reading_line(topic, topic.source_id, reading, received_at, limits)
+    out.points.append(Point(line, name))
+
+
+def _decode_batch(
+    topic: Topic, body: Any, received_at: datetime, limits: Limits, out: Decoded, name: str
+) -> None:
+    if not isinstance(body, list):
+        raise RejectionError(
+            Reason.BATCH_NOT_ARRAY, "a batch payload must be a JSON array of readings"
+        )
+    if not body:
+        raise RejectionError(Reason.BATCH_EMPTY, "the batch holds no readings")
+    for index, element in enumerate(body):
+        try:
+            if not isinstance(element, dict):
+                raise RejectionError(
+                    Reason.PAYLOAD_NOT_OBJECT, "a batch element must be a JSON object"
+                )
+            reading = _validate(BatchReading, element, f"batch element {index}")
+            out.unknown_fields += len(reading.model_extra or ())
+            line = _reading_line(topic, reading.device_id, reading, received_at, limits)
+        except RejectionError as rejection:
+            out.dead_letters.append(
+                DeadLetter.of(
+                    received_at=received_at,
+                    topic=name,
+                    payload=orjson.dumps(element),
+                    reason=rejection.reason,
+                    detail=rejection.detail,
+                    index=index,
+                )
+            )
+        else:
+            out.points.append(Point(line, name))
+
+
+def _decode_status(
+    topic: Topic, body: Any, received_at: datetime, limits: Limits, out: Decoded, name: str
+) -> None:
+    if not isinstance(body, dict):
+        raise RejectionError(Reason.PAYLOAD_NOT_OBJECT, "a status payload must be a JSON object")
+    status = _validate(Status, body, "status")
+    if status.is_empty():
+        raise RejectionError(Reason.STATUS_EMPTY, "the status has none of online, faults, firmware")
+    out.unknown_fields += len(status.model_extra or ())
+    ts_ms = _timestamp_ms(status.ts, received_at, limits)
+    out.points.append(Point(encode_status(topic.zone, topic.source_id, status, ts_ms), name))
+
+
+_DECODERS = {
+    Kind.TELEMETRY: _decode_telemetry,
+    Kind.BATCH: _decode_batch,
+    Kind.STATUS: _decode_status,
+}
+
+
+def decode(name: str, payload: bytes, received_at: datetime, limits: Limits) -> Decoded:
+    """Decode one message published on topic `name`. Never raises for bad input."""
+    out = Decoded()
+    try:
+        try:
+            topic = parse_topic(name, limits.topic_root)
+        except TopicError as error:
+            raise RejectionError(error.reason, error.detail) from None
+        body = _parse_json(payload, limits)
+        _DECODERS[topic.kind](topic, body, received_at, limits, out, name)
+    except RejectionError as rejection:
+        out.dead_letters.append(
+            DeadLetter.of(
+                received_at=received_at,
+                topic=name,
+                payload=payload,
+                reason=rejection.reason,
+                detail=rejection.detail,
+            )
+        )
+    return out

@@ -1,0 +1,228 @@
+"""The InfluxDB sink: the last stage, and the one that makes a message safe to acknowledge.
+
+For each batch: dead letters are fsynced, points are written to InfluxDB — or, when it cannot
+take them, to the fsynced spool — and only then are the batch's messages acknowledged. A point
+InfluxDB refuses (4xx) is found by splitting the batch and dead-lettered; the rest is written.
+While the spool holds anything a replayer writes it back, oldest first, probing with backoff.
+"""
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from ingest.acks import Delivery
+from ingest.backoff import backoff_delay
+from ingest.deadletters import DeadLetterLog
+from ingest.decode import Point
+from ingest.errors import (
+    InfluxDatabaseMissingError,
+    InfluxRejectedError,
+    InfluxUnavailableError,
+)
+from ingest.influx import InfluxWriter
+from ingest.messages import Batch
+from ingest.metrics import IngestMetrics
+from ingest.spool import Segment, Spool, SpoolFullError
+from models import DeadLetter, Reason
+
+log = structlog.get_logger("luxtel.sink")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try InfluxDB before spooling, and how often to probe it while spooling."""
+
+    attempts: int = 3
+    min_delay_s: float = 0.2
+    max_delay_s: float = 30.0
+
+
+class Sink:
+    """Writes batches; calls `acknowledge` with each batch's deliveries once it is safe."""
+
+    def __init__(
+        self,
+        writer: InfluxWriter,
+        spool: Spool,
+        dead_letters: DeadLetterLog,
+        metrics: IngestMetrics,
+        acknowledge: Callable[[list[Delivery]], None],
+        *,
+        create_database: bool = True,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._writer = writer
+        self._spool = spool
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._acknowledge = acknowledge
+        self._create_database = create_database
+        self._retry = retry or RetryPolicy()
+        self._rng = random.Random()
+        self._influx_up = True
+        self._up = asyncio.Event()
+        self._up.set()
+        self._replayer: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._update_spool_metrics()
+        metrics.influx_up.set(1)
+
+    async def run(self, inbox: "asyncio.Queue[Batch | None]") -> None:
+        """Deliver batches until the end marker; the spool is left for the next run. A fatal
+        error in the replayer (bad credentials) ends this too."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            if len(self._spool):
+                log.info("spool_found", segments=len(self._spool), bytes=self._spool.bytes)
+                self._start_replay()
+            while (batch := await inbox.get()) is not None:
+                await self.deliver(batch)
+            if self._replayer is not None:
+                self._replayer.cancel()
+        self._group = None
+
+    async def deliver(self, batch: Batch) -> None:
+        """Make one batch safe, then acknowledge its messages."""
+        await self._dead_letters.keep(batch.dead_letters)
+        if batch.points:
+            await self._store(batch.points)
+        self._acknowledge(batch.deliveries)
+
+    async def wait_replayed(self) -> None:
+        """Until the spool is empty (for tests and `luxtel up`)."""
+        while self._replayer is not None and not self._replayer.done():
+            await asyncio.wait({self._replayer})
+
+    # ---- storing a batch ---------------------------------------------------------------
+
+    async def _store(self, points: list[Point]) -> None:
+        while True:
+            if not self._influx_up:
+                try:
+                    await asyncio.to_thread(self._spool.append, points)
+                except SpoolFullError as error:
+                    log.error("spool_full", detail=str(error), action="holding the batch")
+                    self._start_replay()
+                    await self._up.wait()
+                    continue
+                self._metrics.points_spooled.inc(len(points))
+                self._update_spool_metrics()
+                self._start_replay()
+                return
+            try:
+                await self._write_with_retries(points)
+                return
+            except InfluxUnavailableError as error:
+                self._mark_down(error)
+
+    async def _write_with_retries(self, points: list[Point]) -> None:
+        attempt = 0
+        created = False
+        while True:
+            try:
+                await self._write_or_split(points)
+                return
+            except InfluxDatabaseMissingError:
+                if not self._create_database or created:
+                    raise
+                await self._writer.create_database()
+                log.info("database_created", database=self._writer.target.database)
+                created = True
+            except InfluxUnavailableError:
+                attempt += 1
+                if attempt >= self._retry.attempts:
+                    raise
+                self._metrics.write_retries.inc()
+                await asyncio.sleep(
+                    backoff_delay(attempt - 1, self._retry.min_delay_s, 2.0, self._rng)
+                )
+
+    async def _write_or_split(self, points: list[Point]) -> None:
+        """Write `points`; when InfluxDB refuses the batch, halve it until the refused points
+        stand alone, dead-letter those and write the rest (rewriting a point that a partial
+        write already stored is harmless: it is the same point)."""
+        started = time.perf_counter()
+        try:
+            await self._writer.write([point.line for point in points])
+        except InfluxRejectedError as error:
+            if len(points) == 1:
+                await self._reject(points[0], error)
+                return
+            middle = len(points) // 2
+            await self._write_or_split(points[:middle])
+            await self._write_or_split(points[middle:])
+            return
+        self._metrics.write_seconds.observe(time.perf_counter() - started)
+        self._metrics.points_written.inc(len(points))
+        self._mark_up()
+
+    async def _reject(self, point: Point, error: InfluxRejectedError) -> None:
+        record = DeadLetter.of(
+            received_at=datetime.now(UTC),
+            topic=point.topic,
+            payload=point.line,
+            reason=Reason.INFLUX_REJECTED,
+            detail=f"InfluxDB refused this point ({error.status}): {error.message}",
+        )
+        await self._dead_letters.keep([record])
+
+    # ---- InfluxDB away: spool and replay -------------------------------------------------
+
+    def _mark_down(self, error: Exception) -> None:
+        if self._influx_up:
+            log.warning("influx_unavailable", error=str(error), action="spooling")
+        self._influx_up = False
+        self._up.clear()
+        self._metrics.influx_up.set(0)
+
+    def _mark_up(self) -> None:
+        if not self._influx_up:
+            log.info("influx_available", spooled_segments=len(self._spool))
+        self._influx_up = True
+        self._up.set()
+        self._metrics.influx_up.set(1)
+
+    def _start_replay(self) -> None:
+        if self._replayer is None or self._replayer.done():
+            spawn = self._group.create_task if self._group is not None else asyncio.create_task
+            self._replayer = spawn(self._replay(), name="spool-replay")
+
+    async def _replay(self) -> None:
+        attempt = 0
+        while (segment := self._spool.oldest()) is not None:
+            try:
+                points = await asyncio.to_thread(Spool.read, segment)
+            except (OSError, ValueError) as error:
+                self._quarantine(segment, error)
+                continue
+            try:
+                await self._write_with_retries(points)
+            except InfluxUnavailableError as error:
+                self._mark_down(error)
+                delay = backoff_delay(
+                    attempt, self._retry.min_delay_s, self._retry.max_delay_s, self._rng
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self._spool.remove(segment)
+            self._metrics.points_replayed.inc(len(points))
+            self._update_spool_metrics()
+        log.info("spool_replayed")
+
+    def _quarantine(self, segment: Segment, error: Exception) -> None:
+        """A segment that cannot be read is set aside for an operator, never deleted."""
+        target = segment.path.with_suffix(".corrupt")
+        segment.path.rename(target)
+        self._spool.remove(segment)
+        log.error("spool_segment_unreadable", path=str(target), error=str(error))
+
+    def _update_spool_metrics(self) -> None:
+        self._metrics.spool_bytes.set(self._spool.bytes)
+        self._metrics.spool_segments.set(len(self._spool))

@@ -1,0 +1,93 @@
+"""The two middle stages: decode messages into points, and gather them into batches.
+
+Each is `async def …(inbox, outbox, …)`, knows nothing of its neighbours, and passes the end
+marker `None` on after handing over everything it holds.
+"""
+
+import asyncio
+
+from ingest.decode import Limits, decode
+from ingest.messages import Batch, Inbound
+from ingest.metrics import IngestMetrics
+
+
+def decode_chunk(chunk: list[Inbound], limits: Limits, metrics: IngestMetrics) -> Batch:
+    """Decode a chunk of messages into one batch fragment. Retained messages replayed by the
+    broker are not written again (they are still acknowledged)."""
+    fragment = Batch()
+    unknown = 0
+    for message in chunk:
+        if message.delivery is not None:
+            fragment.deliveries.append(message.delivery)
+        if message.retained:
+            metrics.retained_skipped.inc()
+            continue
+        decoded = decode(message.topic, message.payload, message.received_at, limits)
+        fragment.points.extend(decoded.points)
+        fragment.dead_letters.extend(decoded.dead_letters)
+        unknown += decoded.unknown_fields
+    if unknown:
+        metrics.unknown_fields.inc(unknown)
+    return fragment
+
+
+async def decode_stage(
+    inbox: "asyncio.Queue[list[Inbound] | None]",
+    outbox: "asyncio.Queue[Batch | None]",
+    limits: Limits,
+    metrics: IngestMetrics,
+) -> None:
+    """Messages in, batch fragments out."""
+    while (chunk := await inbox.get()) is not None:
+        metrics.queue_depth.labels("received").set(inbox.qsize())
+        await outbox.put(decode_chunk(chunk, limits, metrics))
+    await outbox.put(None)
+
+
+async def batch_stage(
+    inbox: "asyncio.Queue[Batch | None]",
+    outbox: "asyncio.Queue[Batch | None]",
+    batch_size: int,
+    flush_interval_s: float,
+    metrics: IngestMetrics,
+) -> None:
+    """Fragments in, batches out: a batch leaves when it holds `batch_size` points or when its
+    first fragment has waited `flush_interval_s`, whichever comes first."""
+    loop = asyncio.get_running_loop()
+    pending = Batch()
+    deadline: float | None = None
+    getter: asyncio.Task[Batch | None] | None = None
+    try:
+        while True:
+            if getter is None:
+                getter = asyncio.ensure_future(inbox.get())
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            # A kept getter task rather than wait_for(): on 3.11 wait_for can lose the item
+            # it was waiting for when the timeout fires at the same moment.
+            done, _ = await asyncio.wait({getter}, timeout=timeout)
+            ended = False
+            if getter in done:
+                fragment, getter = getter.result(), None
+                metrics.queue_depth.labels("decoded").set(inbox.qsize())
+                if fragment is None:
+                    ended = True
+                else:
+                    pending.points.extend(fragment.points)
+                    pending.dead_letters.extend(fragment.dead_letters)
+                    pending.deliveries.extend(fragment.deliveries)
+                    if deadline is None:
+                        deadline = loop.time() + flush_interval_s
+            full = len(pending.points) >= batch_size
+            due = deadline is not None and loop.time() >= deadline
+            if (full or due or ended) and (
+                pending.points or pending.deliveries or pending.dead_letters
+            ):
+                await outbox.put(pending)
+                metrics.queue_depth.labels("batches").set(outbox.qsize())
+                pending, deadline = Batch(), None
+            if ended:
+                await outbox.put(None)
+                return
+    finally:
+        if getter is not None:
+            getter.cancel()

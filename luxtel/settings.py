@@ -1,0 +1,264 @@
+"""luxtel's configuration: one TOML file, every key overridable as `LUXTEL_<SECTION>__<KEY>`.
+
+Sources, strongest first: the environment, then the file, then the defaults declared here (each
+documented where it is declared; `luxtel config example` prints them as a commented TOML file).
+Secrets are `SecretStr` — never printed, logged or shown in `--help` — and may also be read from
+a file (`password_file`, `token_file`) so they need not sit in the environment.
+"""
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "LUXTEL_"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot work: one sentence naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(inline: SecretStr | None, file: Path | None, key: str) -> str | None:
+    if file is not None:
+        try:
+            return file.read_text().strip()
+        except OSError as error:
+            raise ValueError(f"cannot read {key}_file {str(file)!r}: {error.strerror}") from None
+    return inline.get_secret_value() if inline is not None else None
+
+
+class MqttSettings(_Section):
+    url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL: mqtt://host:port, or mqtts://host:port for TLS.",
+    )
+    username: str | None = Field(default=None, description="Broker username, if it wants one.")
+    password: SecretStr | None = Field(
+        default=None, description="Broker password (better: LUXTEL_MQTT__PASSWORD or a file)."
+    )
+    password_file: Path | None = Field(default=None, description="File holding the password.")
+    client_id: str = Field(
+        default="luxtel",
+        description="Client id of the persistent session; one per luxtel instance.",
+    )
+    topic_root: str = Field(default="lighting", description="luxtel subscribes to {root}/#.")
+    qos: Literal[0, 1] = Field(default=1, description="Subscription QoS; 1 loses nothing.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version. With 3.1.1 the broker's max_inflight_messages limits how "
+        "many unacknowledged messages luxtel may hold; raise it on the broker.",
+    )
+    session_expiry_s: int = Field(
+        default=7 * 86400, ge=0, description="MQTT 5: how long the broker keeps the session."
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=65535, description="MQTT keepalive.")
+    ca_file: Path | None = Field(default=None, description="CA bundle for mqtts://.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mqtts://).")
+    key_file: Path | None = Field(default=None, description="Client key (mqtts://).")
+    tls_check_hostname: bool = Field(
+        default=True, description="Check the broker's certificate names its host."
+    )
+    reconnect_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between reconnect attempts."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"{url!r} must look like mqtt://host:port or mqtts://host:port")
+        if parts.username or parts.password:
+            raise ValueError("must not hold credentials; set username and password instead")
+        return url
+
+    @field_validator("topic_root")
+    @classmethod
+    def _check_root(cls, root: str) -> str:
+        if not root or any(ch in root for ch in "+#\0") or root[0] == "/" or root[-1] == "/":
+            raise ValueError(f"{root!r} must be a plain topic, without wildcards or outer slashes")
+        if root == "luxtel" or root.startswith("luxtel/"):
+            raise ValueError("must not be under luxtel/, which holds luxtel's own output")
+        return root
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    def password_value(self) -> str | None:
+        return _read_secret(self.password, self.password_file, "password")
+
+
+class InfluxSettings(_Section):
+    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL.")
+    database: str = Field(default="lighting", description="Database (1.x) or mapped bucket.")
+    retention_policy: str | None = Field(default=None, description="Retention policy, if any.")
+    token: SecretStr | None = Field(default=None, description="Token (2.x/3.x v1 compat).")
+    token_file: Path | None = Field(default=None, description="File holding the token.")
+    username: str | None = Field(default=None, description="User (1.x auth).")
+    password: SecretStr | None = Field(default=None, description="Password (1.x auth).")
+    password_file: Path | None = Field(default=None, description="File holding the password.")
+    create_database: bool = Field(
+        default=True, description="Create the database when missing (InfluxDB 1.x only)."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one HTTP request.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} must look like http://host:8086")
+        if parts.username or parts.password:
+            raise ValueError("must not hold credentials; set username/password or token")
+        return url
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, name: str) -> str:
+        if not name or any(ch in name for ch in "\n\r\0"):
+            raise ValueError("must be a non-empty name on one line")
+        return name
+
+    def token_value(self) -> str | None:
+        return _read_secret(self.token, self.token_file, "token")
+
+    def password_value(self) -> str | None:
+        return _read_secret(self.password, self.password_file, "password")
+
+
+class IngestSettings(_Section):
+    batch_size: int = Field(default=5000, ge=1, le=100_000, description="Points per write.")
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="Longest a point waits for its batch to fill."
+    )
+    max_payload_bytes: int = Field(
+        default=1024 * 1024, ge=256, description="Larger messages are dead-lettered."
+    )
+    max_clock_skew_s: float = Field(
+        default=300, ge=0, description="How far in the future a ts may be."
+    )
+    spool_max_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=1024 * 1024,
+        description="Spool size limit; past it luxtel stops acknowledging and the broker holds "
+        "the messages.",
+    )
+
+
+class MetricsSettings(_Section):
+    enabled: bool = Field(default=True, description="Serve Prometheus /metrics.")
+    host: str = Field(default="127.0.0.1", description="Address of /metrics.")
+    port: int = Field(default=9108, ge=0, le=65535, description="Port of /metrics (0: any).")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    format: Literal["console", "json"] = Field(default="console")
+
+
+class InventorySettings(_Section):
+    path: Path | None = Field(default=None, description="The luminaire inventory CSV.")
+
+
+class RulesSettings(_Section):
+    path: Path | None = Field(default=None, description="The rules file (YAML).")
+
+
+class Settings(BaseSettings):
+    """Everything `luxtel run` needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    state_dir: Path = Field(
+        default=Path("state"), description="Spool, dead letter and rule state live here."
+    )
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+    inventory: InventorySettings = InventorySettings()
+    rules: RulesSettings = RulesSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over file over defaults; the file's contents come in as init arguments.
+        return (env_settings, init_settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def _sentence(error: ValidationError, origin: str) -> str:
+    first = error.errors(include_url=False)[0]
+    key = ".".join(str(part) for part in first["loc"] if part != "__root__")
+    message = first["msg"].removeprefix("Value error, ")
+    env = ENV_PREFIX + "__".join(str(p).upper() for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        message = "is not a known setting"
+    where = f" ({origin} or {env})" if key else f" ({origin})"
+    return f"{key or 'configuration'}: {message}{where}"
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Settings from `path` (or ./luxtel.toml when it exists, else defaults) and the
+    environment. Raises ConfigError with one sentence naming the key."""
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path is None and Path("luxtel.toml").exists():
+        path = Path("luxtel.toml")
+    if path is not None:
+        data = _read_toml(path)
+        origin = str(path)
+    try:
+        settings = Settings(**data)
+    except ValidationError as error:
+        raise ConfigError(_sentence(error, origin)) from None
+    for what, read in (
+        ("mqtt.password_file", settings.mqtt.password_value),
+        ("influx.password_file", settings.influx.password_value),
+        ("influx.token_file", settings.influx.token_value),
+    ):
+        try:
+            read()
+        except ValueError as error:
+            raise ConfigError(f"{what}: {error}") from None
+    if settings.inventory.path is not None and not settings.inventory.path.is_file():
+        raise ConfigError(f"inventory.path: {str(settings.inventory.path)!r} is not a file")
+    return settings
