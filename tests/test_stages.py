@@ -1,0 +1,76 @@
+"""The decode and batch stages, without servers: sizes, timing, the end marker, retained."""
+
+import asyncio
+from datetime import UTC, datetime
+
+from ingest.acks import Delivery
+from ingest.decode import Limits, Point
+from ingest.messages import Batch, Inbound
+from ingest.metrics import IngestMetrics
+from ingest.stages import batch_stage, decode_chunk
+
+LIMITS = Limits(topic_root="lighting")
+READING = b'{"lamp_on": true, "power_w": 10, "energy_wh": 5, "ts": 1795400000}'
+
+
+def fragment(n: int, start: int = 0) -> Batch:
+    return Batch(
+        points=[Point(f"m v={i}i", "t") for i in range(start, start + n)],
+        deliveries=[Delivery(1, i) for i in range(start, start + n)],
+    )
+
+
+async def collect(inbox: "asyncio.Queue[Batch | None]") -> list[Batch]:
+    out: list[Batch] = []
+    while (batch := await inbox.get()) is not None:
+        out.append(batch)
+    return out
+
+
+def run_batcher(
+    fragments: list[Batch | None], size: int, interval: float, gap_s: float = 0.0
+) -> list[Batch]:
+    async def main() -> list[Batch]:
+        inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+        outbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+        stage = asyncio.create_task(batch_stage(inbox, outbox, size, interval, IngestMetrics()))
+        for item in fragments:
+            await inbox.put(item)
+            await asyncio.sleep(gap_s)
+        result = await collect(outbox)
+        await stage
+        return result
+
+    return asyncio.run(main())
+
+
+def test_batches_leave_when_full_and_the_rest_at_the_end() -> None:
+    batches = run_batcher([fragment(3, 0), fragment(3, 3), fragment(3, 6), None], 5, 60)
+    assert [len(b) for b in batches] == [6, 3]
+    assert [d.position for b in batches for d in b.deliveries] == list(range(9))
+
+
+def test_batches_leave_when_their_time_is_up() -> None:
+    batches = run_batcher([fragment(1, 0), fragment(1, 1), None], 1000, 0.05, gap_s=0.2)
+    assert [len(b) for b in batches] == [1, 1]
+
+
+def test_acks_without_points_still_travel() -> None:
+    only_acks = Batch(deliveries=[Delivery(1, 0)])
+    batches = run_batcher([only_acks, None], 10, 0.01, gap_s=0.05)
+    assert [b.deliveries for b in batches] == [[Delivery(1, 0)]]
+
+
+def test_retained_messages_are_acknowledged_but_not_written() -> None:
+    now = datetime.now(UTC)
+    chunk = [
+        Inbound("lighting/z/d1/telemetry", READING, True, now, Delivery(1, 0)),
+        Inbound("lighting/z/d2/telemetry", READING, False, now, Delivery(1, 1)),
+        Inbound("lighting/z/d3/telemetry", b"junk", False, now, None),
+    ]
+    metrics = IngestMetrics()
+    result = decode_chunk(chunk, LIMITS, metrics)
+    assert [p.line.split(",")[1] for p in result.points] == ["device_id=d2"]
+    assert result.deliveries == [Delivery(1, 0), Delivery(1, 1)]
+    assert len(result.dead_letters) == 1
+    assert metrics.retained_skipped._value.get() == 1
