@@ -1,0 +1,289 @@
+"""Outages and crashes, with real servers: InfluxDB away, the broker restarting, luxtel killed.
+Nothing published at QoS 1 may be lost, and the process must never give up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from servers import InfluxDBServer, MosquittoServer, create_database
+from tests.support import (
+    LUXTEL,
+    Publisher,
+    RunningPipeline,
+    count,
+    make_settings,
+    reading,
+    settings_toml,
+    start_luxtel,
+    wait_until,
+)
+
+BASE_MS = int(time.time() * 1000) - 7_200_000
+
+
+def stream(root: str, start: int, n: int, devices: int = 50) -> list[tuple[str, bytes]]:
+    """`n` readings with distinct timestamps, spread over `devices` luminaires."""
+    return [
+        (f"{root}/z{i % 3}/lum-{i % devices}/telemetry", reading(BASE_MS + i, seq=i))
+        for i in range(start, start + n)
+    ]
+
+
+def test_influxdb_stopped_mid_stream_then_started_loses_nothing(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb_factory: Callable[..., InfluxDBServer],
+    topic_root: str,
+) -> None:
+    influx = influxdb_factory()
+    create_database(influx.url, "lighting")
+    settings = make_settings(tmp_path / "state", mosquitto.url, influx.url, "lighting", topic_root)
+    publisher = Publisher(mosquitto.url)
+    with RunningPipeline(settings) as running:
+        publisher.publish(stream(topic_root, 0, 2000))
+        wait_until(lambda: count(influx.url, "lighting", "telemetry") == 2000, what="first part")
+        influx.stop()
+        publisher.publish(stream(topic_root, 2000, 3000))
+        wait_until(
+            lambda: running.metric("luxtel_points_spooled_total") == 3000,
+            what="the second part in the spool",
+        )
+        assert list((tmp_path / "state" / "spool").glob("*.spool"))
+        time.sleep(3)  # a few replay probes fail while InfluxDB is away
+        assert running.alive
+        influx.start()
+        publisher.publish(stream(topic_root, 5000, 1000))
+        wait_until(lambda: count(influx.url, "lighting", "telemetry") == 6000, what="everything")
+        wait_until(
+            lambda: not list((tmp_path / "state" / "spool").glob("*.spool")),
+            what="an empty spool",
+            timeout=20,
+        )
+        spooled = running.metric("luxtel_points_spooled_total")
+        assert spooled >= 3000
+        assert running.metric("luxtel_points_replayed_total") == spooled
+    publisher.close()
+
+
+def test_broker_restart_reconnects_resubscribes_and_carries_on(
+    tmp_path: Path,
+    mosquitto_factory: Callable[..., MosquittoServer],
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    broker = mosquitto_factory()
+    settings = make_settings(tmp_path, broker.url, influxdb.url, influx_db, topic_root)
+    with RunningPipeline(settings) as running:
+        publisher = Publisher(broker.url)
+        publisher.publish(stream(topic_root, 0, 500))
+        publisher.close()
+        wait_until(lambda: count(influxdb.url, influx_db, "telemetry") == 500, what="before")
+        broker.restart()
+        running.wait_connected()
+        wait_until(lambda: running.metric("luxtel_mqtt_connects_total") >= 2, what="reconnect")
+        publisher = Publisher(broker.url)
+        publisher.publish(stream(topic_root, 500, 500))
+        publisher.close()
+        wait_until(lambda: count(influxdb.url, influx_db, "telemetry") == 1000, what="after")
+
+
+def test_messages_published_while_luxtel_is_down_are_kept_by_the_broker(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    settings = make_settings(tmp_path, mosquitto.url, influxdb.url, influx_db, topic_root)
+    with RunningPipeline(settings):
+        pass  # the first run makes the persistent session
+    publisher = Publisher(mosquitto.url)
+    publisher.publish(stream(topic_root, 0, 3000))
+    publisher.close()
+    with RunningPipeline(settings):
+        wait_until(lambda: count(influxdb.url, influx_db, "telemetry") == 3000, what="backlog")
+
+
+class BackgroundPublisher(threading.Thread):
+    def __init__(self, url: str, messages: list[tuple[str, bytes]]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.messages = url, messages
+        self.error: BaseException | None = None
+        self.published = 0
+
+    def run(self) -> None:
+        publisher = Publisher(self.url)
+        try:
+            for start in range(0, len(self.messages), 500):
+                self.published += publisher.publish(self.messages[start : start + 500])
+        except BaseException as error:
+            self.error = error
+        finally:
+            publisher.close()
+
+
+def test_kill_9_mid_stream_then_restart_loses_no_message(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    settings = make_settings(
+        tmp_path / "state",
+        mosquitto.url,
+        influxdb.url,
+        influx_db,
+        topic_root,
+        client_id=f"luxtel-kill-{topic_root[1:9]}",
+    )
+    config = tmp_path / "luxtel.toml"
+    config.write_text(settings_toml(settings))
+    log = tmp_path / "luxtel.log"
+    total = 20000
+    process = start_luxtel(config, log)
+    try:
+        time.sleep(2)
+        sender = BackgroundPublisher(mosquitto.url, stream(topic_root, 0, total))
+        sender.start()
+        for threshold in (3000, 9000):
+
+            def reached(threshold: int = threshold) -> bool:
+                return count(influxdb.url, influx_db, "telemetry") >= threshold
+
+            wait_until(reached, what=f"{threshold} points before the kill")
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            process = start_luxtel(config, log)
+        sender.join(120)
+        assert sender.error is None
+        assert sender.published == total
+        wait_until(
+            lambda: count(influxdb.url, influx_db, "telemetry") == total,
+            timeout=120,
+            what="every message after two kills",
+        )
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert process.returncode == 0, log.read_text()[-3000:]
+
+
+def test_kill_9_while_spooling_then_restart_replays_the_spool(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb_factory: Callable[..., InfluxDBServer],
+    topic_root: str,
+) -> None:
+    influx = influxdb_factory()
+    create_database(influx.url, "lighting")
+    settings = make_settings(
+        tmp_path / "state",
+        mosquitto.url,
+        influx.url,
+        "lighting",
+        topic_root,
+        client_id=f"luxtel-spool-{topic_root[1:9]}",
+    )
+    config = tmp_path / "luxtel.toml"
+    config.write_text(settings_toml(settings))
+    log = tmp_path / "luxtel.log"
+    process = start_luxtel(config, log)
+    try:
+        time.sleep(2)
+        influx.stop()
+        publisher = Publisher(mosquitto.url)
+        publisher.publish(stream(topic_root, 0, 4000))
+        spool = tmp_path / "state" / "spool"
+        wait_until(lambda: len(list(spool.glob("*.spool"))) >= 2, what="spooled batches")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        influx.start()
+        process = start_luxtel(config, log)
+        publisher.publish(stream(topic_root, 4000, 1000))
+        publisher.close()
+        wait_until(
+            lambda: count(influx.url, "lighting", "telemetry") == 5000,
+            timeout=90,
+            what="spool and stream",
+        )
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_sigterm_drains_and_exits_0(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    settings = make_settings(
+        tmp_path / "state",
+        mosquitto.url,
+        influxdb.url,
+        influx_db,
+        topic_root,
+        flush_interval_s=30,
+        batch_size=100000,
+    )
+    config = tmp_path / "luxtel.toml"
+    config.write_text(settings_toml(settings))
+    log = tmp_path / "luxtel.log"
+    process = start_luxtel(config, log)
+    wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
+    publisher = Publisher(mosquitto.url)
+    publisher.publish(stream(topic_root, 0, 700))
+    publisher.close()
+    time.sleep(1)
+    assert count(influxdb.url, influx_db, "telemetry") == 0  # held in a 30 s batch
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0, log.read_text()[-3000:]
+    assert count(influxdb.url, influx_db, "telemetry") == 700
+
+
+def test_bad_configuration_exits_2_with_one_sentence(tmp_path: Path) -> None:
+    config = tmp_path / "luxtel.toml"
+    config.write_text('[mqtt]\nurl = "mqtt://broker"\n[ingest]\nbatch_size = "big"\n')
+    done = subprocess.run(
+        [*LUXTEL, "run", "-c", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "ingest.batch_size" in done.stderr
+
+
+def test_influx_refusing_the_credentials_stops_with_exit_1(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb_factory: Callable[..., InfluxDBServer],
+    topic_root: str,
+) -> None:
+    influx = influxdb_factory(auth_enabled=True, admin_password="right-password")
+    settings = make_settings(tmp_path / "state", mosquitto.url, influx.url, "lighting", topic_root)
+    config = tmp_path / "luxtel.toml"
+    text = settings_toml(settings).replace(
+        "[influx]\n",
+        '[influx]\nusername = "admin"\npassword_file = "' + str(tmp_path / "pw") + '"\n',
+    )
+    config.write_text(text)
+    (tmp_path / "pw").write_text("wrong-password\n")
+    done = subprocess.run(
+        [*LUXTEL, "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "refused the credentials" in done.stderr
+    assert "wrong-password" not in done.stderr
