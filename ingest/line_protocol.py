@@ -1,12 +1,13 @@
 """InfluxDB line protocol, written so that what is accepted reads back exactly as it was given.
 
-InfluxDB 1.x does not escape backslashes in names and tags, so a name or tag containing one (or a
-newline) has no faithful encoding: such input is refused with `EncodeError` rather than written
-wrong. Field types are fixed by the caller (an `int` is always `…i`, a `float` never is), which is
-what keeps a batch from ever meeting a field type conflict.
+InfluxDB 1.x does not escape backslashes in names and tags, so a name or tag containing one (or
+a control character) has no faithful encoding: such input is refused with `EncodeError` rather
+than written wrong. Field types are fixed by the caller (an `int` is always `…i`, a `float`
+never is), which is what keeps a batch from ever meeting a field type conflict.
 """
 
 import math
+import re
 from collections.abc import Mapping
 
 from models import Reading, Status
@@ -18,7 +19,8 @@ MAX_STRING_BYTES = 64 * 1024 - 1
 """InfluxDB 1.x truncates or rejects longer string fields."""
 
 _RESERVED_KEYS = frozenset({"time", "_field", "_measurement"})
-_FORBIDDEN = ("\\", "\n", "\r")
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+"""Backslashes and control characters: no faithful encoding in names and tag values."""
 _NAME_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
@@ -31,8 +33,8 @@ class EncodeError(ValueError):
 def _check_name(kind: str, name: str) -> None:
     if not name:
         raise EncodeError(f"{kind} is empty")
-    if any(char in name for char in _FORBIDDEN):
-        raise EncodeError(f"{kind} {name[:64]!r} contains a backslash or a line break")
+    if _FORBIDDEN.search(name):
+        raise EncodeError(f"{kind} {name[:64]!r} contains a backslash or a control character")
 
 
 def _key(kind: str, name: str) -> str:
