@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from servers import InfluxDBServer, MosquittoServer
+from servers import InfluxDBServer, MosquittoServer, query
 from tests.support import (
     Publisher,
     RunningPipeline,
@@ -237,3 +238,72 @@ def test_retained_messages_are_not_written_again(
     publisher.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
     publisher.close()
     assert count(influxdb.url, influx_db, "status") == 0
+
+
+def test_points_influxdb_refuses_are_dead_lettered_and_the_rest_written(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    query(
+        influxdb.url,
+        f'CREATE RETENTION POLICY "short" ON "{influx_db}" DURATION 1h REPLICATION 1 DEFAULT',
+    )
+    settings = make_settings(tmp_path, mosquitto.url, influxdb.url, influx_db, topic_root)
+    now_ms = int(time.time() * 1000)
+    recent = [
+        (f"{topic_root}/n/lum-{i}/telemetry", reading(now_ms - 60_000 - i)) for i in range(10)
+    ]
+    too_old = [
+        (f"{topic_root}/n/old-{i}/telemetry", reading(now_ms - 3 * 3_600_000 - i)) for i in range(3)
+    ]
+    with RunningPipeline(settings):
+        publisher = Publisher(mosquitto.url)
+        publisher.publish(recent[:5] + too_old + recent[5:])
+        publisher.close()
+        deadletter = tmp_path / "deadletter.jsonl"
+        wait_until(
+            lambda: deadletter.exists() and len(deadletter.read_text().splitlines()) == 3,
+            what="the refused points in the dead letter",
+        )
+        wait_until(lambda: count(influxdb.url, influx_db, "telemetry") == 10, what="the rest")
+    records = [json.loads(line) for line in deadletter.read_text().splitlines()]
+    assert {r["reason"] for r in records} == {"influx_rejected"}
+    assert sorted(r["topic"] for r in records) == sorted(t for t, _ in too_old)
+    assert all("retention" in r["detail"] for r in records)
+    assert all(r["payload"].startswith("telemetry,device_id=old-") for r in records)
+
+
+def test_metrics_endpoint_serves_the_pipeline_counters(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    settings = make_settings(tmp_path, mosquitto.url, influxdb.url, influx_db, topic_root)
+    settings = settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"enabled": True, "port": 0})}
+    )
+    with RunningPipeline(settings) as running:
+        publisher = Publisher(mosquitto.url)
+        publisher.publish(
+            [
+                (f"{topic_root}/n/lum-1/telemetry", reading(BASE_MS)),
+                (f"{topic_root}/n/lum-1/telemetry", b"{}"),
+            ]
+        )
+        publisher.close()
+        wait_until(lambda: running.metric("luxtel_points_written_total") == 1, what="a write")
+        assert running.pipeline is not None
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{running.pipeline.metrics_port}/metrics", timeout=10
+        ) as response:
+            text = response.read().decode()
+    assert "luxtel_messages_received_total 2.0" in text
+    assert 'luxtel_rejected_total{reason="missing_field"} 1.0' in text
+    assert "luxtel_points_written_total 1.0" in text
+    assert "luxtel_write_seconds_count" in text
+    assert "luxtel_spool_bytes 0.0" in text

@@ -287,3 +287,34 @@ def test_influx_refusing_the_credentials_stops_with_exit_1(
     assert done.returncode == 1, done.stderr
     assert "refused the credentials" in done.stderr
     assert "wrong-password" not in done.stderr
+
+
+def test_a_full_spool_holds_back_acknowledgements_and_loses_nothing(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb_factory: Callable[..., InfluxDBServer],
+    topic_root: str,
+) -> None:
+    influx = influxdb_factory()
+    create_database(influx.url, "lighting")
+    settings = make_settings(tmp_path / "state", mosquitto.url, influx.url, "lighting", topic_root)
+    settings = settings.model_copy(
+        update={"ingest": settings.ingest.model_copy(update={"spool_max_bytes": 1024 * 1024})}
+    )
+    publisher = Publisher(mosquitto.url)
+    with RunningPipeline(settings) as running:
+        influx.stop()
+        publisher.publish(stream(topic_root, 0, 30000))
+        wait_until(lambda: running.metric("luxtel_spool_bytes") > 900 * 1024, what="a full spool")
+        time.sleep(2)
+        spooled = running.metric("luxtel_points_spooled_total")
+        assert 0 < spooled < 30000
+        assert running.metric("luxtel_unacked_messages") > 0
+        assert running.alive
+        influx.start()
+        wait_until(
+            lambda: count(influx.url, "lighting", "telemetry") == 30000,
+            timeout=120,
+            what="every message once InfluxDB is back",
+        )
+    publisher.close()
