@@ -38,6 +38,8 @@ log = structlog.get_logger("luxtel.mqtt")
 READ_BURST = 256
 """Packets read per readable event at most: one hand-off downstream per burst, not per message."""
 
+OUTPUT_QUEUE_LIMIT = 10_000
+
 _FATAL_CONNACK = {
     # MQTT 5 reason codes (3.1.1 return codes 2, 4, 5 are mapped to these by paho).
     133: "the broker rejected the client id",
@@ -208,7 +210,9 @@ class MqttSource:
                 keyfile=str(target.key_file) if target.key_file else None,
             )
             client.tls_insecure_set(not target.tls_check_hostname)
-        client.max_queued_messages_set(0)
+        # luxtel's own output waiting for a connection; the dead-letter file is the record, so
+        # past this bound the MQTT copies are not queued (paho returns MQTT_ERR_QUEUE_SIZE).
+        client.max_queued_messages_set(OUTPUT_QUEUE_LIMIT)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -13,7 +13,12 @@ from prometheus_client import start_http_server
 
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Limits
-from ingest.errors import FatalInfluxError, InfluxUnavailableError, MqttConnectError
+from ingest.errors import (
+    FatalInfluxError,
+    InfluxRejectedError,
+    InfluxUnavailableError,
+    MqttConnectError,
+)
 from ingest.influx import InfluxTarget, InfluxWriter
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
@@ -164,6 +169,12 @@ class Pipeline:
             await writer.create_database()
         except InfluxUnavailableError as error:
             log.warning("influx_unavailable_at_start", error=str(error), action="will spool")
+        except InfluxRejectedError as error:
+            log.warning(
+                "database_not_created",
+                error=str(error),
+                hint="on InfluxDB 2.x/3.x create the bucket and its v1 mapping (see README)",
+            )
 
     async def wait_connected(self) -> None:
         """Until the source holds a broker connection (for tests and `luxtel up`)."""
