@@ -43,8 +43,9 @@ OUTPUT_QUEUE_LIMIT = 10_000
 _FATAL_CONNACK = {
     # MQTT 5 reason codes (3.1.1 return codes 2, 4, 5 are mapped to these by paho).
     133: "the broker rejected the client id",
-    134: "the broker refused the username or password",
-    135: "the broker says this client is not authorised",
+    134: "the broker refused the username or password (check mqtt.username and the password)",
+    135: "the broker refused this client as not authorised (check mqtt.username, the password "
+    "and the broker's ACL)",
     138: "the broker has banned this client",
     140: "the broker refused the authentication method",
 }
@@ -134,6 +135,12 @@ class MqttSource:
                 await self._connect()
             except MqttConnectError:
                 raise
+            except ssl.SSLCertVerificationError as error:
+                # An untrusted, expired or misnamed certificate will not fix itself: stop.
+                raise MqttConnectError(
+                    f"{self._where}: the broker's TLS certificate was refused: "
+                    f"{error.verify_message or error.reason}"
+                ) from None
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as error:
                 delay = backoff_delay(
                     attempt, self.target.reconnect_min_s, self.target.reconnect_max_s, self._rng
