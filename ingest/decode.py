@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from ingest.line_protocol import EncodeError, encode_reading, encode_status
+from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Reading, Reason, Status
 from models.timestamps import epoch_ms
@@ -218,14 +219,27 @@ _DECODERS = {
 }
 
 
-def decode(name: str, payload: bytes, received_at: datetime, limits: Limits) -> Decoded:
-    """Decode one message published on topic `name`. Never raises for bad input."""
+def decode(
+    name: str,
+    payload: bytes,
+    received_at: datetime,
+    limits: Limits,
+    limiter: RateLimiter | None = None,
+) -> Decoded:
+    """Decode one message published on topic `name`. Never raises for bad input. With a
+    `limiter`, a device or gateway over its message rate has the excess dead-lettered."""
     out = Decoded()
     try:
         try:
             topic = parse_topic(name, limits.topic_root)
         except TopicError as error:
             raise RejectionError(error.reason, error.detail) from None
+        if limiter is not None and not limiter.allow(topic.source_id, received_at.timestamp()):
+            raise RejectionError(
+                Reason.RATE_LIMITED,
+                f"{topic.source_id!r} sent more than {limiter.rate:g} messages/s (bursts of "
+                f"{limiter.burst:g}); the excess is kept here rather than written",
+            )
         body = _parse_json(payload, limits)
         _DECODERS[topic.kind](topic, body, received_at, limits, out, name)
     except RejectionError as rejection:

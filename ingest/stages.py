@@ -9,9 +9,15 @@ import asyncio
 from ingest.decode import Limits, decode
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
+from ingest.rate_limit import RateLimiter
 
 
-def decode_chunk(chunk: list[Inbound], limits: Limits, metrics: IngestMetrics) -> Batch:
+def decode_chunk(
+    chunk: list[Inbound],
+    limits: Limits,
+    metrics: IngestMetrics,
+    limiter: RateLimiter | None = None,
+) -> Batch:
     """Decode a chunk of messages into one batch fragment. Retained messages replayed by the
     broker are not written again (they are still acknowledged)."""
     fragment = Batch()
@@ -22,7 +28,7 @@ def decode_chunk(chunk: list[Inbound], limits: Limits, metrics: IngestMetrics) -
         if message.retained:
             metrics.retained_skipped.inc()
             continue
-        decoded = decode(message.topic, message.payload, message.received_at, limits)
+        decoded = decode(message.topic, message.payload, message.received_at, limits, limiter)
         fragment.points.extend(decoded.points)
         fragment.dead_letters.extend(decoded.dead_letters)
         unknown += decoded.unknown_fields
@@ -36,11 +42,12 @@ async def decode_stage(
     outbox: "asyncio.Queue[Batch | None]",
     limits: Limits,
     metrics: IngestMetrics,
+    limiter: RateLimiter | None = None,
 ) -> None:
     """Messages in, batch fragments out."""
     while (chunk := await inbox.get()) is not None:
         metrics.queue_depth.labels("received").set(inbox.qsize())
-        await outbox.put(decode_chunk(chunk, limits, metrics))
+        await outbox.put(decode_chunk(chunk, limits, metrics, limiter))
     await outbox.put(None)
 
 

@@ -23,6 +23,7 @@ from ingest.influx import InfluxTarget, InfluxWriter
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import MqttSource, MqttTarget
+from ingest.rate_limit import RateLimiter
 from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
@@ -150,7 +151,8 @@ class Pipeline:
                     name="batcher",
                 )
                 group.create_task(
-                    decode_stage(received, decoded, limits, self.metrics), name="decoder"
+                    decode_stage(received, decoded, limits, self.metrics, self._limiter()),
+                    name="decoder",
                 )
                 group.create_task(source.run(), name="mqtt-source")
                 self.source = source
@@ -161,6 +163,12 @@ class Pipeline:
                 await sink_task
                 await source.close()
         log.info("stopped")
+
+    def _limiter(self) -> RateLimiter | None:
+        ingest = self.settings.ingest
+        if ingest.device_rate_per_s == 0:
+            return None
+        return RateLimiter(ingest.device_rate_per_s, ingest.device_burst)
 
     async def _prepare_database(self, writer: InfluxWriter) -> None:
         if not self.settings.influx.create_database:

@@ -154,6 +154,18 @@ class IngestSettings(_Section):
     max_clock_skew_s: float = Field(
         default=300, ge=0, description="How far in the future a ts may be."
     )
+    device_rate_per_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Messages per second one device or gateway may send on average (0: no "
+        "limit); the excess is dead-lettered as rate_limited.",
+    )
+    device_burst: int = Field(
+        default=300,
+        ge=1,
+        description="Messages a device may send at once above its rate (a controller "
+        "replaying its buffer after an outage).",
+    )
     spool_max_bytes: int = Field(
         default=2 * 1024**3,
         ge=1024 * 1024,

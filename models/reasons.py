@@ -32,4 +32,5 @@ class Reason(StrEnum):
     DEVICE_ID_MISMATCH = "device_id_mismatch"
     INVALID_DEVICE_ID = "invalid_device_id"
     STATUS_EMPTY = "status_empty"
+    RATE_LIMITED = "rate_limited"
     INFLUX_REJECTED = "influx_rejected"

@@ -40,7 +40,11 @@ def make_settings(
     client_id: str | None = None,
     batch_size: int = 500,
     flush_interval_s: float = 0.2,
+    device_rate_per_s: float = 0,
+    device_burst: int = 300,
 ) -> Settings:
+    """Settings for a test. The per-device rate limit is off unless asked for: the tests
+    publish thousands of readings per device in seconds."""
     return Settings(
         state_dir=state_dir,
         mqtt=MqttSettings(
@@ -50,7 +54,12 @@ def make_settings(
             reconnect_max_s=2.0,
         ),
         influx=InfluxSettings(url=influx_url, database=database, timeout_s=3.0),
-        ingest=IngestSettings(batch_size=batch_size, flush_interval_s=flush_interval_s),
+        ingest=IngestSettings(
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+            device_rate_per_s=device_rate_per_s,
+            device_burst=device_burst,
+        ),
         metrics=MetricsSettings(enabled=False),
     )
 
@@ -65,6 +74,8 @@ def settings_toml(settings: Settings) -> str:
         "timeout_s = 3.0\n"
         f"[ingest]\nbatch_size = {settings.ingest.batch_size}\n"
         f"flush_interval_s = {settings.ingest.flush_interval_s}\n"
+        f"device_rate_per_s = {settings.ingest.device_rate_per_s}\n"
+        f"device_burst = {settings.ingest.device_burst}\n"
         "[metrics]\nenabled = false\n"
     )
 
@@ -120,9 +131,9 @@ class RunningPipeline:
         if self.error is not None:
             raise self.error
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str, **labels: str) -> float:
         assert self.pipeline is not None
-        value = self.pipeline.metrics.registry.get_sample_value(name)
+        value = self.pipeline.metrics.registry.get_sample_value(name, labels or None)
         return value or 0.0
 
 

@@ -307,3 +307,56 @@ def test_metrics_endpoint_serves_the_pipeline_counters(
     assert "luxtel_points_written_total 1.0" in text
     assert "luxtel_write_seconds_count" in text
     assert "luxtel_spool_bytes 0.0" in text
+
+
+def test_one_flooding_device_cannot_starve_the_others(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        mosquitto.url,
+        influxdb.url,
+        influx_db,
+        topic_root,
+        device_rate_per_s=5,
+        device_burst=100,
+    )
+    flood = [(f"{topic_root}/n/noisy/telemetry", reading(BASE_MS + i)) for i in range(3000)]
+    quiet = [(f"{topic_root}/n/lum-{i}/telemetry", reading(BASE_MS + i)) for i in range(200)]
+    mixed = [m for pair in zip(flood[:200], quiet, strict=True) for m in pair] + flood[200:]
+    with RunningPipeline(settings) as running:
+        publisher = Publisher(mosquitto.url)
+        started = time.monotonic()
+        publisher.publish(mixed)
+        publisher.close()
+        wait_until(
+            lambda: running.metric("luxtel_messages_received_total") == len(mixed),
+            what="everything received",
+        )
+        elapsed = time.monotonic() - started
+        wait_until(
+            lambda: (
+                count(influxdb.url, influx_db, "telemetry")
+                + (running.metric("luxtel_rejected_total", reason="rate_limited") or 0)
+                >= len(mixed)
+            ),
+            what="every message written or dead-lettered",
+        )
+    written = rows(
+        influxdb.url, influx_db, "SELECT COUNT(power_w) FROM telemetry GROUP BY device_id"
+    )
+    assert len(written) == 201
+    noisy = [
+        r["count"]
+        for r in rows(
+            influxdb.url, influx_db, "SELECT COUNT(power_w) FROM telemetry WHERE device_id='noisy'"
+        )
+    ]
+    assert noisy[0] <= 100 + 5 * (elapsed + 1)
+    records = (tmp_path / "deadletter.jsonl").read_text().splitlines()
+    assert len(records) == 3000 - noisy[0]
+    assert all('"rate_limited"' in line for line in records)
