@@ -12,6 +12,11 @@ import typer
 from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
+from luxtel.up import default_console, run_up
+from servers import ServerError
+from simulator.command import simulate
+from simulator.config import ConfigError as SimulationConfigError
+from simulator.config import SimulationConfig
 
 app = typer.Typer(
     help="luxtel: street-lighting telemetry from MQTT into InfluxDB, with alerts for crews.",
@@ -65,6 +70,52 @@ def run(config: ConfigOption = None) -> None:
     except PipelineFailedError as error:
         structlog.get_logger("luxtel").error("failed", error=str(error))
         raise fail(str(error), 1) from None
+
+
+app.command("simulate")(simulate)
+
+
+@app.command()
+def up(
+    config: ConfigOption = None,
+    devices: Annotated[int, typer.Option("--devices", "-n", help="Luminaires.")] = 1000,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per wall second.")] = 60.0,
+    hours_back: Annotated[
+        float, typer.Option(help="The fleet starts this many hours ago and catches up with now.")
+    ] = 18.0,
+    interval: Annotated[int, typer.Option(help="Seconds between a luminaire's reports.")] = 900,
+    faults: Annotated[
+        str, typer.Option(help="Fault injection, KIND=FRACTION,… (see `luxtel simulate --help`).")
+    ] = "lamp_failure=0.02,day_burning=0.01,offline=0.01",
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
+    centre: Annotated[str, typer.Option(help="City centre as LAT,LON.")] = "31.2304,121.4737",
+    tz: Annotated[str, typer.Option(help="IANA time zone of the city.")] = "Asia/Shanghai",
+) -> None:
+    """Start a local Mosquitto and InfluxDB, the pipeline and a simulated city; Ctrl-C stops."""
+    settings = settings_or_exit(config)
+    try:
+        lat, lon = (float(part) for part in centre.split(","))
+        fleet = SimulationConfig(
+            devices=devices,
+            speed=speed,
+            interval_s=interval,
+            faults=faults,
+            seed=seed,
+            centre_lat=lat,
+            centre_lon=lon,
+            tz=tz,
+        )
+        fleet.validate()
+    except (ValueError, SimulationConfigError) as error:
+        raise fail(f"bad option: {error}", 2) from None
+    up_dir = settings.state_dir / "up"
+    up_dir.mkdir(parents=True, exist_ok=True)
+    with (up_dir / "luxtel.log").open("a") as log_file:
+        configure_logging(settings.log.level, settings.log.format, to=log_file)
+        try:
+            asyncio.run(run_up(settings, fleet, hours_back, default_console()))
+        except (PipelineFailedError, ServerError, OSError) as error:
+            raise fail(str(error), 1) from None
 
 
 def main() -> None:

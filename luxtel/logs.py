@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
@@ -13,12 +14,13 @@ _LEVELS = {
 }
 
 
-def configure_logging(level: str = "info", fmt: str = "console") -> None:
-    """Configure structlog for the process (stderr, ISO timestamps)."""
+def configure_logging(level: str = "info", fmt: str = "console", to: TextIO | None = None) -> None:
+    """Configure structlog for the process (stderr unless `to`, ISO timestamps)."""
+    stream = to or sys.stderr
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(
         processors=[
@@ -28,6 +30,6 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )

@@ -1,0 +1,195 @@
+"""`luxtel up`: the whole system on one machine, for a first look.
+
+Starts (or reuses, when URLs are configured) a Mosquitto and an InfluxDB with their data under
+`{state_dir}/up/`, runs the pipeline in this process and a simulated fleet beside it in accelerated
+time, and shows what flows until Ctrl-C; then the fleet stops first, the pipeline drains, and the
+servers stop. The data stays for the next `luxtel up`.
+"""
+
+import asyncio
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+from rich.console import Console
+from rich.live import Live
+
+from ingest.influx import InfluxWriter
+from luxtel.live_view import Counters, FleetNow, Where, fleet_now, render, summary_line
+from luxtel.local_stack import LocalStack, port_is_free
+from luxtel.pipeline import Pipeline, influx_target
+from luxtel.settings import Settings
+from simulator.config import SimulationConfig
+from simulator.runner import Progress, run_simulation
+
+log = structlog.get_logger("luxtel.up")
+
+REFRESH_S = 0.5
+PLAIN_EVERY_S = 5.0
+
+
+@dataclass
+class SimulationState:
+    """What the fleet's thread reports, read by the view."""
+
+    sim_ms: int | None = None
+    sent: int = 0
+    finished: bool = False
+    error: BaseException | None = None
+
+
+def local_settings(settings: Settings, stack: LocalStack, state_dir: Path) -> Settings:
+    """The settings pointed at the local stack, with the pipeline's state under `state_dir`
+    and /metrics on its configured port, or another when that one is taken."""
+    assert stack.mqtt_url is not None
+    assert stack.influx_url is not None
+    metrics = settings.metrics
+    if metrics.enabled and metrics.port and not port_is_free(metrics.port, metrics.host):
+        metrics = metrics.model_copy(update={"port": 0})
+    return settings.model_copy(
+        update={
+            "state_dir": state_dir,
+            "mqtt": settings.mqtt.model_copy(update={"url": stack.mqtt_url}),
+            "influx": settings.influx.model_copy(update={"url": stack.influx_url}),
+            "metrics": metrics,
+        }
+    )
+
+
+def fleet_config(
+    base: SimulationConfig, settings: Settings, hours_back: float, up_dir: Path
+) -> SimulationConfig:
+    """The simulated fleet: starting `hours_back` ago, catching up with now at `base.speed`."""
+    start = datetime.now(UTC) - timedelta(hours=hours_back)
+    return replace(
+        base,
+        start=start.replace(microsecond=0),
+        mqtt_url=settings.mqtt.url,
+        topic_root=settings.mqtt.topic_root,
+        inventory_path=up_dir / "inventory.csv",
+        ground_truth_path=up_dir / "faults.csv",
+        energy_truth_path=up_dir / "energy-truth.csv",
+        client_id="luxtel-up-fleet",
+    )
+
+
+async def run_up(
+    settings: Settings,
+    fleet: SimulationConfig,
+    hours_back: float,
+    console: Console,
+) -> None:
+    """Run the local stack until SIGINT/SIGTERM."""
+    up_dir = settings.state_dir / "up"
+    configured = settings.mqtt.model_fields_set, settings.influx.model_fields_set
+    stack = LocalStack(
+        up_dir,
+        mqtt_url=settings.mqtt.url if "url" in configured[0] else None,
+        influx_url=settings.influx.url if "url" in configured[1] else None,
+    )
+    with stack:
+        local = local_settings(settings, stack, up_dir / "luxtel")
+        pipeline = Pipeline(local)
+        fleet = fleet_config(fleet, local, hours_back, up_dir)
+        state = SimulationState()
+        stop_fleet = threading.Event()
+        stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def request_stop() -> None:
+            stop_fleet.set()
+            stop_requested.set()
+
+        def fleet_failed() -> None:
+            loop.call_soon_threadsafe(request_stop)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, request_stop)
+        where = Where(
+            mqtt_url=local.mqtt.url,
+            influx_url=local.influx.url,
+            database=local.influx.database,
+            state_dir=str(up_dir.resolve()),
+            topic_root=local.mqtt.topic_root,
+        )
+        log.info("up", mqtt=where.mqtt_url, influx=where.influx_url, state=where.state_dir)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(pipeline.run(), name="pipeline")
+                await pipeline.wait_connected()
+                fleet_task = group.create_task(
+                    asyncio.to_thread(_run_fleet, fleet, stop_fleet, state, fleet_failed),
+                    name="fleet",
+                )
+                group.create_task(
+                    _show(pipeline, local, where, state, console, stop_requested), name="view"
+                )
+                await stop_requested.wait()
+                await fleet_task
+                pipeline.stop.set()
+        finally:
+            stop_fleet.set()  # whatever ended the group, the fleet's thread must end too
+        if state.error is not None:
+            raise state.error
+
+
+def _run_fleet(
+    config: SimulationConfig,
+    stop: threading.Event,
+    state: SimulationState,
+    on_failure: Callable[[], None],
+) -> None:
+    def progress(report: Progress) -> None:
+        state.sim_ms = report.sim_ms
+        state.sent = report.sent
+
+    try:
+        run_simulation(config, stop, progress)
+    except BaseException as error:  # raised once everything has stopped
+        state.error = error
+        on_failure()
+    finally:
+        state.finished = True
+
+
+async def _show(
+    pipeline: Pipeline,
+    settings: Settings,
+    where: Where,
+    state: SimulationState,
+    console: Console,
+    stop: asyncio.Event,
+) -> None:
+    counters = Counters()
+    fleet = FleetNow()
+    async with InfluxWriter(influx_target(settings)) as writer:
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=1 / REFRESH_S, transient=False) as live:
+                while not stop.is_set():
+                    counters.update(pipeline.metrics.registry)
+                    fleet = await fleet_now(writer, window_s=2 * 900)
+                    live.update(render(counters, fleet, where, _sim_text(state)))
+                    await asyncio.sleep(REFRESH_S)
+        else:
+            console.print(render(counters, fleet, where, _sim_text(state)))
+            while not stop.is_set():
+                await asyncio.sleep(PLAIN_EVERY_S)
+                counters.update(pipeline.metrics.registry)
+                fleet = await fleet_now(writer, window_s=2 * 900)
+                console.print(f"{_sim_text(state)} · {summary_line(counters, fleet)}")
+
+
+def _sim_text(state: SimulationState) -> str:
+    if state.sim_ms is None:
+        return "starting"
+    moment = datetime.fromtimestamp(state.sim_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{moment}{' (finished)' if state.finished else ''}"
+
+
+def default_console() -> Console:
+    return Console(file=sys.stdout)
