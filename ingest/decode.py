@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from ingest.line_protocol import EncodeError, encode_reading, encode_status
 from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
-from models import EARLIEST_TS, BatchReading, DeadLetter, Reading, Reason, Status
+from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status
 from models.timestamps import epoch_ms
 
 
@@ -26,6 +26,8 @@ class Limits:
     topic_root: str
     max_payload_bytes: int = 1024 * 1024
     max_clock_skew_s: float = 300.0
+    observe: bool = False
+    """Also return each accepted reading and status as an Observation (for the rules)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Decoded:
 
     points: list[Point] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
     unknown_fields: int = 0
 
 
@@ -164,6 +167,12 @@ def _decode_telemetry(
     out.unknown_fields += len(reading.model_extra or ())
     line = _reading_line(topic, topic.source_id, reading, received_at, limits)
     out.points.append(Point(line, name))
+    if limits.observe:
+        out.observations.append(
+            Observation(
+                topic.zone, topic.source_id, reading.ts or received_at, received_at, reading=reading
+            )
+        )
 
 
 def _decode_batch(
@@ -197,6 +206,16 @@ def _decode_batch(
             )
         else:
             out.points.append(Point(line, name))
+            if limits.observe:
+                out.observations.append(
+                    Observation(
+                        topic.zone,
+                        reading.device_id,
+                        reading.ts or received_at,
+                        received_at,
+                        reading=reading,
+                    )
+                )
 
 
 def _decode_status(
@@ -210,6 +229,12 @@ def _decode_status(
     out.unknown_fields += len(status.model_extra or ())
     ts_ms = _timestamp_ms(status.ts, received_at, limits)
     out.points.append(Point(encode_status(topic.zone, topic.source_id, status, ts_ms), name))
+    if limits.observe:
+        out.observations.append(
+            Observation(
+                topic.zone, topic.source_id, status.ts or received_at, received_at, status=status
+            )
+        )
 
 
 _DECODERS = {

@@ -56,6 +56,11 @@ class IngestMetrics:
         self.mqtt_connects = Counter(
             "luxtel_mqtt_connects", "Successful broker connections.", registry=r
         )
+        self.observations_dropped = Counter(
+            "luxtel_observations_dropped",
+            "Readings the rules engine could not take in time (its queue was full).",
+            registry=r,
+        )
         self.unacked = Gauge(
             "luxtel_unacked_messages", "Messages received and not yet acknowledged.", registry=r
         )

@@ -5,11 +5,13 @@ marker `None` on after handing over everything it holds.
 """
 
 import asyncio
+from dataclasses import replace
 
 from ingest.decode import Limits, decode
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.rate_limit import RateLimiter
+from models import Observation
 
 
 def decode_chunk(
@@ -17,18 +19,31 @@ def decode_chunk(
     limits: Limits,
     metrics: IngestMetrics,
     limiter: RateLimiter | None = None,
+    observations: list[Observation] | None = None,
 ) -> Batch:
-    """Decode a chunk of messages into one batch fragment. Retained messages replayed by the
-    broker are not written again (they are still acknowledged)."""
+    """Decode a chunk of messages into one batch fragment, and the accepted readings into
+    `observations` when given. Retained messages replayed by the broker are not written again
+    nor dead-lettered (they are still acknowledged); they are observed, marked retained."""
     fragment = Batch()
     unknown = 0
     for message in chunk:
         if message.delivery is not None:
             fragment.deliveries.append(message.delivery)
+        decoded = decode(
+            message.topic,
+            message.payload,
+            message.received_at,
+            limits,
+            None if message.retained else limiter,
+        )
+        if observations is not None:
+            if message.retained:
+                observations.extend(replace(o, retained=True) for o in decoded.observations)
+            else:
+                observations.extend(decoded.observations)
         if message.retained:
             metrics.retained_skipped.inc()
             continue
-        decoded = decode(message.topic, message.payload, message.received_at, limits, limiter)
         fragment.points.extend(decoded.points)
         fragment.dead_letters.extend(decoded.dead_letters)
         unknown += decoded.unknown_fields
@@ -43,11 +58,20 @@ async def decode_stage(
     limits: Limits,
     metrics: IngestMetrics,
     limiter: RateLimiter | None = None,
+    observers: "asyncio.Queue[list[Observation]] | None" = None,
 ) -> None:
-    """Messages in, batch fragments out."""
+    """Messages in, batch fragments out; accepted readings to `observers` (the rules) when
+    given. The rules never hold ingest back: when their queue is full, the observations are
+    counted as dropped (`luxtel_observations_dropped_total`) instead of waited for."""
     while (chunk := await inbox.get()) is not None:
         metrics.queue_depth.labels("received").set(inbox.qsize())
-        await outbox.put(decode_chunk(chunk, limits, metrics, limiter))
+        seen: list[Observation] | None = [] if observers is not None else None
+        await outbox.put(decode_chunk(chunk, limits, metrics, limiter, seen))
+        if observers is not None and seen:
+            try:
+                observers.put_nowait(seen)
+            except asyncio.QueueFull:
+                metrics.observations_dropped.inc(len(seen))
     await outbox.put(None)
 
 

@@ -2,6 +2,7 @@
 
 from models.deadletter import DeadLetter
 from models.identifiers import ID_PATTERN, Identifier, is_identifier
+from models.observation import Observation
 from models.reading import BatchReading, Reading
 from models.reasons import Reason
 from models.status import Status
@@ -13,6 +14,7 @@ __all__ = [
     "BatchReading",
     "DeadLetter",
     "Identifier",
+    "Observation",
     "Reading",
     "Reason",
     "Status",

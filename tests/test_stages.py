@@ -8,6 +8,7 @@ from ingest.decode import Limits, Point
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.stages import batch_stage, decode_chunk
+from models import Observation
 
 LIMITS = Limits(topic_root="lighting")
 READING = b'{"lamp_on": true, "power_w": 10, "energy_wh": 5, "ts": 1795400000}'
@@ -74,3 +75,30 @@ def test_retained_messages_are_acknowledged_but_not_written() -> None:
     assert result.deliveries == [Delivery(1, 0), Delivery(1, 1)]
     assert len(result.dead_letters) == 1
     assert metrics.retained_skipped._value.get() == 1
+
+
+def test_accepted_readings_are_observed_and_retained_ones_marked() -> None:
+    now = datetime.now(UTC)
+    limits = Limits(topic_root="lighting", observe=True)
+    chunk = [
+        Inbound("lighting/z/d1/telemetry", READING, False, now, Delivery(1, 0)),
+        Inbound("lighting/z/d2/status", b'{"online": false}', True, now, Delivery(1, 1)),
+        Inbound("lighting/z/d3/telemetry", b"junk", True, now, Delivery(1, 2)),
+        Inbound(
+            "lighting/z/gw/batch",
+            b'[{"device_id": "d4", "lamp_on": false, "power_w": 0, "energy_wh": 1}]',
+            False,
+            now,
+            None,
+        ),
+    ]
+    seen: list[Observation] = []
+    result = decode_chunk(chunk, limits, IngestMetrics(), observations=seen)
+    assert [(o.device_id, o.retained) for o in seen] == [("d1", False), ("d2", True), ("d4", False)]
+    assert seen[0].reading is not None
+    assert seen[0].reading.power_w == 10.0
+    assert seen[1].status is not None
+    assert seen[1].status.online is False
+    assert seen[2].at == now
+    assert result.dead_letters == []
+    assert len(result.points) == 2
