@@ -1,0 +1,63 @@
+"""Coverage-guided fuzzing of luxtel's ingest boundary with atheris.
+
+    .venv/bin/python fuzz/fuzz_ingest.py fuzz/corpus -max_total_time=600
+
+Each input is split into a topic and a payload and decoded as a message from a device would be.
+What must hold, whatever the input:
+- decoding never raises: everything is either points or dead letters, never nothing;
+- every point is one line whose measurement and tag set are exactly the contract's
+  (`telemetry|status,device_id=<identifier>,zone=<identifier>`): no tag or field injection;
+- every dead letter carries a known reason and a sentence, and its JSON round-trips.
+"""
+
+import re
+import sys
+from datetime import UTC, datetime
+
+import atheris
+import orjson
+
+with atheris.instrument_imports():
+    from ingest.decode import Limits, decode
+    from models import ID_PATTERN, Reason
+
+LIMITS = Limits(topic_root="lighting", max_payload_bytes=64 * 1024)
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+_ID = ID_PATTERN.strip("^$")
+LINE = re.compile(
+    rf"(telemetry|status),device_id={_ID},zone={_ID} "
+    r"[a-z_]+=[^ \n]*(,[a-z_]+=[^\n]*)* -?\d+"
+)
+KINDS = ("telemetry", "batch", "status", "other")
+
+
+def check(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    shape = provider.ConsumeIntInRange(0, 3)
+    if shape == 0:
+        topic = "lighting/" + provider.ConsumeUnicodeNoSurrogates(40)
+    else:
+        zone = provider.ConsumeUnicodeNoSurrogates(8) if shape == 1 else "north"
+        device = provider.ConsumeUnicodeNoSurrogates(8)
+        kind = KINDS[provider.ConsumeIntInRange(0, 3)]
+        topic = f"lighting/{zone}/{device}/{kind}"
+    payload = provider.ConsumeBytes(provider.remaining_bytes())
+    decoded = decode(topic, payload, NOW, LIMITS)
+    if not decoded.points and not decoded.dead_letters:
+        raise AssertionError(f"message vanished: {topic!r} {payload!r}")
+    for point in decoded.points:
+        if LINE.fullmatch(point.line) is None:
+            raise AssertionError(f"unexpected line {point.line!r} from {payload!r}")
+    for record in decoded.dead_letters:
+        if record.reason not in Reason or not record.detail:
+            raise AssertionError(f"bad dead letter {record!r}")
+        orjson.loads(record.to_json())
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, check)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
