@@ -9,6 +9,8 @@ from typing import Annotated
 import structlog
 import typer
 
+from dashboards.command import dashboards_app
+from luxtel.config_example import example_toml
 from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
@@ -73,6 +75,15 @@ def run(config: ConfigOption = None) -> None:
 
 
 app.command("simulate")(simulate)
+app.add_typer(dashboards_app, name="dashboards", help="Build and push the Grafana dashboards.")
+config_app = typer.Typer(help="luxtel's configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print a commented luxtel.toml with every setting and its default."""
+    typer.echo(example_toml(), nl=False)
 
 
 @app.command()
