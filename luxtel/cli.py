@@ -15,6 +15,7 @@ from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
 from luxtel.up import default_console, run_up
+from rules.command import alerts_app, rules_app
 from servers import ServerError
 from simulator.command import simulate
 from simulator.config import ConfigError as SimulationConfigError
@@ -76,6 +77,8 @@ def run(config: ConfigOption = None) -> None:
 
 app.command("simulate")(simulate)
 app.add_typer(dashboards_app, name="dashboards", help="Build and push the Grafana dashboards.")
+app.add_typer(rules_app, name="rules", help="Check rules files.")
+app.add_typer(alerts_app, name="alerts", help="List, acknowledge and silence alerts.")
 config_app = typer.Typer(help="luxtel's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 

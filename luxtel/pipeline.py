@@ -28,6 +28,11 @@ from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
 from luxtel.settings import Settings
+from models import Observation
+from rules.engine import RulesEngine
+from rules.inventory import EMPTY as EMPTY_INVENTORY
+from rules.inventory import load_inventory
+from rules.notify_config import NO_RECEIVERS, load_notify
 
 log = structlog.get_logger("luxtel")
 
@@ -86,6 +91,7 @@ class Pipeline:
     metrics_port: int | None = None
     source: MqttSource = field(init=False)
     sink: Sink = field(init=False)
+    rules: RulesEngine | None = field(init=False, default=None)
 
     async def run(self) -> None:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
@@ -124,7 +130,11 @@ class Pipeline:
             topic_root=settings.mqtt.topic_root,
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
+            observe=settings.rules.path is not None,
         )
+        observations: asyncio.Queue[list[Observation]] | None = None
+        if settings.rules.path is not None:
+            observations = asyncio.Queue(settings.rules.queue_size)
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
             source = MqttSource(mqtt_target(settings), received, self.metrics)
@@ -138,8 +148,12 @@ class Pipeline:
                 create_database=settings.influx.create_database,
             )
             self.sink = sink
+            engine = self._rules_engine(writer, source)
             async with asyncio.TaskGroup() as group:
                 sink_task = group.create_task(sink.run(batches), name="sink")
+                rules_task = None
+                if engine is not None and observations is not None:
+                    rules_task = group.create_task(engine.run(observations), name="rules")
                 group.create_task(
                     batch_stage(
                         decoded,
@@ -151,7 +165,14 @@ class Pipeline:
                     name="batcher",
                 )
                 group.create_task(
-                    decode_stage(received, decoded, limits, self.metrics, self._limiter()),
+                    decode_stage(
+                        received,
+                        decoded,
+                        limits,
+                        self.metrics,
+                        self._limiter(),
+                        observers=observations,
+                    ),
                     name="decoder",
                 )
                 group.create_task(source.run(), name="mqtt-source")
@@ -161,8 +182,26 @@ class Pipeline:
                 log.info("stopping", action="draining to InfluxDB")
                 await source.stop()
                 await sink_task
+                if rules_task is not None:
+                    rules_task.cancel()  # its state is in SQLite after every cycle
                 await source.close()
         log.info("stopped")
+
+    def _rules_engine(self, writer: InfluxWriter, source: MqttSource) -> RulesEngine | None:
+        rules = self.settings.rules
+        if rules.path is None:
+            return None
+        inventory = self.settings.inventory.path
+        self.rules = RulesEngine(
+            rules.path,
+            load_inventory(inventory) if inventory is not None else EMPTY_INVENTORY,
+            self.settings.state_dir,
+            load_notify(rules.notify) if rules.notify is not None else NO_RECEIVERS,
+            writer,
+            source.publish,
+            tick_s=rules.tick_s,
+        )
+        return self.rules
 
     def _limiter(self) -> RateLimiter | None:
         ingest = self.settings.ingest

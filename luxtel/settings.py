@@ -191,6 +191,20 @@ class InventorySettings(_Section):
 
 class RulesSettings(_Section):
     path: Path | None = Field(default=None, description="The rules file (YAML).")
+    notify: Path | None = Field(
+        default=None,
+        description="The notification file (receivers and routes, YAML); without it alerts "
+        "are still recorded in InfluxDB, on MQTT and in `luxtel alerts list`.",
+    )
+    tick_s: float = Field(
+        default=10.0, gt=0, le=300, description="Timer of the deadman, group waits and retries."
+    )
+    queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Chunks of observations waiting for the rules; when full, new ones are "
+        "dropped and counted (luxtel_observations_dropped_total), never waited for.",
+    )
 
 
 class Settings(BaseSettings):
@@ -273,4 +287,33 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError(f"{what}: {error}") from None
     if settings.inventory.path is not None and not settings.inventory.path.is_file():
         raise ConfigError(f"inventory.path: {str(settings.inventory.path)!r} is not a file")
+    _check_rules(settings)
     return settings
+
+
+def _check_rules(settings: Settings) -> None:
+    """The rules, notification and inventory files must load (every problem: `luxtel rules
+    check FILE`)."""
+    from rules.errors import RuleFileError
+    from rules.inventory import load_inventory
+    from rules.loader import load_rules
+    from rules.notify_config import load_notify
+
+    checks = (
+        ("rules.path", settings.rules.path, load_rules),
+        ("rules.notify", settings.rules.notify, load_notify),
+        (
+            "inventory.path",
+            settings.inventory.path if settings.rules.path else None,
+            load_inventory,
+        ),
+    )
+    for key, path, load in checks:
+        if path is None:
+            continue
+        try:
+            load(path)
+        except RuleFileError as error:
+            more = len(error.problems) - 1
+            extra = f" (and {more} more problem(s): see `luxtel rules check`)" if more else ""
+            raise ConfigError(f"{key}: {error.problems[0]}{extra}") from None

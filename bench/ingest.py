@@ -1,0 +1,1151 @@
+"""End-to-end ingest benchmark: luxtel against a straightforward ingester, in the same run.
+
+    python bench/ingest.py [--readings 100000] [--devices 1000] [--mode telemetry|batch]
+                           [--batch-size 100] [--rate 0 | N readings/s]
+                           [--only luxtel,baseline,ceiling] [--json out.json] [--profile DIR]
+
+Starts its own Mosquitto and InfluxDB (temporary directory, free loopback ports), then for each
+contender in turn — one fresh database each, the same payloads each time:
+
+- luxtel:   `python -m luxtel run -c <generated toml>` (batch 5000, flush 0.5 s, no metrics);
+- baseline: `bench/baseline_aiomqtt.py`, the ingester a user would write (aiomqtt → pydantic →
+            f-string line protocol → aiohttp);
+- ceiling:  `bench/ceiling_paho.py`, a bare paho subscriber that only counts messages.
+
+Each contender is a process of its own and is subscribed (seen in the broker's log) before
+`bench/publish.py`, a separate process, publishes every reading at QoS 1 as fast as the broker
+takes it (or at `--rate`), waiting for every PUBACK and keeping each message's publish time.
+
+Per contender: readings/s (first publish → last reading in InfluxDB), the contender's CPU time
+per reading (utime+stime from /proc/PID/stat over the run), its peak RSS (VmHWM), readings lost
+(published − `SELECT COUNT(power_w) FROM telemetry`, which must equal the number published
+exactly: every reading has its own `ts`), and publish→queryable latency percentiles. For the
+latency a poller thread reads, every `--poll-interval` s, how many points InfluxDB has accepted
+into the contender's database (its writePointsOk counter: a COUNT over 100 000 points would cost
+InfluxDB more CPU than a contender, `--poll-query count` does it anyway); pipelines are FIFO, so
+reading i became queryable at the first poll that saw more than i points. The latency's
+resolution is the poll interval. CPU taken meanwhile by processes outside the benchmark is
+measured too, and a run it skews is flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, ClassVar, NoReturn, TextIO
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from rich.console import Console
+from rich.table import Table
+
+from servers import (
+    InfluxDBServer,
+    MosquittoServer,
+    ServerError,
+    create_database,
+    query,
+)
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+CONTENDERS = ("luxtel", "baseline", "ceiling")
+TOPIC_ROOT = "lighting"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SUBSCRIBE_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 60.0
+PERCENTILES = (50, 90, 99)
+LOG_TAIL_LINES = 40
+OTHER_LOAD_WARNING = 0.10
+"""Cores' worth of CPU that processes outside the benchmark may take before we warn."""
+PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+"""Where to look for tools: this venv's bin first (py-spy installs there)."""
+
+BROKER_CONF = """\
+# bench/ingest.py: log subscriptions, so the benchmark sees when a contender is subscribed.
+log_type subscribe
+# Mosquitto's own default (the test setting of 1 s rewrites the whole store every second).
+autosave_interval 1800
+"""
+
+
+class BenchError(Exception):
+    """The benchmark itself cannot go on (a server or the publisher failed)."""
+
+
+# ---- processes -----------------------------------------------------------------------------
+
+
+class Child:
+    """A process we started, in a session of its own, its output in `log_path`."""
+
+    live: ClassVar[set[Child]] = set()
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.started = time.monotonic()
+        with log_path.open("ab") as log:
+            log.write(f"--- {datetime.now(UTC).isoformat()}: {shlex.join(self.argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()},
+                start_new_session=True,  # a Ctrl-C in the terminal reaches us only; we stop it
+            )
+        Child.live.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(
+        self, timeout: float = STOP_TIMEOUT_S, first: signal.Signals = signal.SIGTERM
+    ) -> tuple[int, float, bool]:
+        """`first` (SIGTERM), then SIGKILL after `timeout`: (exit status, seconds, killed)."""
+        started = time.monotonic()
+        killed = False
+        if self.proc.poll() is None:
+            self._signal(first)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                killed = True
+                self._signal(signal.SIGKILL)
+                self.proc.wait()
+        Child.live.discard(self)
+        return self.proc.returncode, time.monotonic() - started, killed
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return tail(self.log_path, lines)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for child in list(cls.live):
+            with contextlib.suppress(Exception):
+                child.stop(timeout=5.0)
+
+
+atexit.register(Child.stop_all)  # also when a second Ctrl-C cuts the orderly stop short
+
+
+def python_path() -> str:
+    """The repository first (for `servers`, `models`, `luxtel`), then whatever was set."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def tail(path: Path, lines: int) -> str:
+    if not path.exists():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 256 * 1024))
+        text = handle.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of `pid` so far (not of its children)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores together have spent on anything but idling, since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM, the most resident memory `pid` has had."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+
+
+# ---- InfluxDB ------------------------------------------------------------------------------
+
+
+def count_readings(url: str, database: str) -> int:
+    """`SELECT COUNT(power_w) FROM telemetry`: the readings stored, each counted once."""
+    answer = query(url, "SELECT COUNT(power_w) FROM telemetry", db=database)
+    series = answer["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def points_written(url: str, database: str) -> int:
+    """Points InfluxDB has accepted into `database` (its shards' writePointsOk): an in-memory
+    counter, cheap to read every 50 ms, unlike a COUNT over 100 000 points, which costs InfluxDB
+    ~60 ms of CPU. A point written twice counts twice here (COUNT settles the end)."""
+    answer = query(url, "SHOW STATS FOR 'shard'")
+    total = 0
+    for series in answer["results"][0].get("series", []):
+        if series.get("tags", {}).get("database") != database:
+            continue
+        column = series["columns"].index("writePointsOk")
+        total += sum(int(row[column]) for row in series["values"])
+    return total
+
+
+class Poller(threading.Thread):
+    """Reads a count every `interval` s; keeps (wall time the answer came, count)."""
+
+    def __init__(self, read: Callable[[], int], interval: float) -> None:
+        super().__init__(name="poller", daemon=True)
+        self.read = read
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self.errors = 0
+        self.last_error = ""
+        self.query_seconds = 0.0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            started = time.monotonic()
+            try:
+                value = self.read()
+            except (OSError, ServerError, KeyError, ValueError) as error:
+                self.errors += 1
+                self.last_error = str(error)
+            else:
+                self.samples.append((time.time(), value))
+                self.query_seconds += time.monotonic() - started
+            self._halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    @property
+    def latest(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def first_reaching(self, target: int) -> float | None:
+        return next((t for t, value in self.samples if value >= target), None)
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+
+# ---- MQTT ----------------------------------------------------------------------------------
+
+
+def wait_subscribed(
+    broker: MosquittoServer, client_id: str, offset: int, child: Child, timeout: float
+) -> None:
+    """Until the broker's log shows `client_id` subscribed to `{root}/#`."""
+    needle = f" {client_id} 1 {TOPIC_ROOT}/#"
+    deadline = time.monotonic() + timeout
+    while True:
+        with broker.log_path.open("rb") as log:
+            log.seek(offset)
+            if needle in log.read().decode("utf-8", errors="replace"):
+                return
+        status = child.poll()
+        if status is not None:
+            raise ContenderFailedError(f"exited with status {status} before subscribing")
+        if time.monotonic() > deadline:
+            raise ContenderFailedError(
+                f"not subscribed to {TOPIC_ROOT}/# at QoS 1 (as {client_id}) after {timeout:g} s"
+            )
+        time.sleep(0.05)
+
+
+def clear_session(broker_url: str, client_id: str) -> None:
+    """Discard a persistent session, so the broker queues nothing more for a stopped luxtel."""
+    host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(host, int(port), clean_start=True)
+    client.loop_start()
+    try:
+        connected.wait(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+# ---- one contender -------------------------------------------------------------------------
+
+
+class ContenderFailedError(Exception):
+    """A contender did not get through the run; the message says how."""
+
+
+@dataclass
+class Result:
+    contender: str
+    status: str = "ok"
+    published: int = 0
+    counted: int = 0
+    lost: int = 0
+    readings_per_s: float | None = None
+    cpu_us_per_reading: float | None = None
+    peak_rss_mib: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    publisher_readings_per_s: float | None = None
+    broker_cpu_us_per_reading: float | None = None
+    influxd_cpu_us_per_reading: float | None = None
+    seconds: float | None = None
+    machine_busy_cores: float | None = None
+    other_load_cores: float | None = None
+    stop_exit_status: int | None = None
+    stop_seconds: float | None = None
+    count_after_stop: int | None = None
+    points_accepted: int | None = None
+    """InfluxDB's writePointsOk for the database at the end: more than counted when some
+    points were written more than once (a retried write)."""
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    """luxtel's dead letter at the end: readings per reason."""
+    polls: int = 0
+    poll_errors: int = 0
+    mean_poll_ms: float | None = None
+    progress: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds since the first publish, readings stored) at up to 100 moments of the run."""
+    log_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, checked."""
+
+    readings: int
+    devices: int
+    mode: str
+    batch_size: int
+    rate: float
+    only: list[str]
+    json: Path | None
+    poll_interval: float
+    poll_query: str
+    stall_timeout: float
+    timeout: float
+    keep: bool
+    profile: Path | None
+
+
+@dataclass
+class Run:
+    """What every contender shares in one invocation."""
+
+    args: Options
+    tmp: Path
+    broker: MosquittoServer
+    influx: InfluxDBServer
+    ts_base_ms: int
+    console: Console
+    own_cpu_at_start: float = 0.0
+
+    @property
+    def per_message(self) -> int:
+        return 1 if self.args.mode == "telemetry" else self.args.batch_size
+
+    @property
+    def messages(self) -> int:
+        return math.ceil(self.args.readings / self.per_message)
+
+    def readings_in(self, messages: int) -> int:
+        return min(self.args.readings, messages * self.per_message)
+
+
+def contender_command(run: Run, name: str, client_id: str, database: str, work: Path) -> list[str]:
+    if name == "luxtel":
+        config = work / "luxtel.toml"
+        config.write_text(
+            f'state_dir = "{work / "state"}"\n'
+            f'[mqtt]\nurl = "{run.broker.url}"\ntopic_root = "{TOPIC_ROOT}"\n'
+            f'client_id = "{client_id}"\n'
+            f'[influx]\nurl = "{run.influx.url}"\ndatabase = "{database}"\n'
+            f"[ingest]\nbatch_size = 5000\nflush_interval_s = 0.5\n"
+            "[metrics]\nenabled = false\n"
+        )
+        return [sys.executable, "-m", "luxtel", "run", "-c", str(config)]
+    if name == "baseline":
+        return [
+            sys.executable,
+            str(BENCH / "baseline_aiomqtt.py"),
+            f"--mqtt-url={run.broker.url}",
+            f"--influx-url={run.influx.url}",
+            f"--database={database}",
+            f"--topic-root={TOPIC_ROOT}",
+            f"--client-id={client_id}",
+        ]
+    return [
+        sys.executable,
+        str(BENCH / "ceiling_paho.py"),
+        f"--url={run.broker.url}",
+        f"--root={TOPIC_ROOT}",
+        f"--client-id={client_id}",
+        f"--messages={run.messages}",
+        f"--times={work / 'receive-times.f64'}",
+    ]
+
+
+def publisher_command(run: Run, times: Path) -> list[str]:
+    args = run.args
+    return [
+        sys.executable,
+        str(BENCH / "publish.py"),
+        f"--url={run.broker.url}",
+        f"--root={TOPIC_ROOT}",
+        f"--readings={args.readings}",
+        f"--devices={args.devices}",
+        f"--mode={args.mode}",
+        f"--batch-size={args.batch_size}",
+        f"--rate={args.rate}",
+        f"--ts-base-ms={run.ts_base_ms}",
+        f"--timeout={args.timeout}",
+        f"--client-id=bench-publisher-{uuid.uuid4().hex[:6]}",
+        f"--times={times}",
+    ]
+
+
+def read_times(path: Path) -> array[float]:
+    times = array("d")
+    with path.open("rb") as handle:
+        times.frombytes(handle.read())
+    return times
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """Nearest-rank percentiles of `values` (ms), or {} when there are none."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {f"p{p}": ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] for p in PERCENTILES}
+
+
+def run_contender(run: Run, name: str) -> Result:
+    args = run.args
+    console = run.console
+    result = Result(contender=name, published=args.readings)
+    work = run.tmp / name
+    work.mkdir()
+    database = f"bench_{name}"
+    client_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    uses_db = name != "ceiling"
+    if uses_db:
+        create_database(run.influx.url, database)
+    broker_offset = run.broker.log_path.stat().st_size
+    child = Child(
+        name, contender_command(run, name, client_id, database, work), work / f"{name}.log", work
+    )
+    publisher: Child | None = None
+    poller: Poller | None = None
+    profiler: Child | None = None
+    try:
+        console.print(f"[bold]{name}[/]: started (pid {child.pid}), waiting for its subscription")
+        wait_subscribed(run.broker, client_id, broker_offset, child, SUBSCRIBE_TIMEOUT_S)
+        if args.profile is not None:
+            profiler = start_profiler(args.profile, name, child.pid, work)
+        pids = {"contender": child.pid, "broker": run.broker.pid, "influxd": run.influx.pid}
+        if profiler is not None:
+            pids["py-spy"] = profiler.pid
+        cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items() if pid is not None}
+        busy_before, wall_before = machine_busy_seconds(), time.monotonic()
+        if uses_db:
+            read: Callable[[], int] = (
+                (lambda: count_readings(run.influx.url, database))
+                if args.poll_query == "count"
+                else (lambda: points_written(run.influx.url, database))
+            )
+            poller = Poller(read, args.poll_interval)
+            poller.start()
+        times_path = work / "publish-times.f64"
+        run.own_cpu_at_start = own_cpu_seconds()
+        publisher = Child(
+            "publisher", publisher_command(run, times_path), work / "publish.log", work
+        )
+        console.print(f"[bold]{name}[/]: subscribed; publishing {args.readings} readings")
+        done_at = wait_for_end(run, name, child, publisher, poller, work, database, result)
+        cpu_after = {k: cpu_seconds(pid) for k, pid in pids.items() if pid is not None}
+        busy_after, wall_after = machine_busy_seconds(), time.monotonic()
+        result.peak_rss_mib = peak_rss_mib(child.pid)
+        if poller is not None:
+            poller.halt()
+        if profiler is not None:
+            profiler.stop(timeout=30, first=signal.SIGINT)  # py-spy writes its file on SIGINT
+            profiler = None
+        try:
+            publisher.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise BenchError("the publisher did not exit within 60 s of the end") from None
+        summary = json.loads(last_json(publisher))
+        pub_times = read_times(times_path)
+        first_publish: float = summary["first_publish"]
+        result.publisher_readings_per_s = args.readings / (summary["all_acked"] - first_publish)
+        n = args.readings
+        per_reading = {k: (cpu_after[k] - cpu_before[k]) * 1e6 / n for k in cpu_after}
+        result.cpu_us_per_reading = per_reading["contender"]
+        result.broker_cpu_us_per_reading = per_reading.get("broker")
+        result.influxd_cpu_us_per_reading = per_reading.get("influxd")
+        ours = sum(cpu_after[k] - cpu_before[k] for k in cpu_after) + summary["cpu_s"]
+        ours += own_cpu_seconds() - run.own_cpu_at_start  # this process: mostly the poller
+        run.own_cpu_at_start = own_cpu_seconds()
+        wall = wall_after - wall_before
+        result.machine_busy_cores = (busy_after - busy_before) / wall
+        result.other_load_cores = max(0.0, busy_after - busy_before - ours) / wall
+        if done_at is not None:
+            result.seconds = done_at - first_publish
+            result.readings_per_s = result.counted / result.seconds if result.seconds > 0 else None
+        written_at = (
+            ceiling_times(run, work)
+            if not uses_db
+            else poll_times(run, poller.samples if poller else [], result.counted)
+        )
+        latencies = [
+            (written_at[i] - pub_times[i // run.per_message]) * 1000
+            for i in range(min(len(written_at), n))
+        ]
+        result.latency_ms = percentiles(latencies)
+        result.progress = progress(
+            poller.samples
+            if poller is not None
+            else [(t, i + 1) for i, t in enumerate(written_at)],
+            first_publish,
+        )
+        if poller is not None:
+            result.polls = len(poller.samples)
+            result.poll_errors = poller.errors
+            if poller.samples:
+                result.mean_poll_ms = poller.query_seconds / len(poller.samples) * 1000
+    except ContenderFailedError as error:
+        result.status = str(error)
+    finally:
+        if poller is not None:
+            poller.halt()
+        if profiler is not None:
+            profiler.stop(timeout=30, first=signal.SIGINT)
+        if publisher is not None:
+            publisher.stop(timeout=5.0)
+        status, seconds, killed = child.stop()
+        result.stop_exit_status = status
+        result.stop_seconds = seconds
+        if killed:
+            result.status = _join(result.status, f"did not stop within {STOP_TIMEOUT_S:g} s")
+        elif status != 0 and result.ok:
+            result.status = f"exited with status {status} on SIGTERM"
+        if name == "luxtel":
+            with contextlib.suppress(OSError):
+                clear_session(run.broker.url, client_id)
+    if uses_db:
+        result.count_after_stop = count_readings(run.influx.url, database)
+        result.points_accepted = points_written(run.influx.url, database)
+    if name == "luxtel":
+        result.dead_lettered = dead_letter_summary(work / "state" / "deadletter.jsonl")
+    if result.lost and result.ok:
+        result.status = f"lost {result.lost} of {result.published} readings"
+    if result.dead_lettered:
+        result.status = _join(
+            result.status,
+            "dead-lettered: "
+            + ", ".join(f"{n} readings as {why}" for why, n in result.dead_lettered.items()),
+        )
+    if not result.ok:
+        result.log_tail = child.log_tail()
+    return result
+
+
+def dead_letter_summary(path: Path) -> dict[str, int]:
+    """Readings per reason in a dead-letter file (a rejected batch holds many readings)."""
+    if not path.exists():
+        return {}
+    counts: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = {"reason": "unreadable record"}
+        if not isinstance(record, dict):
+            record = {"reason": "unreadable record"}
+        try:
+            body = json.loads(record.get("payload") or "null")
+        except (ValueError, TypeError):
+            body = None
+        reason = str(record.get("reason", "?"))
+        counts[reason] = counts.get(reason, 0) + (len(body) if isinstance(body, list) else 1)
+    return counts
+
+
+def start_profiler(directory: Path, name: str, pid: int, work: Path) -> Child:
+    directory.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy", path=PATH) or "py-spy"
+    argv = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+    argv += ["--format", "raw", "--output", str(directory / f"{name}.txt")]
+    return Child("py-spy", argv, work / "py-spy.log", work)
+
+
+def profile_summary(path: Path, top: int = 15) -> str:
+    """From a collapsed-stack profile: the functions holding most samples (including what they
+    call; leaving out the event loop and the other frames under nearly every sample), and the
+    files where the samples themselves fall."""
+    total = 0
+    inclusive: dict[str, int] = {}
+    by_file: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        for frame in {_function(f) for f in frames}:
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        where = frames[-1].rpartition("(")[2].rpartition(":")[0] or frames[-1]
+        by_file[where] = by_file.get(where, 0) + samples
+    if not total:
+        return "no samples"
+
+    def best(counts: dict[str, int]) -> str:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        shown = [(k, n) for k, n in ranked if n < 0.8 * total][:top]
+        return "\n".join(f"  {n / total:6.1%}  {key}" for key, n in shown)
+
+    return (
+        f"{total} samples. Functions, with what they call:\n{best(inclusive)}\n"
+        f"Files the samples fall in:\n{best(by_file)}"
+    )
+
+
+def _function(frame: str) -> str:
+    """`f (file.py:12)` → `f (file.py)`."""
+    head, _, place = frame.rpartition(" (")
+    return f"{head} ({place.rpartition(':')[0]})" if ":" in place else frame
+
+
+def _join(first: str, second: str) -> str:
+    return second if first == "ok" else f"{first}; {second}"
+
+
+def last_json(child: Child) -> str:
+    """The publisher prints its JSON summary as its last line of output."""
+    for line in reversed(tail(child.log_path, 5).splitlines()):
+        if line.startswith("{"):
+            return line
+    raise ContenderFailedError(f"the publisher printed no summary:\n{child.log_tail()}")
+
+
+def wait_for_end(
+    run: Run,
+    name: str,
+    child: Child,
+    publisher: Child,
+    poller: Poller | None,
+    work: Path,
+    database: str,
+    result: Result,
+) -> float | None:
+    """Until the contender has every reading, or stalls; the wall time it had them all."""
+    args = run.args
+    expected = args.readings
+    started = time.monotonic()
+    deadline = started + args.timeout
+    published_at: float | None = None
+    progress = -1
+    progress_at = time.monotonic()  # the ceiling reports nothing until it has everything
+    next_count = 0.0
+    done_file = work / "receive-times.f64"
+    while True:
+        now = time.monotonic()
+        status = child.poll()
+        if status is not None:
+            result.counted = count_readings(run.influx.url, database) if poller else 0
+            result.lost = expected - result.counted
+            raise ContenderFailedError(f"exited with status {status} during the run")
+        if published_at is None:
+            pub_status = publisher.poll()
+            if pub_status is not None:
+                if pub_status != 0:
+                    raise BenchError(f"the publisher failed:\n{publisher.log_tail()}")
+                published_at = now
+                run.console.print(f"[bold]{name}[/]: all published and acknowledged")
+        if poller is None:
+            if done_file.exists():
+                received = len(read_times(done_file))
+                result.counted = run.readings_in(received)
+                result.lost = expected - result.counted
+                return read_times(done_file)[-1] if received else None
+        else:
+            latest = poller.latest
+            if latest != progress:
+                progress, progress_at = latest, now
+            if latest >= expected and now >= next_count:
+                next_count = now + 1.0
+                counted = count_readings(run.influx.url, database)
+                result.counted, result.lost = counted, expected - counted
+                if counted == expected:
+                    return poller.first_reaching(expected)
+                if counted > expected:
+                    raise ContenderFailedError(
+                        f"InfluxDB holds {counted} readings, more than the {expected} published"
+                    )
+        if published_at is not None and now - max(progress_at, published_at) > args.stall_timeout:
+            stalled(run, name, child, poller, database, result, f"{args.stall_timeout:g} s")
+        if now > deadline:
+            stalled(run, name, child, poller, database, result, None)
+        time.sleep(0.02)
+
+
+def stalled(
+    run: Run,
+    name: str,
+    child: Child,
+    poller: Poller | None,
+    database: str,
+    result: Result,
+    quiet_for: str | None,
+) -> NoReturn:
+    """Record what arrived and raise: no progress for `quiet_for`, or (None) out of time."""
+    expected = run.args.readings
+    if poller is None:
+        child.stop()  # the ceiling writes what it received on SIGTERM
+        path = run.tmp / name / "receive-times.f64"
+        received = len(read_times(path)) if path.exists() else 0
+        result.counted = run.readings_in(received)
+    else:
+        result.counted = count_readings(run.influx.url, database)
+    result.lost = expected - result.counted
+    how = (
+        f"no progress for {quiet_for} after publishing"
+        if quiet_for is not None
+        else f"not done within --timeout {run.args.timeout:g} s"
+    )
+    message = f"stalled: {result.counted} of {expected} readings, {how}"
+    if poller is not None and poller.errors:
+        message += f"; {poller.errors} polls failed, the last with: {poller.last_error}"
+    raise ContenderFailedError(message)
+
+
+def poll_times(run: Run, samples: list[tuple[float, int]], counted: int) -> list[float]:
+    """When each reading became queryable: reading i at the first sample with count > i."""
+    written: list[float] = []
+    limit = min(counted, run.args.readings)
+    for at, value in samples:
+        while len(written) < min(value, limit):
+            written.append(at)
+    return written
+
+
+def progress(samples: list[tuple[float, int]], start: float) -> list[tuple[float, int]]:
+    """`samples` thinned to 100 evenly spaced in time, each as (seconds since start, count)."""
+    samples = [sample for sample in samples if sample[0] >= start]
+    if not samples:
+        return []
+    end = samples[-1][0]
+    step = max((end - start) / 100, 1e-9)
+    out: list[tuple[float, int]] = []
+    for at, value in samples:
+        if not out or at - start >= out[-1][0] + step or (at, value) == samples[-1]:
+            out.append((round(at - start, 3), value))
+    return out
+
+
+def ceiling_times(run: Run, work: Path) -> list[float]:
+    """When each reading arrived at the ceiling subscriber (its message's receive time)."""
+    path = work / "receive-times.f64"
+    if not path.exists():
+        return []
+    received = read_times(path)
+    per = run.per_message
+    return [received[i // per] for i in range(run.readings_in(len(received)))]
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kib / 1024**2:.0f} GiB"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": memory,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "mosquitto": first_line(["mosquitto", "-h"]),
+        "influxdb": first_line(["influxd", "version"]),
+        "luxtel_commit": commit(),
+    }
+
+
+def commit() -> str:
+    """The commit luxtel runs from, marked when its code has uncommitted changes."""
+    head = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    changed = first_line(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "luxtel", "ingest", "models"]
+    )
+    return head if changed == "?" else f"{head} + uncommitted changes"
+
+
+def first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def ratios(results: list[Result]) -> dict[str, float | None]:
+    by = {r.contender: r for r in results}
+    lux, base = by.get("luxtel"), by.get("baseline")
+    if lux is None or base is None:
+        return {}
+    out: dict[str, float | None] = {
+        "readings_per_s": ratio(lux.readings_per_s, base.readings_per_s),
+        "cpu_us_per_reading": ratio(lux.cpu_us_per_reading, base.cpu_us_per_reading),
+        "peak_rss_mib": ratio(lux.peak_rss_mib, base.peak_rss_mib),
+        "broker_cpu_us_per_reading": ratio(
+            lux.broker_cpu_us_per_reading, base.broker_cpu_us_per_reading
+        ),
+        "influxd_cpu_us_per_reading": ratio(
+            lux.influxd_cpu_us_per_reading, base.influxd_cpu_us_per_reading
+        ),
+    }
+    for p in PERCENTILES:
+        key = f"p{p}"
+        out[f"latency_{key}"] = ratio(lux.latency_ms.get(key), base.latency_ms.get(key))
+    return out
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return fmt(value, 1 if value is not None and value < 10 else 0)
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"×{value:.2f}"
+
+
+def table(results: list[Result], title: str) -> Table:
+    grid = Table(title=title, title_justify="left")
+    grid.add_column("contender", no_wrap=True)
+    for heading in (
+        "readings/s",
+        "CPU µs/reading",
+        "peak RSS MiB",
+        "lost",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "publisher readings/s",
+        "broker CPU µs/rdg",
+        "influxd CPU µs/rdg",
+    ):
+        grid.add_column(heading, justify="right")
+    for r in results:
+        grid.add_row(
+            r.contender if r.ok else f"{r.contender} [red](failed)[/]",
+            fmt(r.readings_per_s),
+            fmt(r.cpu_us_per_reading, 1),
+            fmt(r.peak_rss_mib, 1),
+            str(r.lost) if r.lost == 0 else f"[red]{r.lost}[/]",
+            fmt_ms(r.latency_ms.get("p50")),
+            fmt_ms(r.latency_ms.get("p90")),
+            fmt_ms(r.latency_ms.get("p99")),
+            fmt(r.publisher_readings_per_s),
+            fmt(r.broker_cpu_us_per_reading, 1),
+            fmt(r.influxd_cpu_us_per_reading, 1) if r.contender != "ceiling" else "—",
+        )
+    quotients = ratios(results)
+    if quotients:
+        grid.add_section()
+        grid.add_row(
+            "luxtel / baseline",
+            fmt_ratio(quotients["readings_per_s"]),
+            fmt_ratio(quotients["cpu_us_per_reading"]),
+            fmt_ratio(quotients["peak_rss_mib"]),
+            "",
+            fmt_ratio(quotients["latency_p50"]),
+            fmt_ratio(quotients["latency_p90"]),
+            fmt_ratio(quotients["latency_p99"]),
+            "",
+            fmt_ratio(quotients["broker_cpu_us_per_reading"]),
+            fmt_ratio(quotients["influxd_cpu_us_per_reading"]),
+        )
+    return grid
+
+
+def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) -> None:
+    console = run.console
+    args = run.args
+    rate = "as fast as the broker takes them" if args.rate <= 0 else f"{args.rate:g} readings/s"
+    shape = (
+        "one reading per message (telemetry)"
+        if args.mode == "telemetry"
+        else f"gateway batches of {args.batch_size} readings"
+    )
+    console.print()
+    console.print(f"[bold]command[/]  {command}")
+    console.print(
+        f"[bold]machine[/]  {host['nproc']} cores ({host['cpu']}), {host['memory']}, "
+        f"Python {host['python']}, {host['mosquitto']}, {host['influxdb']}, "
+        f"luxtel {host['luxtel_commit']}"
+    )
+    console.print(
+        f"[bold]load[/]     {args.readings:,} readings from {args.devices:,} devices, {shape}, "
+        f"QoS 1, published {rate}"
+    )
+    console.print(table(results, f"ingest benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"))
+    poll = next((r.mean_poll_ms for r in results if r.mean_poll_ms is not None), None)
+    what = "COUNT(power_w)" if args.poll_query == "count" else "InfluxDB's writePointsOk counter"
+    console.print(
+        "readings/s: first publish → last reading queryable in InfluxDB (ceiling: received). "
+        "CPU µs/reading: the contender process's utime+stime over the run ÷ readings published; "
+        "broker and influxd columns the same for Mosquitto and InfluxDB (influxd's includes the "
+        "poller's queries). Peak RSS: the contender's VmHWM. Lost: published − "
+        "SELECT COUNT(power_w) FROM telemetry (must be 0; every reading has its own ts)."
+    )
+    console.print(
+        f"Latency: publish → queryable, from {what} polled every "
+        f"{args.poll_interval * 1000:g} ms"
+        + (f" (one poll took {poll:.1f} ms on average)" if poll is not None else "")
+        + ", so its resolution is the poll interval; ceiling: publish → received."
+        + (
+            " Published as fast as possible, the percentiles measure the backlog, not the "
+            "pipeline: use --rate for latency at a given load."
+            if args.rate <= 0
+            else ""
+        )
+        + " The baseline acknowledges each message on receipt and keeps no spool or dead "
+        "letter; luxtel acknowledges only once a reading is in InfluxDB."
+    )
+    for r in results:
+        if r.points_accepted is not None and r.points_accepted > r.counted > 0:
+            console.print(
+                f"[yellow]{r.contender}[/]: InfluxDB accepted {r.points_accepted:,} points for "
+                f"{r.counted:,} readings: {r.points_accepted - r.counted:,} were written again "
+                "(a retried write; harmless for the data, but work done twice)"
+            )
+    loads = [
+        f"{r.contender} {r.other_load_cores:.0%} of a core (machine busy {r.machine_busy_cores:.2f}"
+        f" of {host['nproc']} cores)"
+        for r in results
+        if r.other_load_cores is not None and r.machine_busy_cores is not None
+    ]
+    if loads:
+        console.print(
+            "CPU taken by processes outside the benchmark during each run: " + "; ".join(loads)
+        )
+        if any((r.other_load_cores or 0) > OTHER_LOAD_WARNING for r in results):
+            console.print(
+                "[red bold]warning:[/] other processes took more than "
+                f"{OTHER_LOAD_WARNING:.0%} of a core during a run: its figures are skewed; "
+                "run again on a quiet machine"
+            )
+    if args.profile is not None:
+        for r in results:
+            path = args.profile / f"{r.contender}.txt"
+            if path.exists():
+                console.print(f"\n[bold]where {r.contender}'s CPU goes[/] (py-spy, {path})")
+                console.print(profile_summary(path), markup=False, highlight=False)
+    for r in results:
+        if not r.ok:
+            console.print(f"\n[red bold]{r.contender}: {r.status}[/]")
+            if r.count_after_stop is not None:
+                console.print(f"count after it stopped: {r.count_after_stop} of {r.published}")
+            console.print(f"last lines of its log:\n{r.log_tail}", markup=False, highlight=False)
+
+
+def write_json(
+    path: Path, run: Run, results: list[Result], command: str, host: dict[str, Any]
+) -> None:
+    args = run.args
+    document = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": host,
+        "parameters": {
+            "readings": args.readings,
+            "devices": args.devices,
+            "mode": args.mode,
+            "batch_size": args.batch_size,
+            "rate": args.rate,
+            "poll_interval_s": args.poll_interval,
+            "poll_query": args.poll_query,
+        },
+        "results": [{**asdict(r), "ok": r.ok} for r in results],
+        "luxtel_over_baseline": ratios(results),
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        description="luxtel end to end (MQTT → InfluxDB) against a baseline, in one run.",
+    )
+    parser.add_argument("--readings", type=int, default=100_000, help="readings to publish")
+    parser.add_argument("--devices", type=int, default=1000, help="luminaires they come from")
+    parser.add_argument("--mode", choices=("telemetry", "batch"), default="telemetry")
+    parser.add_argument("--batch-size", type=int, default=100, help="readings per gateway batch")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="readings/s to publish (0: as fast as possible)"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(CONTENDERS),
+        help="contenders to run, in order (comma-separated: luxtel,baseline,ceiling)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds")
+    parser.add_argument(
+        "--poll-query",
+        choices=("stats", "count"),
+        default="stats",
+        help="what the latency poller reads: InfluxDB's writePointsOk counter (cheap) or "
+        "COUNT(power_w) (exact, but ~60 ms of InfluxDB CPU per poll at 100k points)",
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=60.0,
+        help="seconds without progress, after publishing, before a contender counts as stalled",
+    )
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per contender")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each contender with py-spy (pip install py-spy) into DIR/NAME.txt "
+        "(collapsed stacks) and print where its CPU goes; py-spy's own CPU use skews the figures",
+    )
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in only if name not in CONTENDERS]
+    if unknown or not only or len(set(only)) != len(only):
+        parser.error(f"--only takes some of {', '.join(CONTENDERS)}; got {args.only!r}")
+    if args.readings < 1 or args.devices < 1 or args.batch_size < 1:
+        parser.error("--readings, --devices and --batch-size must be at least 1")
+    if args.poll_interval <= 0:
+        parser.error("--poll-interval must be positive")
+    if args.profile is not None and shutil.which("py-spy", path=PATH) is None:
+        parser.error("--profile needs py-spy: pip install py-spy")
+    return Options(**{**vars(args), "only": only})
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) end the run like Ctrl-C: every child is stopped on the way out."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(file=out, width=max(Console(file=out).width, 150))
+    command = shlex.join(["python", "bench/ingest.py", *(sys.argv[1:] if argv is None else argv)])
+    tmp = Path(tempfile.mkdtemp(prefix="luxtel-bench-"))
+    broker = MosquittoServer(tmp / "mosquitto", extra_conf=BROKER_CONF)
+    influx = InfluxDBServer(tmp / "influxdb")
+    results: list[Result] = []
+    try:
+        with sigterm_as_interrupt():
+            console.print(f"starting Mosquitto and InfluxDB in {tmp}")
+            broker.start()
+            influx.start()
+            # Every reading has its own ts: reading i at ts_base + i ms, an hour ago and on.
+            ts_base_ms = (int(time.time()) - 3600) * 1000
+            run = Run(args, tmp, broker, influx, ts_base_ms, console)
+            for name in args.only:
+                results.append(run_contender(run, name))
+                console.print(f"[bold]{name}[/]: {results[-1].status}")
+            host = machine()
+            report(run, results, command, host)
+            if args.json is not None:
+                write_json(args.json, run, results, command, host)
+                console.print(f"figures written to {args.json}")
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]: stopping everything")
+        return 130
+    except (BenchError, ServerError, OSError) as error:
+        console.print(f"[red bold]benchmark failed:[/] {error}")
+        return 1
+    finally:
+        Child.stop_all()
+        broker.stop(timeout=10)
+        influx.stop(timeout=10)
+        if args.keep:
+            console.print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Score the rules against the simulator's ground truth: recall, false alerts, detection delay.
+
+    python -m rules.score --devices 400 --days 2 --faults lamp_failure=0.02,offline=0.01,...
+    python -m rules.score --devices 200 --days 7 --faults ""        # a healthy week
+
+The simulated fleet's messages (`simulator.build_plan`) go through the real decoder
+(`ingest.decode`, with observations on) into the pure evaluator and dispatcher, ticking every
+`--tick` simulated seconds, with no broker or database: minutes of CPU for a simulated week.
+
+- recall: injected episodes (per kind) that raised one of the kind's alerts on that luminaire
+  between the episode's start and its end plus two report intervals;
+- false alerts: firing alerts on a luminaire with no episode within two report intervals of
+  that time; "other" are alerts of another kind during an episode (a symptom of it);
+- delay: from the episode's start to the alert firing, with percentiles, against the bound
+  `for` + one report interval (+ the jitter, + a tick);
+- notifications per circuit outage: notifications about that circuit's supply loss that
+  carried newly firing alerts (the goal is one), and resolved notices.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ingest.decode import Limits, decode
+from models import Observation, Status
+from rules.alerts import Alert
+from rules.dispatch import Group, dispatch
+from rules.evaluator import EngineState, Rulebook, evaluate, mark_sent
+from rules.inventory import Device, Inventory
+from rules.loader import load_rules
+from rules.notify_config import NO_RECEIVERS, NotifyConfig, load_notify
+from simulator import SimulationConfig, build_plan
+from simulator.clock import from_ms, to_ms
+from simulator.episodes import Episode
+from simulator.schedule import Drop, Publish
+
+DETECTS: dict[str, frozenset[str]] = {
+    "lamp_failure": frozenset({"lamp_failure"}),
+    "day_burning": frozenset({"day_burning"}),
+    "offline": frozenset({"device_offline", "communication_loss"}),
+    "voltage_high": frozenset({"voltage_high"}),
+    "voltage_low": frozenset({"voltage_low"}),
+    "cycling": frozenset({"cycling"}),
+    "power_factor_low": frozenset({"power_factor_low"}),
+    "driver_overtemp": frozenset({"driver_overtemp", "device_fault"}),
+    "circuit_outage": frozenset({"supply_loss"}),
+    "counter_reset": frozenset(),
+}
+"""Which rules detect each injected fault kind (a counter reset is not an alarm)."""
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES = ROOT / "deploy" / "rules" / "streetlight.yaml"
+DEFAULT_NOTIFY = ROOT / "deploy" / "rules" / "notify.example.yaml"
+
+
+@dataclass
+class KindScore:
+    episodes: int = 0
+    detected: int = 0
+    delays_s: list[float] = field(default_factory=list)
+    within_bound: int = 0
+
+
+@dataclass
+class Score:
+    devices: int
+    days: float
+    readings: int
+    kinds: dict[str, KindScore]
+    false_alerts: list[Alert]
+    other_alerts: int
+    outage_notifications: dict[str, tuple[int, int]]
+    """circuit → (notifications with newly firing alerts, resolved notices)."""
+    notifications: int
+    eval_us_per_observation: float
+
+
+def run_score(
+    config: SimulationConfig,
+    rules_path: Path = DEFAULT_RULES,
+    notify: NotifyConfig | None = None,
+    tick_s: float = 60.0,
+) -> Score:
+    plan = build_plan(config, now_ms=to_ms(config.end or datetime.now(UTC)))
+    params = {"nominal_voltage_v": config.nominal_voltage_v}
+    rules = load_rules(rules_path, params)
+    inventory = Inventory.of(
+        [
+            Device(
+                device_id=lum.device_id,
+                zone=lum.zone,
+                circuit=lum.circuit,
+                lat=lum.lat,
+                lon=lum.lon,
+                rated_power_w=lum.rated_power_w,
+                baseline_power_w=lum.baseline_power_w,
+                report_interval_s=lum.report_interval_s,
+                model=lum.model,
+                installed_on=lum.installed_on,
+            )
+            for lum in plan.fleet
+        ]
+    )
+    book = Rulebook(rules, inventory)
+    route = (notify or NO_RECEIVERS).route
+    alertmanagers = {
+        name for name, r in (notify or NO_RECEIVERS).receivers.items() if r.alertmanager
+    }
+    limits = Limits(topic_root=config.topic_root, max_clock_skew_s=1e9, observe=True)
+    state = EngineState()
+    groups: dict[str, Group] = {}
+    firings: list[Alert] = []
+    outage: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    total_notifications = 0
+    readings = 0
+    eval_s = 0.0
+    evaluated = 0
+    tick_ms = int(tick_s * 1000)
+    next_tick = plan.time.start_ms + tick_ms
+    buffer: list[Observation] = []
+
+    def step(now_ms: int) -> None:
+        nonlocal state, groups, total_notifications, eval_s, evaluated
+        now = from_ms(now_ms)
+        started = time.perf_counter()
+        state, transitions = evaluate(book, state, now, buffer)
+        eval_s += time.perf_counter() - started
+        evaluated += len(buffer)
+        buffer.clear()
+        firings.extend(t.alert for t in transitions if t.kind == "firing")
+        live = [a for a in state.alerts.values() if a.fired_at is not None]
+        result = dispatch(
+            route,
+            groups,
+            live,
+            list(state.resolved.values()),
+            now,
+            rules=rules,
+            inventory=inventory,
+        )
+        groups = dict(result.groups)
+        state = mark_sent(state, result.handled, now)
+        for note in result.notifications:
+            total_notifications += 1
+            labels = dict(note.group_labels)
+            crew = note.receiver not in alertmanagers
+            if crew and labels.get("rule") == "supply_loss" and labels.get("circuit"):
+                counts = outage[labels["circuit"]]
+                if note.firing:
+                    counts[0] += 1
+                else:
+                    counts[1] += 1
+
+    end_ms = plan.time.end_ms
+    assert end_ms is not None
+    for event in plan.schedule.events():
+        while event.t_ms >= next_tick:
+            step(next_tick)
+            next_tick += tick_ms
+        at = from_ms(event.t_ms)
+        if isinstance(event, Publish):
+            decoded = decode(event.topic, event.payload, at, limits)
+            buffer.extend(decoded.observations)
+            readings += event.readings
+        elif isinstance(event, Drop):
+            zone = inventory.devices[event.device_id].zone
+            buffer.append(Observation(zone, event.device_id, at, at, status=Status(online=False)))
+    while next_tick <= end_ms:
+        step(next_tick)
+        next_tick += tick_ms
+    return _tally(
+        plan.episodes,
+        firings,
+        for_of={rule.name: rule.for_ for rule in rules.rules},
+        interval_s=config.interval_s,
+        jitter_s=config.jitter_ms / 1000,
+        tick_s=tick_s,
+        devices=len(plan.fleet),
+        days=(end_ms - plan.time.start_ms) / 86_400_000,
+        readings=readings,
+        outage={k: (v[0], v[1]) for k, v in outage.items()},
+        notifications=total_notifications,
+        eval_us=eval_s / max(evaluated, 1) * 1e6,
+    )
+
+
+def _tally(
+    episodes: list[Episode],
+    firings: list[Alert],
+    *,
+    for_of: dict[str, timedelta],
+    interval_s: float,
+    jitter_s: float,
+    tick_s: float,
+    devices: int,
+    days: float,
+    readings: int,
+    outage: dict[str, tuple[int, int]],
+    notifications: int,
+    eval_us: float,
+) -> Score:
+    slack = timedelta(seconds=2 * interval_s)
+    by_device: dict[str, list[Episode]] = defaultdict(list)
+    for ep in episodes:
+        by_device[ep.device_id].append(ep)
+    kinds: dict[str, KindScore] = {kind: KindScore() for kind in DETECTS}
+    for ep in episodes:
+        score = kinds[ep.kind]
+        if not DETECTS[ep.kind]:
+            continue
+        score.episodes += 1
+        start, end = from_ms(ep.start_ms), from_ms(ep.end_ms)
+        hits = [
+            a
+            for a in firings
+            if a.device_id == ep.device_id
+            and a.rule in DETECTS[ep.kind]
+            and a.fired_at is not None
+            and start <= a.fired_at <= end + slack
+        ]
+        if not hits:
+            continue
+        first = min(hits, key=lambda a: a.fired_at or start)
+        assert first.fired_at is not None
+        score.detected += 1
+        delay = (first.fired_at - start).total_seconds()
+        score.delays_s.append(delay)
+        bound = for_of.get(first.rule, timedelta(0)).total_seconds() + interval_s
+        if first.rule == "communication_loss":
+            bound += 2 * interval_s  # the deadman waits 3 intervals by definition
+        if delay <= bound + jitter_s + tick_s:
+            score.within_bound += 1
+    false_alerts: list[Alert] = []
+    other = 0
+    for alert in firings:
+        assert alert.fired_at is not None
+        near = [
+            ep
+            for ep in by_device.get(alert.device_id, [])
+            if from_ms(ep.start_ms) - slack <= alert.fired_at <= from_ms(ep.end_ms) + slack
+        ]
+        if not near:
+            false_alerts.append(alert)
+        elif not any(alert.rule in DETECTS[ep.kind] for ep in near):
+            other += 1
+    return Score(
+        devices,
+        days,
+        readings,
+        {k: v for k, v in kinds.items() if v.episodes},
+        false_alerts,
+        other,
+        outage,
+        notifications,
+        eval_us,
+    )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def report(score: Score, console: Console) -> None:
+    console.print(
+        f"{score.devices} luminaires, {score.days:g} days, {score.readings} readings; "
+        f"evaluation {score.eval_us_per_observation:.0f} µs per observation"
+    )
+    table = Table(
+        "fault",
+        "episodes",
+        "detected",
+        "recall",
+        "p50 min",
+        "p90 min",
+        "max min",
+        "within for+interval",
+    )
+    for kind, k in sorted(score.kinds.items()):
+        delays = [d / 60 for d in k.delays_s] or [float("nan")]
+        table.add_row(
+            kind,
+            str(k.episodes),
+            str(k.detected),
+            f"{k.detected / k.episodes:.0%}",
+            f"{_percentile(delays, 50):.1f}",
+            f"{_percentile(delays, 90):.1f}",
+            f"{max(delays):.1f}",
+            f"{k.within_bound}/{k.detected}",
+        )
+    console.print(table)
+    total = sum(k.episodes for k in score.kinds.values())
+    found = sum(k.detected for k in score.kinds.values())
+    if total:
+        console.print(f"recall: {found}/{total} = {found / total:.1%}")
+    console.print(
+        f"false alerts: {len(score.false_alerts)}; alerts of another kind during a fault: "
+        f"{score.other_alerts}; notifications: {score.notifications}"
+    )
+    for alert in score.false_alerts[:20]:
+        console.print(
+            f"  false: {alert.rule} {alert.device_id} at {alert.fired_at}: {alert.summary}"
+        )
+    for circuit, (firing, resolved) in sorted(score.outage_notifications.items()):
+        console.print(
+            f"circuit outage {circuit}: {firing} crew notification(s) while firing, "
+            f"{resolved} resolved notice(s)"
+        )
+
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    devices: int = typer.Option(400, help="Luminaires in the simulated fleet."),
+    days: float = typer.Option(2.0, help="Simulated days."),
+    faults: str = typer.Option(
+        "lamp_failure=0.02,day_burning=0.02,offline=0.02,voltage_high=0.02,voltage_low=0.02,"
+        "cycling=0.02,power_factor_low=0.02,driver_overtemp=0.02,circuit_outage=0.05,"
+        "counter_reset=0.01",
+        help="The simulator's --faults spec; empty for a healthy fleet.",
+    ),
+    seed: int = typer.Option(1, help="Seed of the fleet and its faults."),
+    start: str = typer.Option("2026-01-05T00:00:00Z", help="Simulated start (UTC)."),
+    interval_s: int = typer.Option(900, help="Report interval of every luminaire."),
+    rules: Path = typer.Option(DEFAULT_RULES, help="The rules file."),  # noqa: B008
+    notify: Path = typer.Option(DEFAULT_NOTIFY, help="The notification file (routes)."),  # noqa: B008
+    tick_s: float = typer.Option(60.0, help="Timer tick, simulated seconds."),
+) -> None:
+    """Simulate, evaluate and score."""
+    begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    config = SimulationConfig(
+        devices=devices,
+        start=begin,
+        end=begin + timedelta(days=days),
+        faults=faults,
+        seed=seed,
+        interval_s=interval_s,
+        connections="shared",
+    )
+    notify_config = load_notify(notify) if notify.exists() else None
+    score = run_score(config, rules, notify_config, tick_s)
+    report(score, Console(width=120))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,175 @@
+"""Routing (Alertmanager's tree), grouping into incidents, silences, acknowledgements and
+repeats, as pure functions of time."""
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rules.alerts import Alert
+from rules.dispatch import Dispatched, Group, Silence, dispatch
+from rules.evaluator import EngineState, Rulebook, evaluate
+from rules.loader import load_rules
+from rules.notify_config import parse_notify
+from rules.routing import Matcher
+from tests.rules_fixtures import at, device, inventory, reading
+
+SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
+
+TREE = """\
+receivers:
+  - {name: default, apprise: ["json://127.0.0.1:1/"]}
+  - {name: north, apprise: ["json://127.0.0.1:1/"]}
+  - {name: critical, apprise: ["json://127.0.0.1:1/"]}
+  - {name: pager, apprise: ["json://127.0.0.1:1/"]}
+route:
+  receiver: default
+  group_wait: 1m
+  routes:
+    - matchers: ["severity=critical"]
+      receiver: critical
+      continue: true
+    - matchers: ["zone=north"]
+      receiver: north
+      group_by: [zone]
+      routes:
+        - matchers: ["rule=~supply_.*"]
+          receiver: pager
+    - matchers: ["zone=~north|south"]
+      receiver: never-reached-for-north
+"""
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        ({"zone": "east", "severity": "minor", "rule": "x"}, ["default"]),
+        ({"zone": "north", "severity": "minor", "rule": "x"}, ["north"]),
+        ({"zone": "north", "severity": "critical", "rule": "x"}, ["critical", "north"]),
+        ({"zone": "north", "severity": "critical", "rule": "supply_loss"}, ["critical", "pager"]),
+        ({"zone": "south", "severity": "minor", "rule": "x"}, ["never-reached-for-north"]),
+    ],
+)
+def test_routing_is_depth_first_with_continue(labels: dict[str, str], receivers: list[str]) -> None:
+    text = TREE.replace("never-reached-for-north", "default")
+    route = parse_notify(text).route
+    expected = [r.replace("never-reached-for-north", "default") for r in receivers]
+    assert [r.receiver for r in route.match(labels)] == expected
+
+
+def test_options_are_inherited_and_never_mutated() -> None:
+    route = parse_notify(TREE.replace("never-reached-for-north", "default")).route
+    north = route.routes[1]
+    pager = north.routes[0]
+    assert route.group_by == ("rule", "circuit")
+    assert (north.group_by, pager.group_by) == (("zone",), ("zone",))
+    assert pager.group_wait == timedelta(minutes=1)
+    assert route.group_interval == timedelta(minutes=5)
+    assert route.repeat_interval == timedelta(hours=4)
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        ("zone=north", {"zone": "north"}, True),
+        ("zone!=north", {"zone": "north"}, False),
+        ("severity=~major|critical", {"severity": "critical"}, True),
+        ("severity=~major", {"severity": "majorly"}, False),
+        ("rule!~lamp_.*", {"rule": "lamp_failure"}, False),
+        ("circuit=", {}, True),
+    ],
+)
+def test_matchers(text: str, labels: dict[str, str], expected: bool) -> None:
+    assert Matcher.parse(text).matches(labels) is expected
+
+
+CIRCUIT = [device(f"lum-{i:02d}", circuit="C12") for i in range(40)]
+
+
+def dark_circuit(dark: int) -> tuple[Rulebook, EngineState]:
+    rules = load_rules(SHIPPED, {"nominal_voltage_v": 220.0})
+    book = Rulebook(rules, inventory(*CIRCUIT))
+    state = EngineState()
+    for minute in range(0, 31, 5):
+        obs = [
+            reading(d.device_id, minute + i * 0.1, lamp_on=False, power_w=0.0, voltage_v=0.0)
+            for i, d in enumerate(CIRCUIT[:dark])
+        ]
+        obs += [reading(d.device_id, minute) for d in CIRCUIT[dark:]]
+        state, _ = evaluate(book, state, at(minute + 5), obs)
+    return book, state
+
+
+def run_dispatch(
+    book: Rulebook,
+    state: EngineState,
+    minute: float,
+    groups: dict[str, Group] | None = None,
+    *,
+    silences: list[Silence] | None = None,
+    acked: set[str] | None = None,
+) -> Dispatched:
+    route = parse_notify("receivers: [{name: default, apprise: ['json://x']}]").route
+    firing = [a for a in state.alerts.values() if a.fired_at is not None]
+    return dispatch(
+        route,
+        groups or {},
+        firing,
+        list(state.resolved.values()),
+        at(minute),
+        rules=book.rules,
+        inventory=book.inventory,
+        silences=silences or [],
+        acked=acked or set(),
+    )
+
+
+def test_a_whole_circuit_dark_is_one_incident() -> None:
+    book, state = dark_circuit(37)
+    firing = [a for a in state.alerts.values() if a.fired_at is not None]
+    assert len(firing) == 37
+    first = run_dispatch(book, state, 35)
+    assert first.notifications == [], "group_wait gathers the incident first"
+    later = run_dispatch(book, state, 36, dict(first.groups))
+    assert len(later.notifications) == 1
+    note = later.notifications[0]
+    assert note.title == "circuit C12: 37 of 40 luminaires without supply"
+    assert len(note.firing) == 37
+    again = run_dispatch(book, state, 50, dict(later.groups))
+    assert again.notifications == [], "nothing new: no second notification"
+    repeat = run_dispatch(book, state, 36 + 4 * 60 + 1, dict(again.groups))
+    assert len(repeat.notifications) == 1, "repeat_interval reminds"
+
+
+def test_acknowledged_alerts_are_not_repeated_but_their_resolution_is_told() -> None:
+    book, state = dark_circuit(2)
+    groups = dict(run_dispatch(book, state, 35).groups)
+    groups = dict(run_dispatch(book, state, 36, groups).groups)
+    acked = {a.id for a in state.alerts.values()}
+    assert run_dispatch(book, state, 36 + 5 * 60, groups, acked=acked).notifications == []
+    resolved = {a.id: replace(a, resolved_at=at(300)) for a in state.alerts.values()}
+    done = replace(state, alerts={}, resolved=resolved)
+    result = run_dispatch(book, done, 301, groups, acked=acked)
+    assert [n.title.startswith("RESOLVED") for n in result.notifications] == [True]
+    assert result.handled == frozenset(resolved)
+    assert result.groups == {}
+
+
+def test_silenced_alerts_are_not_notified_until_the_silence_ends() -> None:
+    book, state = dark_circuit(3)
+    silence = Silence("s1", (Matcher.parse("zone=north"),), at(0), at(60), "works")
+    groups = dict(run_dispatch(book, state, 35, silences=[silence]).groups)
+    assert groups == {}
+    result = run_dispatch(book, state, 61, groups, silences=[silence])
+    result = run_dispatch(book, state, 62, dict(result.groups), silences=[silence])
+    assert len(result.notifications) == 1
+
+
+def test_a_resolved_alert_that_was_never_notified_is_let_go() -> None:
+    book, state = dark_circuit(1)
+    alert: Alert = next(iter(state.alerts.values()))
+    done = replace(state, alerts={}, resolved={alert.id: replace(alert, resolved_at=at(40))})
+    result = run_dispatch(book, done, 40)
+    assert result.notifications == []
+    assert result.handled == {alert.id}

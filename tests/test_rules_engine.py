@@ -1,0 +1,269 @@
+"""The engine's shell against real receivers: a JSON webhook (Apprise json://, a local aiohttp
+server), e-mail to a real SMTP server (aiosmtpd), a real Prometheus Alertmanager, InfluxDB's
+`alerts` measurement; restarts on the SQLite state; failed sends retried, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ingest.influx import InfluxTarget, InfluxWriter
+from models import Observation
+from rules.engine import RulesEngine
+from rules.inventory import Inventory
+from rules.notify_config import NotifyConfig, parse_notify
+from rules.store import Store
+from servers import InfluxDBServer
+from tests.rules_fixtures import (
+    T0,
+    AlertmanagerServer,
+    Mailbox,
+    Webhook,
+    alertmanager,
+    at,
+    device,
+    inventory,
+    reading,
+    smtp_server,
+    webhook,
+)
+from tests.support import rows
+
+__all__ = ["alertmanager", "smtp_server", "webhook"]  # fixtures used by name
+
+SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
+CIRCUIT = [device(f"lum-{i}", circuit="C07") for i in range(4)]
+
+
+class Clock:
+    def __init__(self, base: datetime = T0) -> None:
+        self.base = base
+        self.now = at(0, base)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def notify_to(receiver: str) -> NotifyConfig:
+    return parse_notify(
+        f"receivers:\n  - name: crew\n    {receiver}\n"
+        "route: {receiver: crew, group_wait: 1m, group_interval: 5m, repeat_interval: 4h}\n"
+    )
+
+
+def engine(
+    state_dir: Path,
+    notify: NotifyConfig,
+    clock: Clock,
+    influx: InfluxWriter | None = None,
+    published: list[tuple[str, bytes]] | None = None,
+    devices: Inventory | None = None,
+) -> RulesEngine:
+    return RulesEngine(
+        SHIPPED,
+        devices or inventory(*CIRCUIT),
+        state_dir,
+        notify,
+        influx,
+        (lambda topic, payload: published.append((topic, payload)))
+        if published is not None
+        else None,
+        clock,
+        tick_s=0.02,
+        params={"nominal_voltage_v": 220.0},
+    )
+
+
+def dark(minute: float, volts: float = 0.0, base: datetime = T0) -> list[Observation]:
+    on = volts > 0
+    return [
+        reading(d.device_id, minute, base=base, lamp_on=on, power_w=60.0 * on, voltage_v=volts)
+        for d in CIRCUIT
+    ]
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(600):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def settle() -> None:
+    """A few of the engine's ticks."""
+    await asyncio.sleep(0.15)
+
+
+async def feed(
+    inbox: asyncio.Queue[list[Observation] | None], clock: Clock, minutes: range, volts: float = 0.0
+) -> None:
+    for minute in minutes:
+        clock.now = at(minute, clock.base)
+        await inbox.put(dark(minute, volts, clock.base))
+        await settle()
+
+
+def test_restart_with_a_firing_alert_does_not_notify_again(
+    tmp_path: Path, webhook: Webhook
+) -> None:
+    notify = notify_to(f"apprise: ['json://127.0.0.1:{webhook.port}/hook']")
+    clock = Clock()
+
+    async def first() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        task = asyncio.create_task(engine(tmp_path, notify, clock).run(inbox))
+        await feed(inbox, clock, range(0, 16, 5))
+        clock.now = at(17)
+        await until(lambda: len(webhook.received) == 1, "the incident's notification")
+        await inbox.put(None)
+        await task
+
+    async def second() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        restarted = engine(tmp_path, notify, clock)
+        task = asyncio.create_task(restarted.run(inbox))
+        await settle()
+        assert sum(a.fired_at is not None for a in restarted.state.alerts.values()) == 4
+        await feed(inbox, clock, range(20, 50, 5))
+        assert len(webhook.received) == 1, "the restart must not notify the incident again"
+        await feed(inbox, clock, range(50, 70, 5), volts=225.0)
+        clock.now = at(90)
+        await until(lambda: len(webhook.received) == 2, "the resolved notice")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert restarted.state.resolved == {}, "resolved alerts are let go once told"
+
+    asyncio.run(first())
+    asyncio.run(second())
+    fired, resolved = webhook.received
+    assert fired["title"] == "circuit C07: 4 of 4 luminaires without supply"
+    assert fired["type"] == "failure"
+    assert resolved["title"].startswith("RESOLVED: circuit C07")
+
+
+def test_a_failed_notification_stays_due_and_is_retried(tmp_path: Path, webhook: Webhook) -> None:
+    notify = notify_to(f"apprise: ['json://127.0.0.1:{webhook.port}/hook']")
+    clock = Clock()
+    webhook.fail = True
+    rules = engine(tmp_path, notify, clock)
+
+    async def scenario() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        task = asyncio.create_task(rules.run(inbox))
+        await feed(inbox, clock, range(0, 16, 5))
+        clock.now = at(17)
+        await until(lambda: rules.counters.delivery_failures >= 1, "a failed attempt")
+        store = Store(tmp_path / "rules.sqlite")
+        assert store.outbox_counts()["unsent"] == 1
+        store.close()
+        webhook.fail = False
+        clock.now = at(40)  # past any backoff
+        await until(lambda: len(webhook.received) == 1, "the retried notification")
+        await inbox.put(None)
+        await task
+
+    asyncio.run(scenario())
+    store = Store(tmp_path / "rules.sqlite")
+    assert store.outbox_counts() == {
+        "unsent": 0,
+        "failed_attempts": rules.counters.delivery_failures,
+    }
+    store.close()
+
+
+def test_email_reaches_a_real_smtp_server(tmp_path: Path, smtp_server: tuple[int, Mailbox]) -> None:
+    port, box = smtp_server
+    url = f"mailto://127.0.0.1:{port}?from=luxtel@example.org&to=crew@example.org"
+    clock = Clock()
+
+    async def scenario() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        task = asyncio.create_task(
+            engine(tmp_path, notify_to(f"apprise: ['{url}']"), clock).run(inbox)
+        )
+        await feed(inbox, clock, range(0, 16, 5))
+        clock.now = at(17)
+        await until(lambda: len(box.messages) == 1, "the e-mail")
+        await inbox.put(None)
+        await task
+
+    asyncio.run(scenario())
+    recipients, subject, body = box.messages[0]
+    assert recipients == ["crew@example.org"]
+    assert subject == "circuit C07: 4 of 4 luminaires without supply"
+    assert "No supply at lum-0 (C07, north)" in body
+
+
+def test_alerts_reach_a_real_alertmanager(tmp_path: Path, alertmanager: AlertmanagerServer) -> None:
+    clock = Clock(datetime.now(UTC) - timedelta(minutes=20))  # Alertmanager keeps time itself
+
+    async def scenario() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        rules = engine(tmp_path, notify_to(f"alertmanager: {alertmanager.url}"), clock)
+        task = asyncio.create_task(rules.run(inbox))
+        await feed(inbox, clock, range(0, 16, 5))
+        clock.now = at(17, clock.base)
+        await until(lambda: rules.counters.delivered == 1, "the POST to Alertmanager")
+        await inbox.put(None)
+        await task
+
+    asyncio.run(scenario())
+    alerts = alertmanager.alerts()
+    assert sorted(a["labels"]["device_id"] for a in alerts) == [d.device_id for d in CIRCUIT]
+    first = alerts[0]
+    assert first["labels"]["alertname"] == "supply_loss"
+    assert first["labels"]["circuit"] == "C07"
+    assert first["labels"]["severity"] == "critical"
+    assert first["status"]["state"] == "active"
+
+
+@pytest.mark.integration
+def test_transitions_go_to_influxdb_and_mqtt(
+    tmp_path: Path, influxdb: InfluxDBServer, influx_db: str
+) -> None:
+    clock = Clock()
+    published: list[tuple[str, bytes]] = []
+    one = inventory(CIRCUIT[0])
+
+    async def scenario() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
+            await writer.create_database()
+            rules = engine(
+                tmp_path,
+                notify_to("apprise: ['json://127.0.0.1:1/']"),
+                clock,
+                writer,
+                published,
+                one,
+            )
+            task = asyncio.create_task(rules.run(inbox))
+            for minute in range(0, 61, 5):
+                clock.now = at(minute)
+                hot = 98.0 if minute < 30 else 45.0
+                await inbox.put([reading("lum-0", minute, driver_temp_c=hot)])
+                await settle()
+            await until(lambda: rules.counters.transitions == 2, "firing and resolved")
+            await inbox.put(None)
+            await task
+
+    asyncio.run(scenario())
+    points = rows(influxdb.url, influx_db, "SELECT * FROM alerts")
+    assert [(p["rule"], p["state"], p["device_id"], p["zone"], p["severity"]) for p in points] == [
+        ("driver_overtemp", "firing", "lum-0", "north", "major"),
+        ("driver_overtemp", "resolved", "lum-0", "north", "major"),
+    ]
+    assert points[0]["time"] == int(at(10).timestamp() * 1000)
+    assert points[0]["value"] == 98.0
+    assert "lum-0" in points[0]["summary"]
+    assert [topic for topic, _ in published] == ["luxtel/alerts/north/lum-0"] * 2
+    messages: list[dict[str, Any]] = [orjson.loads(payload) for _, payload in published]
+    assert [m["state"] for m in messages] == ["firing", "resolved"]

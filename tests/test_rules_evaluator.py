@@ -1,0 +1,244 @@
+"""Evaluation as a pure function of (rules, state, time, observations): tables of input series
+and the alerts expected after each step, and properties over random series."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import Observation
+from rules.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
+from rules.loader import load_rules
+from rules.yaml_lines import parse_yaml
+from tests.rules_fixtures import at, device, inventory, reading, status
+
+SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
+
+TEST_RULES = """\
+rules:
+  - name: hot
+    source: reading
+    when: has(reading.driver_temp_c)
+    condition: reading.driver_temp_c > 80.0
+    value: reading.driver_temp_c
+    for: 10m
+    keep_firing_for: 10m
+    severity: major
+    annotations:
+      summary: "{device_id} at {value:.0f} °C"
+  - name: silent
+    source: silence
+    absent_for_intervals: 3
+  - name: will
+    source: status
+    when: has(status.online)
+    condition: "!status.online"
+"""
+
+
+def book(text: str = TEST_RULES, *devices: str) -> Rulebook:
+    from rules.loader import compile_document
+
+    rules = compile_document(parse_yaml(text, Path("t.yaml")))
+    return Rulebook(rules, inventory(*(device(d) for d in devices or ("a",))))
+
+
+@dataclass
+class Step:
+    minute: float
+    observations: list[Observation]
+    expect: set[tuple[str, str, str]]
+    """(rule, device, state) of every alert held after the step."""
+    transitions: list[tuple[str, str]] | None = None
+    """(rule, kind) of the step's transitions, when checked."""
+
+
+def hot(device_id: str, minute: float, temp: float) -> Observation:
+    return reading(device_id, minute, driver_temp_c=temp)
+
+
+def run_steps(rulebook: Rulebook, steps: list[Step]) -> None:
+    state = EngineState()
+    for step in steps:
+        state, transitions = evaluate(rulebook, state, at(step.minute), step.observations)
+        held = {(a.rule, a.device_id, a.state) for a in state.alerts.values()}
+        held |= {(a.rule, a.device_id, a.state) for a in state.resolved.values()}
+        assert held == step.expect, f"minute {step.minute}"
+        if step.transitions is not None:
+            assert [(t.alert.rule, t.kind) for t in transitions] == step.transitions
+        state = mark_sent(state, [a.id for a in state.resolved.values()], at(step.minute))
+
+
+TABLES = {
+    "fires after for, resolves after keep_firing_for": [
+        Step(0, [hot("a", 0, 90)], {("hot", "a", "pending")}, [("hot", "pending")]),
+        Step(5, [], {("hot", "a", "pending")}, []),
+        Step(10, [], {("hot", "a", "firing")}, [("hot", "firing")]),
+        Step(15, [hot("a", 15, 40)], {("hot", "a", "firing")}, []),
+        Step(24, [], {("hot", "a", "firing")}, []),
+        Step(25, [], {("hot", "a", "resolved")}, [("hot", "resolved")]),
+        Step(26, [], set(), []),
+    ],
+    "a blip shorter than for never fires": [
+        Step(0, [hot("a", 0, 90)], {("hot", "a", "pending")}),
+        Step(5, [hot("a", 5, 40)], set(), []),
+        Step(30, [], set(), []),
+    ],
+    "flapping inside keep_firing_for stays one alert": [
+        Step(0, [hot("a", 0, 90)], {("hot", "a", "pending")}),
+        Step(10, [], {("hot", "a", "firing")}),
+        Step(12, [hot("a", 12, 40)], {("hot", "a", "firing")}),
+        Step(18, [hot("a", 18, 95)], {("hot", "a", "firing")}, []),
+        Step(25, [hot("a", 25, 40)], {("hot", "a", "firing")}, []),
+        Step(40, [], {("hot", "a", "resolved")}, [("hot", "resolved")]),
+    ],
+    "for counts from the reading's own time": [
+        Step(
+            11, [hot("a", 0, 90)], {("hot", "a", "firing")}, [("hot", "pending"), ("hot", "firing")]
+        ),
+    ],
+    "no verdict when `when` is false: the alert keeps its state": [
+        Step(0, [hot("a", 0, 90)], {("hot", "a", "pending")}),
+        Step(3, [reading("a", 3, driver_temp_c=None)], {("hot", "a", "pending")}),
+        Step(10, [], {("hot", "a", "firing")}),
+    ],
+    "the deadman fires on the timer, without any message": [
+        Step(0, [hot("a", 0, 40)], set()),
+        Step(44, [], set()),
+        Step(45, [], {("silent", "a", "firing")}, [("silent", "pending"), ("silent", "firing")]),
+        Step(60, [hot("a", 60, 40)], {("silent", "a", "resolved")}, [("silent", "resolved")]),
+    ],
+    "the Last Will fires, a birth message resolves": [
+        Step(0, [status("a", 0, online=False)], {("will", "a", "firing")}),
+        Step(5, [status("a", 5, firmware="2.0")], {("will", "a", "firing")}),
+        Step(6, [status("a", 6, online=True)], {("will", "a", "resolved")}),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_series(name: str) -> None:
+    run_steps(book(), TABLES[name])
+
+
+def test_a_device_never_heard_of_is_silent_since_start() -> None:
+    rulebook = book(TEST_RULES, "a", "b")
+    state, _ = evaluate(rulebook, EngineState(), at(0), [hot("a", 0, 40)])
+    state, _ = evaluate(rulebook, state, at(46), [hot("a", 46, 40)])
+    assert {(a.rule, a.device_id) for a in state.alerts.values()} == {("silent", "b")}
+
+
+def test_one_alert_per_rule_and_device_and_a_new_one_after_resolution() -> None:
+    rulebook = book()
+    state = EngineState()
+    ids = []
+    for start in (0, 60):
+        state, _ = evaluate(rulebook, state, at(start + 10), [hot("a", start, 90)])
+        assert len(state.alerts) == 1
+        ids.append(next(iter(state.alerts.values())).id)
+        state, _ = evaluate(rulebook, state, at(start + 30), [hot("a", start + 11, 30)])
+    assert ids[0] != ids[1]
+    assert len(state.resolved) == 2, "resolved alerts wait for their notice"
+    state = mark_sent(state, ids, at(100))
+    assert not state.resolved
+
+
+def test_evaluation_does_not_change_its_input_state() -> None:
+    rulebook = book()
+    state, _ = evaluate(rulebook, EngineState(), at(0), [hot("a", 0, 90)])
+    before = (dict(state.alerts), dict(state.devices))
+    evaluate(rulebook, state, at(30), [hot("a", 20, 30)])
+    assert (dict(state.alerts), dict(state.devices)) == before
+
+
+def test_unevaluable_conditions_are_counted() -> None:
+    text = TEST_RULES.replace("    when: has(reading.driver_temp_c)\n", "")
+    counters = Counters()
+    evaluate(book(text), EngineState(), at(0), [reading("a", 0, driver_temp_c=None)], counters)
+    assert counters.errors == {"hot": 1}
+
+
+def shipped() -> Rulebook:
+    rules = load_rules(SHIPPED, {"nominal_voltage_v": 220.0})
+    return Rulebook(rules, inventory(device("a")))
+
+
+@pytest.mark.parametrize(
+    ("fields", "minutes", "expected"),
+    [
+        ({"power_w": 3.0}, 0, "lamp_failure"),
+        ({"power_w": 0.0, "lamp_on": False, "voltage_v": 0.0}, 0, "supply_loss"),
+        ({"voltage_v": 250.0}, 0, "voltage_high"),
+        ({"voltage_v": 180.0}, 0, "voltage_low"),
+        ({"power_factor": 0.6}, 0, "power_factor_low"),
+        ({"power_factor": 0.6, "dim_pct": 50, "power_w": 30.0}, 0, "power_factor_low"),
+        ({"power_w": 45.0}, 0, "power_off_expected"),
+        ({"driver_temp_c": 98.0}, 0, "driver_overtemp"),
+        ({}, 10 * 60, "day_burning"),  # 08:00 in Shanghai, lamp lit
+        ({}, 0, None),
+        ({"power_factor": 0.8, "dim_pct": 50, "power_w": 30.0}, 0, None),  # PF falls when dimmed
+        ({"lamp_on": False, "power_w": 0.0}, 10 * 60, None),  # dark by day: fine
+    ],
+)
+def test_shipped_rules_on_a_held_fault(
+    fields: dict[str, Any], minutes: float, expected: str | None
+) -> None:
+    rulebook = shipped()
+    state = EngineState()
+    fired: set[str] = set()
+    for k in range(5):
+        obs = reading("a", minutes + 15 * k, **fields)
+        state, transitions = evaluate(rulebook, state, at(minutes + 15 * k), [obs])
+        fired |= {t.alert.rule for t in transitions if t.kind == "firing"}
+    assert fired == ({expected} if expected else set())
+
+
+def test_shipped_rules_see_cycling_and_device_faults() -> None:
+    rulebook = shipped()
+    state = EngineState()
+    fired: set[str] = set()
+    series = [
+        reading("a", 15 * k, lamp_on=k % 2 == 0, power_w=60.0 * (k % 2 == 0)) for k in range(6)
+    ]
+    series.append(status("a", 90, faults=["driver_overtemp"]))
+    for obs in series:
+        state, transitions = evaluate(rulebook, state, obs.at, [obs])
+        fired |= {t.alert.rule for t in transitions if t.kind == "firing"}
+    assert fired == {"cycling", "device_fault"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.floats(min_value=0, max_value=30),
+            st.sampled_from([30.0, 90.0]),
+        ),
+        max_size=40,
+    )
+)
+def test_lifecycle_properties(series: list[tuple[str, float, float]]) -> None:
+    """Whatever the series: at most one active alert per (rule, device); an alert fires only
+    after `for`, transitions of an alert go pending → firing → resolved, in time order."""
+    rulebook = book(TEST_RULES, "a", "b")
+    state = EngineState()
+    minute = 0.0
+    seen: dict[str, list[str]] = {}
+    for device_id, gap, temp in series:
+        minute += gap
+        state, transitions = evaluate(rulebook, state, at(minute), [hot(device_id, minute, temp)])
+        keys = [a.key for a in state.alerts.values()]
+        assert len(keys) == len(set(keys))
+        for t in transitions:
+            seen.setdefault(t.alert.id, []).append(t.kind)
+            if t.kind == "firing" and t.alert.rule == "hot":
+                assert t.alert.fired_at is not None
+                assert t.alert.fired_at - t.alert.active_at >= rulebook.rules.rules[0].for_
+    for kinds in seen.values():
+        assert kinds in (["pending"], ["pending", "firing"], ["pending", "firing", "resolved"]), (
+            kinds
+        )
