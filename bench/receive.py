@@ -6,22 +6,28 @@ messages (telemetry-sized JSON) are published once, so each session holds the sa
 while its client is away. Each contender then runs in a process of its own, connects, receives
 the whole backlog and acknowledges every message right after receipt:
 
-- `paho`: paho-mqtt 2.x, `manual_ack=True`, `client.ack(mid)` in `on_message`, `loop_forever`;
+- `paho`: paho-mqtt 2.x, `loop_forever`, acknowledging each message itself on receipt (its
+  fastest mode, the "~53k msgs/s" of issue 7); `paho-manual`: the same with `manual_ack=True`
+  and `client.ack(mid)` in `on_message`, as luxtel's source used it;
 - `connection`: `ingest.mqtt_connection.MqttConnection`, `puback(packet_id)` per message;
 - `source`: luxtel's whole `MqttSource` (Inbound records, `AckTracker`, the outbox queue) with
-  a consumer that acknowledges each chunk through `source.ack` — what the pipeline pays.
+  a consumer that acknowledges each chunk through `source.ack` — what the pipeline pays;
+- `source-before` (with `--source-before FILE`): the same consumer on another `mqtt_source.py`,
+  e.g. the paho-based one from before this client (`git show c82306d:ingest/mqtt_source.py`).
 
 Printed per contender: messages received, seconds from connect to the last message, messages/s,
 the process's CPU time (user+system, `getrusage`) per message over that span, and the ratio to
 paho. Not a test: nothing is asserted about speed::
 
     python bench/receive.py [--messages 200000] [--protocol 5|3.1.1] [--only paho,source]
+        [--source-before /tmp/mqtt_source_paho.py]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import resource
 import subprocess
@@ -36,13 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ingest import mqtt_source  # noqa: E402
 from ingest.metrics import IngestMetrics  # noqa: E402
 from ingest.mqtt_codec import V5, V311, Publish  # noqa: E402
 from ingest.mqtt_connection import ConnectOptions, MqttConnection, OutgoingQueue  # noqa: E402
-from ingest.mqtt_source import MqttSource, MqttTarget  # noqa: E402
 from servers import MosquittoServer  # noqa: E402
 
-CONTENDERS = ("paho", "connection", "source")
+CONTENDERS = ("paho", "paho-manual", "connection", "source", "source-before")
 PAYLOAD = (
     b'{"ts":"2026-11-24T02:00:00.000Z","power_w":74.2,"voltage_v":230.1,"current_a":0.323,'
     b'"energy_wh":123456.7,"dim_level":80,"lux":12.5,"temp_c":31.5,"status":"on","seq":%06d}'
@@ -57,7 +63,9 @@ def cpu_s() -> float:
 # ---- the contenders (each in its own process) ----------------------------------------------
 
 
-def run_paho(host: str, port: int, client_id: str, root: str, messages: int, v5: bool) -> Any:
+def run_paho(
+    host: str, port: int, client_id: str, root: str, messages: int, v5: bool, manual: bool
+) -> Any:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -68,13 +76,14 @@ def run_paho(host: str, port: int, client_id: str, root: str, messages: int, v5:
         client_id=client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         clean_session=None if v5 else False,
-        manual_ack=True,
+        manual_ack=manual,
     )
 
     def on_message(c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
         nonlocal received, last
         received += 1
-        c.ack(message.mid, message.qos)
+        if manual:
+            c.ack(message.mid, message.qos)
         if received >= messages:
             last = time.perf_counter()
             c.disconnect()
@@ -119,14 +128,14 @@ async def run_connection(
 
 
 async def run_source(
-    host: str, port: int, client_id: str, root: str, messages: int, v5: bool
+    host: str, port: int, client_id: str, root: str, messages: int, v5: bool, module: Any
 ) -> Any:
     outbox: asyncio.Queue[Any] = asyncio.Queue(64)
-    target = MqttTarget(
+    target = module.MqttTarget(
         host, port, root, client_id=client_id, protocol="5" if v5 else "3.1.1",
         session_expiry_s=3600,
     )  # fmt: skip
-    source = MqttSource(target, outbox, IngestMetrics())
+    source = module.MqttSource(target, outbox, IngestMetrics())
     start, cpu = time.perf_counter(), cpu_s()
     task = asyncio.create_task(source.run())
     received = 0
@@ -172,12 +181,19 @@ async def prepare(broker: MosquittoServer, root: str, ids: list[str], messages: 
 def contender_main(args: argparse.Namespace) -> None:
     v5 = args.protocol == "5"
     call = (args.host, args.port, args.client_id, args.root, args.messages, v5)
-    if args.contender == "paho":
-        result = run_paho(*call)
+    if args.contender.startswith("paho"):
+        result = run_paho(*call, manual=args.contender == "paho-manual")
     elif args.contender == "connection":
         result = asyncio.run(run_connection(*call))
     else:
-        result = asyncio.run(run_source(*call))
+        module: Any = mqtt_source
+        if args.contender == "source-before":
+            spec = importlib.util.spec_from_file_location("source_before", args.source_before)
+            assert spec is not None
+            assert spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        result = asyncio.run(run_source(*call, module))
     received, seconds, cpu = result
     print(json.dumps({"received": received, "seconds": seconds, "cpu_s": cpu}))
 
@@ -186,7 +202,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated")
+    parser.add_argument("--only", default="paho,paho-manual,connection,source")
+    parser.add_argument(
+        "--source-before",
+        type=Path,
+        help="an older ingest/mqtt_source.py to measure as 'source-before', e.g. the paho one: "
+        "git show c82306d:ingest/mqtt_source.py > /tmp/mqtt_source_paho.py",
+    )
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--host", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -197,6 +219,8 @@ def main() -> None:
         contender_main(args)
         return
     contenders = [name for name in args.only.split(",") if name]
+    if args.source_before is not None and "source-before" not in contenders:
+        contenders.append("source-before")
     root = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp, MosquittoServer(Path(tmp) / "mqtt") as broker:
         ids = {name: f"{root}-{name}" for name in contenders}
@@ -209,6 +233,7 @@ def main() -> None:
                     sys.executable, __file__, "--contender", name, "--host", broker.host,
                     "--port", str(broker.port), "--client-id", ids[name], "--root", root,
                     "--messages", str(args.messages), "--protocol", args.protocol,
+                    *(["--source-before", str(args.source_before)] if args.source_before else []),
                 ],
                 capture_output=True, text=True, check=True, timeout=600,
             )  # fmt: skip

@@ -27,6 +27,11 @@ from tests.support import (
 BASE_MS = int(time.time() * 1000) - 7_200_000
 
 
+def wait_connected(log: Path) -> None:
+    """Until `luxtel run` writing to `log` has connected and subscribed."""
+    wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
+
+
 def stream(root: str, start: int, n: int, devices: int = 50) -> list[tuple[str, bytes]]:
     """`n` readings with distinct timestamps, spread over `devices` luminaires."""
     return [
@@ -150,7 +155,7 @@ def test_kill_9_mid_stream_then_restart_loses_no_message(
     total = 20000
     process = start_luxtel(config, log)
     try:
-        time.sleep(2)
+        wait_connected(log)  # a new session: what is published before it subscribes is not kept
         sender = BackgroundPublisher(mosquitto.url, stream(topic_root, 0, total))
         sender.start()
         for threshold in (3000, 9000):
@@ -197,7 +202,7 @@ def test_kill_9_while_spooling_then_restart_replays_the_spool(
     log = tmp_path / "luxtel.log"
     process = start_luxtel(config, log)
     try:
-        time.sleep(2)
+        wait_connected(log)
         influx.stop()
         publisher = Publisher(mosquitto.url)
         publisher.publish(stream(topic_root, 0, 4000))
@@ -239,7 +244,7 @@ def test_sigterm_drains_and_exits_0(
     config.write_text(settings_toml(settings))
     log = tmp_path / "luxtel.log"
     process = start_luxtel(config, log)
-    wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
+    wait_connected(log)
     publisher = Publisher(mosquitto.url)
     publisher.publish(stream(topic_root, 0, 700))
     publisher.close()
