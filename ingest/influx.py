@@ -5,6 +5,7 @@ this one client reaches every generation. Errors are mapped once, here, to what 
 do about them: wait and retry, split the batch, or stop.
 """
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +48,11 @@ class InfluxWriter:
         self.target = target
         self._session: aiohttp.ClientSession | None = None
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        self._auth: aiohttp.BasicAuth | None = None
         if target.token is not None:
             headers["Authorization"] = f"Token {target.token}"
         elif target.username is not None:
-            self._auth = aiohttp.BasicAuth(target.username, target.password or "")
+            pair = f"{target.username}:{target.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         self._headers = headers
         self._params = {"db": target.database, "precision": "ms"}
         if target.retention_policy:
@@ -61,7 +62,6 @@ class InfluxWriter:
         self._session = aiohttp.ClientSession(
             base_url=self.target.url.rstrip("/") + "/",
             headers=self._headers,
-            auth=self._auth,
             timeout=aiohttp.ClientTimeout(total=self.target.timeout_s),
         )
         return self

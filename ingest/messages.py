@@ -8,7 +8,7 @@ from ingest.decode import Point
 from models import DeadLetter
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inbound:
     """A message as it came off the broker. `delivery` is None for QoS 0 (nothing to ack)."""
 

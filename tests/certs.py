@@ -48,7 +48,7 @@ def _write(
     return Issued(cert_path, key_path)
 
 
-class TestCA:
+class CertificateAuthority:
     """A certificate authority of the test's own."""
 
     def __init__(self, directory: Path, name: str = "luxtel test CA") -> None:

@@ -124,7 +124,7 @@ def test_the_example_configuration_is_the_generated_one() -> None:
 
 
 def test_production_mosquitto_config_starts_a_real_broker(tmp_path: Path) -> None:
-    ca = certs.TestCA(tmp_path / "ca")
+    ca = certs.CertificateAuthority(tmp_path / "ca")
     server = ca.issue("server")
     (tmp_path / "passwords").write_text("")
     text = (DEPLOY / "mosquitto" / "production.conf").read_text()

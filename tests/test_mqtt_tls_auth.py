@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from servers import InfluxDBServer, MosquittoServer, free_port
-from tests.certs import TestCA
+from tests.certs import CertificateAuthority
 from tests.support import (
     LUXTEL,
     Publisher,
@@ -33,8 +33,8 @@ def tls_broker(
     expired: bool = False,
     client_certs: bool = False,
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
-) -> tuple[MosquittoServer, int, TestCA]:
-    ca = TestCA(tmp_path / "pki")
+) -> tuple[MosquittoServer, int, CertificateAuthority]:
+    ca = CertificateAuthority(tmp_path / "pki")
     server = ca.issue("broker", expired=expired, hosts=hosts)
     tls_port = free_port()
     conf = (
@@ -102,7 +102,11 @@ def test_a_certificate_luxtel_cannot_trust_stops_it_with_one_sentence(
     _, tls_port, ca = tls_broker(
         mosquitto_factory, tmp_path, expired=case == "expired", hosts=hosts
     )
-    ca_file = TestCA(tmp_path / "other", "another CA").ca_file if case == "wrong_ca" else ca.ca_file
+    ca_file = (
+        CertificateAuthority(tmp_path / "other", "another CA").ca_file
+        if case == "wrong_ca"
+        else ca.ca_file
+    )
     settings = make_settings(
         tmp_path / "state", f"mqtts://localhost:{tls_port}", influxdb.url, influx_db, topic_root
     )
