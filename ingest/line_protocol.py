@@ -96,26 +96,50 @@ def reading_fields(reading: Reading) -> dict[str, FieldValue]:
         "power_w": reading.power_w,
         "energy_wh": reading.energy_wh,
     }
-    for name in (
-        "seq",
-        "voltage_v",
-        "current_a",
-        "power_factor",
-        "dim_pct",
-        "driver_temp_c",
-        "lux",
-    ):
+    for name in _OPTIONAL_READING_FIELDS:
         value = getattr(reading, name)
         if value is not None:
             fields[name] = value
     return fields
 
 
+_OPTIONAL_READING_FIELDS = (
+    "seq",
+    "voltage_v",
+    "current_a",
+    "power_factor",
+    "dim_pct",
+    "driver_temp_c",
+    "lux",
+)
+_INT_FIELDS = frozenset({"seq", "dim_pct"})
+
+
 def encode_reading(zone: str, device_id: str, reading: Reading, ts_ms: int) -> str:
-    """A `telemetry` point. Floats are written as floats even when whole (`5.0`)."""
-    return encode_line(
-        "telemetry", {"device_id": device_id, "zone": zone}, reading_fields(reading), ts_ms
-    )
+    """A `telemetry` point. Floats are written as floats even when whole (`5.0`).
+
+    The hot path: written out by hand because the general `encode_line` (escaping every name,
+    checking every value) was more than half of decoding's CPU in a profile. It needs no
+    escaping: zone and device id are validated identifiers, the field names are fixed, and the
+    model has already refused non-finite and out-of-range values. A property test holds it to
+    `encode_line`'s output."""
+    parts = [
+        "telemetry,device_id=",
+        device_id,
+        ",zone=",
+        zone,
+        " lamp_on=true" if reading.lamp_on else " lamp_on=false",
+        ",power_w=",
+        repr(reading.power_w),
+        ",energy_wh=",
+        repr(reading.energy_wh),
+    ]
+    for name in _OPTIONAL_READING_FIELDS:
+        value = getattr(reading, name)
+        if value is not None:
+            parts.append(f",{name}={value}i" if name in _INT_FIELDS else f",{name}={value!r}")
+    parts.append(f" {ts_ms}")
+    return "".join(parts)
 
 
 def status_fields(status: Status) -> dict[str, FieldValue]:

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.line_protocol import EncodeError, encode_line, format_field
+from ingest.line_protocol import (
+    EncodeError,
+    encode_line,
+    encode_reading,
+    format_field,
+    reading_fields,
+)
+from models import Reading
 
 
 @pytest.mark.parametrize(
@@ -73,3 +80,28 @@ def test_floats_are_never_written_as_integers(value: float) -> None:
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
 def test_integers_are_always_written_as_integers(value: int) -> None:
     assert format_field(value) == f"{value}i"
+
+
+readings = st.builds(
+    Reading,
+    lamp_on=st.booleans(),
+    power_w=st.floats(min_value=0, max_value=5000),
+    energy_wh=st.floats(min_value=0, allow_infinity=False),
+    seq=st.none() | st.integers(min_value=0, max_value=2**63 - 1),
+    voltage_v=st.none() | st.floats(min_value=0, max_value=600),
+    current_a=st.none() | st.floats(min_value=0, max_value=50),
+    power_factor=st.none() | st.floats(min_value=0, max_value=1),
+    dim_pct=st.none() | st.integers(min_value=0, max_value=100),
+    driver_temp_c=st.none() | st.floats(min_value=-60, max_value=200),
+    lux=st.none() | st.floats(min_value=0, allow_infinity=False),
+)
+
+
+@given(reading=readings, ts_ms=st.integers(min_value=0, max_value=2**62))
+def test_the_fast_reading_encoder_writes_what_the_general_one_does(
+    reading: Reading, ts_ms: int
+) -> None:
+    general = encode_line(
+        "telemetry", {"zone": "north", "device_id": "lum-1"}, reading_fields(reading), ts_ms
+    )
+    assert encode_reading("north", "lum-1", reading, ts_ms) == general
