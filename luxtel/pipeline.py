@@ -200,6 +200,7 @@ class Pipeline:
             writer,
             source.publish,
             tick_s=rules.tick_s,
+            registry=self.metrics.registry,
         )
         return self.rules
 

@@ -8,8 +8,9 @@ when something changed (a new firing alert, or the end of the incident: every al
 firing resolved) or, for alerts still firing and not acknowledged, when `repeat_interval` has
 passed. One deviation from Alertmanager: a partial recovery is not a notification of its own;
 it rides on the incident's next one, so a circuit coming back does not send one message per
-luminaire as each reports again. Silenced alerts
-are left out. Resolved alerts are handed back (`handled`) once a flush has dealt with them, so
+luminaire as each reports again. Silenced alerts, and alerts a firing alert inhibits
+(`rules.inhibit`: a device offline by its Last Will is not also notified as silent), are left
+out. Resolved alerts are handed back (`handled`) once a flush has dealt with them, so
 the evaluator can forget them.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from rules.alerts import Alert
+from rules.inhibit import InhibitRule, inhibited
 from rules.inventory import Inventory
 from rules.loader import RuleSet
 from rules.routing import Matcher, Route, matches_all
@@ -90,15 +92,17 @@ def dispatch(
     inventory: Inventory,
     silences: Sequence[Silence] = (),
     acked: Collection[str] = frozenset(),
+    inhibit_rules: Sequence[InhibitRule] = (),
 ) -> Dispatched:
     """The notifications due at `now` and the groups' new state."""
     members: dict[str, list[Alert]] = {}
     routes: dict[str, Route] = {}
     handled: set[str] = set()
     out = dict(groups)
+    muted = inhibited(inhibit_rules, firing)
     for alert in (*firing, *resolved):
         labels = alert.label_set()
-        if any(s.mutes(labels, now) for s in silences):
+        if alert.id in muted or any(s.mutes(labels, now) for s in silences):
             if alert.resolved_at is not None:
                 handled.add(alert.id)
             continue

@@ -13,6 +13,7 @@ inbox is the bounded queue `ingest.stages.decode_stage` fills without waiting.
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 import structlog
+from prometheus_client import CollectorRegistry
 
 from ingest.backoff import backoff_delay
 from ingest.errors import InfluxError
@@ -33,6 +35,7 @@ from rules.errors import NotifyError
 from rules.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
 from rules.inventory import EMPTY, Inventory
 from rules.loader import load_rules
+from rules.metrics import RulesMetrics
 from rules.notify_config import NO_RECEIVERS, NotifyConfig
 from rules.outputs import alert_topic, influx_line, mqtt_payload
 from rules.receivers import alertmanager_body, apprise_body, send_alertmanager, send_apprise
@@ -79,7 +82,10 @@ class RulesEngine:
         *,
         tick_s: float = 10.0,
         params: Mapping[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """`registry`: where the engine's Prometheus metrics go (the pipeline's); None keeps
+        them in a registry of their own (`self.metrics.registry`)."""
         self.rules = load_rules(rules_path, params)
         self.book = Rulebook(self.rules, inventory)
         self.state_path = state_dir / STATE_FILE
@@ -90,6 +96,7 @@ class RulesEngine:
         self.tick_s = tick_s
         self.counters = EngineCounters()
         self.errors = Counters()
+        self.metrics = RulesMetrics(registry)
         self._rng = random.Random()
         self._wake = asyncio.Event()
         self._store: Store | None = None
@@ -157,6 +164,7 @@ class RulesEngine:
         assert store is not None, "cycle() runs inside run()"
         now = self.clock()
         old = self._state
+        began = time.perf_counter()
         new, transitions = evaluate(self.book, old, now, observations, self.errors, deadman=timers)
         firing = [a for a in new.alerts.values() if a.fired_at is not None]
         result = dispatch(
@@ -169,8 +177,10 @@ class RulesEngine:
             inventory=self.book.inventory,
             silences=store.silences(),
             acked=store.acked(),
+            inhibit_rules=self.notify.inhibit_rules,
         )
         new = mark_sent(new, result.handled, now)
+        self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         outbox = self._outbox(transitions, result.notifications)
         self._dirty.update(o.device_id for o in observations)
         groups = dict(result.groups)
@@ -183,6 +193,9 @@ class RulesEngine:
         self._state, self._groups = new, groups
         self.counters.observations += len(observations)
         self.counters.notifications += len(result.notifications)
+        self.metrics.observations.inc(len(observations))
+        self.metrics.alerts(self.rules, new.alerts.values())
+        self.metrics.errors(self.errors.errors)
         for transition in transitions:
             if transition.kind == "pending":
                 continue
@@ -194,6 +207,7 @@ class RulesEngine:
             if self.publish is not None:
                 self.publish(alert_topic(alert.zone, alert.device_id), mqtt_payload(transition))
         if outbox:
+            self.metrics.outbox_due.set(store.unsent())
             self._wake.set()
         return transitions
 
@@ -228,13 +242,16 @@ class RulesEngine:
     async def _deliver_due(self, store: Store) -> None:
         due = store.due(self.clock())
         if not due:
+            self.metrics.outbox_due.set(store.unsent())
             return
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             for item in due:
+                receiver = _receiver_label(item)
                 try:
                     await self._send(session, item)
                 except (NotifyError, InfluxError) as error:
                     self.counters.delivery_failures += 1
+                    self.metrics.failed.labels(receiver, item.channel).inc()
                     delay = backoff_delay(item.attempts, RETRY_MIN_S, RETRY_MAX_S, self._rng)
                     retry_at = self.clock() + timedelta(seconds=delay)
                     store.failed(item.id, str(error), retry_at)
@@ -249,6 +266,8 @@ class RulesEngine:
                     continue
                 store.sent(item.id, self.clock())
                 self.counters.delivered += 1
+                self.metrics.sent.labels(receiver, item.channel).inc()
+        self.metrics.outbox_due.set(store.unsent())
 
     async def _send(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
         if item.channel == "influx":
@@ -269,6 +288,13 @@ class RulesEngine:
             await send_alertmanager(session, receiver.alertmanager, item.body)
         else:
             raise NotifyError(f"unknown outbox channel {item.channel!r}", retryable=False)
+
+
+def _receiver_label(item: OutboxItem) -> str:
+    """The receiver's name (`alerts` points: `influxdb`), for the delivery metrics."""
+    if item.channel == "influx":
+        return "influxdb"
+    return item.target.partition("#")[0]
 
 
 def notification_of(body: bytes) -> dict[str, Any]:

@@ -38,6 +38,9 @@ class DeviceView:
     zone: str
     last_seen_at: datetime
     lamp_history: tuple[bool, ...] = ()
+    last_reading: Mapping[str, Any] | None = None
+    """The newest reading's fields that rules read as `previous.NAME` (None: none kept)."""
+    last_reading_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,45 +164,53 @@ def _observe(
 ) -> None:
     view = run.devices.get(obs.device_id)
     history = view.lamp_history if view is not None else ()
+    kept = view.last_reading if view is not None else None
+    kept_at = view.last_reading_at if view is not None else None
+    wanted = run.book.rules.fields.get("reading" if obs.reading is not None else "status", {})
+    values: dict[str, Any] | None = None
+    previous: dict[str, Any] = {}
     if obs.reading is not None:
         history = (*history, obs.reading.lamp_on)[-HISTORY_READINGS:]
+        values = reading_map(obs.reading)
+        newest = kept_at is None or obs.at > kept_at
+        if newest and kept is not None and kept_at is not None:
+            previous = {**kept, "minutes_ago": (obs.at - kept_at).total_seconds() / 60}
+        if newest and "previous" in wanted:
+            kept, kept_at = _only(values, wanted["previous"]), obs.at
     last_seen = obs.at if view is None else max(view.last_seen_at, obs.at)
-    run.devices[obs.device_id] = DeviceView(obs.zone, last_seen, history)
+    run.devices[obs.device_id] = DeviceView(obs.zone, last_seen, history, kept, kept_at)
     for rule in silence_rules:
         run.verdict(rule, obs.device_id, obs.zone, False, obs.at, 0.0)
     rules = reading_rules if obs.reading is not None else status_rules
     if not rules:
         return
     device = run.book.inventory.get(obs.device_id)
-    wanted = run.book.rules.fields.get("reading" if obs.reading is not None else "status", {})
     variables: dict[str, Any] = {}
     if "device" in wanted:
         variables["device"] = _only(device_map(device, obs.device_id, obs.zone), wanted["device"])
     if device is not None and "sun" in wanted:
         variables["sun"] = _only(sun_facts(device.lat, device.lon, obs.at), wanted["sun"])
-    if obs.reading is not None:
-        variables["reading"] = _only(reading_map(obs.reading), wanted.get("reading"))
+    if values is not None:
+        variables["reading"] = _only(values, wanted.get("reading"))
         if "history" in wanted:
             switches = sum(a != b for a, b in itertools.pairwise(history))
-            variables["history"] = {"switches": float(switches), "readings": float(len(history))}
+            counts = {"switches": float(switches), "readings": float(len(history))}
+            variables["history"] = _only(counts, wanted["history"])
+        if "previous" in wanted:
+            variables["previous"] = previous
     elif obs.status is not None:
         variables["status"] = _only(status_map(obs.status), wanted.get("status"))
     ctx = context(variables)
     for rule in rules:
-        assert rule.condition is not None
-        if rule.when is not None:
-            applies, error = rule.when.run(ctx)
-            if error is not None or not isinstance(applies, bool):
-                run.count_error(rule)
-                continue
-            if not applies:
-                continue
-        holds, error = rule.condition.run(ctx)
+        assert rule.verdict is not None
+        holds, error = rule.verdict.run(ctx)
+        if holds is None and error is None:
+            continue  # `when` is false: no verdict, the alert keeps its state
         if error is not None or not isinstance(holds, bool):
             run.count_error(rule)
             continue
         value = 1.0 if holds else 0.0
-        if rule.value is not None:
+        if holds and rule.value is not None:
             number, _ = rule.value.run(ctx)
             if isinstance(number, int | float) and not isinstance(number, bool):
                 value = float(number)

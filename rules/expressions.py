@@ -9,6 +9,9 @@ without conversions):
 - `sun`: `is_day`, `minutes_after_sunset`, `minutes_before_sunrise`, `minutes_after_sunrise`,
   `minutes_before_sunset` at the device's place and the observation's time;
 - `history`: `switches` (on/off changes over the device's last readings), `readings`;
+- `previous`: the device's previous reading (the same fields as `reading`, those that were
+  sent) and `minutes_ago`, how long before this one it was taken; empty (`has(previous.lamp_on)`
+  is false) for a device's first reading, and for a reading older than one already seen;
 - `params`: the rules file's constants.
 
 A condition that cannot be evaluated for an observation (a field it needs was not sent, a type
@@ -144,3 +147,4 @@ SAMPLE_SUN = {
     "minutes_before_sunset": 1380.0,
 }
 SAMPLE_HISTORY = {"switches": 0.0, "readings": 6.0}
+SAMPLE_PREVIOUS = {**SAMPLE_READING, "energy_wh": 990.0, "minutes_ago": 15.0}

@@ -19,6 +19,7 @@ from rules.errors import Problem, RuleFileError
 from rules.expressions import (
     SAMPLE_DEVICE,
     SAMPLE_HISTORY,
+    SAMPLE_PREVIOUS,
     SAMPLE_READING,
     SAMPLE_STATUS,
     SAMPLE_SUN,
@@ -51,6 +52,9 @@ class Rule:
     summary: str
     group_summary: str
     annotations: Mapping[str, str]
+    verdict: Expression | None = None
+    """`when` and `condition` as one program, `(when) ? (condition) : null`: one call per
+    observation rather than two (null: the rule does not apply)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,9 @@ def compile_document(doc: LocatedDocument, overrides: Mapping[str, Any] | None =
 
 
 _PARAM = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)")
-_FIELD = re.compile(r"\b(reading|status|device|sun|history)\b(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
+_FIELD = re.compile(
+    r"\b(reading|status|device|sun|history|previous)\b(?:\.([A-Za-z_][A-Za-z0-9_]*))?"
+)
 
 
 def _literal(value: Any) -> str:
@@ -197,6 +203,10 @@ def _compile_rule(
             problems.append(Problem(doc.path, line, f"{spec.name}.annotations.{key}: {message}"))
     if len(problems) > before:
         return None
+    when, condition = expressions["when"], expressions["condition"]
+    verdict = condition
+    if when is not None and condition is not None:
+        verdict = Expression.compile(f"({when.source}) ? ({condition.source}) : null")
     return Rule(
         name=spec.name,
         source=spec.source,
@@ -211,6 +221,7 @@ def _compile_rule(
         summary=spec.annotations.get("summary", DEFAULT_SUMMARY),
         group_summary=spec.annotations.get("group", DEFAULT_GROUP),
         annotations=dict(spec.annotations),
+        verdict=verdict,
     )
 
 
@@ -218,7 +229,11 @@ def _try(expression: Expression, key: str, spec: RuleSpec, params: Mapping[str, 
     """Evaluate on a sample with every field present: what is wrong, or None."""
     variables: dict[str, Any] = {"device": SAMPLE_DEVICE, "sun": SAMPLE_SUN, "params": params}
     if spec.source == "reading":
-        variables |= {"reading": SAMPLE_READING, "history": SAMPLE_HISTORY}
+        variables |= {
+            "reading": SAMPLE_READING,
+            "history": SAMPLE_HISTORY,
+            "previous": SAMPLE_PREVIOUS,
+        }
     else:
         variables["status"] = SAMPLE_STATUS
     value, error = expression.run(context(variables))

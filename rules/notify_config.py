@@ -11,6 +11,10 @@ route:
   receiver: crew-north
   group_by: [rule, circuit]
   routes: [...]
+inhibit_rules:                     # Alertmanager's: a firing source mutes matching targets
+  - source_matchers: ["rule=device_offline"]
+    target_matchers: ["rule=communication_loss"]
+    equal: [device_id]
 ```
 
 `${NAME}` in a URL is read from the environment when the file is loaded, so secrets stay out
@@ -25,6 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rules.errors import Problem, RuleFileError
+from rules.inhibit import InhibitRule, InhibitRuleSpec
 from rules.routing import DEFAULTS, Route, RouteSpec, build_route
 from rules.yaml_lines import LocatedDocument, parse_yaml, read_yaml
 
@@ -52,12 +57,14 @@ class NotifySpec(BaseModel):
 
     receivers: list[ReceiverSpec] = Field(default_factory=list)
     route: RouteSpec = DEFAULTS
+    inhibit_rules: list[InhibitRuleSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class NotifyConfig:
     receivers: dict[str, ReceiverSpec]
     route: Route
+    inhibit_rules: tuple[InhibitRule, ...] = ()
 
 
 NO_RECEIVERS = NotifyConfig({}, build_route(DEFAULTS))
@@ -108,4 +115,4 @@ def compile_notify(doc: LocatedDocument) -> NotifyConfig:
                 )
     if problems:
         raise RuleFileError(problems)
-    return NotifyConfig(receivers, route)
+    return NotifyConfig(receivers, route, tuple(InhibitRule.of(r) for r in spec.inhibit_rules))

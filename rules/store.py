@@ -142,7 +142,11 @@ class Store:
         for device_id, body in self._db.execute("SELECT device_id, body FROM devices"):
             data = orjson.loads(body)
             devices[device_id] = DeviceView(
-                data["zone"], datetime.fromisoformat(data["last_seen_at"]), tuple(data["lamps"])
+                data["zone"],
+                datetime.fromisoformat(data["last_seen_at"]),
+                tuple(data["lamps"]),
+                data.get("last_reading"),
+                _dt(data.get("last_reading_at")),
             )
         groups = {
             key: _group_from_json(body)
@@ -188,6 +192,8 @@ class Store:
                             "zone": view.zone,
                             "last_seen_at": view.last_seen_at,
                             "lamps": list(view.lamp_history),
+                            "last_reading": view.last_reading,
+                            "last_reading_at": view.last_reading_at,
                         }
                     )
                     rows.append((device_id, body))
@@ -236,6 +242,11 @@ class Store:
             "WHERE id = ?",
             (error[:1000], retry_at.isoformat(), item_id),
         )
+
+    def unsent(self) -> int:
+        """Outbox items not delivered yet (due now or waiting for a retry)."""
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+        return int(row[0])
 
     def outbox_counts(self) -> dict[str, int]:
         """Unsent items and failed attempts so far, for `luxtel alerts list` and metrics."""

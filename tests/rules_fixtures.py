@@ -58,13 +58,16 @@ def reading(
     values: dict[str, Any] = {
         "lamp_on": True,
         "power_w": 60.0,
-        "energy_wh": 1000.0,
         "voltage_v": 225.0,
         "power_factor": 0.96,
         "dim_pct": 100,
         "driver_temp_c": 45.0,
     }
     values.update(fields)
+    if "energy_wh" not in values:
+        # A counter that agrees with the power, as if drawn since minute 0 (pass energy_wh for
+        # a series whose power changes).
+        values["energy_wh"] = 1000.0 + values["power_w"] * minutes / 60
     when = at(minutes, base)
     return Observation(zone, device_id, when, when, reading=Reading(**values))
 

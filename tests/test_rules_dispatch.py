@@ -9,11 +9,13 @@ import pytest
 
 from rules.alerts import Alert
 from rules.dispatch import Dispatched, Group, Silence, dispatch
+from rules.errors import RuleFileError
 from rules.evaluator import EngineState, Rulebook, evaluate
+from rules.inhibit import InhibitRule, InhibitRuleSpec, inhibited
 from rules.loader import load_rules
 from rules.notify_config import parse_notify
 from rules.routing import Matcher
-from tests.rules_fixtures import at, device, inventory, reading
+from tests.rules_fixtures import at, device, inventory, reading, status
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 
@@ -173,3 +175,88 @@ def test_a_resolved_alert_that_was_never_notified_is_let_go() -> None:
     result = run_dispatch(book, done, 40)
     assert result.notifications == []
     assert result.handled == {alert.id}
+
+
+INHIBIT = """\
+receivers: [{name: crew, apprise: ['json://x']}]
+route: {receiver: crew, group_by: [rule, device_id], group_wait: 0s, group_interval: 1m}
+inhibit_rules:
+  - source_matchers: ["rule=device_offline"]
+    target_matchers: ["rule=communication_loss"]
+    equal: [device_id]
+"""
+
+
+def test_an_offline_device_is_not_notified_again_as_silent() -> None:
+    """The Last Will at minute 0; 45 min of silence later the deadman fires too, but only the
+    offline alert is ever notified — for the device whose Last Will came. Another device that
+    merely went silent is notified."""
+    rules = load_rules(SHIPPED, {"nominal_voltage_v": 220.0})
+    book = Rulebook(rules, inventory(device("a"), device("b")))
+    notify = parse_notify(INHIBIT)
+    state, _ = evaluate(book, EngineState(), at(-1), [reading("a", -1), reading("b", -1)])
+    state, _ = evaluate(book, state, at(0), [status("a", 0, online=False)])
+    groups: dict[str, Group] = {}
+    told: list[tuple[str, str]] = []
+    for minute in range(1, 61):
+        state, _ = evaluate(book, state, at(minute))
+        firing = [a for a in state.alerts.values() if a.fired_at is not None]
+        result = dispatch(
+            notify.route,
+            groups,
+            firing,
+            list(state.resolved.values()),
+            at(minute),
+            rules=book.rules,
+            inventory=book.inventory,
+            inhibit_rules=notify.inhibit_rules,
+        )
+        groups = dict(result.groups)
+        told += [(a.rule, a.device_id) for n in result.notifications for a in n.firing]
+    held = {(a.rule, a.device_id) for a in state.alerts.values() if a.fired_at is not None}
+    assert ("communication_loss", "a") in held, "the alert itself still fires (and is recorded)"
+    assert sorted(set(told)) == [("communication_loss", "b"), ("device_offline", "a")]
+
+
+def alert(rule: str, device_id: str, *, firing: bool = True) -> Alert:
+    return Alert(
+        rule=rule,
+        device_id=device_id,
+        zone="north",
+        circuit="C01",
+        severity="major",
+        labels=(),
+        value=0.0,
+        summary=f"{rule} {device_id}",
+        active_at=at(0),
+        fired_at=at(1) if firing else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("alerts", "expected"),
+    [
+        ([alert("src", "a"), alert("dst", "a")], {"dst a"}),
+        ([alert("src", "a"), alert("dst", "b")], set()),  # equal: [device_id] differs
+        ([alert("src", "a", firing=False), alert("dst", "a")], set()),  # pending inhibits not
+        ([alert("dst", "a")], set()),
+        ([alert("both", "a"), alert("both", "a")], set()),  # matching both sides: no self-muting
+        ([alert("src", "a"), alert("both", "a")], {"both a"}),
+    ],
+)
+def test_inhibition_semantics(alerts: list[Alert], expected: set[str]) -> None:
+    rule = InhibitRule.of(
+        InhibitRuleSpec(
+            source_matchers=["rule=~src|both"],
+            target_matchers=["rule=~dst|both"],
+            equal=["device_id"],
+        )
+    )
+    muted = inhibited([rule], alerts)
+    assert {a.summary for a in alerts if a.id in muted} == expected
+
+
+def test_inhibit_rule_problems_have_lines() -> None:
+    text = INHIBIT.replace('"rule=communication_loss"', '"rule"')
+    with pytest.raises(RuleFileError, match=r"n.yaml:5: inhibit_rules.0.target_matchers: "):
+        parse_notify(text, Path("n.yaml"))

@@ -16,6 +16,7 @@ import pytest
 from ingest.influx import InfluxTarget, InfluxWriter
 from models import Observation
 from rules.engine import RulesEngine
+from rules.evaluator import DeviceView, EngineState
 from rules.inventory import Inventory
 from rules.notify_config import NotifyConfig, parse_notify
 from rules.store import Store
@@ -177,6 +178,30 @@ def test_a_failed_notification_stays_due_and_is_retried(tmp_path: Path, webhook:
         "failed_attempts": rules.counters.delivery_failures,
     }
     store.close()
+    metric = rules.metrics.registry.get_sample_value
+    crew = {"receiver": "crew", "channel": "apprise"}
+    assert metric("luxtel_notifications_failed_total", crew) == rules.counters.delivery_failures
+    assert metric("luxtel_notifications_sent_total", crew) == 1
+    assert metric("luxtel_rules_outbox_due") == 0
+    assert metric("luxtel_rules_observations_total") == 4 * len(CIRCUIT)
+    assert (metric("luxtel_rules_evaluation_seconds_count") or 0) >= 4
+    supply = {"rule": "supply_loss", "severity": "critical"}
+    assert metric("luxtel_alerts_firing", supply) == len(CIRCUIT)
+    assert metric("luxtel_alerts_firing", {"rule": "cycling", "severity": "major"}) == 0
+
+
+def test_device_views_survive_a_restart(tmp_path: Path) -> None:
+    """The previous reading `previous.*` reads is in SQLite, so a restart does not blind the
+    rules that compare a reading with the one before."""
+    view = DeviceView("north", at(15), (True, False), {"lamp_on": False, "energy_wh": 7.5}, at(15))
+    state = EngineState(at(0), devices={"lum-0": view})
+    store = Store(tmp_path / "rules.sqlite")
+    store.save(EngineState(), state, {}, ["lum-0"], [], at(15))
+    store.close()
+    store = Store(tmp_path / "rules.sqlite")
+    loaded, _ = store.load()
+    store.close()
+    assert loaded.devices == {"lum-0": view}
 
 
 def test_email_reaches_a_real_smtp_server(tmp_path: Path, smtp_server: tuple[int, Mailbox]) -> None:

@@ -2,6 +2,7 @@
 and the alerts expected after each step, and properties over random series."""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ from hypothesis import strategies as st
 from models import Observation
 from rules.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
 from rules.loader import load_rules
+from rules.sun import sun_facts
 from rules.yaml_lines import parse_yaml
-from tests.rules_fixtures import at, device, inventory, reading, status
+from tests.rules_fixtures import T0, at, device, inventory, reading, status
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 
@@ -242,3 +244,135 @@ def test_lifecycle_properties(series: list[tuple[str, float, float]]) -> None:
         assert kinds in (["pending"], ["pending", "firing"], ["pending", "firing", "resolved"]), (
             kinds
         )
+
+
+PREVIOUS_RULES = """\
+rules:
+  - name: seen_before
+    source: reading
+    condition: has(previous.power_w)
+    value: "has(previous.minutes_ago) ? previous.minutes_ago : -1.0"
+"""
+
+
+def test_previous_is_the_newest_earlier_reading() -> None:
+    """`previous`: empty on a device's first reading and on a reading older than one seen;
+    otherwise the newest reading before, and how many minutes before."""
+    rulebook = book(PREVIOUS_RULES)
+    state = EngineState()
+    expected: list[tuple[float, float | None]] = [(0, None), (15, 15.0), (10, None), (30, 15.0)]
+    for minute, value in expected:
+        state, _ = evaluate(rulebook, state, at(minute), [reading("a", minute)])
+        alerts = list(state.alerts.values())
+        assert [a.value for a in alerts] == ([] if value is None else [value]), minute
+        state = mark_sent(state, list(state.resolved), at(minute))
+
+
+@dataclass(frozen=True)
+class Lamp:
+    """One reading of a luminaire of 60 W: its state and the energy drawn since the last one."""
+
+    minute: float
+    on: bool
+    drawn_wh: float
+    volts: float = 225.0
+
+
+def steady(minutes: range, on: bool = True) -> list[Lamp]:
+    return [Lamp(m, on, 15.0 if on else 0.0) for m in minutes]
+
+
+CYCLING_SERIES: dict[str, tuple[list[Lamp], bool]] = {
+    "on and off at consecutive readings": (
+        [Lamp(0, True, 15.0), Lamp(15, False, 7.5), Lamp(30, True, 7.5), Lamp(45, False, 7.5)],
+        True,
+    ),
+    "on at every reading, but the counter says off half the time": (
+        [Lamp(m, True, 15.0 if m == 0 else 7.5) for m in range(0, 61, 15)],
+        True,
+    ),
+    "off at every reading, but the counter says on half the time": (
+        [Lamp(m, False, 7.5) for m in range(0, 61, 15)],
+        True,
+    ),
+    "a steady lamp": (steady(range(0, 121, 15)), False),
+    "switched off once (for the night)": (
+        [Lamp(0, True, 15.0), *steady(range(15, 121, 15), on=False)],
+        False,
+    ),
+    "out for one report and back: one off-and-on": (
+        [*steady(range(0, 31, 15)), Lamp(45, False, 7.5), *steady(range(60, 121, 15))],
+        False,
+    ),
+    "a circuit outage and its end": (
+        [
+            *steady(range(0, 16, 15)),
+            Lamp(30, False, 7.5, volts=0.0),
+            Lamp(45, False, 0.0, volts=0.0),
+            Lamp(60, True, 10.0),
+            *steady(range(75, 121, 15)),
+        ],
+        False,
+    ),
+    "a replaced controller: its counter restarts": (
+        [*steady(range(0, 31, 15)), Lamp(45, True, -10_000.0), *steady(range(60, 121, 15))],
+        False,
+    ),
+}
+
+
+def run_lamp(series: list[Lamp], base: datetime = T0) -> set[str]:
+    rulebook = shipped()
+    state = EngineState()
+    fired: set[str] = set()
+    energy = 10_000.0
+    for lamp in series:
+        energy += lamp.drawn_wh
+        obs = reading(
+            "a",
+            lamp.minute,
+            base=base,
+            lamp_on=lamp.on,
+            power_w=60.0 if lamp.on else 0.0,
+            energy_wh=energy,
+            voltage_v=lamp.volts,
+        )
+        state, transitions = evaluate(rulebook, state, obs.at, [obs])
+        fired |= {t.alert.rule for t in transitions if t.kind == "firing"}
+    return fired
+
+
+@pytest.mark.parametrize("name", list(CYCLING_SERIES))
+def test_cycling_needs_two_consecutive_switches_seen_by_state_or_counter(name: str) -> None:
+    series, cycling = CYCLING_SERIES[name]
+    assert ("cycling" in run_lamp(series)) is cycling
+
+
+def test_dusk_and_dawn_are_not_cycling() -> None:
+    """A healthy lamp over a whole night, reading every 15 min: off by day, on by night."""
+    lum = device("a")
+    base = T0 - timedelta(hours=6)  # 16:00 in Shanghai
+    series = []
+    for minute in range(0, 18 * 60, 15):
+        facts = sun_facts(lum.lat, lum.lon, at(minute, base))
+        series.append(Lamp(minute, not facts["is_day"], 0.0 if facts["is_day"] else 15.0))
+    assert {lamp.on for lamp in series} == {True, False}
+    assert run_lamp(series, base) == set()
+
+
+def test_cycling_fires_its_for_after_the_first_evidence() -> None:
+    """Three readings in a row that show a switch: 30 min at a 15-min report interval."""
+    rulebook = shipped()
+    state = EngineState()
+    firing_at = None
+    lamps = [(True, 100.0), (False, 107.5), (True, 115.0), (False, 122.5)]
+    for k, (on, energy) in enumerate(lamps):
+        obs = reading("a", 15 * k, lamp_on=on, power_w=60.0 * on, energy_wh=energy)
+        state, transitions = evaluate(rulebook, state, obs.at, [obs])
+        firing_at = firing_at or next(
+            (t.at for t in transitions if t.kind == "firing" and t.alert.rule == "cycling"), None
+        )
+    assert firing_at == at(45)
+    cycling = state.alerts[("cycling", "a")]
+    assert cycling.active_at == at(15)
+    assert cycling.value == pytest.approx(0.5)

@@ -75,6 +75,11 @@ def test_an_alert_from_a_reading_through_luxtel_run(
                 60,
                 "the alert in InfluxDB",
             )
+            assert running.pipeline is not None
+            metric = running.pipeline.metrics.registry.get_sample_value
+            assert metric("luxtel_rules_observations_total") == 1
+            assert metric("luxtel_alerts_firing", {"rule": "hot", "severity": "major"}) == 1
+            assert metric("luxtel_messages_received_total") == 1, "one registry for /metrics"
     finally:
         publisher.close()
         watcher.loop_stop()
