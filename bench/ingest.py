@@ -41,6 +41,7 @@ import resource
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -346,10 +347,58 @@ class Result:
     progress: list[tuple[float, int]] = field(default_factory=list)
     """(seconds since the first publish, readings stored) at up to 100 moments of the run."""
     log_tail: str = ""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    """With --repeat: every run's own figures (this result holds their medians)."""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+MEDIAN_FIELDS = (
+    "readings_per_s",
+    "cpu_us_per_reading",
+    "peak_rss_mib",
+    "publisher_readings_per_s",
+    "broker_cpu_us_per_reading",
+    "influxd_cpu_us_per_reading",
+    "seconds",
+    "machine_busy_cores",
+    "other_load_cores",
+    "mean_poll_ms",
+)
+
+
+def median_result(runs: list[Result]) -> Result:
+    """One result from several runs of a contender: the median of each figure over the runs
+    that got through; the worst loss; every failure's status and log."""
+    if len(runs) == 1:
+        return runs[0]
+    good = [r for r in runs if r.ok] or runs
+    merged = Result(contender=runs[0].contender, published=runs[0].published)
+    for name in MEDIAN_FIELDS:
+        values = [v for r in good if (v := getattr(r, name)) is not None]
+        setattr(merged, name, statistics.median(values) if values else None)
+    keys = {key for r in good for key in r.latency_ms}
+    merged.latency_ms = {
+        key: statistics.median(r.latency_ms[key] for r in good if key in r.latency_ms)
+        for key in sorted(keys)
+    }
+    worst = max(runs, key=lambda r: r.lost)
+    merged.lost, merged.counted = worst.lost, worst.counted
+    merged.count_after_stop = worst.count_after_stop
+    merged.points_accepted = max(
+        (r.points_accepted for r in runs if r.points_accepted is not None), default=None
+    )
+    failed = [(i, r) for i, r in enumerate(runs, 1) if not r.ok]
+    if failed:
+        merged.status = "; ".join(f"run {i}: {r.status}" for i, r in failed)
+        merged.log_tail = "\n".join(r.log_tail for _, r in failed)
+    merged.dead_lettered = worst.dead_lettered
+    merged.runs = [
+        {k: v for k, v in asdict(r).items() if k not in ("log_tail", "runs")} for r in runs
+    ]
+    return merged
 
 
 @dataclass(frozen=True)
@@ -369,6 +418,7 @@ class Options:
     timeout: float
     keep: bool
     profile: Path | None
+    repeat: int
 
 
 @dataclass
@@ -382,6 +432,7 @@ class Run:
     ts_base_ms: int
     console: Console
     own_cpu_at_start: float = 0.0
+    round_no: int = 1
 
     @property
     def per_message(self) -> int:
@@ -462,13 +513,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {f"p{p}": ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] for p in PERCENTILES}
 
 
-def run_contender(run: Run, name: str) -> Result:
+def run_contender(run: Run, name: str, round_no: int) -> Result:
+    """One run of one contender (`round_no` counts from 1)."""
     args = run.args
     console = run.console
     result = Result(contender=name, published=args.readings)
-    work = run.tmp / name
+    work = run.tmp / f"{name}-{round_no}"
     work.mkdir()
-    database = f"bench_{name}"
+    database = f"bench_{name}_{round_no}"
     client_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     uses_db = name != "ceiling"
     if uses_db:
@@ -483,7 +535,7 @@ def run_contender(run: Run, name: str) -> Result:
     try:
         console.print(f"[bold]{name}[/]: started (pid {child.pid}), waiting for its subscription")
         wait_subscribed(run.broker, client_id, broker_offset, child, SUBSCRIBE_TIMEOUT_S)
-        if args.profile is not None:
+        if args.profile is not None and round_no == 1:
             profiler = start_profiler(args.profile, name, child.pid, work)
         pids = {"contender": child.pid, "broker": run.broker.pid, "influxd": run.influx.pid}
         if profiler is not None:
@@ -746,7 +798,7 @@ def stalled(
     expected = run.args.readings
     if poller is None:
         child.stop()  # the ceiling writes what it received on SIGTERM
-        path = run.tmp / name / "receive-times.f64"
+        path = run.tmp / f"{name}-{run.round_no}" / "receive-times.f64"
         received = len(read_times(path)) if path.exists() else 0
         result.counted = run.readings_in(received)
     else:
@@ -950,7 +1002,14 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
         f"[bold]load[/]     {args.readings:,} readings from {args.devices:,} devices, {shape}, "
         f"QoS 1, published {rate}"
     )
-    console.print(table(results, f"ingest benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"))
+    title = f"ingest benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    if args.repeat > 1:
+        title += f", medians of {args.repeat} rounds"
+    console.print(table(results, title))
+    for r in results:
+        if len(r.runs) > 1:
+            each = ", ".join(fmt(run.get("readings_per_s")) for run in r.runs)
+            console.print(f"{r.contender} readings/s in each round: {each}")
     poll = next((r.mean_poll_ms for r in results if r.mean_poll_ms is not None), None)
     what = "COUNT(power_w)" if args.poll_query == "count" else "InfluxDB's writePointsOk counter"
     console.print(
@@ -1069,6 +1128,12 @@ def parse_args(argv: list[str] | None) -> Options:
         help="seconds without progress, after publishing, before a contender counts as stalled",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per contender")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of all contenders in turn; figures are the medians (steadier on a busy box)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
         "--profile",
@@ -1082,8 +1147,8 @@ def parse_args(argv: list[str] | None) -> Options:
     unknown = [name for name in only if name not in CONTENDERS]
     if unknown or not only or len(set(only)) != len(only):
         parser.error(f"--only takes some of {', '.join(CONTENDERS)}; got {args.only!r}")
-    if args.readings < 1 or args.devices < 1 or args.batch_size < 1:
-        parser.error("--readings, --devices and --batch-size must be at least 1")
+    if min(args.readings, args.devices, args.batch_size, args.repeat) < 1:
+        parser.error("--readings, --devices, --batch-size and --repeat must be at least 1")
     if args.poll_interval <= 0:
         parser.error("--poll-interval must be positive")
     if args.profile is not None and shutil.which("py-spy", path=PATH) is None:
@@ -1122,9 +1187,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             # Every reading has its own ts: reading i at ts_base + i ms, an hour ago and on.
             ts_base_ms = (int(time.time()) - 3600) * 1000
             run = Run(args, tmp, broker, influx, ts_base_ms, console)
-            for name in args.only:
-                results.append(run_contender(run, name))
-                console.print(f"[bold]{name}[/]: {results[-1].status}")
+            runs: dict[str, list[Result]] = {name: [] for name in args.only}
+            for round_no in range(1, args.repeat + 1):
+                run.round_no = round_no
+                for name in args.only:
+                    if args.repeat > 1:
+                        console.print(f"[bold]round {round_no} of {args.repeat}[/]")
+                    runs[name].append(run_contender(run, name, round_no))
+                    console.print(f"[bold]{name}[/]: {runs[name][-1].status}")
+            results = [median_result(runs[name]) for name in args.only]
             host = machine()
             report(run, results, command, host)
             if args.json is not None:

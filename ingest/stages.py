@@ -72,6 +72,9 @@ async def decode_stage(
                 observers.put_nowait(seen)
             except asyncio.QueueFull:
                 metrics.observations_dropped.inc(len(seen))
+        # Queue.get/put return at once when they need not wait: without this turn, a backlog
+        # keeps this loop busy and the sink's writes (and their timeouts) starve behind it.
+        await asyncio.sleep(0)
     await outbox.put(None)
 
 

@@ -161,10 +161,11 @@ class IngestSettings(_Section):
         "limit); the excess is dead-lettered as rate_limited.",
     )
     device_burst: int = Field(
-        default=300,
+        default=2000,
         ge=1,
-        description="Messages a device may send at once above its rate (a controller "
-        "replaying its buffer after an outage).",
+        description="Messages a device may send at once above its rate: a controller replaying "
+        "its buffer, or the broker handing over a device's backlog after a luxtel outage (2000 "
+        "is three weeks of 15-minute readings).",
     )
     spool_max_bytes: int = Field(
         default=2 * 1024**3,

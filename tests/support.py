@@ -41,7 +41,7 @@ def make_settings(
     batch_size: int = 500,
     flush_interval_s: float = 0.2,
     device_rate_per_s: float = 0,
-    device_burst: int = 300,
+    device_burst: int = 2000,
 ) -> Settings:
     """Settings for a test. The per-device rate limit is off unless asked for: the tests
     publish thousands of readings per device in seconds."""

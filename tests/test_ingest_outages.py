@@ -323,3 +323,35 @@ def test_a_full_spool_holds_back_acknowledgements_and_loses_nothing(
             what="every message once InfluxDB is back",
         )
     publisher.close()
+
+
+def test_a_devices_backlog_after_a_luxtel_outage_is_not_rate_limited(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    """The broker hands over a week of one device's readings at once: with the default limit
+    (1 message/s, bursts of 2000) all of it lands."""
+    settings = make_settings(
+        tmp_path,
+        mosquitto.url,
+        influxdb.url,
+        influx_db,
+        topic_root,
+        device_rate_per_s=1.0,
+        device_burst=2000,
+    )
+    with RunningPipeline(settings):
+        pass
+    week = [
+        (f"{topic_root}/z0/lum-7/telemetry", reading(BASE_MS - i * 900_000, seq=i))
+        for i in range(672)
+    ]
+    publisher = Publisher(mosquitto.url)
+    publisher.publish(week)
+    publisher.close()
+    with RunningPipeline(settings) as running:
+        wait_until(lambda: count(influxdb.url, influx_db, "telemetry") == 672, what="the week")
+        assert running.metric("luxtel_rejected_total", reason="rate_limited") == 0
