@@ -10,6 +10,7 @@ import structlog
 import typer
 
 from dashboards.command import dashboards_app
+from energy.command import energy_app, export
 from luxtel.config_example import example_toml
 from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
@@ -79,6 +80,8 @@ app.command("simulate")(simulate)
 app.add_typer(dashboards_app, name="dashboards", help="Build and push the Grafana dashboards.")
 app.add_typer(rules_app, name="rules", help="Check rules files.")
 app.add_typer(alerts_app, name="alerts", help="List, acknowledge and silence alerts.")
+app.add_typer(energy_app, name="energy", help="The energy auditor's reports.")
+app.command("export")(export)
 config_app = typer.Typer(help="luxtel's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 

@@ -1,0 +1,205 @@
+"""The arithmetic of cumulative energy counters: readings in, intervals of known energy out.
+
+Pure functions of the readings; no I/O, no clock.
+
+- **Intervals**: consecutive readings of one device bound an interval; its energy is the
+  non-negative difference of their counters.
+- **A fall is a reset** (controller replaced or reset, or a register that wrapped): the counter
+  restarted at 0, so the later reading's value is the energy since the restart, and the energy
+  between the earlier reading and the restart is unknown. The interval keeps the visible part and
+  is marked ``reset`` — never negative energy, never a saving.
+- **Wrap**: the contract says a fall is a reset, and we follow it. A register that wraps at
+  2^32 Wh (4.3 GWh) would take a 250 W lamp millennia to get there, so a wrap is read as a reset
+  too: the energy up to the wrap is the unknown part, the interval is marked ``reset`` and the row
+  flagged, so the auditor sees it.
+- **Onboarding**: a controller's first reading carries its whole lifetime; it only opens the first
+  interval and is never consumption.
+- **Duplicates**: readings at the same instant are one reading (the first kept); InfluxDB stores
+  a point once per series and time anyway.
+- **Gaps**: an interval longer than ``gap_factor`` × the device's report interval is a ``gap``:
+  the counter still gives its energy, but what happened inside it (burning hours, a reset) is
+  not known.
+- **Period boundaries** fall inside intervals; an interval's energy, burning time and dimming are
+  shared between periods **in proportion to time** (linear share). So splitting a period anywhere
+  never changes the total: the shares of one interval over any partition add up to the whole.
+- **Burning time** of an interval: all of it when both readings say ``lamp_on``, none when neither
+  does; when the lamp switched in between, the energy tells how long: ``energy / power of the lit
+  reading``, at most the interval (half of it when that power is unknown).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from energy.integrate import trapezoid_wh
+
+MS_PER_H = 3_600_000
+
+Kind = Literal["ok", "gap", "reset", "missing", "edge"]
+"""``ok``: measured; ``gap``: too long to vouch for what happened inside; ``reset``: part of
+its energy is unknown; ``missing``: no readings at all (longer than a gap); ``edge``: a stretch
+without readings at the period's edge, shorter than a gap (not flagged, not verified)."""
+
+Method = Literal["counter", "power", "none"]
+
+UNVERIFIED: frozenset[str] = frozenset({"gap", "reset", "missing", "edge"})
+FLAGGED: frozenset[str] = frozenset({"gap", "reset", "missing"})
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading as the report needs it; ``energy_wh`` None: the device has no counter."""
+
+    t_ms: int
+    energy_wh: float | None
+    power_w: float | None = None
+    lamp_on: bool | None = None
+    dim_pct: float | None = None
+
+    @property
+    def lit(self) -> bool:
+        if self.lamp_on is not None:
+            return self.lamp_on
+        return self.power_w is not None and self.power_w > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """``[start_ms, end_ms)`` of one device and what is known of it."""
+
+    start_ms: int
+    end_ms: int
+    energy_wh: float
+    on_ms: float
+    dim_on_ms: float
+    """Σ dim_pct × burning ms, so mean dim = dim_on_ms / on_ms."""
+    method: Method
+    kind: Kind
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+def counter_step(before: float, after: float) -> tuple[float, bool]:
+    """Energy between two counter readings and whether the counter fell (a reset)."""
+    if after >= before:
+        return after - before, False
+    return after, True
+
+
+def _burning(a: Sample, b: Sample, energy_wh: float, dt_ms: int) -> tuple[float, float]:
+    """(burning ms, dim × burning ms) of the interval between two readings."""
+    a_on, b_on = a.lit, b.lit
+    if a_on and b_on:
+        dims = [d for d in (a.dim_pct, b.dim_pct) if d is not None]
+        dim = sum(dims) / len(dims) if dims else 100.0
+        return float(dt_ms), dim * dt_ms
+    if not a_on and not b_on:
+        return 0.0, 0.0
+    lit = a if a_on else b
+    if lit.power_w is not None and lit.power_w > 0:
+        on_ms = min(float(dt_ms), energy_wh / lit.power_w * MS_PER_H)
+    else:
+        on_ms = dt_ms / 2
+    dim = lit.dim_pct if lit.dim_pct is not None else 100.0
+    return on_ms, dim * on_ms
+
+
+def interval_between(a: Sample, b: Sample, gap_ms: float) -> Interval:
+    """The interval between two consecutive readings (``a.t_ms < b.t_ms``)."""
+    dt = b.t_ms - a.t_ms
+    if dt <= 0:
+        raise ValueError("readings must be in time order, without duplicates")
+    reset = False
+    method: Method
+    if a.energy_wh is not None and b.energy_wh is not None:
+        energy, reset = counter_step(a.energy_wh, b.energy_wh)
+        method = "counter"
+    elif a.power_w is not None and b.power_w is not None:
+        energy = trapezoid_wh(a.power_w, b.power_w, dt)
+        method = "power"
+    else:
+        energy, method = 0.0, "none"
+    on_ms, dim_on_ms = _burning(a, b, energy, dt)
+    kind: Kind = "ok"
+    if method == "none":
+        kind = "missing"
+    elif reset:
+        kind = "reset"
+    elif dt > gap_ms:
+        kind = "gap"
+    return Interval(a.t_ms, b.t_ms, energy, on_ms, dim_on_ms, method, kind)
+
+
+def uncovered(start_ms: int, end_ms: int, gap_ms: float) -> Interval:
+    """A stretch without readings: no known energy; ``missing`` if longer than a gap."""
+    kind: Kind = "missing" if end_ms - start_ms > gap_ms else "edge"
+    return Interval(start_ms, end_ms, 0.0, 0.0, 0.0, "none", kind)
+
+
+class CounterStream:
+    """One device's readings, pushed in time order, turned into intervals as they come.
+
+    Readings at the time of the last one are duplicates and are dropped (counted); readings
+    older than the last one cannot happen with InfluxDB's ordered answers and are refused.
+    """
+
+    __slots__ = ("duplicates", "first_ms", "gap_ms", "last")
+
+    def __init__(self, gap_ms: float) -> None:
+        self.gap_ms = gap_ms
+        self.last: Sample | None = None
+        self.first_ms: int | None = None
+        self.duplicates = 0
+
+    def push(self, sample: Sample) -> Interval | None:
+        last = self.last
+        if last is None:
+            self.last, self.first_ms = sample, sample.t_ms
+            return None
+        if sample.t_ms == last.t_ms:
+            self.duplicates += 1
+            return None
+        if sample.t_ms < last.t_ms:
+            raise ValueError("readings must be pushed in time order")
+        self.last = sample
+        return interval_between(last, sample, self.gap_ms)
+
+
+def intervals(samples: Iterable[Sample], gap_ms: float) -> list[Interval]:
+    """The intervals of one device's readings, in any order, duplicates counted once."""
+    stream = CounterStream(gap_ms)
+    out: list[Interval] = []
+    for sample in sorted(samples, key=lambda s: s.t_ms):
+        interval = stream.push(sample)
+        if interval is not None:
+            out.append(interval)
+    return out
+
+
+def shares(start_ms: int, end_ms: int, edges: Sequence[int]) -> Iterator[tuple[int, float]]:
+    """``(bin, fraction)`` of ``[start_ms, end_ms)`` falling in each bin ``[edges[i],
+    edges[i+1])`` it overlaps; parts outside ``[edges[0], edges[-1])`` are in no bin."""
+    dt = end_ms - start_ms
+    if dt <= 0 or end_ms <= edges[0] or start_ms >= edges[-1]:
+        return
+    i = max(bisect.bisect_right(edges, start_ms) - 1, 0)
+    last = len(edges) - 1
+    while i < last and edges[i] < end_ms:
+        overlap = min(end_ms, edges[i + 1]) - max(start_ms, edges[i])
+        if overlap > 0:
+            yield i, overlap / dt
+        i += 1
+
+
+def energy_between(ivs: Iterable[Interval], start_ms: int, end_ms: int) -> float:
+    """Energy of the intervals in ``[start_ms, end_ms)``, each shared in proportion to time."""
+    total = 0.0
+    for iv in ivs:
+        for _, fraction in shares(iv.start_ms, iv.end_ms, (start_ms, end_ms)):
+            total += iv.energy_wh * fraction
+    return total

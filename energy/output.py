@@ -1,0 +1,89 @@
+"""Report rows out: a table for people, CSV, JSON or Parquet for programs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from energy.report import Row
+
+FIELDS = [f.name for f in dataclasses.fields(Row)]
+
+
+def _records(rows: Sequence[Row], by: str) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        record = dataclasses.asdict(row)
+        record[by] = record.pop("key")
+        if by in ("day", "month"):
+            record.pop("period")
+        out.append(record)
+    return out
+
+
+def _columns(by: str) -> list[str]:
+    columns = [by if name == "key" else name for name in FIELDS]
+    return [c for c in columns if not (by in ("day", "month") and c == "period")]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def write_rows(rows: Sequence[Row], by: str, fmt: str, output: Path | None) -> None:
+    """Write the rows as ``table``, ``csv``, ``json`` or ``parquet`` to ``output`` or stdout."""
+    records = _records(rows, by)
+    columns = _columns(by)
+    if fmt == "parquet":
+        if output is None:
+            raise ValueError("parquet needs an output file")
+        pq.write_table(pa.Table.from_pylist(records), str(output))
+        return
+    if fmt == "json":
+        data = orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"
+        _emit(data.decode(), output)
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(
+            {k: ("" if v is None else v) for k, v in record.items()} for record in records
+        )
+        _emit(buffer.getvalue(), output)
+        return
+    table = Table(title="Energy report", show_lines=False)
+    shown = [c for c in columns if c != "period"]
+    for column in shown:
+        table.add_column(column, justify="left" if column in (by, "method") else "right")
+    for record in records:
+        table.add_row(*(_cell(record[c]) for c in shown))
+    if output is None:
+        Console(width=240).print(table)
+    else:
+        with output.open("w", encoding="utf-8") as fh:
+            Console(file=fh, width=240).print(table)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")

@@ -1,0 +1,74 @@
+"""Feeds a report from InfluxDB: telemetry read window by window into a ``ReportBuilder``.
+
+The window reaches ``lookback_ms`` before the period and after it, so the intervals that cross
+the period's edges have both their readings and can be shared (``energy.counters``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from energy.counters import Sample
+from energy.queries import select, stream, windows
+from energy.report import ReportBuilder
+from ingest.influx import InfluxWriter
+
+COLUMNS = ("energy_wh", "power_w", "lamp_on", "dim_pct")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+async def feed(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    *,
+    zones: Sequence[str] = (),
+    lookback_ms: int,
+    window_ms: int,
+    advance: Callable[[int, int], None] | None = None,
+) -> int:
+    """Push every telemetry reading of the period (and its margins) into ``builder``; returns
+    how many were read. ``advance(ms, points)`` is called after each window."""
+    start, end = builder.start_ms - lookback_ms, builder.end_ms + lookback_ms
+    read = 0
+    for a, b in windows(start, end, window_ms):
+        before = read
+        statement = select(
+            "telemetry",
+            COLUMNS,
+            a,
+            b,
+            zones=zones,
+            group_by_device=True,
+            retention_policy=writer.target.retention_policy,
+        )
+        async for series in stream(writer, statement):
+            device_id = series.tags.get("device_id", "")
+            at = {name: i for i, name in enumerate(series.columns)}
+            it, ie, ip, il, idim = (
+                at["time"],
+                at["energy_wh"],
+                at["power_w"],
+                at["lamp_on"],
+                at["dim_pct"],
+            )
+            push = builder.push
+            for row in series.values:
+                lamp_on = row[il]
+                push(
+                    device_id,
+                    Sample(
+                        int(row[it]),
+                        _number(row[ie]),
+                        _number(row[ip]),
+                        lamp_on if isinstance(lamp_on, bool) else None,
+                        _number(row[idim]),
+                    ),
+                )
+            read += len(series.values)
+        if advance is not None:
+            advance(b - a, read - before)
+    return read
