@@ -14,19 +14,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.identifiers import Identifier
+from models.inventory import INVENTORY_COLUMNS
 
-COLUMNS = (
-    "device_id",
-    "zone",
-    "circuit",
-    "lat",
-    "lon",
-    "rated_power_w",
-    "baseline_power_w",
-    "report_interval_s",
-    "model",
-    "installed_on",
-)
+COLUMNS = INVENTORY_COLUMNS
 
 
 class InventoryError(ValueError):

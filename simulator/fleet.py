@@ -15,20 +15,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from models.inventory import INVENTORY_COLUMNS
+
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
-INVENTORY_COLUMNS = (
-    "device_id",
-    "zone",
-    "circuit",
-    "lat",
-    "lon",
-    "rated_power_w",
-    "baseline_power_w",
-    "report_interval_s",
-    "model",
-    "installed_on",
-)
 
 _ZONE_NAMES = (
     "north",

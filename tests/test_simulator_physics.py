@@ -16,10 +16,11 @@ from astral.sun import sunrise, sunset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.inventory import INVENTORY_COLUMNS
 from simulator.clock import from_ms, local_day, rfc3339, to_ms
 from simulator.dimming import DimmingProfile
 from simulator.episodes import CIRCUIT_OUTAGE, CYCLING, DAY_BURNING, LAMP_FAILURE, Episode
-from simulator.fleet import ID_PATTERN, INVENTORY_COLUMNS, Luminaire, build_fleet
+from simulator.fleet import ID_PATTERN, Luminaire, build_fleet
 from simulator.fleet import write_inventory_csv as write_inventory
 from simulator.physics import (
     WH,
