@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from luxtel.settings import Settings
 from servers import InfluxDBServer, MosquittoServer, create_database
 from tests.support import (
     LUXTEL,
@@ -25,6 +26,13 @@ from tests.support import (
 )
 
 BASE_MS = int(time.time() * 1000) - 7_200_000
+
+
+def write_config(tmp_path: Path, settings: Settings) -> tuple[Path, Path]:
+    """`settings` as tmp_path/luxtel.toml for `luxtel run -c`, and where its log goes."""
+    config = tmp_path / "luxtel.toml"
+    config.write_text(settings_toml(settings))
+    return config, tmp_path / "luxtel.log"
 
 
 def wait_connected(log: Path) -> None:
@@ -149,9 +157,7 @@ def test_kill_9_mid_stream_then_restart_loses_no_message(
         topic_root,
         client_id=f"luxtel-kill-{topic_root[1:9]}",
     )
-    config = tmp_path / "luxtel.toml"
-    config.write_text(settings_toml(settings))
-    log = tmp_path / "luxtel.log"
+    config, log = write_config(tmp_path, settings)
     total = 20000
     process = start_luxtel(config, log)
     try:
@@ -197,9 +203,7 @@ def test_kill_9_while_spooling_then_restart_replays_the_spool(
         topic_root,
         client_id=f"luxtel-spool-{topic_root[1:9]}",
     )
-    config = tmp_path / "luxtel.toml"
-    config.write_text(settings_toml(settings))
-    log = tmp_path / "luxtel.log"
+    config, log = write_config(tmp_path, settings)
     process = start_luxtel(config, log)
     try:
         wait_connected(log)
@@ -240,9 +244,7 @@ def test_sigterm_drains_and_exits_0(
         flush_interval_s=30,
         batch_size=100000,
     )
-    config = tmp_path / "luxtel.toml"
-    config.write_text(settings_toml(settings))
-    log = tmp_path / "luxtel.log"
+    config, log = write_config(tmp_path, settings)
     process = start_luxtel(config, log)
     wait_connected(log)
     publisher = Publisher(mosquitto.url)
