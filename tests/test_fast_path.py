@@ -1,0 +1,210 @@
+"""The fast path (msgspec) must decide exactly as the full pydantic path: same lines, same dead
+letters, same observations — for near-valid input above all, where the two could disagree."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from ingest.decode import Decoded, Limits, decode
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
+LIMITS = Limits(topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300, observe=True)
+TELEMETRY = "lighting/north/lum-1/telemetry"
+BATCH = "lighting/north/gw-1/batch"
+
+EDGE_NUMBERS = st.sampled_from(
+    [
+        0,
+        -0.0,
+        1,
+        5000,
+        5000.0,
+        5000.000001,
+        600,
+        600.5,
+        50,
+        1,
+        1.0,
+        0.999,
+        100,
+        101,
+        -60,
+        -61,
+        200,
+        2**63 - 1,
+        2**63,
+        2**64,
+        1e308,
+        1.7976931348623157e308,
+        -1,
+        1e-320,
+    ]
+)
+NUMBERS = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-100, max_value=6000)
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.integers(min_value=-5, max_value=120)
+    | EDGE_NUMBERS
+)
+ODD = st.none() | st.booleans() | st.text(max_size=5) | st.just([1]) | st.just({"a": 1})
+TIMESTAMPS = st.sampled_from(
+    [
+        "2026-11-24T11:59:00Z",
+        "2026-11-24T11:59:00.5Z",
+        "2026-11-24T11:59:00.123456Z",
+        "2026-11-24T11:59:00.1234567Z",
+        "2026-11-24T19:59:00+08:00",
+        "2026-11-24T19:59:00.250+08:00",
+        "2026-11-24t11:59:00z",
+        "2026-11-24 11:59:00Z",
+        "2026-11-24T11:59:00",
+        "2026-13-24T11:59:00Z",
+        "2026-11-24T24:00:00Z",
+        "2026-11-24T12:04:59.123Z",
+        "2026-11-24T12:05:00.123Z",
+        "2026-11-24T12:05:00.124Z",
+        "2026-11-24T12:10:00Z",
+        "1999-12-31T23:59:59.999Z",
+        "2000-01-01T00:00:00Z",
+        "2000-01-01T00:00:00.001Z",
+        "1970-01-01T00:00:00Z",
+        "2026-11-24T11:59:00+8:00",
+        "٢٠٢٦-11-24T11:59:00Z",
+        "",
+    ]
+) | st.sampled_from([1795521540, 1795521540.25, 946684800, 946684800.0005, 0, -1, 10**12])
+DEVICES = st.sampled_from(["lum-1", "lum-2", "Lum_2.a:b", "lum-1\n", "-bad", "x" * 65, "", 7])
+
+FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "lamp_on": st.booleans() | ODD,
+    "power_w": NUMBERS | ODD,
+    "energy_wh": NUMBERS | ODD,
+    "voltage_v": NUMBERS | ODD,
+    "current_a": NUMBERS | ODD,
+    "power_factor": NUMBERS | ODD,
+    "dim_pct": NUMBERS | ODD,
+    "driver_temp_c": NUMBERS | ODD,
+    "lux": NUMBERS | ODD,
+    "seq": NUMBERS | ODD,
+    "ts": TIMESTAMPS | ODD,
+    "device_id": DEVICES | ODD,
+    "rssi": NUMBERS,
+}
+VALID = {"lamp_on": True, "power_w": 42.5, "energy_wh": 1000.0}
+
+
+def _around(low: float, high: float) -> st.SearchStrategy[Any]:
+    """Values at, just inside and just outside a range, as ints and floats."""
+    edges = [low, high, low - 1, high + 1, low - 1e-9, high + 1e-9, low + 1e-9, high - 1e-9]
+    return (
+        st.sampled_from(edges)
+        | st.sampled_from([int(low), int(high), int(high) + 1])
+        | (st.floats(min_value=low - 2, max_value=high + 2))
+    )
+
+
+NEAR: dict[str, st.SearchStrategy[Any]] = {
+    "power_w": _around(0, 5000),
+    "energy_wh": _around(0, 1e12) | st.sampled_from([1e308, 2**64, 2**64 - 1, 2**63]),
+    "voltage_v": _around(0, 600),
+    "current_a": _around(0, 50),
+    "power_factor": _around(0, 1),
+    "driver_temp_c": _around(-60, 200),
+    "lux": _around(0, 1e6),
+    "dim_pct": st.integers(-2, 102) | st.sampled_from([50.0, 100.0, True]),
+    "seq": st.sampled_from([0, -1, 2**63 - 1, 2**63, 5.0, True, None]),
+    "ts": TIMESTAMPS,
+    "device_id": DEVICES,
+}
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly valid readings with one or two fields changed, added or removed: where the two
+    paths could disagree. Each changed field is drawn from its own near-boundary values as
+    often as from anything at all."""
+    reading: dict[str, Any] = dict(VALID) if draw(st.integers(0, 4)) else {}
+    for name in draw(
+        st.lists(st.sampled_from(sorted(FIELDS)), min_size=1, max_size=2, unique=True)
+    ):
+        if name in reading and draw(st.integers(0, 5)) == 0:
+            del reading[name]
+        else:
+            near = NEAR.get(name) if draw(st.integers(0, 3)) else None
+            reading[name] = draw(near if near is not None else FIELDS[name])
+    return reading
+
+
+def same(fast: Decoded, full: Decoded) -> None:
+    assert [p.line for p in fast.points] == [p.line for p in full.points]
+    assert [p.topic for p in fast.points] == [p.topic for p in full.points]
+    assert [(d.reason, d.detail, d.index) for d in fast.dead_letters] == [
+        (d.reason, d.detail, d.index) for d in full.dead_letters
+    ]
+    assert fast.unknown_fields == full.unknown_fields
+    assert len(fast.observations) == len(full.observations)
+    for a, b in zip(fast.observations, full.observations, strict=True):
+        assert (a.zone, a.device_id, a.at, a.received_at) == (
+            b.zone,
+            b.device_id,
+            b.at,
+            b.received_at,
+        )
+        assert a.reading is not None
+        assert b.reading is not None
+        assert a.reading.model_dump() == b.reading.model_dump()
+
+
+def both(topic: str, payload: bytes) -> None:
+    same(decode(topic, payload, NOW, LIMITS), decode(topic, payload, NOW, LIMITS, fast=False))
+
+
+@settings(max_examples=1500)
+@given(reading=readings())
+@example(reading={**VALID, "power_w": 1, "energy_wh": 2**64 - 1})
+@example(reading={**VALID, "ts": "2026-11-24T12:05:00.123Z"})
+@example(reading={**VALID, "device_id": "lum-1\n"})
+@example(reading={**VALID, "power_w": 5000.5})
+@example(reading={**VALID, "ts": "2026-11-24T12:05:00.124Z"})
+def test_a_telemetry_message_is_decided_the_same_on_both_paths(reading: dict[str, Any]) -> None:
+    both(TELEMETRY, json.dumps(reading).encode())
+
+
+@settings(max_examples=800)
+@given(
+    changed=readings(),
+    plain=st.integers(0, 3),
+    position=st.integers(0, 3),
+    device=st.just("lum-9") | DEVICES,
+)
+def test_a_batch_is_decided_the_same_on_both_paths(
+    changed: dict[str, Any], plain: int, position: int, device: Any
+) -> None:
+    """Plain valid elements around one changed element (which may name no device)."""
+    changed.setdefault("device_id", device)
+    elements = [{**VALID, "device_id": f"lum-{i}"} for i in range(plain)]
+    elements.insert(min(position, plain), changed)
+    both(BATCH, json.dumps(elements).encode())
+
+
+def test_raw_json_the_encoder_would_not_write_is_decided_the_same() -> None:
+    """Duplicate keys (last wins in both), big exponents, whitespace, a BOM, invalid UTF-8."""
+    for raw in (
+        b'{"lamp_on":true,"power_w":1,"power_w":2,"energy_wh":3}',
+        b'{"lamp_on":true,"power_w":9999,"power_w":2,"energy_wh":3}',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":1e400}',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":1E2}',
+        b' {"lamp_on" : true , "power_w":1,"energy_wh":3} \n',
+        b'\xef\xbb\xbf{"lamp_on":true,"power_w":1,"energy_wh":3}',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":3,"ts":"\xff"}',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":3,"ts":"\\ud800"}',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":3}\x00',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":3,"lux":-0.0}',
+        b'{"lamp_on":true,"power_w":1,"energy_wh":100000000000000000000000000000}',
+    ):
+        both(TELEMETRY, raw)
+        both(BATCH, b'[{"device_id":"lum-1",' + raw.strip()[1:] + b"]")
