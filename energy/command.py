@@ -19,11 +19,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from energy.export import export_series
 from energy.inventory import InventoryError, Luminaire, read_inventory
 from energy.output import write_rows
 from energy.periods import day_edges, half_hour_edges, month_edges, to_ms, whole
-from energy.plot import plot_report
 from energy.queries import DAY_MS, QueryError, checked
 from energy.report import GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
 from energy.settlement import write_settlement
@@ -241,6 +239,9 @@ def report(
         )
     write_rows(builder.rows("rows", grid_factor), by, fmt, output)
     if plot is not None:
+        # Imported when used: matplotlib and pyarrow cost every luxtel process ~110 MB of RSS.
+        from energy.plot import plot_report
+
         title = f"Street lighting energy, {start} to {end} ({tz})"
         zone_days, days = builder.rows("zone_day", grid_factor), builder.rows("day", grid_factor)
         plot_report(plot, zone_days, days, title=title, grid_factor=grid_factor)
@@ -286,6 +287,8 @@ def export(
                 nonlocal done
                 done += points
                 bar.update(task, advance=ms, points=done)
+
+            from energy.export import export_series  # pyarrow: imported when used, as above
 
             result = await export_series(
                 writer,

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
@@ -54,6 +52,10 @@ def write_rows(rows: Sequence[Row], by: str, fmt: str, output: Path | None) -> N
     if fmt == "parquet":
         if output is None:
             raise ValueError("parquet needs an output file")
+        # Imported when used: pyarrow costs every luxtel process (`luxtel run` too) ~30 MB.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         pq.write_table(pa.Table.from_pylist(records), str(output))
         return
     if fmt == "json":
