@@ -29,6 +29,7 @@ class DeadLetterLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._metrics = metrics
         self._publish = publish
+        self._lock = asyncio.Lock()
 
     def set_publisher(self, publish: Callable[[str, bytes], None]) -> None:
         self._publish = publish
@@ -38,7 +39,8 @@ class DeadLetterLog:
         if not records:
             return
         lines = [record.to_json() for record in records]
-        await asyncio.to_thread(self._append, b"".join(line + b"\n" for line in lines))
+        async with self._lock:  # batches are written concurrently: one append at a time
+            await asyncio.to_thread(self._append, b"".join(line + b"\n" for line in lines))
         for record, line in zip(records, lines, strict=True):
             self._metrics.rejected.labels(record.reason.value).inc()
             if self._publish is not None:

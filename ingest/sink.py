@@ -33,6 +33,12 @@ from models import DeadLetter, Reason
 log = structlog.get_logger("luxtel.sink")
 
 
+WRITES_IN_FLIGHT = 2
+"""Batches written to InfluxDB at once: while one is in InfluxDB the next is on the wire
+(InfluxDB 1.6 here takes ~116k points/s from one writer, ~165k from two). Acknowledgements
+stay in arrival order whatever order the writes finish in (`ingest.acks`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How hard to try InfluxDB before spooling, and how often to probe it while spooling."""
@@ -55,8 +61,11 @@ class Sink:
         *,
         create_database: bool = True,
         retry: RetryPolicy | None = None,
+        writes_in_flight: int = WRITES_IN_FLIGHT,
     ) -> None:
         self._writer = writer
+        self._writes_in_flight = writes_in_flight
+        self._spool_lock = asyncio.Lock()
         self._spool = spool
         self._dead_letters = dead_letters
         self._metrics = metrics
@@ -80,11 +89,24 @@ class Sink:
             if len(self._spool):
                 log.info("spool_found", segments=len(self._spool), bytes=self._spool.bytes)
                 self._start_replay()
+            slots = asyncio.Semaphore(self._writes_in_flight)
+            in_flight: set[asyncio.Task[None]] = set()
             while (batch := await inbox.get()) is not None:
-                await self.deliver(batch)
+                await slots.acquire()
+                task = group.create_task(self._deliver_then_free(batch, slots), name="sink-write")
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if in_flight:
+                await asyncio.wait(in_flight)
             if self._replayer is not None:
                 self._replayer.cancel()
         self._group = None
+
+    async def _deliver_then_free(self, batch: Batch, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.deliver(batch)
+        finally:
+            slots.release()
 
     async def deliver(self, batch: Batch) -> None:
         """Make one batch safe, then acknowledge its messages."""
@@ -104,7 +126,8 @@ class Sink:
         while True:
             if not self._influx_up:
                 try:
-                    await asyncio.to_thread(self._spool.append, points)
+                    async with self._spool_lock:  # one writer of segment files at a time
+                        await asyncio.to_thread(self._spool.append, points)
                 except SpoolFullError as error:
                     log.error("spool_full", detail=str(error), action="holding the batch")
                     self._start_replay()
