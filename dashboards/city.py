@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, gauge, geomap, stat, testdata
+from grafana_foundation_sdk.builders import bargauge, gauge, geomap, stat
 from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import geomap as geomap_model
 
 from dashboards.common import (
     influxql,
     new_dashboard,
     number_panels,
     thresholds,
+    value_map,
     window_variable,
     zone_variable,
 )
 from dashboards.inventory import Inventory
-from dashboards.sdk import INFLUX, INVENTORY, InfluxQL
+from dashboards.sdk import INFLUX, InfluxQL
 
 UID = "luxtel-city"
 
@@ -43,23 +45,23 @@ ACTIVE_ALERTS = influxql(
     'WHERE @active AND @zone GROUP BY "device_id", "rule", "severity") '
     'WHERE "s" = \'firing\' GROUP BY "severity"'
 )
-MAP_LAMP = influxql(
-    'SELECT last("lamp_on") AS "on" FROM "telemetry" WHERE @now AND @zone GROUP BY "device_id"'
+STATE_WINDOW = "time > now() - 5m"
+"""How old a `luminaire_state` snapshot may be and still show: a little longer than the rules
+engine's `state_interval_s` (60 s by default, at most 240), so one lost snapshot leaves no hole
+and a stopped engine empties the map within minutes rather than showing stale states."""
+MAP_STATES = influxql(
+    'SELECT last("state_code") AS "state_code", "state", "firing", "lat", "lon" '
+    'FROM "luminaire_state" WHERE @state AND @zone GROUP BY "device_id", "zone", "circuit"',
+    state=STATE_WINDOW,
 )
-MAP_ALARMS = influxql(
-    'SELECT count("s") AS "alarms" FROM (SELECT last("state") AS "s" FROM "alerts" '
-    'WHERE @active AND @zone GROUP BY "device_id", "rule") '
-    'WHERE "s" = \'firing\' GROUP BY "device_id"'
-)
-
-
-def inventory_csv(inventory: Inventory) -> str:
-    """The luminaires' places as CSV for the map (a TestData query holds it inline)."""
-    rows = ["device_id,zone,circuit,lat,lon"]
-    rows += [
-        f"{p.device_id},{p.zone},{p.circuit},{p.lat:.6f},{p.lon:.6f}" for p in inventory.places
-    ]
-    return "\n".join(rows)
+"""Each luminaire's last snapshot: a selector with other fields takes them from its point."""
+STATES = {
+    "0": ("silent", "gray"),
+    "1": ("off", "blue"),
+    "2": ("on", "green"),
+    "3": ("alarm", "red"),
+}
+"""`state_code` → what the map shows (`rules.state_points.STATE_CODES`)."""
 
 
 def _stat(title: str, query: str, unit: str, description: str) -> stat.Panel:
@@ -120,27 +122,20 @@ def _alerts_by_severity() -> bargauge.Panel:
     )
 
 
-def _state_mapping() -> list[model.ValueMapping]:
-    def special(
-        match: model.SpecialValueMatch, text: str, colour: str, index: int
-    ) -> model.SpecialValueMap:
-        return model.SpecialValueMap(
-            options=model.DashboardSpecialValueMapOptions(
-                match=match,
-                result=model.ValueMappingResult(text=text, color=colour, index=index),
-            )
-        )
-
+def _state_colours() -> list[model.DynamicConfigValue]:
+    """`state_code`'s text and colour, as value mappings and the same as thresholds (which
+    Grafana falls back on), on that field only: `firing` counts would read as states."""
+    steps = [(None if code == "0" else float(code), colour) for code, (_, colour) in STATES.items()]
     return [
-        special(model.SpecialValueMatch.TRUE, "on", "green", 0),
-        special(model.SpecialValueMatch.FALSE, "off", "blue", 1),
-        special(model.SpecialValueMatch.NULL, "silent", "gray", 2),
+        model.DynamicConfigValue(id_val="mappings", value=[value_map(STATES)]),
+        model.DynamicConfigValue(id_val="color", value={"mode": "thresholds"}),
+        model.DynamicConfigValue(id_val="thresholds", value=thresholds(*steps).build()),
     ]
 
 
-def _map(inventory: Inventory) -> geomap.Panel:
-    """Every luminaire of the inventory, coloured on / off / silent, its firing alerts in the
-    tooltip. The places come from the inventory baked in at build time (InfluxDB has none)."""
+def _map() -> geomap.Panel:
+    """Every luminaire of the rules engine's inventory where it stands, coloured by its state
+    (`luminaire_state`, places included, so no inventory is needed at build time)."""
     layer = (
         common_builder.MapLayerOptions()
         .type("markers")
@@ -155,7 +150,7 @@ def _map(inventory: Inventory) -> geomap.Panel:
             {
                 "showLegend": True,
                 "style": {
-                    "color": {"field": "on", "fixed": "gray"},
+                    "color": {"field": "state_code", "fixed": "gray"},
                     "size": {"fixed": 5},
                     "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"},
                 },
@@ -163,33 +158,32 @@ def _map(inventory: Inventory) -> geomap.Panel:
         )
         .tooltip(True)
     )
+    order = ("device_id", "zone", "circuit", "state", "firing", "Time", "state_code", "lat", "lon")
     return (
         geomap.Panel()
         .title("Luminaires by state")
         .description(
-            "on / off from each luminaire's last reading within the window, silent when it has "
-            "none; the tooltip gives its firing alerts. Places from the inventory the dashboards "
-            "were built from."
+            "Each luminaire's state as the rules engine saw it in the last 5 minutes: alarm (an "
+            "alert firing), silent (nothing heard for its deadman's k report intervals), on, "
+            "off. Written by `luxtel run` with the rules on ([rules] path, and [inventory] path "
+            "for the places); empty without them."
         )
-        .datasource(model.DataSourceRef(type_val="datasource", uid="-- Mixed --"))
-        .with_target(InfluxQL(MAP_LAMP).table().ref_id("A"))
-        .with_target(InfluxQL(MAP_ALARMS).table().ref_id("B"))
-        .with_target(
-            testdata.Dataquery()
-            .datasource(INVENTORY)
-            .ref_id("C")
-            .scenario_id("csv_content")
-            .csv_content(inventory_csv(inventory))
-        )
+        .datasource(INFLUX)
+        .with_target(InfluxQL(MAP_STATES).table())
         .with_transformation(
             model.DataTransformerConfig(
-                id_val="joinByField", options={"byField": "device_id", "mode": "outer"}
+                id_val="organize",
+                options={
+                    "indexByName": {name: index for index, name in enumerate(order)},
+                    "renameByName": {"Time": "as of"},
+                },
             )
         )
-        .mappings(_state_mapping())
+        .override_by_name("state_code", _state_colours())
         .view(geomap.MapViewConfig().id("fit"))
         .basemap(common_builder.MapLayerOptions().type("osm-standard").name("OpenStreetMap"))
         .layers([layer])
+        .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
         .height(14)
         .span(24)
     )
@@ -222,6 +216,6 @@ def city_dashboard(inventory: Inventory) -> builder.Dashboard:
             )
         )
         .with_panel(_alerts_by_severity())
-        .with_panel(_map(inventory))
+        .with_panel(_map())
     )
     return number_panels(dash)

@@ -22,8 +22,9 @@ InventoryOption = Annotated[
     Path | None,
     typer.Option(
         "--inventory",
-        help="Luminaire inventory CSV: adds the circuit variable, the map's places and the "
-        "fleet size. Without it the dashboards are zone and device level only.",
+        help="Luminaire inventory CSV: adds the circuit variable and the fleet size. Without "
+        "it the dashboards are zone and device level only (the map's places come from the "
+        "rules engine's inventory, through InfluxDB).",
         dir_okay=False,
     ),
 ]

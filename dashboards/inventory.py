@@ -1,9 +1,10 @@
 """What the dashboards take from the luminaire inventory CSV at build time.
 
-InfluxDB holds only `device_id` and `zone` as tags: a luminaire's circuit, place and baseline
-wattage live in the inventory. `dashboards build --inventory FILE` bakes them into the dashboards
-(the circuit variable, the map's places, the fleet size and mean baseline power); without an
-inventory the dashboards work at zone and device level only.
+InfluxDB's `telemetry` holds only `device_id` and `zone` as tags: a luminaire's circuit and
+baseline wattage live in the inventory. `dashboards build --inventory FILE` bakes them into the
+dashboards (the circuit variable, the fleet size and mean baseline power); without an inventory
+the dashboards work at zone and device level only. The city map needs no inventory here: its
+places come with the rules engine's `luminaire_state` points.
 """
 
 from __future__ import annotations

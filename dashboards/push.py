@@ -2,7 +2,7 @@
 
 What it does, in order, each step idempotent:
 1. `GET /api/folders/{uid}`; when 404, `POST /api/folders` with the folder's uid and title;
-2. for each data source the dashboards use (InfluxDB, Prometheus, the inventory's TestData),
+2. for each data source the dashboards use (InfluxDB, Prometheus),
    `GET /api/datasources/uid/{uid}`; when 404, `POST /api/datasources` — an existing data source
    is never changed (an operator may have pointed it elsewhere);
 3. `POST /api/dashboards/db` for each dashboard, `{"dashboard", "folderUid", "overwrite": true,
@@ -21,7 +21,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
 from niquests.exceptions import RequestException
 
-from dashboards.sdk import INFLUX_UID, INVENTORY_UID, PROMETHEUS_UID
+from dashboards.sdk import INFLUX_UID, PROMETHEUS_UID
 
 FOLDER_UID = "luxtel"
 FOLDER_TITLE = "luxtel"
@@ -72,12 +72,6 @@ def datasource_bodies(targets: DatasourceTargets) -> list[dict[str, Any]]:
             "access": "proxy",
             "url": targets.prometheus_url,
             "jsonData": {"httpMethod": "POST"},
-        },
-        {
-            "uid": INVENTORY_UID,
-            "name": "luxtel inventory",
-            "type": "grafana-testdata-datasource",
-            "access": "proxy",
         },
     ]
 

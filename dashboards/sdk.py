@@ -18,12 +18,9 @@ from grafana_foundation_sdk.models import dashboard
 
 INFLUX_UID = "luxtel-influxdb"
 PROMETHEUS_UID = "luxtel-prometheus"
-INVENTORY_UID = "luxtel-inventory"
-"""A TestData data source: the only core one that can hold inline CSV (the inventory's places)."""
 
 INFLUX = dashboard.DataSourceRef(type_val="influxdb", uid=INFLUX_UID)
 PROMETHEUS = dashboard.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
-INVENTORY = dashboard.DataSourceRef(type_val="grafana-testdata-datasource", uid=INVENTORY_UID)
 
 ResultFormat = Literal["time_series", "table"]
 

@@ -206,6 +206,14 @@ class RulesSettings(_Section):
         description="Chunks of observations waiting for the rules; when full, new ones are "
         "dropped and counted (luxtel_observations_dropped_total), never waited for.",
     )
+    state_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=240,
+        description="How often the rules write each inventory luminaire's state (on, off, "
+        "alarm, silent) to InfluxDB `luminaire_state`, the city map's data; 0: never. The map "
+        "looks 5 minutes back, hence at most 240 s.",
+    )
 
 
 class Settings(BaseSettings):

@@ -4,17 +4,20 @@ SQLite, and delivers notifications and `alerts` points with retries.
     engine = RulesEngine(rules_path, inventory, state_dir, notify, influx, publish)
     await engine.run(inbox)      # until cancelled, or until `None` arrives in the inbox
 
-Two tasks: the evaluator (observations as they come, and a timer tick for the deadman, group
-timers and `for`), and the deliverer (the outbox's due items, retried with capped, jittered
-backoff). The evaluator never waits on a receiver, so a slow mail server cannot slow it; the
-inbox is the bounded queue `ingest.stages.decode_stage` fills without waiting.
+Three tasks: the evaluator (observations as they come, and a timer tick for the deadman, group
+timers and `for`), the deliverer (the outbox's due items, retried with capped, jittered
+backoff), and the snapshot writer (every `state_interval_s`, on a tick, each luminaire's state
+as `luminaire_state` points for the city map: `rules.state_points`). The evaluator never waits
+on a receiver or on InfluxDB, so a slow mail server cannot slow it; the inbox is the bounded
+queue `ingest.stages.decode_stage` fills without waiting.
 """
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +42,7 @@ from rules.metrics import RulesMetrics
 from rules.notify_config import NO_RECEIVERS, NotifyConfig
 from rules.outputs import alert_topic, influx_line, mqtt_payload
 from rules.receivers import alertmanager_body, apprise_body, send_alertmanager, send_apprise
+from rules.state_points import SnapshotEncoder, StatePolicy
 from rules.store import OutboxItem, Store
 
 log = structlog.get_logger("luxtel.rules")
@@ -47,6 +51,12 @@ STATE_FILE = "rules.sqlite"
 RETRY_MIN_S = 5.0
 RETRY_MAX_S = 900.0
 FINAL_DELIVERY_S = 5.0
+STATE_CHUNK_LINES = 5000
+"""`luminaire_state` points per write: a city of 10^5–10^6 luminaires in requests InfluxDB takes
+in its stride."""
+STATE_YIELD_LINES = 500
+"""Lines encoded between two turns of the event loop, so observations are evaluated meanwhile
+(a few ms; the first snapshot, which encodes every series key, some 15 ms)."""
 
 
 Inbox = asyncio.Queue[list[Observation]] | asyncio.Queue[list[Observation] | None]
@@ -83,9 +93,12 @@ class RulesEngine:
         tick_s: float = 10.0,
         params: Mapping[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
+        state_interval_s: float = 60.0,
     ) -> None:
         """`registry`: where the engine's Prometheus metrics go (the pipeline's); None keeps
-        them in a registry of their own (`self.metrics.registry`)."""
+        them in a registry of their own (`self.metrics.registry`). `state_interval_s`: the
+        least time between two `luminaire_state` snapshots (taken on a tick); 0, or no
+        `influx`, writes none."""
         self.rules = load_rules(rules_path, params)
         self.book = Rulebook(self.rules, inventory)
         self.state_path = state_dir / STATE_FILE
@@ -94,11 +107,16 @@ class RulesEngine:
         self.publish = publish
         self.clock = clock
         self.tick_s = tick_s
+        self.state_interval_s = state_interval_s
+        self.state_policy = StatePolicy.of(self.rules)
+        self._encoder = SnapshotEncoder(inventory)
         self.counters = EngineCounters()
         self.errors = Counters()
         self.metrics = RulesMetrics(registry)
         self._rng = random.Random()
         self._wake = asyncio.Event()
+        self._snapshot_due = asyncio.Event()
+        self._next_snapshot = 0.0
         self._store: Store | None = None
         self._state = EngineState()
         self._groups: dict[str, Group] = {}
@@ -124,8 +142,15 @@ class RulesEngine:
         try:
             async with asyncio.TaskGroup() as group:
                 deliverer = group.create_task(self._deliver_forever(store), name="rules-deliver")
+                snapshots = None
+                if self.influx is not None and self.state_interval_s > 0:
+                    snapshots = group.create_task(
+                        self._snapshots_forever(self.influx), name="rules-state"
+                    )
                 await self._evaluate_forever(inbox)
                 deliverer.cancel()
+                if snapshots is not None:
+                    snapshots.cancel()
             await asyncio.wait_for(self._deliver_due(store), FINAL_DELIVERY_S)
         except TimeoutError:
             log.warning("rules_stopped_with_undelivered", action="delivered after the restart")
@@ -153,6 +178,9 @@ class RulesEngine:
                 if loop.time() >= next_tick:
                     self.cycle([])
                     next_tick = loop.time() + self.tick_s
+                    if self.state_interval_s > 0 and loop.time() >= self._next_snapshot:
+                        self._next_snapshot = loop.time() + self.state_interval_s
+                        self._snapshot_due.set()
         finally:
             if getter is not None:
                 getter.cancel()
@@ -228,6 +256,35 @@ class RulesEngine:
                 items.append(("alertmanager", note.receiver, alertmanager_body(note)))
         return items
 
+    async def _snapshots_forever(self, influx: InfluxWriter) -> None:
+        while True:
+            await self._snapshot_due.wait()
+            self._snapshot_due.clear()
+            await self.write_snapshot(influx)
+
+    async def write_snapshot(self, influx: InfluxWriter) -> int:
+        """Write every luminaire's state now, in chunks; returns the points written. Best
+        effort: on an InfluxDB error the rest of this snapshot is dropped with a warning — the
+        next one replaces it — rather than kept and retried like an alert's point."""
+        lines = self._encoder.lines(self._state, self.clock(), self.state_policy)
+        written = 0
+        try:
+            async with contextlib.aclosing(_chunks(lines)) as chunks:
+                async for chunk in chunks:
+                    await influx.write(chunk)
+                    written += len(chunk)
+                    self.metrics.state_points.inc(len(chunk))
+        except InfluxError as error:
+            self.metrics.state_failures.inc()
+            log.warning(
+                "state_snapshot_failed",
+                written=written,
+                devices=len(self.book.inventory),
+                error=str(error),
+                action=f"the next snapshot, in {self.state_interval_s:g} s, replaces it",
+            )
+        return written
+
     async def _deliver_forever(self, store: Store) -> None:
         while True:
             await self._deliver_due(store)
@@ -288,6 +345,20 @@ class RulesEngine:
             await send_alertmanager(session, receiver.alertmanager, item.body)
         else:
             raise NotifyError(f"unknown outbox channel {item.channel!r}", retryable=False)
+
+
+async def _chunks(lines: Iterator[str]) -> AsyncGenerator[list[str], None]:
+    """`lines` in lists of `STATE_CHUNK_LINES`, the event loop getting a turn every
+    `STATE_YIELD_LINES` while they are encoded."""
+    chunk: list[str] = []
+    while part := list(itertools.islice(lines, STATE_YIELD_LINES)):
+        chunk += part
+        if len(chunk) >= STATE_CHUNK_LINES:
+            yield chunk
+            chunk = []
+        await asyncio.sleep(0)
+    if chunk:
+        yield chunk
 
 
 def _receiver_label(item: OutboxItem) -> str:

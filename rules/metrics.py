@@ -12,7 +12,10 @@
   `luxtel_notifications_failed_total{receiver,channel}`: outbox items delivered, and delivery
   attempts that failed (each is retried); `channel` is apprise, alertmanager or influx
   (receiver `influxdb`: the `alerts` points);
-- `luxtel_rules_outbox_due`: outbox items not delivered yet (due now or waiting for a retry).
+- `luxtel_rules_outbox_due`: outbox items not delivered yet (due now or waiting for a retry);
+- `luxtel_rules_state_points_total`, `luxtel_rules_state_failures_total`: `luminaire_state`
+  points written for the city map, and snapshots given up on an InfluxDB error (the next one
+  replaces it).
 """
 
 from collections.abc import Iterable, Mapping
@@ -65,6 +68,16 @@ class RulesMetrics:
         )
         self.outbox_due = Gauge(
             "luxtel_rules_outbox_due", "Outbox items not yet delivered.", registry=r
+        )
+        self.state_points = Counter(
+            "luxtel_rules_state_points",
+            "luminaire_state points written (each luminaire's state, for the city map).",
+            registry=r,
+        )
+        self.state_failures = Counter(
+            "luxtel_rules_state_failures",
+            "luminaire_state snapshots given up on an InfluxDB error (the next replaces it).",
+            registry=r,
         )
         self._errors_seen: dict[str, int] = {}
 

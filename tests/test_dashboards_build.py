@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,8 +17,9 @@ from dashboards.build import DEFAULT_OUT, build_dashboards, render, write_dashbo
 from dashboards.command import dashboards_app
 from dashboards.common import DAY_BURNING_RULE, LAMP_FAILURE_RULE
 from dashboards.interpolate import TimeRange, Variable, escape_regex, interpolate
-from dashboards.inventory import read_inventory
+from dashboards.inventory import Place, make_inventory, read_inventory
 from ingest.metrics import IngestMetrics
+from rules.state_points import STATE_CODES
 from simulator.fleet import build_fleet, write_inventory_csv
 
 
@@ -40,7 +42,7 @@ def test_build_check_flags_a_stale_file(tmp_path: Path) -> None:
     assert result.exit_code == 1
 
 
-def test_an_inventory_gives_circuits_and_places_reproducibly(tmp_path: Path) -> None:
+def test_an_inventory_gives_circuits_reproducibly(tmp_path: Path) -> None:
     fleet = build_fleet(60, zones=2, circuits_per_zone=3, seed=7)
     write_inventory_csv(tmp_path / "inventory.csv", fleet)
     inventory = read_inventory(tmp_path / "inventory.csv")
@@ -48,11 +50,28 @@ def test_an_inventory_gives_circuits_and_places_reproducibly(tmp_path: Path) -> 
     second = write_dashboards(tmp_path / "b", read_inventory(tmp_path / "inventory.csv"))
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
     assert len(inventory.circuits) == 6
-    model = build_dashboards(inventory)["city-overview.json"]
-    (geomap,) = [p for p in model["panels"] if p["type"] == "geomap"]
-    csv_rows = geomap["targets"][2]["csvContent"].splitlines()
-    assert len(csv_rows) == 61
-    assert {row.split(",")[0] for row in csv_rows[1:]} == {lum.device_id for lum in fleet}
+
+
+def _geomap(model: dict[str, Any]) -> dict[str, Any]:
+    (panel,) = [p for p in model["panels"] if p["type"] == "geomap"]
+    found: dict[str, Any] = panel
+    return found
+
+
+def test_the_map_needs_no_inventory_and_colours_by_the_engines_state_codes() -> None:
+    fleet = build_fleet(10, zones=2, circuits_per_zone=1, seed=7)
+    places = [Place(f.device_id, f.zone, f.circuit, f.lat, f.lon) for f in fleet]
+    inventory = make_inventory(places, [100.0] * len(places), {900: len(places)})
+    without = _geomap(build_dashboards()["city-overview.json"])
+    assert _geomap(build_dashboards(inventory)["city-overview.json"]) == without
+    assert [t["datasource"]["type"] for t in without["targets"]] == ["influxdb"]
+    assert '"luminaire_state"' in without["targets"][0]["query"]
+    (override,) = without["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byName", "options": "state_code"}
+    (mapping,) = next(p["value"] for p in override["properties"] if p["id"] == "mappings")
+    texts = {int(code): option["text"] for code, option in mapping["options"].items()}
+    assert texts == {code: state for state, code in STATE_CODES.items()}
+    assert without["options"]["tooltip"]["mode"] == "details"
 
 
 def test_uids_and_panel_ids_are_unique() -> None:

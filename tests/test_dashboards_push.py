@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from dashboards.build import build_dashboards
 from dashboards.command import dashboards_app
 from dashboards.push import PushError, push_dashboards
-from dashboards.sdk import INFLUX_UID, INVENTORY_UID, PROMETHEUS_UID
+from dashboards.sdk import INFLUX_UID, PROMETHEUS_UID
 from servers import free_port
 
 TOKEN = "glsa_test_token_0123456789"
@@ -122,7 +122,7 @@ def test_push_creates_folder_and_datasources_then_dashboards(grafana: FakeGrafan
     models = build_dashboards()
     result = push_dashboards(grafana.url, TOKEN, models)
     assert result.folder_created
-    assert result.datasources_created == [INFLUX_UID, PROMETHEUS_UID, INVENTORY_UID]
+    assert result.datasources_created == [INFLUX_UID, PROMETHEUS_UID]
     assert sorted(grafana.dashboards) == sorted(m["uid"] for m in models.values())
     assert grafana.datasources[INFLUX_UID]["jsonData"]["version"] == "InfluxQL"
     assert grafana.datasources[INFLUX_UID]["jsonData"]["dbName"] == "lighting"

@@ -1,12 +1,14 @@
 """Every InfluxQL query of every dashboard runs against a real InfluxDB holding a small city with
-hand-written readings, status and alerts: none fails, each returns data, and the key panels give
-the values worked out by hand below."""
+hand-written readings, status and alerts, and the `luminaire_state` snapshot the rules engine's
+own code (`rules.state_points`) writes from the matching engine state: none fails, each returns
+data, and the key panels give the values worked out by hand below."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +16,10 @@ import pytest
 from dashboards.build import build_dashboards
 from dashboards.interpolate import TimeRange, Variable, interpolate
 from dashboards.inventory import Inventory, Place, circuit_regex, make_inventory
+from rules import inventory as rules_inventory
+from rules.alerts import Alert
+from rules.evaluator import DeviceView, EngineState
+from rules.state_points import state_lines
 from servers import InfluxDBServer, query, write_points
 
 pytestmark = pytest.mark.integration
@@ -25,9 +31,28 @@ FLEET: dict[str, tuple[str, str, bool, float, tuple[float, ...]]] = {
     "n2": ("north", "C01", False, 0.0, (500, 500, 500, 500)),
     "n3": ("north", "C02", True, 60.0, (2000, 2015, 0, 15)),  # a counter reset: 30 Wh, not −1985
     "s1": ("south", "C03", True, 100.0, (10, 35, 60, 85)),
+    "s3": ("south", "C03", False, 0.0, (300, 300, 300, 300)),
 }
 SILENT = ("s2", "south", "C03")
 """Reported once, 3 h ago: outside the 1 h window and the 2 h time range."""
+# device, zone, rule, severity, state, minutes ago
+ALERTS = [
+    ("n2", "north", "lamp_failure", "critical", "firing", 30),
+    ("n3", "north", "lamp_failure", "major", "firing", 45),
+    ("s1", "south", "day_burning", "warning", "firing", 40),
+    ("s1", "south", "day_burning", "warning", "resolved", 10),
+    ("n1", "north", "day_burning", "warning", "firing", 20),
+]
+MAP = {
+    "n1": ("alarm", 3, 1),
+    "n2": ("alarm", 3, 1),
+    "n3": ("alarm", 3, 1),
+    "s1": ("on", 2, 0),
+    "s2": ("silent", 0, 0),
+    "s3": ("off", 1, 0),
+}
+"""What the map shows: (state, state_code, firing) — firing alerts first, then silence (s2's last
+reading is 3 h old, 3 × its 15 min interval is 45 min), then the last reading's lamp_on."""
 
 
 def _lines(now: int) -> list[str]:
@@ -48,34 +73,68 @@ def _lines(now: int) -> list[str]:
         f'status,device_id=n1,zone=north online=true,firmware="2.3.1",faults="" {now - 30 * MIN}'
     )
 
-    def alert(device: str, zone: str, rule: str, severity: str, state: str, ago: int) -> str:
-        return (
+    for device, zone, rule, severity, state, ago in ALERTS:
+        lines.append(
             f"alerts,device_id={device},rule={rule},severity={severity},zone={zone} "
             f'state="{state}",value=1.0,summary="{rule} on {device}" {now - ago * MIN}'
         )
-
-    lines += [
-        alert("n2", "north", "lamp_failure", "critical", "firing", 30),
-        alert("n3", "north", "lamp_failure", "major", "firing", 45),
-        alert("s1", "south", "day_burning", "warning", "firing", 40),
-        alert("s1", "south", "day_burning", "warning", "resolved", 10),
-        alert("n1", "north", "day_burning", "warning", "firing", 20),
-    ]
     return lines
 
 
-def _inventory() -> Inventory:
+def _places() -> list[Place]:
     places = [
         Place(d, z, c, 51.5 + i / 1000, -0.1) for i, (d, (z, c, *_)) in enumerate(FLEET.items())
     ]
     places.append(Place(SILENT[0], SILENT[1], SILENT[2], 51.6, -0.1))
+    return places
+
+
+def _inventory() -> Inventory:
+    places = _places()
     return make_inventory(places, [100.0] * len(places), {900: len(places)})
+
+
+def _engine_state(now: datetime) -> EngineState:
+    """What the rules engine knows of the same city at `now`: each device's last reading (the
+    readings above, 5 min ago; s2's 3 h ago) and the alerts whose last transition is firing."""
+    devices = {
+        d: DeviceView(zone, now - timedelta(minutes=5), (on,))
+        for d, (zone, _, on, *_) in FLEET.items()
+    }
+    device, zone, _ = SILENT
+    devices[device] = DeviceView(zone, now - timedelta(minutes=180), (False,))
+    last: dict[tuple[str, str], Alert] = {}
+    for device, zone, rule, severity, state, ago in sorted(ALERTS, key=lambda a: -a[5]):
+        since = now - timedelta(minutes=ago)
+        fired = since if state == "firing" else None
+        last[(rule, device)] = Alert(rule, device, zone, "", severity, (), 1.0, "", since, fired)
+    alerts = {key: alert for key, alert in last.items() if alert.fired_at is not None}
+    return EngineState(now - timedelta(hours=6), alerts, {}, devices)
+
+
+def _state_lines(now_ms: int) -> list[str]:
+    """The `luminaire_state` snapshot, written by the engine's own code."""
+    devices = [
+        rules_inventory.Device(
+            device_id=p.device_id,
+            zone=p.zone,
+            circuit=p.circuit,
+            lat=p.lat,
+            lon=p.lon,
+            rated_power_w=100.0,
+            baseline_power_w=150.0,
+            report_interval_s=900,
+        )
+        for p in _places()
+    ]
+    now = datetime.fromtimestamp(now_ms / 1000, UTC)
+    return list(state_lines(_engine_state(now), rules_inventory.Inventory.of(devices), now))
 
 
 @pytest.fixture
 def city(influxdb: InfluxDBServer, influx_db: str) -> tuple[str, str, int]:
     now = int(time.time() * 1000)
-    write_points(influxdb.url, influx_db, _lines(now))
+    write_points(influxdb.url, influx_db, _lines(now) + _state_lines(now - MIN))
     return influxdb.url, influx_db, now
 
 
@@ -134,7 +193,7 @@ def test_every_influxql_query_runs_and_returns_data(city: tuple[str, str, int]) 
 @pytest.mark.parametrize(
     ("title", "variables", "expected"),
     [
-        ("Luminaires reporting", {}, [4]),
+        ("Luminaires reporting", {}, [5]),
         ("Lamps on now", {}, [3]),
         ("Power now", {}, [0.2]),
         ("Power now", {"zone": Variable("north", multi=True)}, [0.1]),
@@ -231,3 +290,26 @@ def test_luminaire_dashboard_known_values(city: tuple[str, str, int]) -> None:
     (series,) = _run(url, db, status)
     row = dict(zip(series["columns"], series["values"][0], strict=True))
     assert (row["online"], row["firmware"]) == (True, "2.3.1")
+
+
+@pytest.mark.parametrize("zones", [("north", "south"), ("south",)])
+def test_city_map_colours_each_luminaire_by_its_state(
+    city: tuple[str, str, int], zones: tuple[str, ...]
+) -> None:
+    url, db, now = city
+    statement = interpolate(
+        _query_of("city-overview.json", "Luminaires by state"),
+        _variables(zone=Variable(zones, multi=True)),
+        _range(now),
+    )
+    shown: dict[str, tuple[str, int, int]] = {}
+    places = {p.device_id: p for p in _places()}
+    for series in _run(url, db, statement):
+        tags = series["tags"]
+        (values,) = series["values"]
+        row = dict(zip(series["columns"], values, strict=True))
+        place = places[tags["device_id"]]
+        assert (tags["zone"], tags["circuit"]) == (place.zone, place.circuit)
+        assert (row["lat"], row["lon"]) == pytest.approx((place.lat, place.lon))
+        shown[tags["device_id"]] = (row["state"], row["state_code"], row["firing"])
+    assert shown == {d: v for d, v in MAP.items() if places[d].zone in zones}

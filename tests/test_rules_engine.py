@@ -292,3 +292,74 @@ def test_transitions_go_to_influxdb_and_mqtt(
     assert [topic for topic, _ in published] == ["luxtel/alerts/north/lum-0"] * 2
     messages: list[dict[str, Any]] = [orjson.loads(payload) for _, payload in published]
     assert [m["state"] for m in messages] == ["firing", "resolved"]
+
+
+@pytest.mark.integration
+def test_each_luminaire_state_goes_to_influxdb(
+    tmp_path: Path, influxdb: InfluxDBServer, influx_db: str
+) -> None:
+    """On its ticks the engine writes a `luminaire_state` point per inventory luminaire: lit,
+    dark (its lamp_failure only pending), overheating (driver_overtemp firing), never heard."""
+    clock = Clock()
+    expected = {
+        "lum-0": ("on", 2, 0),
+        "lum-1": ("alarm", 3, 1),
+        "lum-2": ("off", 1, 0),
+        "lum-3": ("silent", 0, 0),
+    }
+
+    def observations(minute: int) -> list[Observation]:
+        return [
+            reading("lum-0", minute),
+            reading("lum-1", minute, driver_temp_c=98.0),
+            reading("lum-2", minute, lamp_on=False, power_w=0.0),
+        ]
+
+    async def latest(writer: InfluxWriter) -> dict[str, tuple[str, int, int]]:
+        answer = await writer.query(
+            'SELECT last("state") AS "state", "state_code", "firing", "lat", "lon" '
+            'FROM "luminaire_state" GROUP BY "device_id", "zone", "circuit"'
+        )
+        shown: dict[str, tuple[str, int, int]] = {}
+        for series in answer["results"][0].get("series", []):
+            row = dict(zip(series["columns"], series["values"][0], strict=True))
+            tags = series["tags"]
+            assert (tags["zone"], tags["circuit"], row["lat"], row["lon"]) == (
+                "north",
+                "C07",
+                31.23,
+                121.47,
+            )
+            shown[tags["device_id"]] = (row["state"], row["state_code"], row["firing"])
+        return shown
+
+    async def scenario() -> RulesEngine:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
+            rules = RulesEngine(
+                SHIPPED,
+                inventory(*CIRCUIT),
+                tmp_path,
+                influx=writer,
+                clock=clock,
+                tick_s=0.02,
+                state_interval_s=0.05,
+            )
+            task = asyncio.create_task(rules.run(inbox))
+            for minute in range(0, 11, 5):
+                clock.now = at(minute)
+                await inbox.put(observations(minute))
+                await settle()
+            shown: dict[str, tuple[str, int, int]] = {}
+            for _ in range(600):
+                shown = await latest(writer)
+                if shown == expected:
+                    break
+                await asyncio.sleep(0.05)
+            assert shown == expected
+            await inbox.put(None)
+            await task
+        return rules
+
+    rules = asyncio.run(scenario())
+    assert (rules.metrics.registry.get_sample_value("luxtel_rules_state_points_total") or 0) >= 8
