@@ -104,14 +104,15 @@ def reading_fields(reading: Reading) -> dict[str, FieldValue]:
 
 
 _OPTIONAL_READING_FIELDS = (
-    "seq",
     "voltage_v",
     "current_a",
     "power_factor",
-    "dim_pct",
     "driver_temp_c",
     "lux",
+    "seq",
+    "dim_pct",
 )
+"""In the order `ingest.fast_path.encode` writes them (the integers last)."""
 _INT_FIELDS = frozenset({"seq", "dim_pct"})
 
 

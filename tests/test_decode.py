@@ -50,8 +50,8 @@ def test_a_full_reading_becomes_one_line_with_fixed_types() -> None:
     assert decoded.dead_letters == []
     assert [p.line for p in decoded.points] == [
         "telemetry,device_id=lum-1,zone=north lamp_on=true,power_w=42.5,energy_wh=1000.0,"
-        "seq=7i,voltage_v=230.0,current_a=0.2,power_factor=0.93,dim_pct=50i,"
-        "driver_temp_c=-5.0,lux=0.0 1795519800123"
+        "voltage_v=230.0,current_a=0.2,power_factor=0.93,driver_temp_c=-5.0,lux=0.0,"
+        "seq=7i,dim_pct=50i 1795519800123"
     ]
 
 

@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest.decode import Decoded, Limits, decode
+from servers import InfluxDBServer, query, write_points
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 LIMITS = Limits(topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300, observe=True)
@@ -139,8 +140,30 @@ def readings(draw: st.DrawFn) -> dict[str, Any]:
     return reading
 
 
+def fields_of(line: str) -> tuple[str, dict[str, bool | int | float], str]:
+    """A reading's line as (series, fields with their typed values, time): the fast path
+    writes exponents as msgspec does (`1e16`), the full path as Python does (`1e+16`)."""
+    series, fields, time = line.split(" ")
+    values: dict[str, bool | int | float] = {}
+    for pair in fields.split(","):
+        name, text = pair.split("=")
+        if text in ("true", "false"):
+            values[name] = text == "true"
+        elif text.endswith("i"):
+            values[name] = int(text[:-1])
+        else:
+            assert "." in text or "e" in text, f"a float field must read as a float: {pair}"
+            values[name] = float(text)
+    return series, values, time
+
+
+def names(line: str) -> list[str]:
+    return [pair.split("=")[0] for pair in line.split(" ")[1].split(",")]
+
+
 def same(fast: Decoded, full: Decoded) -> None:
-    assert [p.line for p in fast.points] == [p.line for p in full.points]
+    assert [fields_of(p.line) for p in fast.points] == [fields_of(p.line) for p in full.points]
+    assert [names(p.line) for p in fast.points] == [names(p.line) for p in full.points]
     assert [p.topic for p in fast.points] == [p.topic for p in full.points]
     assert [(d.reason, d.detail, d.index) for d in fast.dead_letters] == [
         (d.reason, d.detail, d.index) for d in full.dead_letters
@@ -208,3 +231,26 @@ def test_raw_json_the_encoder_would_not_write_is_decided_the_same() -> None:
     ):
         both(TELEMETRY, raw)
         both(BATCH, b'[{"device_id":"lum-1",' + raw.strip()[1:] + b"]")
+
+
+def test_the_fast_lines_floats_read_back_from_a_real_influxdb_as_sent(
+    influxdb: InfluxDBServer, influx_db: str
+) -> None:
+    """msgspec writes `1e16` and `1e-7` where Python writes `1e+16` and `1e-07`: InfluxDB
+    must read both as the same float."""
+    extremes = [1e16, 1e-7, 5e-324, 1.7976931348623157e308, 123456789.125, 0.1 + 0.2, -0.0, 2.0**64]
+    lines = []
+    for index, value in enumerate(extremes):
+        payload = json.dumps({**VALID, "energy_wh": abs(value), "seq": index}).encode()
+        decoded = decode(f"lighting/x/lum-{index}/telemetry", payload, NOW, LIMITS)
+        assert len(decoded.points) == 1
+        lines.append(decoded.points[0].line)
+    write_points(influxdb.url, influx_db, lines)
+    answer = query(
+        influxdb.url, "SELECT energy_wh, seq FROM telemetry GROUP BY device_id", db=influx_db
+    )
+    stored = {  # float(): InfluxDB's JSON writes 2.0**64 as the integer 18446744073709552000
+        series["tags"]["device_id"]: float(series["values"][0][1])
+        for series in answer["results"][0]["series"]
+    }
+    assert stored == {f"lum-{index}": abs(value) for index, value in enumerate(extremes)}
