@@ -19,8 +19,8 @@ from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status
 from models.timestamps import epoch_ms
 
-TOPIC_CACHE = 131_072
-"""Valid topics remembered by `Limits.topic` (~200 bytes each)."""
+TOPIC_CACHE = 65_536
+"""Valid topics remembered by `Limits.topic` (~180 bytes each: at most ~12 MB)."""
 
 
 @dataclass(frozen=True, slots=True)
