@@ -2,7 +2,9 @@
 
 Resources are entered downstream first (InfluxDB and the sink before the MQTT source), and on
 stop the source stops first so everything it read drains through to InfluxDB or the spool and
-is acknowledged before the connection closes.
+is acknowledged before the connection closes. With a rules file, the rules engine runs in a
+process of its own (`rules.process`), fed by the decoder without ever being waited for, and
+finished once the sink has drained.
 """
 
 import asyncio
@@ -29,10 +31,7 @@ from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
 from luxtel.settings import Settings
 from models import Observation
-from rules.engine import RulesEngine
-from rules.inventory import EMPTY as EMPTY_INVENTORY
-from rules.inventory import load_inventory
-from rules.notify_config import NO_RECEIVERS, load_notify
+from rules.process import RulesProcess
 
 log = structlog.get_logger("luxtel")
 
@@ -91,7 +90,7 @@ class Pipeline:
     metrics_port: int | None = None
     source: MqttSource = field(init=False)
     sink: Sink = field(init=False)
-    rules: RulesEngine | None = field(init=False, default=None)
+    rules: RulesProcess | None = field(init=False, default=None)
 
     async def run(self) -> None:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
@@ -148,12 +147,12 @@ class Pipeline:
                 create_database=settings.influx.create_database,
             )
             self.sink = sink
-            engine = self._rules_engine(writer, source)
+            rules = self._rules_process(source)
             async with asyncio.TaskGroup() as group:
                 sink_task = group.create_task(sink.run(batches), name="sink")
                 rules_task = None
-                if engine is not None and observations is not None:
-                    rules_task = group.create_task(engine.run(observations), name="rules")
+                if rules is not None and observations is not None:
+                    rules_task = group.create_task(rules.run(observations), name="rules")
                 group.create_task(
                     batch_stage(
                         decoded,
@@ -182,25 +181,24 @@ class Pipeline:
                 log.info("stopping", action="draining to InfluxDB")
                 await source.stop()
                 await sink_task
-                if rules_task is not None:
-                    rules_task.cancel()  # its state is in SQLite after every cycle
+                if rules is not None and rules_task is not None:
+                    rules.close()  # the decoder has ended: the rest goes to the rules process
+                    await rules_task
                 await source.close()
         log.info("stopped")
 
-    def _rules_engine(self, writer: InfluxWriter, source: MqttSource) -> RulesEngine | None:
-        rules = self.settings.rules
-        if rules.path is None:
+    def _rules_process(self, source: MqttSource) -> RulesProcess | None:
+        """The rules engine's process, when there is a rules file (checked here, before the
+        process starts: a file that does not load raises RuleFileError, file:line)."""
+        settings = self.settings
+        if settings.rules.path is None:
             return None
-        inventory = self.settings.inventory.path
-        self.rules = RulesEngine(
-            rules.path,
-            load_inventory(inventory) if inventory is not None else EMPTY_INVENTORY,
-            self.settings.state_dir,
-            load_notify(rules.notify) if rules.notify is not None else NO_RECEIVERS,
-            writer,
+        self.rules = RulesProcess(
+            settings,
+            influx_target(settings),
             source.publish,
-            tick_s=rules.tick_s,
-            registry=self.metrics.registry,
+            self.metrics.registry,
+            self.metrics.observations_dropped,
         )
         return self.rules
 

@@ -226,3 +226,28 @@ def start_luxtel(config: Path, log: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def process_gone(pid: int) -> bool:
+    """True once process `pid` has exited (no longer there, or a zombie not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+def descendants(pid: int) -> list[int]:
+    """The live descendants of process `pid` (children of any of its threads, theirs, …)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:  # the thread or the process ended meanwhile
+                continue
+            found.extend(children)
+            parents.extend(children)
+    return found

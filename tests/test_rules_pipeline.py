@@ -1,6 +1,7 @@
-"""Rules inside `luxtel run`: a reading through the real pipeline (Mosquitto, InfluxDB) raises
-an alert that lands in InfluxDB's `alerts`, on `luxtel/alerts/{zone}/{device_id}`, and in
-`luxtel alerts list`; `luxtel alerts ack` and `silence` work on the same state."""
+"""Rules beside `luxtel run` (in its rules process): a reading through the real pipeline
+(Mosquitto, InfluxDB) raises an alert that lands in InfluxDB's `alerts`, on
+`luxtel/alerts/{zone}/{device_id}`, and in `luxtel alerts list`; `luxtel alerts ack` and
+`silence` work on the same state."""
 
 from __future__ import annotations
 
@@ -69,21 +70,25 @@ def test_an_alert_from_a_reading_through_luxtel_run(
             now_ms = int(time.time() * 1000)
             topic = f"{topic_root}/north/lum-9/telemetry"
             publisher.publish([(topic, reading(now_ms, driver_temp_c=95.0))])
-            wait_until(lambda: len(received) == 1, 60, "the alert on MQTT")
+            wait_until(lambda: len(received) >= 1, 60, "the alert on MQTT")
             wait_until(
                 lambda: bool(rows(influxdb.url, influx_db, "SELECT * FROM alerts")),
                 60,
                 "the alert in InfluxDB",
             )
-            assert running.pipeline is not None
-            metric = running.pipeline.metrics.registry.get_sample_value
-            assert metric("luxtel_rules_observations_total") == 1
-            assert metric("luxtel_alerts_firing", {"rule": "hot", "severity": "major"}) == 1
-            assert metric("luxtel_messages_received_total") == 1, "one registry for /metrics"
+            # The rules process sends its metrics every second: wait for the next ones.
+            wait_until(
+                lambda: running.metric("luxtel_rules_observations_total") == 1,
+                60,
+                "the rules process's metrics in the pipeline's registry",
+            )
+            assert running.metric("luxtel_alerts_firing", rule="hot", severity="major") == 1
+            assert running.metric("luxtel_messages_received_total") == 1, "one registry"
     finally:
         publisher.close()
         watcher.loop_stop()
         watcher.disconnect()
+    assert len(received) == 1, received
     message = orjson.loads(received[0][1])
     assert (message["rule"], message["state"], message["value"]) == ("hot", "firing", 95.0)
     point = rows(influxdb.url, influx_db, "SELECT * FROM alerts")[0]
