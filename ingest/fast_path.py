@@ -61,22 +61,33 @@ class FastReading(
     ts: str | int | float | None = None
 
     def model(self, when: datetime | None) -> Reading:
-        """The `Reading` the full path would have built, for the rules (only built when they
-        are on). `when` is the parsed `ts`."""
-        return Reading.model_construct(
-            device_id=self.device_id,
-            ts=when,
-            seq=self.seq,
-            lamp_on=self.lamp_on,
-            power_w=self.power_w,
-            energy_wh=self.energy_wh,
-            voltage_v=self.voltage_v,
-            current_a=self.current_a,
-            power_factor=self.power_factor,
-            dim_pct=self.dim_pct,
-            driver_temp_c=self.driver_temp_c,
-            lux=self.lux,
+        """The `Reading` the full path would have built (property-tested), for the rules; only
+        built when they are on. `when` is the parsed `ts`. Made as unpickling makes a model
+        (its values are checked already): `model_construct` cost ~14 µs here, this ~5."""
+        values = {
+            "device_id": self.device_id,
+            "ts": when,
+            "seq": self.seq,
+            "lamp_on": self.lamp_on,
+            "power_w": self.power_w,
+            "energy_wh": self.energy_wh,
+            "voltage_v": self.voltage_v,
+            "current_a": self.current_a,
+            "power_factor": self.power_factor,
+            "dim_pct": self.dim_pct,
+            "driver_temp_c": self.driver_temp_c,
+            "lux": self.lux,
+        }
+        reading = Reading.__new__(Reading)
+        reading.__setstate__(
+            {
+                "__dict__": values,
+                "__pydantic_extra__": {},
+                "__pydantic_fields_set__": {k for k, v in values.items() if v is not None},
+                "__pydantic_private__": None,
+            }
         )
+        return reading
 
 
 TELEMETRY: Final = msgspec.json.Decoder(FastReading)

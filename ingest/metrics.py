@@ -58,7 +58,8 @@ class IngestMetrics:
         )
         self.observations_dropped = Counter(
             "luxtel_observations_dropped",
-            "Readings the rules engine could not take in time (its queue was full).",
+            "Observations the rules engine could not take in time (its queue or its process's "
+            "channel was full, or its process was not running).",
             registry=r,
         )
         self.unacked = Gauge(
