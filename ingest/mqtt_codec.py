@@ -9,7 +9,8 @@ large received chunk in one loop and builds one small tuple per message (see
 `bench/receive.py` for the measured figures against paho).
 
 Only the client side of the packets luxtel uses is here: CONNECT (no will; persistent session),
-CONNACK, SUBSCRIBE/SUBACK, PUBLISH and PUBACK both ways, PINGREQ/PINGRESP, DISCONNECT both ways.
+CONNACK, SUBSCRIBE/SUBACK and UNSUBSCRIBE/UNSUBACK (several topic filters in one packet), PUBLISH
+and PUBACK both ways, PINGREQ/PINGRESP, DISCONNECT both ways.
 The decoder reads what a broker sends a client; anything else — QoS 2 (luxtel subscribes at
 QoS ≤ 1, so a broker must not send it), topic aliases (luxtel advertises Topic Alias Maximum 0),
 AUTH, a malformed length, a packet over the size limit — raises `MqttProtocolError`, and nothing
@@ -22,6 +23,7 @@ CONNACK reason codes are given in MQTT 5 numbering for both versions (3.1.1 retu
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -31,7 +33,8 @@ V311 = 4
 V5 = 5
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
-SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
+PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 
 MALFORMED = 0x81
 PROTOCOL_ERROR = 0x82
@@ -45,6 +48,7 @@ REASON_NAMES = {
     0x00: "success",
     0x04: "disconnect with will message",
     0x10: "no matching subscribers",
+    0x11: "no subscription existed",
     0x80: "unspecified error",
     0x81: "malformed packet",
     0x82: "protocol error",
@@ -124,6 +128,15 @@ class Suback:
 
 
 @dataclass(frozen=True, slots=True)
+class Unsuback:
+    """`reason_codes`: one per topic filter under MQTT 5 (0x11: there was no such
+    subscription); empty under 3.1.1, whose UNSUBACK carries none."""
+
+    packet_id: int
+    reason_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Puback:
     packet_id: int
     reason_code: int = 0
@@ -145,7 +158,7 @@ class Disconnect:
 _new_publish = tuple.__new__
 """Builds a `Publish` in C: `Publish(...)` runs a Python-level `__new__`, ~0.3 µs a message."""
 
-Packet = Publish | Connack | Suback | Puback | Pingresp | Disconnect
+Packet = Publish | Connack | Suback | Unsuback | Puback | Pingresp | Disconnect
 
 # ---- properties (MQTT 5 §2.2.2.2) ------------------------------------------------------------
 
@@ -305,15 +318,39 @@ def encode_connect(
     return _packet(CONNECT << 4, body)
 
 
+def _filters(topic_filters: str | Sequence[str]) -> list[str]:
+    filters = [topic_filters] if isinstance(topic_filters, str) else list(topic_filters)
+    if not filters:
+        raise ValueError("at least one topic filter")
+    return filters
+
+
 def encode_subscribe(
-    packet_id: int, topic_filter: str, qos: int, *, version: int = V5, retain_handling: int = 0
+    packet_id: int,
+    topic_filters: str | Sequence[str],
+    qos: int,
+    *,
+    version: int = V5,
+    retain_handling: int = 0,
 ) -> bytes:
-    """SUBSCRIBE to one filter. MQTT 5 options: QoS and retain handling (1: send retained
-    messages only for a new subscription), no-local and retain-as-published off."""
-    options = qos | (retain_handling << 4 if version == V5 else 0)
+    """SUBSCRIBE to one filter or several (one packet; the SUBACK has a code for each, in
+    order), all with the same options. MQTT 5 options: QoS and retain handling (1: send
+    retained messages only for a new subscription), no-local and retain-as-published off."""
+    options = bytes([qos | (retain_handling << 4 if version == V5 else 0)])
     properties = b"\x00" if version == V5 else b""
-    body = packet_id.to_bytes(2, "big") + properties + _string(topic_filter) + bytes([options])
+    body = packet_id.to_bytes(2, "big") + properties
+    body += b"".join(_string(f) + options for f in _filters(topic_filters))
     return _packet(SUBSCRIBE << 4 | 0x02, body)
+
+
+def encode_unsubscribe(
+    packet_id: int, topic_filters: str | Sequence[str], *, version: int = V5
+) -> bytes:
+    """UNSUBSCRIBE from one filter or several (one packet)."""
+    properties = b"\x00" if version == V5 else b""
+    body = packet_id.to_bytes(2, "big") + properties
+    body += b"".join(_string(f) for f in _filters(topic_filters))
+    return _packet(UNSUBSCRIBE << 4 | 0x02, body)
 
 
 def encode_publish(packet: Publish, *, version: int = V5) -> bytes:
@@ -368,6 +405,12 @@ def encode_connack(
 def encode_suback(packet_id: int, reason_codes: tuple[int, ...], *, version: int = V5) -> bytes:
     properties = b"\x00" if version == V5 else b""
     return _packet(SUBACK << 4, packet_id.to_bytes(2, "big") + properties + bytes(reason_codes))
+
+
+def encode_unsuback(packet_id: int, reason_codes: tuple[int, ...], *, version: int = V5) -> bytes:
+    """UNSUBACK; under 3.1.1 the reason codes are not sent (it has none)."""
+    tail = b"\x00" + bytes(reason_codes) if version == V5 else b""
+    return _packet(UNSUBACK << 4, packet_id.to_bytes(2, "big") + tail)
 
 
 def encode_server_disconnect(reason_code: int, reason_string: str | None = None) -> bytes:
@@ -536,6 +579,13 @@ class StreamDecoder:
             if pos >= end:
                 raise MqttProtocolError("SUBACK without reason codes")
             return Suback((data[start] << 8) | data[start + 1], tuple(data[pos:end]))
+        if kind == UNSUBACK:
+            if length < 2 or (length != 2 and not v5):
+                raise MqttProtocolError("UNSUBACK of the wrong length")
+            pos = start + 2
+            if v5 and pos < end:  # a bare 2-byte UNSUBACK (no property length) is tolerated
+                _, pos = read_properties(data, pos, end)
+            return Unsuback((data[start] << 8) | data[start + 1], tuple(data[pos:end]))
         if kind == DISCONNECT and v5:
             if not length:
                 return Disconnect()

@@ -22,7 +22,7 @@ import contextlib
 import ssl
 import struct
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -45,16 +45,22 @@ from ingest.mqtt_codec import (
     Publish,
     StreamDecoder,
     Suback,
+    Unsuback,
     encode_connect,
     encode_disconnect,
     encode_publish,
     encode_subscribe,
+    encode_unsubscribe,
     reason_name,
 )
 
 log = structlog.get_logger("luxtel.mqtt")
 
 _puback = struct.Struct(">BBH").pack
+
+_SUBSCRIBE_ID, _UNSUBSCRIBE_ID = 1, 2
+"""Packet ids of the connection's SUBSCRIBE and UNSUBSCRIBE: one request at a time is in
+flight (`MqttConnection._requests`), so a fixed id each is never in use twice."""
 
 MAX_PACKET_SIZE = 16 * 1024 * 1024
 """The largest packet luxtel takes (MQTT 5 Maximum Packet Size; enforced for 3.1.1 too is not
@@ -186,6 +192,8 @@ class MqttConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._connack: asyncio.Future[Connack] = self._loop.create_future()
         self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
+        self._unsubacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
+        self._requests = asyncio.Lock()
         self._accepted = False
         self._paused = False
         self._last_in = self._last_out = self._loop.time()
@@ -221,16 +229,29 @@ class MqttConnection(asyncio.Protocol):
             raise ConnackRefusedError(connack.reason_code)
         return connack
 
-    async def subscribe(self, topic_filter: str, qos: int) -> tuple[int, ...]:
-        """SUBSCRIBE and wait for the SUBACK's reason codes."""
-        packet_id = 1  # the only SUBSCRIBE on this connection
-        future: asyncio.Future[tuple[int, ...]] = self._loop.create_future()
-        self._subacks[packet_id] = future
-        self._send(
-            encode_subscribe(packet_id, topic_filter, qos, version=self.version, retain_handling=1)
+    async def subscribe(self, topic_filters: str | Sequence[str], qos: int) -> tuple[int, ...]:
+        """SUBSCRIBE to one filter or several in one packet, and wait for the SUBACK's reason
+        codes (one per filter, in order)."""
+        packet = encode_subscribe(
+            _SUBSCRIBE_ID, topic_filters, qos, version=self.version, retain_handling=1
         )
-        async with asyncio.timeout(self.options.timeout_s):
-            return await future
+        return await self._request(self._subacks, _SUBSCRIBE_ID, packet)
+
+    async def unsubscribe(self, topic_filters: str | Sequence[str]) -> tuple[int, ...]:
+        """UNSUBSCRIBE from one filter or several, and wait for the UNSUBACK's reason codes
+        (MQTT 5: one per filter; 3.1.1 has none)."""
+        packet = encode_unsubscribe(_UNSUBSCRIBE_ID, topic_filters, version=self.version)
+        return await self._request(self._unsubacks, _UNSUBSCRIBE_ID, packet)
+
+    async def _request(
+        self, pending: dict[int, asyncio.Future[tuple[int, ...]]], packet_id: int, packet: bytes
+    ) -> tuple[int, ...]:
+        async with self._requests:
+            future: asyncio.Future[tuple[int, ...]] = self._loop.create_future()
+            pending[packet_id] = future
+            self._send(packet)
+            async with asyncio.timeout(self.options.timeout_s):
+                return await future
 
     async def disconnect(self, timeout_s: float) -> None:
         """Send what is pending and a normal DISCONNECT (the session stays), then close."""
@@ -350,9 +371,10 @@ class MqttConnection(asyncio.Protocol):
             self._connack.set_exception(
                 exc or ConnectionError("the broker closed the connection before its CONNACK")
             )
-        for future in self._subacks.values():
-            if not future.done():
-                future.set_exception(ConnectionError("connection lost before the SUBACK"))
+        for pending, what in ((self._subacks, "SUBACK"), (self._unsubacks, "UNSUBACK")):
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"connection lost before the {what}"))
         if self._outgoing is not None:
             self._outgoing.detach(self)
         self._transport = None
@@ -371,8 +393,9 @@ class MqttConnection(asyncio.Protocol):
             self._ping_sent = None
         elif isinstance(packet, Connack):
             self._connected(packet)
-        elif isinstance(packet, Suback):
-            future = self._subacks.pop(packet.packet_id, None)
+        elif isinstance(packet, Suback | Unsuback):
+            pending = self._subacks if isinstance(packet, Suback) else self._unsubacks
+            future = pending.pop(packet.packet_id, None)
             if future is not None and not future.done():
                 future.set_result(packet.reason_codes)
         elif isinstance(packet, Disconnect):

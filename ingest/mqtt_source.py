@@ -8,9 +8,18 @@ arrival order once the sink has made the messages safe. Backpressure stops readi
 when the outbox is full — TCP then holds the broker back, and the broker holds the rest in the
 session queue — instead of queueing without bound or dropping. The connection is re-made with
 capped, jittered backoff and re-subscribed every time.
+
+Zones (`MqttTarget.zones`, for sharding a city over several luxtel instances): with zones the
+source subscribes to `{root}/{zone}/+/+` for each, in one SUBSCRIBE, instead of `{root}/#`. A
+persistent session keeps its subscriptions across restarts, so one made under an earlier
+configuration would go on delivering another instance's zones: when the broker resumes a
+session, `{root}/#` is unsubscribed (after the zones are subscribed, so nothing falls between),
+and a message of a zone not in the list — a zone this client id took before — is acknowledged
+without being processed (its instance has its own copy) and its `{root}/{zone}/+/+` unsubscribed.
 """
 
 import asyncio
+import contextlib
 import random
 import ssl
 from dataclasses import dataclass
@@ -32,6 +41,7 @@ from ingest.mqtt_connection import (
     OutgoingQueue,
     tls_context,
 )
+from models import is_identifier
 
 log = structlog.get_logger("luxtel.mqtt")
 
@@ -72,13 +82,29 @@ class MqttTarget:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     connect_timeout_s: float = 15.0
+    zones: tuple[str, ...] = ()
+    """The zones to take (`{root}/{zone}/+/+` each); empty: all of them (`{root}/#`)."""
+
+    def __post_init__(self) -> None:
+        for zone in self.zones:
+            if not is_identifier(zone):
+                # It goes into a topic filter: a "+" or "#" would take other instances' zones.
+                raise ValueError(f"zone {zone!r} is not a zone identifier")
 
     def __repr__(self) -> str:
         return f"MqttTarget(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
 
+    @property
+    def topic_filters(self) -> list[str]:
+        """What to subscribe to: one filter per zone, or the whole root."""
+        if not self.zones:
+            return [f"{self.topic_root}/#"]
+        return [f"{self.topic_root}/{zone}/+/+" for zone in dict.fromkeys(self.zones)]
+
 
 class MqttSource:
-    """Receives `{root}/#` into `outbox` as lists of `Inbound`; `None` marks the end."""
+    """Receives `target.topic_filters` into `outbox` as lists of `Inbound`; `None` marks the
+    end."""
 
     def __init__(
         self,
@@ -106,6 +132,18 @@ class MqttSource:
         self._stopping = False
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
+        root = target.topic_root.encode()
+        self._root_length = len(root) + 1
+        self._zone_prefixes = (
+            tuple(dict.fromkeys(root + b"/" + zone.encode() + b"/" for zone in target.zones))
+            if target.zones
+            else None
+        )
+        """`{root}/{zone}/` of each zone taken, as received topics start (a tuple, for
+        `bytes.startswith`); None: all zones."""
+        self._foreign: set[bytes] = set()
+        """Zone levels of messages not taken, seen on the current connection."""
+        self._unsubscribing: set[asyncio.Task[None]] = set()
 
     # ---- public surface ------------------------------------------------------------------
 
@@ -218,9 +256,12 @@ class MqttSource:
             self._options(), self._on_publishes, self._on_lost, self._outgoing
         )
         self._connection = connection
+        filters = target.topic_filters
         try:
-            await connection.open()
-            codes = await connection.subscribe(f"{target.topic_root}/#", target.qos)
+            connack = await connection.open()
+            codes = await connection.subscribe(filters, target.qos)
+            if target.zones and connack.session_present:
+                await self._unsubscribe(connection, [f"{target.topic_root}/#"])
         except ConnackRefusedError as error:
             self._connection = None
             sentence = _FATAL_CONNACK.get(error.reason_code)
@@ -233,13 +274,7 @@ class MqttSource:
             connection.abort()
             self._connection = None
             raise
-        if any(code >= 0x80 for code in codes):
-            log.error(
-                "mqtt_subscribe_refused",
-                broker=self._where,
-                topics=f"{target.topic_root}/#",
-                reason=reason_name(codes[0]),
-            )
+        self._check_suback(filters, codes)
         if self._connection is not connection:
             return  # lost again already: run() sees `_lost` and reconnects
         self._connected.set()
@@ -249,13 +284,49 @@ class MqttSource:
             "mqtt_connected",
             broker=self._where,
             client_id=target.client_id,
-            topics=f"{target.topic_root}/#",
+            topics=", ".join(filters),
         )
+
+    def _check_suback(self, filters: list[str], codes: tuple[int, ...]) -> None:
+        """Every filter refused (or left without a code) is logged: the broker's ACL, most
+        likely. The connection stays: the filters granted still deliver."""
+        for index, topic_filter in enumerate(filters):
+            code = codes[index] if index < len(codes) else None
+            if code is None or code >= 0x80:
+                log.error(
+                    "mqtt_subscribe_refused",
+                    broker=self._where,
+                    topics=topic_filter,
+                    reason=reason_name(code) if code is not None else "no code in the SUBACK",
+                )
+
+    async def _unsubscribe(self, connection: MqttConnection, filters: list[str]) -> None:
+        """Remove subscriptions an earlier configuration left in the session."""
+        codes = await connection.unsubscribe(filters)
+        for index, topic_filter in enumerate(filters):
+            code = codes[index] if index < len(codes) else None
+            if code is None:  # MQTT 3.1.1 does not say whether there was one
+                log.debug("mqtt_unsubscribed", broker=self._where, topics=topic_filter)
+            elif code == 0:  # MQTT 5: there was one (0x11: there was none)
+                log.info("mqtt_unsubscribed", broker=self._where, topics=topic_filter)
+            elif code >= 0x80:
+                log.warning(
+                    "mqtt_unsubscribe_refused",
+                    broker=self._where,
+                    topics=topic_filter,
+                    reason=reason_name(code),
+                )
+
+    async def _unsubscribe_quietly(self, connection: MqttConnection, topic_filter: str) -> None:
+        # On failure the next connection meets the same stray messages and tries again.
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await self._unsubscribe(connection, [topic_filter])
 
     def _on_lost(self, connection: MqttConnection) -> None:
         if connection is not self._connection:
             return
         self._connection = None
+        self._foreign.clear()
         self._tracker.new_connection()
         self._connected.clear()
         self._metrics.mqtt_connected.set(0)
@@ -282,17 +353,24 @@ class MqttSource:
         if self._stopping:
             return  # not acknowledged: the broker redelivers them to the next run
         received_at = datetime.now(UTC)
-        register = self._tracker.received
-        chunk = [
-            Inbound(
-                packet.topic.decode("utf-8", "backslashreplace"),
-                packet.payload,
-                packet.retain,
-                received_at,
-                register(packet.packet_id) if packet.qos else None,
-            )
-            for packet in packets
-        ]
+        prefixes = self._zone_prefixes
+        # With zones, one cheap look first: only a stale subscription brings another zone.
+        if prefixes is not None and not all(p.topic.startswith(prefixes) for p in packets):
+            chunk = self._own_zones(packets, received_at, prefixes)
+        else:
+            register = self._tracker.received
+            chunk = [
+                Inbound(
+                    packet.topic.decode("utf-8", "backslashreplace"),
+                    packet.payload,
+                    packet.retain,
+                    received_at,
+                    register(packet.packet_id) if packet.qos else None,
+                )
+                for packet in packets
+            ]
+        if not chunk:
+            return
         self._metrics.received.inc(len(chunk))
         self._metrics.unacked.set(self._tracker.outstanding)
         if self._handoff is None:
@@ -308,6 +386,52 @@ class MqttSource:
             self._connection.pause_reading()
         if self._handoff is None:
             self._handoff = self._loop.create_task(self._put_then_resume(), name="mqtt-handoff")
+
+    def _own_zones(
+        self, packets: list[Publish], received_at: datetime, prefixes: tuple[bytes, ...]
+    ) -> list[Inbound]:
+        """The chunk's messages of the zones taken; the others (delivered by a subscription an
+        earlier configuration left in the session) are acknowledged without being processed.
+        One pass, so the acknowledgements keep the arrival order."""
+        register = self._tracker.received
+        chunk: list[Inbound] = []
+        for packet in packets:
+            topic = packet.topic
+            delivery = register(packet.packet_id) if packet.qos else None
+            if topic.startswith(prefixes):
+                text = topic.decode("utf-8", "backslashreplace")
+                chunk.append(Inbound(text, packet.payload, packet.retain, received_at, delivery))
+                continue
+            if delivery is not None:
+                self._tracker.done(delivery)
+            self._foreign_zone(topic)
+        return chunk
+
+    def _foreign_zone(self, topic: bytes) -> None:
+        start = self._root_length
+        end = topic.find(b"/", start)
+        zone = topic[start:end] if end >= 0 else topic[start:]
+        if zone in self._foreign:
+            return
+        self._foreign.add(zone)
+        text = zone.decode("utf-8", "backslashreplace")
+        connection = self._connection
+        topic_filter = f"{self.target.topic_root}/{text}/+/+"
+        stale = connection is not None and is_identifier(text)
+        log.warning(
+            "mqtt_zone_not_taken",
+            zone=text,
+            topic=topic.decode("utf-8", "backslashreplace"),
+            action="acknowledged, not processed; unsubscribing " + topic_filter
+            if stale
+            else "acknowledged, not processed",
+            hint="mqtt.zones no longer lists this zone, but this client id's persistent "
+            "session still held a subscription to it",
+        )
+        if stale and connection is not None:
+            task = self._loop.create_task(self._unsubscribe_quietly(connection, topic_filter))
+            self._unsubscribing.add(task)
+            task.add_done_callback(self._unsubscribing.discard)
 
     async def _put_then_resume(self) -> None:
         while self._waiting:

@@ -37,6 +37,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, Enum):
         value = value.value
     return json.dumps(str(value))  # a TOML basic string: JSON escapes are valid TOML escapes

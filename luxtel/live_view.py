@@ -72,6 +72,8 @@ class Counters:
     rate: float = 0.0
     influx_up: bool = True
     mqtt_connected: bool = False
+    firing: dict[str, float] = field(default_factory=dict)
+    """Alerts firing now, by rule (the rules process's gauges, relayed to this registry)."""
     _history: list[tuple[float, float]] = field(default_factory=list)
 
     def update(self, registry: CollectorRegistry) -> None:
@@ -82,13 +84,18 @@ class Counters:
         self.spool_bytes = _sample(registry, "luxtel_spool_bytes")
         self.influx_up = _sample(registry, "luxtel_influx_up") == 1
         self.mqtt_connected = _sample(registry, "luxtel_mqtt_connected") == 1
-        self.rejected = {
-            sample.labels["reason"]: sample.value
-            for metric in registry.collect()
-            if metric.name == "luxtel_rejected"
-            for sample in metric.samples
-            if sample.name == "luxtel_rejected_total"
-        }
+        rejected: dict[str, float] = {}
+        firing: dict[str, float] = {}
+        for metric in registry.collect():
+            if metric.name == "luxtel_rejected":
+                for sample in metric.samples:
+                    if sample.name == "luxtel_rejected_total":
+                        rejected[sample.labels["reason"]] = sample.value
+            elif metric.name == "luxtel_alerts_firing":  # by rule and severity: summed by rule
+                for sample in metric.samples:
+                    rule = sample.labels["rule"]
+                    firing[rule] = firing.get(rule, 0.0) + sample.value
+        self.rejected, self.firing = rejected, firing
         # Over the last ten seconds: readings come in bursts (each luminaire's interval).
         self._history.append((now, self.written))
         while len(self._history) > 2 and now - self._history[0][0] > RATE_WINDOW_S:
@@ -107,10 +114,29 @@ class Where:
     database: str
     state_dir: str
     topic_root: str
+    rules: str | None = None
+    """The rules file the engine runs, None when it is off."""
+    rules_state_dir: str | None = None
+    """The pipeline's state_dir, where the engine keeps its alerts."""
 
 
-def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel:
-    """The whole view."""
+def _alerts_text(counters: Counters, where: Where, catching_up: bool) -> str:
+    if where.rules is None:
+        return "— (rules off: no rules file; set [rules] path)"
+    total = sum(counters.firing.values())
+    rules = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counters.firing.items()) if v)
+    text = f"{total:,.0f}" + (f"  ({rules})" if rules else "")
+    if catching_up:
+        text += "\n[dim]the fleet is still replaying the past: its luminaires look silent (and "
+        text += "communication_loss fires) until the simulated time catches up with now[/dim]"
+    return text
+
+
+def render(
+    counters: Counters, fleet: FleetNow, where: Where, sim: str, catching_up: bool = False
+) -> Panel:
+    """The whole view. `catching_up`: the simulated time is still far behind now, which the
+    deadman (on the wall clock) takes for silence."""
     flow = Table.grid(padding=(0, 2))
     flow.add_column(style="bold")
     flow.add_column()
@@ -124,7 +150,7 @@ def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel
     flow.add_row("spool", spool)
     flow.add_row("broker", "connected" if counters.mqtt_connected else "[red]reconnecting")
     flow.add_row("InfluxDB", "up" if counters.influx_up else "[red]away — spooling")
-    flow.add_row("alerts firing", "— (no rules engine yet)")
+    flow.add_row("alerts firing", _alerts_text(counters, where, catching_up))
     city = Table.grid(padding=(0, 2))
     city.add_column(style="bold")
     city.add_column()
@@ -141,14 +167,21 @@ def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel
     how.add_row(f"InfluxDB {where.influx_url}   database {where.database}")
     how.add_row(_HOW_TO_QUERY.format(url=where.influx_url, db=where.database))
     how.add_row(f"state    {where.state_dir} (spool, dead letter, servers' data)")
+    if where.rules is not None:
+        how.add_row(f"rules    {where.rules} (the city map: measurement luminaire_state)")
+        if where.rules_state_dir is not None:
+            how.add_row(f"alerts   luxtel alerts list --state-dir {where.rules_state_dir}")
     how.add_row("stop     Ctrl-C (the data stays for the next `luxtel up`)")
     return Panel(Group(flow, "", city, "", how), title="luxtel up — a simulated city", expand=False)
 
 
 def summary_line(counters: Counters, fleet: FleetNow) -> str:
     """One line for a log that is not a terminal."""
-    return (
+    line = (
         f"points/s {counters.rate:,.0f} · written {counters.written:,.0f} · rejected "
         f"{sum(counters.rejected.values()):,.0f} · lamps on {fleet.lamps_on:,} of "
         f"{fleet.reporting:,} · power {fleet.power_w / 1000:,.1f} kW"
     )
+    if counters.firing:  # the rules engine lists every rule, firing or not
+        line += f" · alerts firing {sum(counters.firing.values()):,.0f}"
+    return line

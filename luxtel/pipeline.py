@@ -76,6 +76,7 @@ def mqtt_target(settings: Settings) -> MqttTarget:
         username=mqtt.username,
         password=mqtt.password_value(),
         reconnect_max_s=mqtt.reconnect_max_s,
+        zones=mqtt.zones,
     )
 
 

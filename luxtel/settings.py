@@ -6,13 +6,16 @@ Secrets are `SecretStr` — never printed, logged or shown in `--help` — and m
 a file (`password_file`, `token_file`) so they need not sit in the environment.
 """
 
+import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from models import is_identifier
 
 ENV_PREFIX = "LUXTEL_"
 
@@ -48,7 +51,19 @@ class MqttSettings(_Section):
         default="luxtel",
         description="Client id of the persistent session; one per luxtel instance.",
     )
-    topic_root: str = Field(default="lighting", description="luxtel subscribes to {root}/#.")
+    topic_root: str = Field(
+        default="lighting", description="luxtel subscribes to {root}/# (or to its zones below it)."
+    )
+    # NoDecode: the environment's value reaches `_check_zones` as text, so that a plain
+    # comma-separated list works there too (pydantic-settings would insist on JSON).
+    zones: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="The zones this instance takes, when a city is shared out over several "
+        "luxtel instances (one set of zones and one client_id each): it subscribes to "
+        "{root}/{zone}/+/+ for each instead of {root}/#, and its rules watch only the "
+        "inventory's luminaires of these zones. Empty: every zone. In the environment: "
+        'comma-separated (north,centre) or JSON (["north", "centre"]).',
+    )
     qos: Literal[0, 1] = Field(default=1, description="Subscription QoS; 1 loses nothing.")
     protocol: Literal["5", "3.1.1"] = Field(
         default="5",
@@ -87,6 +102,30 @@ class MqttSettings(_Section):
         if root == "luxtel" or root.startswith("luxtel/"):
             raise ValueError("must not be under luxtel/, which holds luxtel's own output")
         return root
+
+    @field_validator("zones", mode="before")
+    @classmethod
+    def _check_zones(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError(f"{text!r} is not a JSON list of zones") from None
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError('must be a list of zones, e.g. ["north", "centre"]')
+        zones: dict[str, None] = {}
+        for zone in value:
+            if not isinstance(zone, str) or not is_identifier(zone):
+                raise ValueError(
+                    f"zone {zone!r} is not 1-64 letters, digits or _.:- starting with a letter "
+                    "or digit"
+                )
+            zones[zone] = None
+        return tuple(zones)
 
     @property
     def host(self) -> str:

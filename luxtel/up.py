@@ -4,6 +4,10 @@ Starts (or reuses, when URLs are configured) a Mosquitto and an InfluxDB with th
 `{state_dir}/up/`, runs the pipeline in this process and a simulated fleet beside it in accelerated
 time, and shows what flows until Ctrl-C; then the fleet stops first, the pipeline drains, and the
 servers stop. The data stays for the next `luxtel up`.
+
+The rules engine runs too, with the shipped rules (`deploy/rules/streetlight.yaml`) and the
+simulated fleet's inventory, unless the configuration names its own rules or inventory: so the
+alerts and the city map (the engine's `luminaire_state` points) have something to show.
 """
 
 import asyncio
@@ -25,12 +29,19 @@ from luxtel.local_stack import LocalStack, port_is_free
 from luxtel.pipeline import Pipeline, influx_target
 from luxtel.settings import Settings
 from simulator.config import SimulationConfig
-from simulator.runner import Progress, run_simulation
+from simulator.fleet import write_inventory_csv
+from simulator.runner import Progress, build_plan, run_simulation
 
 log = structlog.get_logger("luxtel.up")
 
 REFRESH_S = 0.5
 PLAIN_EVERY_S = 5.0
+
+SHIPPED_RULES = Path("deploy") / "rules" / "streetlight.yaml"
+"""The shipped rules, relative to a checkout of the repository."""
+SILENT_AFTER_INTERVALS = 3
+"""The shipped deadman's `absent_for_intervals`: a luminaire whose newest reading is older than
+this many report intervals looks silent, and a replay of the past is all such readings."""
 
 
 @dataclass
@@ -59,6 +70,31 @@ def local_settings(settings: Settings, stack: LocalStack, state_dir: Path) -> Se
             "metrics": metrics,
         }
     )
+
+
+def shipped_rules() -> Path | None:
+    """The shipped rules file: in the checkout luxtel runs from (an editable install), else in
+    the current directory's checkout; None when neither has it (an installed package without
+    the repository: the rules stay off unless the configuration names a file)."""
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        path = root / SHIPPED_RULES
+        if path.is_file():
+            return path
+    return None
+
+
+def with_rules(settings: Settings, inventory: Path, rules: Path | None) -> Settings:
+    """The settings with the rules engine on: `rules` and the simulated fleet's `inventory`,
+    each unless the configuration sets its own."""
+    if settings.rules.path is None and rules is not None:
+        settings = settings.model_copy(
+            update={"rules": settings.rules.model_copy(update={"path": rules})}
+        )
+    if settings.inventory.path is None:
+        settings = settings.model_copy(
+            update={"inventory": settings.inventory.model_copy(update={"path": inventory})}
+        )
+    return settings
 
 
 def fleet_config(
@@ -94,8 +130,12 @@ async def run_up(
     )
     with stack:
         local = local_settings(settings, stack, up_dir / "luxtel")
-        pipeline = Pipeline(local)
         fleet = fleet_config(fleet, local, hours_back, up_dir)
+        assert fleet.inventory_path is not None
+        # The rules engine reads the inventory as it starts, before the fleet would write it.
+        write_inventory_csv(fleet.inventory_path, build_plan(fleet).fleet)
+        local = with_rules(local, fleet.inventory_path, shipped_rules())
+        pipeline = Pipeline(local)
         state = SimulationState()
         stop_fleet = threading.Event()
         stop_requested = asyncio.Event()
@@ -116,8 +156,17 @@ async def run_up(
             database=local.influx.database,
             state_dir=str(up_dir.resolve()),
             topic_root=local.mqtt.topic_root,
+            rules=str(local.rules.path) if local.rules.path is not None else None,
+            rules_state_dir=str(local.state_dir.resolve()),
         )
-        log.info("up", mqtt=where.mqtt_url, influx=where.influx_url, state=where.state_dir)
+        log.info(
+            "up",
+            mqtt=where.mqtt_url,
+            influx=where.influx_url,
+            state=where.state_dir,
+            rules=where.rules,
+            inventory=str(local.inventory.path),
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(pipeline.run(), name="pipeline")
@@ -126,8 +175,10 @@ async def run_up(
                     asyncio.to_thread(_run_fleet, fleet, stop_fleet, state, fleet_failed),
                     name="fleet",
                 )
+                behind_s = SILENT_AFTER_INTERVALS * fleet.interval_s
                 group.create_task(
-                    _show(pipeline, local, where, state, console, stop_requested), name="view"
+                    _show(pipeline, local, where, state, behind_s, console, stop_requested),
+                    name="view",
                 )
                 await stop_requested.wait()
                 await fleet_task
@@ -162,9 +213,12 @@ async def _show(
     settings: Settings,
     where: Where,
     state: SimulationState,
+    behind_s: float,
     console: Console,
     stop: asyncio.Event,
 ) -> None:
+    """The view until `stop`; `behind_s`: how far behind now the simulated time may be before
+    the view explains why the luminaires look silent."""
     counters = Counters()
     fleet = FleetNow()
     async with InfluxWriter(influx_target(settings)) as writer:
@@ -173,15 +227,24 @@ async def _show(
                 while not stop.is_set():
                     counters.update(pipeline.metrics.registry)
                     fleet = await fleet_now(writer, window_s=2 * 900)
-                    live.update(render(counters, fleet, where, _sim_text(state)))
+                    behind = _catching_up(state, behind_s)
+                    live.update(render(counters, fleet, where, _sim_text(state), behind))
                     await asyncio.sleep(REFRESH_S)
         else:
-            console.print(render(counters, fleet, where, _sim_text(state)))
+            behind = _catching_up(state, behind_s)
+            console.print(render(counters, fleet, where, _sim_text(state), behind))
             while not stop.is_set():
                 await asyncio.sleep(PLAIN_EVERY_S)
                 counters.update(pipeline.metrics.registry)
                 fleet = await fleet_now(writer, window_s=2 * 900)
                 console.print(f"{_sim_text(state)} · {summary_line(counters, fleet)}")
+
+
+def _catching_up(state: SimulationState, behind_s: float) -> bool:
+    """Whether the fleet still replays readings too old for the deadman to call it heard."""
+    if state.sim_ms is None:
+        return True
+    return datetime.now(UTC).timestamp() - state.sim_ms / 1000 > behind_s
 
 
 def _sim_text(state: SimulationState) -> str:

@@ -3,7 +3,7 @@ CSV, one parser for the whole of luxtel), by device, with the size of every circ
 (the "of 40" of "circuit C12: 37 of 40 luminaires dark").
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from energy.inventory import COLUMNS, InventoryError, read_inventory
 from energy.inventory import Luminaire as Device
 from rules.errors import Problem, RuleFileError
 
-__all__ = ["COLUMNS", "EMPTY", "Device", "Inventory", "load_inventory"]
+__all__ = ["COLUMNS", "EMPTY", "Device", "Inventory", "load_inventory", "only_zones"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,17 @@ class Inventory:
 
 
 EMPTY = Inventory({}, {}, {})
+
+
+def only_zones(inventory: Inventory, zones: Collection[str]) -> Inventory:
+    """The luminaires of `zones` (all of them when `zones` is empty). An instance that takes
+    some zones of a city (`mqtt.zones`) hears only their luminaires, so it must watch only
+    those: with the whole inventory its deadman would find every other instance's luminaires
+    silent. Circuit and zone sizes are recounted from what is kept."""
+    if not zones:
+        return inventory
+    wanted = set(zones)
+    return Inventory.of([device for device in inventory if device.zone in wanted])
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -42,7 +42,7 @@ from rules.channel import (
 from rules.engine import RulesEngine
 from rules.errors import RuleFileError
 from rules.inventory import EMPTY as EMPTY_INVENTORY
-from rules.inventory import load_inventory
+from rules.inventory import load_inventory, only_zones
 from rules.notify_config import NO_RECEIVERS, load_notify
 
 log = structlog.get_logger("luxtel.rules")
@@ -80,7 +80,9 @@ def build_engine(
     inventory = settings.inventory.path
     return RulesEngine(
         rules.path,
-        load_inventory(inventory) if inventory is not None else EMPTY_INVENTORY,
+        only_zones(load_inventory(inventory), settings.mqtt.zones)
+        if inventory is not None
+        else EMPTY_INVENTORY,
         settings.state_dir,
         load_notify(rules.notify) if rules.notify is not None else NO_RECEIVERS,
         influx,

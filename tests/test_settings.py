@@ -43,6 +43,12 @@ def test_secrets_come_from_environment_or_file_and_never_show(
         ('[mqtt]\nurl = "mqtt://u:p@broker"\n', {}, "mqtt.url"),
         ('[mqtt]\ntopic_root = "lighting/#"\n', {}, "mqtt.topic_root"),
         ('[mqtt]\ntopic_root = "luxtel"\n', {}, "mqtt.topic_root"),
+        ('[mqtt]\nzones = ["north", "a/b"]\n', {}, "mqtt.zones"),
+        ('[mqtt]\nzones = ["#"]\n', {}, "mqtt.zones"),
+        ("[mqtt]\nzones = [1]\n", {}, "mqtt.zones"),
+        ("[mqtt]\nzones = 3\n", {}, "mqtt.zones"),
+        ("", {"LUXTEL_MQTT__ZONES": "north,south east"}, "LUXTEL_MQTT__ZONES"),
+        ("", {"LUXTEL_MQTT__ZONES": '["north",'}, "mqtt.zones"),
         ("[mqtt]\nqos = 2\n", {}, "mqtt.qos"),
         ('[influx]\nurl = "ftp://x"\n', {}, "influx.url"),
         ("[ingest]\nbatch_size = 0\n", {}, "ingest.batch_size"),
@@ -64,6 +70,28 @@ def test_bad_configuration_names_the_key(
     message = str(caught.value)
     assert key in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "zones"),
+    [
+        ("", {}, ()),
+        ('[mqtt]\nzones = ["north", "centre", "north"]\n', {}, ("north", "centre")),
+        ('[mqtt]\nzones = ["north"]\n', {"LUXTEL_MQTT__ZONES": "east, west"}, ("east", "west")),
+        ("", {"LUXTEL_MQTT__ZONES": '["z-1", "z.2"]'}, ("z-1", "z.2")),
+        ('[mqtt]\nzones = ["north"]\n', {"LUXTEL_MQTT__ZONES": ""}, ()),
+    ],
+)
+def test_zones_from_the_file_or_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    env: dict[str, str],
+    zones: tuple[str, ...],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings(write(tmp_path, text)).mqtt.zones == zones
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """`luxtel up` on a fresh state directory: its own servers on free ports, data flowing into
-InfluxDB, and Ctrl-C stopping everything with exit 0 and no process left behind."""
+InfluxDB, the rules engine running on the simulated fleet's inventory (its state file, and the
+city map's `luminaire_state` points for every luminaire), and Ctrl-C stopping everything with
+exit 0 and no process left behind."""
 
 from __future__ import annotations
 
@@ -11,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Gauge
+from rich.console import Console
 
-from tests.support import LUXTEL, count, wait_until
+from luxtel.live_view import Counters, FleetNow, Where, render, summary_line
+from luxtel.settings import InventorySettings, RulesSettings, Settings
+from luxtel.up import shipped_rules, with_rules
+from tests.support import LUXTEL, count, rows, wait_until
+
+DEVICES = 40
 
 
 def _gone(pid: int) -> bool:
@@ -23,26 +32,47 @@ def _gone(pid: int) -> bool:
     return False
 
 
+def _stack(path: Path) -> dict[str, Any] | None:
+    """The stack `luxtel up` reported, once the file is there and whole."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def run_up_until(tmp_path: Path, enough: int) -> dict[str, Any]:
     """Run `luxtel up` until InfluxDB holds `enough` readings, then Ctrl-C it; return the
     stack it reported, after checking it stopped with exit 0 and left no server behind."""
     log = (tmp_path / "up.out").open("ab")
     process = subprocess.Popen(
-        [*LUXTEL, "up", "--devices", "40", "--speed", "900", "--hours-back", "3"],
+        [*LUXTEL, "up", "--devices", str(DEVICES), "--speed", "900", "--hours-back", "3"],
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     stack_file = tmp_path / "state" / "up" / "stack.json"
     try:
-        wait_until(stack_file.exists, timeout=90, what="the local stack")
-        stack = json.loads(stack_file.read_text())
+        wait_until(lambda: _stack(stack_file) is not None, timeout=90, what="the local stack")
+        stack = _stack(stack_file) or {}
         wait_until(
             lambda: count(stack["influx_url"], "lighting", "telemetry") >= enough,
             timeout=120,
             what="simulated readings in InfluxDB",
         )
         stack["count"] = count(stack["influx_url"], "lighting", "telemetry")
+        # The rules engine's first snapshot of the map: one point per inventory luminaire.
+        wait_until(
+            lambda: count(stack["influx_url"], "lighting", "luminaire_state") >= DEVICES,
+            timeout=120,
+            what="the rules engine's luminaire_state points",
+        )
+        stack["mapped"] = len(
+            rows(
+                stack["influx_url"],
+                "lighting",
+                'SELECT last("state_code") FROM "luminaire_state" GROUP BY "device_id"',
+            )
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0, (tmp_path / "up.out").read_text()[-3000:]
     finally:
@@ -61,9 +91,50 @@ def test_up_shows_a_city_flowing_into_influxdb_and_stops_cleanly(tmp_path: Path)
     )
     first = run_up_until(tmp_path, 100)
     assert (tmp_path / "state" / "up" / "inventory.csv").exists()
+    # The rules ran on the fleet's inventory, with their state where the pipeline keeps it.
+    assert (tmp_path / "state" / "up" / "luxtel" / "rules.sqlite").is_file()
+    assert first["mapped"] == DEVICES
     assert (tmp_path / "state" / "up" / "influxdb").is_dir()
     output = (tmp_path / "up.out").read_text()
     assert "luxtel up" in output
     # A second `luxtel up` continues on the same data: the first run's readings are still there.
     second = run_up_until(tmp_path, first["count"] + 50)
     assert second["count"] >= first["count"] + 50
+
+
+def test_up_turns_the_rules_on_unless_the_configuration_names_its_own(tmp_path: Path) -> None:
+    shipped = shipped_rules()
+    assert shipped is not None
+    assert shipped == Path(__file__).resolve().parent.parent / "deploy/rules/streetlight.yaml"
+    fleet_inventory = tmp_path / "inventory.csv"
+    on = with_rules(Settings(), fleet_inventory, shipped)
+    assert (on.rules.path, on.inventory.path) == (shipped, fleet_inventory)
+    own = Settings(
+        rules=RulesSettings(path=tmp_path / "mine.yaml"),
+        inventory=InventorySettings(path=tmp_path / "city.csv"),
+    )
+    kept = with_rules(own, fleet_inventory, shipped)
+    assert (kept.rules.path, kept.inventory.path) == (tmp_path / "mine.yaml", tmp_path / "city.csv")
+    assert with_rules(Settings(), fleet_inventory, None).rules.path is None
+
+
+def test_the_view_shows_the_alerts_firing_by_rule() -> None:
+    registry = CollectorRegistry()
+    firing = Gauge("luxtel_alerts_firing", "", ["rule", "severity"], registry=registry)
+    firing.labels("lamp_failure", "major").set(3)
+    firing.labels("day_burning", "minor").set(0)
+    counters = Counters()
+    counters.update(registry)
+    assert counters.firing == {"lamp_failure": 3.0, "day_burning": 0.0}
+    where = Where("mqtt://m", "http://i", "lighting", "/s", "lighting", "rules.yaml", "/s/luxtel")
+    console = Console(width=120, record=True)
+    console.print(render(counters, FleetNow(), where, "now", catching_up=True))
+    text = console.export_text()
+    assert "3  (lamp_failure 3)" in text
+    assert "look silent" in text
+    assert "luxtel alerts list --state-dir /s/luxtel" in text
+    assert summary_line(counters, FleetNow()).endswith("alerts firing 3")
+    off = Where("mqtt://m", "http://i", "lighting", "/s", "lighting")
+    console = Console(width=120, record=True)
+    console.print(render(Counters(), FleetNow(), off, "now"))
+    assert "rules off" in console.export_text()
