@@ -9,7 +9,6 @@ even when the device reports less often than that. The deadman (rules `on: silen
 ever checked at `now`: silence sends no messages.
 """
 
-import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,14 +19,17 @@ from models import Observation
 from rules.alerts import Alert, AlertKey, Transition
 from rules.expressions import (
     HISTORY_READINGS,
-    context,
+    Bindings,
     device_map,
+    history_facts,
+    only,
     reading_map,
     status_map,
 )
 from rules.inventory import EMPTY, Device, Inventory
 from rules.loader import Rule, RuleSet
-from rules.sun import sun_facts
+from rules.native import NotMirroredError
+from rules.sun import SunClock
 from rules.templates import render
 
 
@@ -56,12 +58,52 @@ class EngineState:
     devices: Mapping[str, DeviceView] = field(default_factory=dict)
 
 
+class _Place:
+    """What a luminaire's conditions read that its observations do not change: its `device`
+    variable and the sun at its place."""
+
+    __slots__ = ("device", "sun")
+
+    def __init__(self, device: Device) -> None:
+        self.device = device_map(device, device.device_id, device.zone)
+        self.sun = SunClock(device.lat, device.lon)
+
+
 @dataclass(frozen=True, slots=True)
 class Rulebook:
-    """The rules and the inventory they read."""
+    """The rules and the inventory they read, and what evaluation keeps of them."""
 
     rules: RuleSet
     inventory: Inventory = EMPTY
+    _places: dict[str, _Place] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Per luminaire of the inventory, filled as it is first heard from (and `_silences` per
+    deadman rule). Neither can go stale: `rules` and `inventory` never change, another
+    inventory is another Rulebook."""
+    _silences: dict[str, tuple[tuple[Device, timedelta], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def place(self, device_id: str) -> _Place | None:
+        """The luminaire's `_Place`, None when it is not in the inventory."""
+        place = self._places.get(device_id)
+        if place is None:
+            device = self.inventory.get(device_id)
+            if device is None:
+                return None
+            place = self._places[device_id] = _Place(device)
+        return place
+
+    def silences(self, rule: Rule) -> tuple[tuple[Device, timedelta], ...]:
+        """Every luminaire of the inventory, and how long the deadman `rule` lets it be silent."""
+        found = self._silences.get(rule.name)
+        if found is None:
+            assert rule.absent_for_intervals is not None
+            intervals = rule.absent_for_intervals
+            found = self._silences[rule.name] = tuple(
+                (device, timedelta(seconds=intervals * device.report_interval_s))
+                for device in self.inventory
+            )
+        return found
 
 
 @dataclass(slots=True)
@@ -162,59 +204,85 @@ def _observe(
     status_rules: tuple[Rule, ...],
     silence_rules: tuple[Rule, ...],
 ) -> None:
-    view = run.devices.get(obs.device_id)
+    device_id, at, reading = obs.device_id, obs.at, obs.reading
+    view = run.devices.get(device_id)
     history = view.lamp_history if view is not None else ()
     kept = view.last_reading if view is not None else None
     kept_at = view.last_reading_at if view is not None else None
-    wanted = run.book.rules.fields.get("reading" if obs.reading is not None else "status", {})
+    wanted = run.book.rules.fields.get("reading" if reading is not None else "status", {})
     values: dict[str, Any] | None = None
     previous: dict[str, Any] = {}
-    if obs.reading is not None:
-        history = (*history, obs.reading.lamp_on)[-HISTORY_READINGS:]
-        values = reading_map(obs.reading)
-        newest = kept_at is None or obs.at > kept_at
+    if reading is not None:
+        history = (*history, reading.lamp_on)[-HISTORY_READINGS:]
+        values = reading_map(reading)
+        newest = kept_at is None or at > kept_at
         if newest and kept is not None and kept_at is not None:
-            previous = {**kept, "minutes_ago": (obs.at - kept_at).total_seconds() / 60}
+            previous = {**kept, "minutes_ago": (at - kept_at).total_seconds() / 60}
         if newest and "previous" in wanted:
-            kept, kept_at = _only(values, wanted["previous"]), obs.at
-    last_seen = obs.at if view is None else max(view.last_seen_at, obs.at)
-    run.devices[obs.device_id] = DeviceView(obs.zone, last_seen, history, kept, kept_at)
+            kept, kept_at = only(values, wanted["previous"]), at
+    last_seen = at if view is None else max(view.last_seen_at, at)
+    run.devices[device_id] = DeviceView(obs.zone, last_seen, history, kept, kept_at)
+    alerts = run.alerts
     for rule in silence_rules:
-        run.verdict(rule, obs.device_id, obs.zone, False, obs.at, 0.0)
-    rules = reading_rules if obs.reading is not None else status_rules
+        if (rule.name, device_id) in alerts:
+            run.verdict(rule, device_id, obs.zone, False, at, 0.0)
+    rules = reading_rules if reading is not None else status_rules
     if not rules:
         return
-    device = run.book.inventory.get(obs.device_id)
-    variables: dict[str, Any] = {}
+    bindings = Bindings(_variables(run.book, obs, wanted, values, history, previous), wanted)
+    variables = bindings.variables
+    for rule in rules:
+        verdict = rule.verdict
+        assert verdict is not None
+        native, error = verdict.native, None
+        if native is None:
+            holds, error = bindings.cel(verdict)
+        else:
+            try:  # `bindings.run(verdict)` without its call: the hot path
+                holds = native(variables)
+            except NotMirroredError:
+                holds, error = bindings.cel(verdict)
+        if holds is not True and holds is not False:
+            if holds is not None or error is not None:
+                run.count_error(rule)  # not evaluable here, or not a boolean
+            continue  # null (`when` is false) or not: no verdict, the alert keeps its state
+        if holds is False and (rule.name, device_id) not in alerts:
+            continue  # what `verdict()` would conclude
+        value = 1.0 if holds else 0.0
+        if holds and rule.value is not None:
+            number, _ = bindings.run(rule.value)
+            if isinstance(number, int | float) and not isinstance(number, bool):
+                value = float(number)
+        run.verdict(rule, device_id, obs.zone, holds, at, value)
+
+
+def _variables(
+    book: Rulebook,
+    obs: Observation,
+    wanted: Mapping[str, frozenset[str] | None],
+    values: dict[str, Any] | None,
+    history: tuple[bool, ...],
+    previous: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """The observation's variables, as `rules.expressions` describes them (not yet narrowed
+    to the fields the rules read: `Bindings` does that for CEL)."""
+    place = book.place(obs.device_id)
+    variables: dict[str, dict[str, Any]] = {}
     if "device" in wanted:
-        variables["device"] = _only(device_map(device, obs.device_id, obs.zone), wanted["device"])
-    if device is not None and "sun" in wanted:
-        variables["sun"] = _only(sun_facts(device.lat, device.lon, obs.at), wanted["sun"])
+        variables["device"] = (
+            place.device if place is not None else device_map(None, obs.device_id, obs.zone)
+        )
+    if place is not None and "sun" in wanted:
+        variables["sun"] = place.sun.facts(obs.at)
     if values is not None:
-        variables["reading"] = _only(values, wanted.get("reading"))
+        variables["reading"] = values
         if "history" in wanted:
-            switches = sum(a != b for a, b in itertools.pairwise(history))
-            counts = {"switches": float(switches), "readings": float(len(history))}
-            variables["history"] = _only(counts, wanted["history"])
+            variables["history"] = history_facts(history)
         if "previous" in wanted:
             variables["previous"] = previous
     elif obs.status is not None:
-        variables["status"] = _only(status_map(obs.status), wanted.get("status"))
-    ctx = context(variables)
-    for rule in rules:
-        assert rule.verdict is not None
-        holds, error = rule.verdict.run(ctx)
-        if holds is None and error is None:
-            continue  # `when` is false: no verdict, the alert keeps its state
-        if error is not None or not isinstance(holds, bool):
-            run.count_error(rule)
-            continue
-        value = 1.0 if holds else 0.0
-        if holds and rule.value is not None:
-            number, _ = rule.value.run(ctx)
-            if isinstance(number, int | float) and not isinstance(number, bool):
-                value = float(number)
-        run.verdict(rule, obs.device_id, obs.zone, holds, obs.at, value)
+        variables["status"] = status_map(obs.status)
+    return variables
 
 
 def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: datetime) -> None:
@@ -231,12 +299,11 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
             run.alerts[key] = run.fire(alert, now)
         elif alert.cleared_at is not None and now - alert.cleared_at >= rule.keep_firing_for:
             run.resolve(alert, now)
+    devices = run.devices
     for rule in silence_rules:
-        assert rule.absent_for_intervals is not None
-        for device in run.book.inventory:
-            view = run.devices.get(device.device_id)
+        for device, limit in run.book.silences(rule):
+            view = devices.get(device.device_id)
             last = view.last_seen_at if view is not None else started
-            limit = timedelta(seconds=rule.absent_for_intervals * device.report_interval_s)
             silent_since = last + limit
             if now < silent_since:
                 continue
@@ -251,12 +318,6 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
             if silent.fired_at is None and now - silent.active_at >= rule.for_:
                 silent = run.fire(silent, now)
             run.alerts[key] = silent
-
-
-def _only(values: dict[str, Any], names: frozenset[str] | None) -> dict[str, Any]:
-    if names is None:
-        return values
-    return {k: v for k, v in values.items() if k in names}
 
 
 def mark_sent(state: EngineState, ids: Iterable[str], at: datetime) -> EngineState:
