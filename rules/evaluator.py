@@ -220,7 +220,13 @@ def _observe(
             previous = {**kept, "minutes_ago": (at - kept_at).total_seconds() / 60}
         if newest and "previous" in wanted:
             kept, kept_at = only(values, wanted["previous"]), at
-    last_seen = at if view is None else max(view.last_seen_at, at)
+    # Heard from when it was sent or when luxtel received it, whichever is later: the deadman
+    # asks whether the controller is talking, so a backlog the broker held (luxtel restarted,
+    # a gateway that buffered) counts as contact rather than raising a silence alarm for every
+    # luminaire whose newest readings are still queued. A retained message replayed by the
+    # broker is not contact.
+    heard = at if obs.retained else max(at, obs.received_at)
+    last_seen = heard if view is None else max(view.last_seen_at, heard)
     run.devices[device_id] = DeviceView(obs.zone, last_seen, history, kept, kept_at)
     alerts = run.alerts
     for rule in silence_rules:

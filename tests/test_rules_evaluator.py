@@ -1,7 +1,7 @@
 """Evaluation as a pure function of (rules, state, time, observations): tables of input series
 and the alerts expected after each step, and properties over random series."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,17 @@ def test_a_device_never_heard_of_is_silent_since_start() -> None:
     rulebook = book(TEST_RULES, "a", "b")
     state, _ = evaluate(rulebook, EngineState(), at(0), [hot("a", 0, 40)])
     state, _ = evaluate(rulebook, state, at(46), [hot("a", 46, 40)])
+    assert {(a.rule, a.device_id) for a in state.alerts.values()} == {("silent", "b")}
+
+
+def test_contact_is_the_later_of_sent_and_received_but_not_a_retained_replay() -> None:
+    """A backlog delivered late (old `ts`, received now) is contact; a retained message the
+    broker replays is not."""
+    rulebook = book(TEST_RULES, "a", "b")
+    state, _ = evaluate(rulebook, EngineState(), at(0), [hot("a", 0, 40), hot("b", 0, 40)])
+    late = replace(hot("a", 1, 40), received_at=at(46))
+    replayed = replace(hot("b", 1, 40), received_at=at(46), retained=True)
+    state, _ = evaluate(rulebook, state, at(46), [late, replayed])
     assert {(a.rule, a.device_id) for a in state.alerts.values()} == {("silent", "b")}
 
 
