@@ -120,23 +120,16 @@ class Where:
     """The pipeline's state_dir, where the engine keeps its alerts."""
 
 
-def _alerts_text(counters: Counters, where: Where, catching_up: bool) -> str:
+def _alerts_text(counters: Counters, where: Where) -> str:
     if where.rules is None:
         return "— (rules off: no rules file; set [rules] path)"
     total = sum(counters.firing.values())
     rules = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counters.firing.items()) if v)
-    text = f"{total:,.0f}" + (f"  ({rules})" if rules else "")
-    if catching_up:
-        text += "\n[dim]the fleet is still replaying the past: its luminaires look silent (and "
-        text += "communication_loss fires) until the simulated time catches up with now[/dim]"
-    return text
+    return f"{total:,.0f}" + (f"  ({rules})" if rules else "")
 
 
-def render(
-    counters: Counters, fleet: FleetNow, where: Where, sim: str, catching_up: bool = False
-) -> Panel:
-    """The whole view. `catching_up`: the simulated time is still far behind now, which the
-    deadman (on the wall clock) takes for silence."""
+def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel:
+    """The whole view."""
     flow = Table.grid(padding=(0, 2))
     flow.add_column(style="bold")
     flow.add_column()
@@ -150,7 +143,7 @@ def render(
     flow.add_row("spool", spool)
     flow.add_row("broker", "connected" if counters.mqtt_connected else "[red]reconnecting")
     flow.add_row("InfluxDB", "up" if counters.influx_up else "[red]away — spooling")
-    flow.add_row("alerts firing", _alerts_text(counters, where, catching_up))
+    flow.add_row("alerts firing", _alerts_text(counters, where))
     city = Table.grid(padding=(0, 2))
     city.add_column(style="bold")
     city.add_column()

@@ -39,9 +39,6 @@ PLAIN_EVERY_S = 5.0
 
 SHIPPED_RULES = Path("deploy") / "rules" / "streetlight.yaml"
 """The shipped rules, relative to a checkout of the repository."""
-SILENT_AFTER_INTERVALS = 3
-"""The shipped deadman's `absent_for_intervals`: a luminaire whose newest reading is older than
-this many report intervals looks silent, and a replay of the past is all such readings."""
 
 
 @dataclass
@@ -175,9 +172,8 @@ async def run_up(
                     asyncio.to_thread(_run_fleet, fleet, stop_fleet, state, fleet_failed),
                     name="fleet",
                 )
-                behind_s = SILENT_AFTER_INTERVALS * fleet.interval_s
                 group.create_task(
-                    _show(pipeline, local, where, state, behind_s, console, stop_requested),
+                    _show(pipeline, local, where, state, console, stop_requested),
                     name="view",
                 )
                 await stop_requested.wait()
@@ -213,12 +209,10 @@ async def _show(
     settings: Settings,
     where: Where,
     state: SimulationState,
-    behind_s: float,
     console: Console,
     stop: asyncio.Event,
 ) -> None:
-    """The view until `stop`; `behind_s`: how far behind now the simulated time may be before
-    the view explains why the luminaires look silent."""
+    """The view until `stop`."""
     counters = Counters()
     fleet = FleetNow()
     async with InfluxWriter(influx_target(settings)) as writer:
@@ -227,24 +221,15 @@ async def _show(
                 while not stop.is_set():
                     counters.update(pipeline.metrics.registry)
                     fleet = await fleet_now(writer, window_s=2 * 900)
-                    behind = _catching_up(state, behind_s)
-                    live.update(render(counters, fleet, where, _sim_text(state), behind))
+                    live.update(render(counters, fleet, where, _sim_text(state)))
                     await asyncio.sleep(REFRESH_S)
         else:
-            behind = _catching_up(state, behind_s)
-            console.print(render(counters, fleet, where, _sim_text(state), behind))
+            console.print(render(counters, fleet, where, _sim_text(state)))
             while not stop.is_set():
                 await asyncio.sleep(PLAIN_EVERY_S)
                 counters.update(pipeline.metrics.registry)
                 fleet = await fleet_now(writer, window_s=2 * 900)
                 console.print(f"{_sim_text(state)} · {summary_line(counters, fleet)}")
-
-
-def _catching_up(state: SimulationState, behind_s: float) -> bool:
-    """Whether the fleet still replays readings too old for the deadman to call it heard."""
-    if state.sim_ms is None:
-        return True
-    return datetime.now(UTC).timestamp() - state.sim_ms / 1000 > behind_s
 
 
 def _sim_text(state: SimulationState) -> str:
