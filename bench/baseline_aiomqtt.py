@@ -105,7 +105,11 @@ async def run(args: argparse.Namespace) -> None:
         flusher = asyncio.create_task(ingester.flush_every(args.flush_interval))
         try:
             async with aiomqtt.Client(
-                host, int(port), identifier=args.client_id, clean_session=True
+                host,
+                int(port),
+                identifier=args.client_id,
+                clean_session=not args.persistent,
+                timeout=args.mqtt_timeout,
             ) as client:
                 await client.subscribe(f"{args.topic_root}/#", qos=1)
                 async for message in client.messages:
@@ -139,6 +143,18 @@ def main() -> None:
     parser.add_argument("--client-id", default="baseline-aiomqtt")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--flush-interval", type=float, default=0.5)
+    parser.add_argument(
+        "--mqtt-timeout",
+        type=float,
+        default=10.0,
+        help="seconds aiomqtt waits for an answer (its default, 10, is too short for a SUBACK "
+        "queued behind a backlog)",
+    )
+    parser.add_argument(
+        "--persistent",
+        action="store_true",
+        help="a persistent session (bench/backlog.py), instead of a clean one",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
