@@ -1,23 +1,31 @@
-"""End-to-end ingest benchmark: luxtel against a straightforward ingester, in the same run.
+"""End-to-end ingest benchmark: luxtel against the ingesters a user would run instead, in one run.
 
     python bench/ingest.py [--readings 100000] [--devices 1000] [--mode telemetry|batch]
                            [--batch-size 100] [--rate 0 | N readings/s]
-                           [--only luxtel,baseline,ceiling] [--json out.json] [--profile DIR]
+                           [--only luxtel,luxtel-rules,baseline,nodered,ceiling]
+                           [--json out.json] [--profile DIR]
 
-Starts its own Mosquitto and InfluxDB (temporary directory, free loopback ports), then for each
-contender in turn — one fresh database each, the same payloads each time:
+(`bench/run` installs what this needs, Node-RED included, and runs it.) Starts its own Mosquitto
+and InfluxDB (temporary directory, free loopback ports), then for each contender in turn — one
+fresh database each, the same payloads each time:
 
-- luxtel:   `python -m luxtel run -c <generated toml>` (batch 5000, flush 0.5 s, no metrics);
-- baseline: `bench/baseline_aiomqtt.py`, the ingester a user would write (aiomqtt → pydantic →
-            f-string line protocol → aiohttp);
-- ceiling:  `bench/ceiling_paho.py`, a bare paho subscriber that only counts messages.
+- luxtel:       `python -m luxtel run -c <generated toml>` (batch 5000, flush 0.5 s, rules off);
+- luxtel-rules: the same with the rules engine on (deploy/rules/streetlight.yaml and an inventory
+                of the benchmark's fleet, written by `bench/publish.py --inventory`);
+- baseline:     `bench/baseline_aiomqtt.py`, the ingester a Python user would write (aiomqtt →
+                pydantic → f-string line protocol → aiohttp);
+- nodered:      Node-RED with node-red-contrib-influxdb (`bench/nodered/`: mqtt in → json →
+                function → join → influxdb batch), the low-code one;
+- ceiling:      `bench/ceiling_paho.py`, a bare paho subscriber that only counts messages.
 
 Each contender is a process of its own and is subscribed (seen in the broker's log) before
 `bench/publish.py`, a separate process, publishes every reading at QoS 1 as fast as the broker
 takes it (or at `--rate`), waiting for every PUBACK and keeping each message's publish time.
 
 Per contender: readings/s (first publish → last reading in InfluxDB), the contender's CPU time
-per reading (utime+stime from /proc/PID/stat over the run), its peak RSS (VmHWM), readings lost
+per reading (utime+stime from /proc/PID/stat over the run, summed over its process tree: its
+live descendants, and the children it has reaped), its peak RSS (VmHWM, summed over the
+processes of its tree at the end), readings lost
 (published − `SELECT COUNT(power_w) FROM telemetry`, which must equal the number published
 exactly: every reading has its own `ts`), and publish→queryable latency percentiles. For the
 latency a poller thread reads, every `--poll-interval` s, how many points InfluxDB has accepted
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import http.client
 import json
 import math
 import os
@@ -65,13 +74,24 @@ from servers import (
     InfluxDBServer,
     MosquittoServer,
     ServerError,
-    create_database,
+    free_port,
     query,
+    quote_ident,
 )
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-CONTENDERS = ("luxtel", "baseline", "ceiling")
+NODERED = BENCH / "nodered"
+NODERED_MAIN = NODERED / "node_modules" / "node-red" / "red.js"
+RULES_FILE = REPO / "deploy" / "rules" / "streetlight.yaml"
+CONTENDERS = ("luxtel", "luxtel-rules", "baseline", "nodered", "ceiling")
+REFERENCE = "luxtel"
+"""The contender the others are divided by in the table's ratio rows."""
+PYTHON_CONTENDERS = frozenset({"luxtel", "luxtel-rules", "baseline", "ceiling"})
+"""Those py-spy can sample (--profile)."""
+RULES_SETTLE_QUIET_S = 10.0
+"""After the last reading is stored, how long luxtel-rules' rules engine may go without
+evaluating anything more before the benchmark stops waiting for it to catch up."""
 TOPIC_ROOT = "lighting"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBSCRIBE_TIMEOUT_S = 60.0
@@ -103,7 +123,14 @@ class Child:
 
     live: ClassVar[set[Child]] = set()
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -117,7 +144,12 @@ class Child:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "PYTHONPATH": python_path(),
+                    **(env or {}),
+                },
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us only; we stop it
             )
         Child.live.add(self)
@@ -184,6 +216,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def children(pid: int) -> list[int]:
+    """The live children of `pid` (of any of its threads)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants."""
+    tree = [pid]
+    for member in tree:  # grows as we go: breadth first
+        tree.extend(children(member))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid`'s whole process tree so far: utime + stime of `pid` and of each live
+    descendant, plus cutime + cstime (children they have waited for), so a child process that
+    ends during the run still counts. (A rules engine in a child process of `luxtel run`, say.)"""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:  # ended meanwhile; its parent's cutime has it once reaped
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU time all cores together have spent on anything but idling, since boot."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -204,28 +269,100 @@ def peak_rss_mib(pid: int) -> float:
     raise BenchError(f"no VmHWM in /proc/{pid}/status")
 
 
+def tree_peak_rss_mib(pid: int) -> float:
+    """VmHWM summed over `pid`'s live process tree: an upper bound of the tree's peak, as each
+    process may have peaked at a different moment (and a child that already ended is missed)."""
+    total = peak_rss_mib(pid)
+    for member in process_tree(pid)[1:]:
+        with contextlib.suppress(OSError, BenchError):
+            total += peak_rss_mib(member)
+    return total
+
+
 # ---- InfluxDB ------------------------------------------------------------------------------
 
 
 def count_readings(url: str, database: str) -> int:
     """`SELECT COUNT(power_w) FROM telemetry`: the readings stored, each counted once."""
-    answer = query(url, "SELECT COUNT(power_w) FROM telemetry", db=database)
+    return count_of(url, database, "SELECT COUNT(power_w) FROM telemetry")
+
+
+def points_beside_readings(url: str, database: str) -> dict[str, int]:
+    """Points per measurement other than `telemetry` (each measurement's most-counted field)."""
+    answer = query(url, "SHOW MEASUREMENTS", db=database)
+    series = answer["results"][0].get("series", [])
+    names = [row[0] for row in series[0]["values"] if row[0] != "telemetry"] if series else []
+    if not names:
+        return {}
+    # The names come from InfluxDB itself, quoted as identifiers.
+    statement = "SELECT COUNT(*) FROM " + ", ".join(quote_ident(n) for n in names)  # noqa: S608
+    answer = query(url, statement, db=database)
+    points: dict[str, int] = {}
+    for counted in answer["results"][0].get("series", []):
+        counts = [int(v) for v in counted["values"][0][1:] if v is not None]
+        points[counted["name"]] = max(counts, default=0)
+    return points
+
+
+def count_of(url: str, database: str, statement: str) -> int:
+    """The number a `SELECT COUNT(…)` answers (0 when the measurement has no points)."""
+    answer = query(url, statement, db=database)
     series = answer["results"][0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def points_written(url: str, database: str) -> int:
-    """Points InfluxDB has accepted into `database` (its shards' writePointsOk): an in-memory
-    counter, cheap to read every 50 ms, unlike a COUNT over 100 000 points, which costs InfluxDB
-    ~60 ms of CPU. A point written twice counts twice here (COUNT settles the end)."""
-    answer = query(url, "SHOW STATS FOR 'shard'")
-    total = 0
-    for series in answer["results"][0].get("series", []):
-        if series.get("tags", {}).get("database") != database:
-            continue
-        column = series["columns"].index("writePointsOk")
-        total += sum(int(row[column]) for row in series["values"])
-    return total
+def create_bench_database(url: str, name: str) -> None:
+    """A database whose shards span an hour each (InfluxDB's least), so the readings, whose ts
+    lie in an hour before the run (see `readings_base_ms`), have shards of their own, apart from
+    the points luxtel-rules writes at the time of the run (alerts, rule state)."""
+    query(url, f"CREATE DATABASE {quote_ident(name)} WITH SHARD DURATION 1h")
+
+
+def readings_base_ms(now_s: float, readings: int) -> int:
+    """The ts of reading 0 (reading i at + i ms): the start of an hour before the current one,
+    far enough back that the last reading is still before the current hour."""
+    hours_back = 1 + readings // 3_600_000
+    return (int(now_s) // 3600 - hours_back) * 3_600_000
+
+
+class ReadingsPoints:
+    """Points InfluxDB has accepted into the shards of `database` that begin by `until_ms` (the
+    last reading's ts): those shards' writePointsOk, an in-memory counter, cheap to read every
+    50 ms, unlike a COUNT over 100 000 points, which costs InfluxDB ~60 ms of CPU. A point
+    written twice counts twice here (COUNT settles the end). `SHOW SHARDS` is asked only when a
+    shard appears."""
+
+    def __init__(self, url: str, database: str, until_ms: int) -> None:
+        self.url = url
+        self.database = database
+        self.until_ms = until_ms
+        self.readings_shard: dict[str, bool] = {}
+        """Shard id → whether it holds readings (begins by `until_ms`)."""
+
+    def __call__(self) -> int:
+        answer = query(self.url, "SHOW STATS FOR 'shard'")
+        accepted: dict[str, int] = {}
+        for series in answer["results"][0].get("series", []):
+            tags = series.get("tags", {})
+            if tags.get("database") == self.database:
+                column = series["columns"].index("writePointsOk")
+                points = sum(int(row[column]) for row in series["values"])
+                accepted[str(tags.get("id"))] = points
+        if any(shard not in self.readings_shard for shard in accepted):
+            self._learn_shards()
+        return sum(n for shard, n in accepted.items() if self.readings_shard.get(shard))
+
+    def _learn_shards(self) -> None:
+        answer = query(self.url, "SHOW SHARDS")
+        for series in answer["results"][0].get("series", []):
+            if series.get("name") != self.database:
+                continue
+            columns = series["columns"]
+            for row in series["values"]:
+                start = datetime.fromisoformat(row[columns.index("start_time")])
+                self.readings_shard[str(row[columns.index("id")])] = (
+                    start.timestamp() * 1000 <= self.until_ms
+                )
 
 
 class Poller(threading.Thread):
@@ -341,6 +478,19 @@ class Result:
     points were written more than once (a retried write)."""
     dead_lettered: dict[str, int] = field(default_factory=dict)
     """luxtel's dead letter at the end: readings per reason."""
+    rules_evaluated: int | None = None
+    """luxtel-rules: observations its rules engine evaluated (luxtel_rules_observations_total)."""
+    rules_dropped: int | None = None
+    """luxtel-rules: readings its rules engine could not take in time, as it was behind
+    (luxtel_observations_dropped_total)."""
+    rules_settle_seconds: float | None = None
+    """luxtel-rules: how long after the last reading was stored the rules engine had evaluated
+    (or dropped) every reading; its CPU is measured up to then."""
+    alerts_written: int | None = None
+    """luxtel-rules: points in the `alerts` measurement at the end."""
+    other_points: dict[str, int] = field(default_factory=dict)
+    """luxtel-rules: points in measurements other than `telemetry` (alerts, rule state), by
+    measurement: timed at the run, in other shards than the readings'."""
     polls: int = 0
     poll_errors: int = 0
     mean_poll_ms: float | None = None
@@ -395,6 +545,10 @@ def median_result(runs: list[Result]) -> Result:
         merged.status = "; ".join(f"run {i}: {r.status}" for i, r in failed)
         merged.log_tail = "\n".join(r.log_tail for _, r in failed)
     merged.dead_lettered = worst.dead_lettered
+    merged.other_points = worst.other_points
+    for name in ("rules_evaluated", "rules_dropped", "rules_settle_seconds", "alerts_written"):
+        values = [v for r in good if (v := getattr(r, name)) is not None]
+        setattr(merged, name, statistics.median_low(values) if values else None)
     merged.runs = [
         {k: v for k, v in asdict(r).items() if k not in ("log_tail", "runs")} for r in runs
     ]
@@ -433,6 +587,7 @@ class Run:
     console: Console
     own_cpu_at_start: float = 0.0
     round_no: int = 1
+    inventory_path: Path | None = None
 
     @property
     def per_message(self) -> int:
@@ -442,41 +597,117 @@ class Run:
     def messages(self) -> int:
         return math.ceil(self.args.readings / self.per_message)
 
+    @property
+    def last_ts_ms(self) -> int:
+        return self.ts_base_ms + self.args.readings - 1
+
     def readings_in(self, messages: int) -> int:
         return min(self.args.readings, messages * self.per_message)
 
+    def inventory(self) -> Path:
+        """The fleet's inventory CSV (for luxtel-rules), written once by `bench/publish.py
+        --inventory`, so its devices and rated powers are those of the readings."""
+        if self.inventory_path is None:
+            path = self.tmp / "inventory.csv"
+            argv = [sys.executable, str(BENCH / "publish.py"), f"--inventory={path}"]
+            argv += [f"--devices={self.args.devices}", f"--ts-base-ms={self.ts_base_ms}"]
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "PYTHONPATH": python_path()},
+            )
+            if done.returncode != 0:
+                raise BenchError(f"could not write the inventory:\n{done.stderr}")
+            self.inventory_path = path
+        return self.inventory_path
 
-def contender_command(run: Run, name: str, client_id: str, database: str, work: Path) -> list[str]:
-    if name == "luxtel":
-        config = work / "luxtel.toml"
-        config.write_text(
-            f'state_dir = "{work / "state"}"\n'
-            f'[mqtt]\nurl = "{run.broker.url}"\ntopic_root = "{TOPIC_ROOT}"\n'
-            f'client_id = "{client_id}"\n'
-            f'[influx]\nurl = "{run.influx.url}"\ndatabase = "{database}"\n'
-            f"[ingest]\nbatch_size = 5000\nflush_interval_s = 0.5\n"
-            "[metrics]\nenabled = false\n"
-        )
-        return [sys.executable, "-m", "luxtel", "run", "-c", str(config)]
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start a contender: its command line, what to add to its environment, and (luxtel)
+    the port of its Prometheus /metrics."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int | None = None
+
+
+def contender_command(run: Run, name: str, client_id: str, database: str, work: Path) -> Launch:
+    if name in ("luxtel", "luxtel-rules"):
+        return luxtel_command(run, name, client_id, database, work)
     if name == "baseline":
-        return [
+        return Launch(
+            [
+                sys.executable,
+                str(BENCH / "baseline_aiomqtt.py"),
+                f"--mqtt-url={run.broker.url}",
+                f"--influx-url={run.influx.url}",
+                f"--database={database}",
+                f"--topic-root={TOPIC_ROOT}",
+                f"--client-id={client_id}",
+            ]
+        )
+    if name == "nodered":
+        return nodered_command(run, client_id, database, work)
+    return Launch(
+        [
             sys.executable,
-            str(BENCH / "baseline_aiomqtt.py"),
-            f"--mqtt-url={run.broker.url}",
-            f"--influx-url={run.influx.url}",
-            f"--database={database}",
-            f"--topic-root={TOPIC_ROOT}",
+            str(BENCH / "ceiling_paho.py"),
+            f"--url={run.broker.url}",
+            f"--root={TOPIC_ROOT}",
             f"--client-id={client_id}",
+            f"--messages={run.messages}",
+            f"--times={work / 'receive-times.f64'}",
         ]
-    return [
-        sys.executable,
-        str(BENCH / "ceiling_paho.py"),
-        f"--url={run.broker.url}",
-        f"--root={TOPIC_ROOT}",
-        f"--client-id={client_id}",
-        f"--messages={run.messages}",
-        f"--times={work / 'receive-times.f64'}",
-    ]
+    )
+
+
+def luxtel_command(run: Run, name: str, client_id: str, database: str, work: Path) -> Launch:
+    """`luxtel run` with a generated configuration: /metrics on a free loopback port (read once
+    at the end: how far the rules engine got), and for luxtel-rules the shipped rules with an
+    inventory of the benchmark's fleet."""
+    port = free_port()
+    config = work / "luxtel.toml"
+    text = (
+        f'state_dir = "{work / "state"}"\n'
+        f'[mqtt]\nurl = "{run.broker.url}"\ntopic_root = "{TOPIC_ROOT}"\n'
+        f'client_id = "{client_id}"\n'
+        f'[influx]\nurl = "{run.influx.url}"\ndatabase = "{database}"\n'
+        f"[ingest]\nbatch_size = 5000\nflush_interval_s = 0.5\n"
+        f'[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    if name == "luxtel-rules":
+        text += f'[rules]\npath = "{RULES_FILE}"\n[inventory]\npath = "{run.inventory()}"\n'
+    config.write_text(text)
+    return Launch([sys.executable, "-m", "luxtel", "run", "-c", str(config)], metrics_port=port)
+
+
+def nodered_command(run: Run, client_id: str, database: str, work: Path) -> Launch:
+    """Node-RED, headless, its userDir in `work`, running a copy of bench/nodered/flow.json; the
+    flow reads the broker, the database and its client id from the environment."""
+    user_dir = work / "node-red"
+    user_dir.mkdir()
+    shutil.copyfile(NODERED / "flow.json", user_dir / "flows.json")
+    mqtt_host, mqtt_port = run.broker.url.removeprefix("mqtt://").rsplit(":", 1)
+    influx_host, influx_port = run.influx.url.removeprefix("http://").rsplit(":", 1)
+    node = shutil.which("node") or "node"
+    argv = [node, str(NODERED_MAIN), "--settings", str(NODERED / "settings.js")]
+    argv += ["--userDir", str(user_dir), str(user_dir / "flows.json")]
+    return Launch(
+        argv,
+        env={
+            "LUXTEL_BENCH_MQTT_HOST": mqtt_host,
+            "LUXTEL_BENCH_MQTT_PORT": mqtt_port,
+            "LUXTEL_BENCH_CLIENT_ID": client_id,
+            "LUXTEL_BENCH_TOPIC": f"{TOPIC_ROOT}/#",
+            "LUXTEL_BENCH_INFLUX_HOST": influx_host,
+            "LUXTEL_BENCH_INFLUX_PORT": influx_port,
+            "LUXTEL_BENCH_INFLUX_DATABASE": database,
+            "NODE_RED_DISABLE_TELEMETRY": "1",
+        },
+    )
 
 
 def publisher_command(run: Run, times: Path) -> list[str]:
@@ -520,33 +751,34 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
     result = Result(contender=name, published=args.readings)
     work = run.tmp / f"{name}-{round_no}"
     work.mkdir()
-    database = f"bench_{name}_{round_no}"
+    database = f"bench_{name.replace('-', '_')}_{round_no}"
     client_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     uses_db = name != "ceiling"
     if uses_db:
-        create_database(run.influx.url, database)
+        create_bench_database(run.influx.url, database)
     broker_offset = run.broker.log_path.stat().st_size
-    child = Child(
-        name, contender_command(run, name, client_id, database, work), work / f"{name}.log", work
-    )
+    launch = contender_command(run, name, client_id, database, work)
+    child = Child(name, launch.argv, work / f"{name}.log", work, launch.env)
     publisher: Child | None = None
     poller: Poller | None = None
     profiler: Child | None = None
     try:
         console.print(f"[bold]{name}[/]: started (pid {child.pid}), waiting for its subscription")
         wait_subscribed(run.broker, client_id, broker_offset, child, SUBSCRIBE_TIMEOUT_S)
-        if args.profile is not None and round_no == 1:
+        if name == "luxtel-rules" and launch.metrics_port is not None:
+            wait_rules_ready(run, name, launch.metrics_port, child)
+        if args.profile is not None and round_no == 1 and name in PYTHON_CONTENDERS:
             profiler = start_profiler(args.profile, name, child.pid, work)
         pids = {"contender": child.pid, "broker": run.broker.pid, "influxd": run.influx.pid}
         if profiler is not None:
             pids["py-spy"] = profiler.pid
-        cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items() if pid is not None}
+        cpu_before = cpu_by_role(pids)
         busy_before, wall_before = machine_busy_seconds(), time.monotonic()
         if uses_db:
             read: Callable[[], int] = (
                 (lambda: count_readings(run.influx.url, database))
                 if args.poll_query == "count"
-                else (lambda: points_written(run.influx.url, database))
+                else ReadingsPoints(run.influx.url, database, run.last_ts_ms)
             )
             poller = Poller(read, args.poll_interval)
             poller.start()
@@ -557,9 +789,11 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
         )
         console.print(f"[bold]{name}[/]: subscribed; publishing {args.readings} readings")
         done_at = wait_for_end(run, name, child, publisher, poller, work, database, result)
-        cpu_after = {k: cpu_seconds(pid) for k, pid in pids.items() if pid is not None}
+        if name == "luxtel-rules" and launch.metrics_port is not None:
+            settle_rules(run, name, launch.metrics_port, done_at, result)
+        cpu_after = cpu_by_role(pids)
         busy_after, wall_after = machine_busy_seconds(), time.monotonic()
-        result.peak_rss_mib = peak_rss_mib(child.pid)
+        result.peak_rss_mib = tree_peak_rss_mib(child.pid)
         if poller is not None:
             poller.halt()
         if profiler is not None:
@@ -624,13 +858,16 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
             result.status = _join(result.status, f"did not stop within {STOP_TIMEOUT_S:g} s")
         elif status != 0 and result.ok:
             result.status = f"exited with status {status} on SIGTERM"
-        if name == "luxtel":
+        if name in ("luxtel", "luxtel-rules"):
             with contextlib.suppress(OSError):
                 clear_session(run.broker.url, client_id)
     if uses_db:
         result.count_after_stop = count_readings(run.influx.url, database)
-        result.points_accepted = points_written(run.influx.url, database)
-    if name == "luxtel":
+        result.points_accepted = ReadingsPoints(run.influx.url, database, run.last_ts_ms)()
+    if name == "luxtel-rules":
+        result.other_points = points_beside_readings(run.influx.url, database)
+        result.alerts_written = result.other_points.get("alerts", 0)
+    if name in ("luxtel", "luxtel-rules"):
         result.dead_lettered = dead_letter_summary(work / "state" / "deadletter.jsonl")
     if result.lost and result.ok:
         result.status = f"lost {result.lost} of {result.published} readings"
@@ -643,6 +880,87 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
     if not result.ok:
         result.log_tail = child.log_tail()
     return result
+
+
+def cpu_by_role(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each process: the contender's whole process tree, the others'
+    own (the servers' and py-spy's)."""
+    return {
+        role: tree_cpu_seconds(pid) if role == "contender" else cpu_seconds(pid)
+        for role, pid in pids.items()
+        if pid is not None
+    }
+
+
+def luxtel_metrics(port: int) -> dict[str, float]:
+    """luxtel's /metrics, each sample (name with its labels) to its value."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                samples[key] = float(value)
+    return samples
+
+
+def wait_rules_ready(run: Run, name: str, port: int, child: Child) -> None:
+    """Until luxtel's rules engine reports on /metrics (`luxtel_rules_observations_total`): it
+    runs in a child process that takes a few seconds to start, and would drop what arrives
+    before, which a long-running luxtel would not."""
+    deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if "luxtel_rules_observations_total" in luxtel_metrics(port):
+                return
+        if child.poll() is not None:
+            raise ContenderFailedError(f"exited with status {child.poll()} before its rules ran")
+        time.sleep(0.1)
+    run.console.print(
+        f"[yellow]{name}[/]: its rules engine did not report on /metrics within "
+        f"{SUBSCRIBE_TIMEOUT_S:g} s; publishing anyway"
+    )
+
+
+def settle_rules(run: Run, name: str, port: int, done_at: float | None, result: Result) -> None:
+    """Once every reading is stored, wait until luxtel's rules engine has evaluated (or dropped)
+    them all, so the CPU measured includes their evaluation; give up after
+    `RULES_SETTLE_QUIET_S` without progress. The engine's counters reach /metrics from its own
+    process about once a second, so this waits a second or so longer than the engine needs."""
+    expected = run.args.readings
+    last: tuple[int, int] | None = None
+    last_change = time.monotonic()
+    while True:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            samples = luxtel_metrics(port)
+            evaluated = samples.get("luxtel_rules_observations_total")
+            dropped = samples.get("luxtel_observations_dropped_total", 0.0)
+            if evaluated is not None:
+                now = (int(evaluated), int(dropped))
+                result.rules_evaluated, result.rules_dropped = now
+                if done_at is not None:
+                    result.rules_settle_seconds = max(0.0, time.time() - done_at)
+                if sum(now) >= expected:
+                    return
+                if now != last:
+                    last, last_change = now, time.monotonic()
+        if time.monotonic() - last_change > RULES_SETTLE_QUIET_S:
+            run.console.print(
+                f"[yellow]{name}[/]: its rules engine made no progress for "
+                f"{RULES_SETTLE_QUIET_S:g} s: "
+                + (
+                    f"{last[0]:,} evaluated and {last[1]:,} dropped of {expected:,} readings"
+                    if last is not None
+                    else "no rules counters on its /metrics"
+                )
+            )
+            return
+        time.sleep(0.1)
 
 
 def dead_letter_summary(path: Path) -> dict[str, int]:
@@ -871,16 +1189,29 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "mosquitto": first_line(["mosquitto", "-h"]),
         "influxdb": first_line(["influxd", "version"]),
+        "node": first_line(["node", "--version"]),
+        "node_red": nodered_version(),
         "luxtel_commit": commit(),
     }
+
+
+def nodered_version() -> str:
+    """The Node-RED and node-red-contrib-influxdb versions installed in bench/nodered."""
+    versions = []
+    for package in ("node-red", "node-red-contrib-influxdb"):
+        try:
+            manifest = json.loads((NODERED / "node_modules" / package / "package.json").read_text())
+        except (OSError, ValueError):
+            return "not installed"
+        versions.append(f"{package} {manifest.get('version', '?')}")
+    return ", ".join(versions)
 
 
 def commit() -> str:
     """The commit luxtel runs from, marked when its code has uncommitted changes."""
     head = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    changed = first_line(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--", "luxtel", "ingest", "models"]
-    )
+    code = ["luxtel", "ingest", "models", "rules"]
+    changed = first_line(["git", "-C", str(REPO), "status", "--porcelain", "--", *code])
     return head if changed == "?" else f"{head} + uncommitted changes"
 
 
@@ -897,26 +1228,32 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def ratios(results: list[Result]) -> dict[str, float | None]:
-    by = {r.contender: r for r in results}
-    lux, base = by.get("luxtel"), by.get("baseline")
-    if lux is None or base is None:
-        return {}
+def ratios(a: Result, b: Result) -> dict[str, float | None]:
+    """Each figure of `a` divided by the same of `b`."""
     out: dict[str, float | None] = {
-        "readings_per_s": ratio(lux.readings_per_s, base.readings_per_s),
-        "cpu_us_per_reading": ratio(lux.cpu_us_per_reading, base.cpu_us_per_reading),
-        "peak_rss_mib": ratio(lux.peak_rss_mib, base.peak_rss_mib),
+        "readings_per_s": ratio(a.readings_per_s, b.readings_per_s),
+        "cpu_us_per_reading": ratio(a.cpu_us_per_reading, b.cpu_us_per_reading),
+        "peak_rss_mib": ratio(a.peak_rss_mib, b.peak_rss_mib),
         "broker_cpu_us_per_reading": ratio(
-            lux.broker_cpu_us_per_reading, base.broker_cpu_us_per_reading
+            a.broker_cpu_us_per_reading, b.broker_cpu_us_per_reading
         ),
         "influxd_cpu_us_per_reading": ratio(
-            lux.influxd_cpu_us_per_reading, base.influxd_cpu_us_per_reading
+            a.influxd_cpu_us_per_reading, b.influxd_cpu_us_per_reading
         ),
     }
     for p in PERCENTILES:
         key = f"p{p}"
-        out[f"latency_{key}"] = ratio(lux.latency_ms.get(key), base.latency_ms.get(key))
+        out[f"latency_{key}"] = ratio(a.latency_ms.get(key), b.latency_ms.get(key))
     return out
+
+
+def over_reference(results: list[Result]) -> dict[str, dict[str, float | None]]:
+    """Every other contender's figures divided by luxtel's (when luxtel ran and got through)."""
+    by = {r.contender: r for r in results}
+    reference = by.get(REFERENCE)
+    if reference is None or not reference.ok:
+        return {}
+    return {r.contender: ratios(r, reference) for r in results if r.contender != REFERENCE}
 
 
 def fmt(value: float | None, digits: int = 0) -> str:
@@ -963,21 +1300,22 @@ def table(results: list[Result], title: str) -> Table:
             fmt(r.broker_cpu_us_per_reading, 1),
             fmt(r.influxd_cpu_us_per_reading, 1) if r.contender != "ceiling" else "—",
         )
-    quotients = ratios(results)
+    quotients = over_reference(results)
     if quotients:
         grid.add_section()
+    for name, q in quotients.items():
         grid.add_row(
-            "luxtel / baseline",
-            fmt_ratio(quotients["readings_per_s"]),
-            fmt_ratio(quotients["cpu_us_per_reading"]),
-            fmt_ratio(quotients["peak_rss_mib"]),
+            f"{name} / {REFERENCE}",
+            fmt_ratio(q["readings_per_s"]),
+            fmt_ratio(q["cpu_us_per_reading"]),
+            fmt_ratio(q["peak_rss_mib"]),
             "",
-            fmt_ratio(quotients["latency_p50"]),
-            fmt_ratio(quotients["latency_p90"]),
-            fmt_ratio(quotients["latency_p99"]),
+            fmt_ratio(q["latency_p50"]),
+            fmt_ratio(q["latency_p90"]),
+            fmt_ratio(q["latency_p99"]),
             "",
-            fmt_ratio(quotients["broker_cpu_us_per_reading"]),
-            fmt_ratio(quotients["influxd_cpu_us_per_reading"]),
+            fmt_ratio(q["broker_cpu_us_per_reading"]),
+            fmt_ratio(q["influxd_cpu_us_per_reading"]) if name != "ceiling" else "",
         )
     return grid
 
@@ -997,6 +1335,11 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
         f"[bold]machine[/]  {host['nproc']} cores ({host['cpu']}), {host['memory']}, "
         f"Python {host['python']}, {host['mosquitto']}, {host['influxdb']}, "
         f"luxtel {host['luxtel_commit']}"
+        + (
+            f", Node.js {host['node']} ({host['node_red']})"
+            if any(r.contender == "nodered" for r in results)
+            else ""
+        )
     )
     console.print(
         f"[bold]load[/]     {args.readings:,} readings from {args.devices:,} devices, {shape}, "
@@ -1014,10 +1357,13 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
     what = "COUNT(power_w)" if args.poll_query == "count" else "InfluxDB's writePointsOk counter"
     console.print(
         "readings/s: first publish → last reading queryable in InfluxDB (ceiling: received). "
-        "CPU µs/reading: the contender process's utime+stime over the run ÷ readings published; "
-        "broker and influxd columns the same for Mosquitto and InfluxDB (influxd's includes the "
-        "poller's queries). Peak RSS: the contender's VmHWM. Lost: published − "
-        "SELECT COUNT(power_w) FROM telemetry (must be 0; every reading has its own ts)."
+        "CPU µs/reading: utime+stime of the contender's process tree (itself, its live "
+        "descendants and the children it reaped) over the run ÷ readings published; broker and "
+        "influxd columns the same for Mosquitto and InfluxDB (influxd's includes the poller's "
+        "queries). Peak RSS: VmHWM summed over the contender's process tree. Lost: published − "
+        "SELECT COUNT(power_w) FROM telemetry (must be 0; every reading has its own ts). "
+        "Ratio rows: each contender's figure ÷ luxtel's (readings/s above ×1 is faster, "
+        "CPU, RSS and latency below ×1 are less)."
     )
     console.print(
         f"Latency: publish → queryable, from {what} polled every "
@@ -1030,9 +1376,34 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
             if args.rate <= 0
             else ""
         )
-        + " The baseline acknowledges each message on receipt and keeps no spool or dead "
-        "letter; luxtel acknowledges only once a reading is in InfluxDB."
+        + " The baseline and Node-RED acknowledge each message on receipt and keep no spool or "
+        "dead letter; luxtel acknowledges only once a reading is in InfluxDB."
     )
+    for r in results:
+        if r.rules_evaluated is None:
+            continue
+        settle = (
+            f", {r.rules_settle_seconds:.1f} s after the last reading was stored"
+            if r.rules_settle_seconds is not None
+            else ""
+        )
+        console.print(
+            f"{r.contender}: the rules engine evaluated {r.rules_evaluated:,} observations and "
+            + (
+                f"dropped {r.rules_dropped:,} (it was behind)"
+                if r.rules_dropped
+                else "dropped none"
+            )
+            + f"{settle}; its CPU is counted up to then. Points it wrote beside the readings: "
+            + (", ".join(f"{n:,} {m}" for m, n in r.other_points.items()) or "none")
+            + " (in shards of their own, which the latency poller leaves out)."
+        )
+    if any(r.contender == "nodered" for r in results):
+        console.print(
+            "nodered: node-red-contrib-influxdb (1.x) writes every number as a float, so seq and "
+            "dim_pct are floats in its database where luxtel writes integers; the count is the "
+            "same."
+        )
     for r in results:
         if r.points_accepted is not None and r.points_accepted > r.counted > 0:
             console.print(
@@ -1088,7 +1459,7 @@ def write_json(
             "poll_query": args.poll_query,
         },
         "results": [{**asdict(r), "ok": r.ok} for r in results],
-        "luxtel_over_baseline": ratios(results),
+        "over_luxtel": over_reference(results),
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -1110,7 +1481,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--only",
         default=",".join(CONTENDERS),
-        help="contenders to run, in order (comma-separated: luxtel,baseline,ceiling)",
+        help=f"contenders to run, in order (comma-separated, of {','.join(CONTENDERS)})",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds")
@@ -1139,8 +1510,9 @@ def parse_args(argv: list[str] | None) -> Options:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="sample each contender with py-spy (pip install py-spy) into DIR/NAME.txt "
-        "(collapsed stacks) and print where its CPU goes; py-spy's own CPU use skews the figures",
+        help="sample each Python contender (not nodered) with py-spy (pip install py-spy) into "
+        "DIR/NAME.txt (collapsed stacks; its main process only) and print where its CPU goes; "
+        "py-spy's own CPU use skews the figures",
     )
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -1153,6 +1525,11 @@ def parse_args(argv: list[str] | None) -> Options:
         parser.error("--poll-interval must be positive")
     if args.profile is not None and shutil.which("py-spy", path=PATH) is None:
         parser.error("--profile needs py-spy: pip install py-spy")
+    if "nodered" in only and (shutil.which("node") is None or not NODERED_MAIN.exists()):
+        parser.error(
+            "the nodered contender needs Node.js and Node-RED: bench/run installs it "
+            "(npm ci --prefix bench/nodered), or leave it out with --only"
+        )
     return Options(**{**vars(args), "only": only})
 
 
@@ -1184,8 +1561,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             console.print(f"starting Mosquitto and InfluxDB in {tmp}")
             broker.start()
             influx.start()
-            # Every reading has its own ts: reading i at ts_base + i ms, an hour ago and on.
-            ts_base_ms = (int(time.time()) - 3600) * 1000
+            # Every reading has its own ts: reading i at ts_base + i ms, in an hour before this one.
+            ts_base_ms = readings_base_ms(time.time(), args.readings)
             run = Run(args, tmp, broker, influx, ts_base_ms, console)
             runs: dict[str, list[Result]] = {name: [] for name in args.only}
             for round_no in range(1, args.repeat + 1):

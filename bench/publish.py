@@ -13,12 +13,16 @@ Payloads are all built before connecting. Publishing keeps at most `--window` me
 unacknowledged; each message's publish wall time (`time.time()`, the moment it is handed to the
 client with room in the window, so it goes out at once) is written to `--times` as float64s in
 publish order, and a JSON summary is printed on stdout.
+
+With `--inventory FILE` it writes the same fleet as the contract's inventory CSV instead (for
+luxtel's rules engine) and exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import functools
 import json
 import random
@@ -34,7 +38,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 DEVICES_PER_ZONE = 100
+DEVICES_PER_CIRCUIT = 25
 RATED_W = (30.0, 50.0, 75.0, 100.0, 150.0)
+LIT_SHARE = 0.97
+"""Luminaires lit through the run; the others stay dark (their readings: lamp off, standby draw)."""
+FLEET_LATITUDE = 45.0
+INVENTORY_REPORT_INTERVAL_S = 7200
+"""The readings' ts lie in the hour before the run (bench/ingest.py), one to two hours back: with
+the usual 900 s, the rules' deadman (3 intervals of silence) would see every device silent at
+its first tick, an artefact of the benchmark rather than work a fleet causes."""
 
 
 @dataclass
@@ -45,7 +57,11 @@ class Luminaire:
     zone: str
     rated_w: float
     energy_wh: float
+    lit: bool
+    """Lit all night, or dark for the whole run (switched off, or a failed lamp): a lamp that
+    went on and off at random between readings would have luxtel's rules report it cycling."""
     seq: int = 0
+    last_ts_ms: int | None = None
 
 
 def fleet(devices: int, rng: random.Random) -> list[Luminaire]:
@@ -56,6 +72,7 @@ def fleet(devices: int, rng: random.Random) -> list[Luminaire]:
             zone=f"zone-{i // DEVICES_PER_ZONE:03d}",
             rated_w=rng.choice(RATED_W),
             energy_wh=round(rng.uniform(50_000, 900_000), 1),
+            lit=rng.random() < LIT_SHARE,
         )
         for i in range(devices)
     ]
@@ -71,9 +88,44 @@ def rfc3339_ms(ts_ms: int) -> str:
     return f"{_rfc3339_second(ts_ms // 1000)}{ts_ms % 1000:03d}Z"
 
 
+def fleet_longitude(ts_ms: int) -> float:
+    """Where local solar time is midnight at `ts_ms`: the readings say lamps are lit (night), so
+    the rules see them at night, whenever the benchmark runs."""
+    utc_hours = ts_ms / 3_600_000 % 24
+    return round((-15.0 * utc_hours + 180.0) % 360.0 - 180.0, 4)
+
+
+def write_inventory(path: Path, lums: list[Luminaire], ts_ms: int) -> None:
+    """The fleet as the contract's inventory CSV: a circuit per `DEVICES_PER_CIRCUIT` of a zone,
+    each zone a little further east, all at solar midnight around `ts_ms`."""
+    from models.inventory import INVENTORY_COLUMNS  # here: publishing needs none of luxtel
+
+    lon = fleet_longitude(ts_ms)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(INVENTORY_COLUMNS)
+        for i, lum in enumerate(lums):
+            zone_no, rank = divmod(i, DEVICES_PER_ZONE)
+            writer.writerow(
+                (
+                    lum.device_id,
+                    lum.zone,
+                    f"{lum.zone}-c{rank // DEVICES_PER_CIRCUIT}",
+                    f"{FLEET_LATITUDE + rank * 1e-4:.6f}",
+                    f"{lon + zone_no * 1e-3:.6f}",
+                    f"{lum.rated_w:g}",
+                    f"{lum.rated_w * 2.5:g}",  # the sodium lamp it replaced
+                    INVENTORY_REPORT_INTERVAL_S,
+                    "bench-led",
+                    "2024-01-01",
+                )
+            )
+
+
 def reading(lum: Luminaire, ts_ms: int, rng: random.Random, *, with_device: bool) -> dict[str, Any]:
-    """One realistic reading of `lum` at `ts_ms` (mostly lit and dimmed, as at night)."""
-    lamp_on = rng.random() < 0.97
+    """One realistic reading of `lum` at `ts_ms` (lit and dimmed, as at night, unless it is one
+    of the few dark ones)."""
+    lamp_on = lum.lit
     dim = rng.choice((100, 100, 80, 70, 50)) if lamp_on else 0
     voltage = round(rng.gauss(231.0, 2.5), 1)
     if lamp_on:
@@ -82,7 +134,9 @@ def reading(lum: Luminaire, ts_ms: int, rng: random.Random, *, with_device: bool
     else:
         power = round(rng.uniform(0.3, 0.6), 2)  # the driver's standby draw
         power_factor = round(rng.uniform(0.30, 0.50), 3)
-    lum.energy_wh = round(lum.energy_wh + power / 60, 3)  # a minute since the last one
+    if lum.last_ts_ms is not None:  # the energy its power drew since its previous reading
+        lum.energy_wh = round(lum.energy_wh + power * (ts_ms - lum.last_ts_ms) / 3_600_000, 3)
+    lum.last_ts_ms = ts_ms
     lum.seq += 1
     body: dict[str, Any] = {
         "ts": rfc3339_ms(ts_ms),
@@ -305,20 +359,35 @@ def fail(message: str) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True, help="mqtt://host:port")
+    parser.add_argument("--url", help="mqtt://host:port")
     parser.add_argument("--root", default="lighting", help="topic root")
     parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--mode", choices=("telemetry", "batch"), default="telemetry")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rate", type=float, default=0.0, help="readings/s; 0: all at once")
-    parser.add_argument("--ts-base-ms", type=int, required=True, help="ts of reading 0, epoch ms")
+    parser.add_argument("--ts-base-ms", type=int, help="ts of reading 0, epoch ms")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged messages")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds for everything")
     parser.add_argument("--client-id", default="bench-publisher")
-    parser.add_argument("--times", type=Path, required=True, help="publish times out (float64)")
+    parser.add_argument("--times", type=Path, help="publish times out (float64)")
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        metavar="FILE",
+        help="write the fleet as an inventory CSV (luxtel's rules need one) and exit",
+    )
     args = parser.parse_args(argv)
+    if args.ts_base_ms is None:
+        parser.error("--ts-base-ms is required")
+    if args.inventory is not None:
+        write_inventory(
+            args.inventory, fleet(args.devices, random.Random(args.seed)), args.ts_base_ms
+        )
+        return
+    if args.url is None or args.times is None:
+        parser.error("--url and --times are required to publish")
 
     messages = build_messages(
         root=args.root,
