@@ -28,6 +28,20 @@ T0 = datetime(2026, 1, 10, 14, 0, tzinfo=UTC)
 """22:00 in Shanghai: night at the test devices."""
 
 
+HOT_RULES = """\
+rules:
+  - name: hot
+    source: reading
+    when: has(reading.driver_temp_c)
+    condition: reading.driver_temp_c > 80.0
+    value: reading.driver_temp_c
+    severity: major
+    annotations:
+      summary: "{device_id} driver at {value:.0f} °C"
+"""
+"""One rule, a driver over 80 °C: for the tests that run the engine inside luxtel."""
+
+
 def at(minutes: float, base: datetime = T0) -> datetime:
     return base + timedelta(minutes=minutes)
 

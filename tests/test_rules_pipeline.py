@@ -19,19 +19,8 @@ from luxtel.settings import InventorySettings, RulesSettings
 from rules.command import alerts_app
 from rules.inventory import COLUMNS
 from servers import InfluxDBServer, MosquittoServer
+from tests.rules_fixtures import HOT_RULES
 from tests.support import Publisher, RunningPipeline, make_settings, reading, rows, wait_until
-
-RULES = """\
-rules:
-  - name: hot
-    source: reading
-    when: has(reading.driver_temp_c)
-    condition: reading.driver_temp_c > 80.0
-    value: reading.driver_temp_c
-    severity: major
-    annotations:
-      summary: "{device_id} driver at {value:.0f} °C"
-"""
 
 
 @pytest.mark.integration
@@ -43,7 +32,7 @@ def test_an_alert_from_a_reading_through_luxtel_run(
     topic_root: str,
 ) -> None:
     rules_path = tmp_path / "rules.yaml"
-    rules_path.write_text(RULES)
+    rules_path.write_text(HOT_RULES)
     inventory_path = tmp_path / "inventory.csv"
     inventory_path.write_text(
         ",".join(COLUMNS) + "\nlum-9,north,C01,31.2,121.4,60,100,900,LX-M60,2024-01-01\n"

@@ -32,7 +32,7 @@ from rules.errors import RuleFileError
 from rules.inventory import COLUMNS
 from rules.process import RulesProcess
 from servers import InfluxDBServer, MosquittoServer, free_port
-from tests.rules_fixtures import Webhook, webhook
+from tests.rules_fixtures import HOT_RULES, Webhook, webhook
 from tests.rules_fixtures import reading as observation
 from tests.support import (
     LUXTEL,
@@ -51,17 +51,6 @@ from tests.support import (
 
 __all__ = ["webhook"]  # a fixture used by name
 
-RULES = """\
-rules:
-  - name: hot
-    source: reading
-    when: has(reading.driver_temp_c)
-    condition: reading.driver_temp_c > 80.0
-    value: reading.driver_temp_c
-    severity: major
-    annotations:
-      summary: "{device_id} driver at {value:.0f} °C"
-"""
 DEVICES = ("lum-1", "lum-2", "lum-3")
 
 
@@ -99,7 +88,7 @@ def alerts(mosquitto: MosquittoServer) -> Iterator[AlertWatcher]:
 
 def write_rules(directory: Path, notify: str | None = None) -> tuple[Path, Path, Path | None]:
     rules = directory / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(HOT_RULES)
     inventory = directory / "inventory.csv"
     inventory.write_text(
         ",".join(COLUMNS)
@@ -285,7 +274,7 @@ def test_luxtel_run_leaves_no_process_behind_when_stopped_or_killed(
 
 def test_a_rules_file_that_does_not_load_stops_luxtel_run_with_exit_2(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.replace("reading.driver_temp_c > 80.0", "reading.driver_temp_c >"))
+    rules.write_text(HOT_RULES.replace("reading.driver_temp_c > 80.0", "reading.driver_temp_c >"))
     config = tmp_path / "luxtel.toml"
     config.write_text(f'[rules]\npath = "{rules}"\n')
     done = subprocess.run([*LUXTEL, "run", "-c", str(config)], capture_output=True, timeout=60)
