@@ -61,6 +61,9 @@ _puback = struct.Struct(">BBH").pack
 _SUBSCRIBE_ID, _UNSUBSCRIBE_ID = 1, 2
 """Packet ids of the connection's SUBSCRIBE and UNSUBSCRIBE: one request at a time is in
 flight (`MqttConnection._requests`), so a fixed id each is never in use twice."""
+FIRST_PUBLISH_ID = 3
+"""luxtel's own QoS 1 publications take ids from here up: MQTT forbids an id in use by two
+packets at once, so never the SUBSCRIBE's or UNSUBSCRIBE's."""
 
 MAX_PACKET_SIZE = 16 * 1024 * 1024
 """The largest packet luxtel takes (MQTT 5 Maximum Packet Size; enforced for 3.1.1 too is not
@@ -165,7 +168,10 @@ class OutgoingQueue:
 
     def _free_id(self) -> int:
         while True:
-            self._next_id = self._next_id % 0xFFFF + 1
+            following = self._next_id + 1
+            self._next_id = (
+                following if FIRST_PUBLISH_ID <= following <= 0xFFFF else FIRST_PUBLISH_ID
+            )
             if self._next_id not in self._in_flight:
                 return self._next_id
 
