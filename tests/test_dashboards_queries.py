@@ -253,7 +253,8 @@ def test_circuit_variable_selects_its_devices(city: tuple[str, str, int]) -> Non
         _variables(circuit=Variable(options["C01"])),
         _range(now),
     )
-    assert sum(_values(_run(url, db, statement))) == pytest.approx(0.03)  # n1 30 Wh, n2 0
+    hours = [v for v in _values(_run(url, db, statement)) if v is not None]  # empty hours: null
+    assert sum(hours) == pytest.approx(0.03)  # n1 30 Wh, n2 0
 
 
 def test_energy_dashboard_known_values(city: tuple[str, str, int]) -> None:
