@@ -34,9 +34,11 @@ class Limits:
     """Also return each accepted reading and status as an Observation (for the rules)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def skew_ms(self) -> int:
-        return int(self.max_clock_skew_s * 1000)
+    skew_ms: int = field(init=False, compare=False, repr=False)
+    """`max_clock_skew_s` in ms, worked out once (read for every reading on the fast path)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skew_ms", int(self.max_clock_skew_s * 1000))
 
     def topic(self, name: str) -> Topic:
         """`parse_topic` under the root, remembering valid topics (a fleet's topics repeat;

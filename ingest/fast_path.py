@@ -21,6 +21,7 @@ from typing import Annotated, Final
 import msgspec
 
 from models import EARLIEST_TS, Reading
+from models.checked import from_checked
 from models.reading import INT64_MAX
 from models.timestamps import epoch_ms
 
@@ -62,8 +63,7 @@ class FastReading(
 
     def model(self, when: datetime | None) -> Reading:
         """The `Reading` the full path would have built (property-tested), for the rules; only
-        built when they are on. `when` is the parsed `ts`. Made as unpickling makes a model
-        (its values are checked already): `model_construct` cost ~14 µs here, this ~5."""
+        built when they are on. `when` is the parsed `ts`."""
         values = {
             "device_id": self.device_id,
             "ts": when,
@@ -78,16 +78,7 @@ class FastReading(
             "driver_temp_c": self.driver_temp_c,
             "lux": self.lux,
         }
-        reading = Reading.__new__(Reading)
-        reading.__setstate__(
-            {
-                "__dict__": values,
-                "__pydantic_extra__": {},
-                "__pydantic_fields_set__": {k for k, v in values.items() if v is not None},
-                "__pydantic_private__": None,
-            }
-        )
-        return reading
+        return from_checked(Reading, values, (k for k, v in values.items() if v is not None))
 
 
 TELEMETRY: Final = msgspec.json.Decoder(FastReading)

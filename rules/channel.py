@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel
 
 from models import BatchReading, Observation, Reading, Status
+from models.checked import from_checked
 
 MAX_FRAME_BYTES = 64 << 20
 """Far above any real frame: a larger length means the stream is corrupt."""
@@ -121,17 +122,8 @@ def _model(model_class: type[ModelT], part: list[Any]) -> ModelT:
     _, values, fields_set, extra = part
     if values.get("ts") is not None:
         values["ts"] = datetime.fromisoformat(values["ts"])
-    model: ModelT = model_class.__new__(model_class)
-    # What unpickling does: the values are the decoder's, validated already.
-    model.__setstate__(
-        {
-            "__dict__": values,
-            "__pydantic_extra__": extra,
-            "__pydantic_fields_set__": set(fields_set),
-            "__pydantic_private__": None,
-        }
-    )
-    return model
+    # The values are the decoder's, validated already.
+    return from_checked(model_class, values, fields_set, extra)
 
 
 def encode_alert(topic: str, payload: bytes) -> bytes:
