@@ -11,12 +11,12 @@ one (where the same id may by then mean another message).
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(slots=True)
-class Delivery:
-    """A received message's place: which connection it came on and its position there."""
+class Delivery(NamedTuple):
+    """A received message's place: which connection it came on and its position there. A
+    named tuple: one is built per message."""
 
     generation: int
     position: int

@@ -112,7 +112,7 @@ _OPTIONAL_READING_FIELDS = (
     "seq",
     "dim_pct",
 )
-"""In the order `ingest.fast_path.encode` writes them (the integers last)."""
+"""In the order `ingest/reading_lines.c` writes them (the integers last)."""
 _INT_FIELDS = frozenset({"seq", "dim_pct"})
 
 

@@ -7,11 +7,12 @@ marker `None` on after handing over everything it holds.
 import asyncio
 from dataclasses import replace
 
-from ingest.decode import Limits, decode
+from ingest.decode import Decoded, Limits, decode, decode_into
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.rate_limit import RateLimiter
 from models import Observation
+from models.timestamps import epoch_ms
 
 
 def decode_chunk(
@@ -24,32 +25,26 @@ def decode_chunk(
     """Decode a chunk of messages into one batch fragment, and the accepted readings into
     `observations` when given. Retained messages replayed by the broker are not written again
     nor dead-lettered (they are still acknowledged); they are observed, marked retained."""
-    fragment = Batch()
-    unknown = 0
+    out = Decoded(observations=[] if observations is None else observations)
+    deliveries = []
+    received_at = None
+    received_ms = 0
     for message in chunk:
         if message.delivery is not None:
-            fragment.deliveries.append(message.delivery)
-        decoded = decode(
-            message.topic,
-            message.payload,
-            message.received_at,
-            limits,
-            None if message.retained else limiter,
-        )
-        if observations is not None:
-            if message.retained:
-                observations.extend(replace(o, retained=True) for o in decoded.observations)
-            else:
-                observations.extend(decoded.observations)
+            deliveries.append(message.delivery)
         if message.retained:
+            if observations is not None:
+                replayed = decode(message.topic, message.payload, message.received_at, limits)
+                observations.extend(replace(o, retained=True) for o in replayed.observations)
             metrics.retained_skipped.inc()
             continue
-        fragment.points.extend(decoded.points)
-        fragment.dead_letters.extend(decoded.dead_letters)
-        unknown += decoded.unknown_fields
-    if unknown:
-        metrics.unknown_fields.inc(unknown)
-    return fragment
+        if message.received_at is not received_at:  # a chunk shares one, as a rule
+            received_at = message.received_at
+            received_ms = epoch_ms(received_at)
+        decode_into(out, message.topic, message.payload, received_at, received_ms, limits, limiter)
+    if out.unknown_fields:
+        metrics.unknown_fields.inc(out.unknown_fields)
+    return Batch(out.points, out.dead_letters, deliveries)
 
 
 async def decode_stage(

@@ -76,8 +76,8 @@ Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 
 def epoch_ms(moment: datetime) -> int:
     """Milliseconds since the Unix epoch, truncated (sub-millisecond digits are dropped)."""
-    delta = moment - _EPOCH
+    delta = moment - EPOCH
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,5 +1,6 @@
-"""The fast path (msgspec) must decide exactly as the full pydantic path: same lines, same dead
-letters, same observations — for near-valid input above all, where the two could disagree."""
+"""The fast path (`ingest/reading_lines.c`) must decide exactly as the full pydantic path:
+same lines, same dead letters, same observations — for near-valid input above all, where the two
+could disagree."""
 
 import json
 from datetime import UTC, datetime
@@ -8,7 +9,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ingest import fast_path
 from ingest.decode import Decoded, Limits, decode
+from models.timestamps import epoch_ms
 from servers import InfluxDBServer, query, write_points
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
@@ -142,7 +145,7 @@ def readings(draw: st.DrawFn) -> dict[str, Any]:
 
 def fields_of(line: str) -> tuple[str, dict[str, bool | int | float], str]:
     """A reading's line as (series, fields with their typed values, time): the fast path
-    writes exponents as msgspec does (`1e16`), the full path as Python does (`1e+16`)."""
+    copies a plain decimal as it was sent (`42.50`), the full path writes Python's repr."""
     series, fields, time = line.split(" ")
     values: dict[str, bool | int | float] = {}
     for pair in fields.split(","):
@@ -236,12 +239,26 @@ def test_raw_json_the_encoder_would_not_write_is_decided_the_same() -> None:
 def test_the_fast_lines_floats_read_back_from_a_real_influxdb_as_sent(
     influxdb: InfluxDBServer, influx_db: str
 ) -> None:
-    """msgspec writes `1e16` and `1e-7` where Python writes `1e+16` and `1e-07`: InfluxDB
-    must read both as the same float."""
-    extremes = [1e16, 1e-7, 5e-324, 1.7976931348623157e308, 123456789.125, 0.1 + 0.2, -0.0, 2.0**64]
+    """The fast path copies plain decimals as sent and writes exponent forms as Python's repr:
+    InfluxDB must read each back as the float the models hold."""
+    texts = [
+        *(json.dumps(value) for value in (1e16, 1e-7, 5e-324, 1.7976931348623157e308)),
+        *(json.dumps(value) for value in (123456789.125, 0.1 + 0.2, -0.0, 2.0**64)),
+        "42.50",
+        "0.1000000000000000055511151231257827021181583404541015625",
+        "123456789012345678.5",
+        "9007199254740993.0",
+        "1E2",
+        "1e-400",
+        "18",
+        "999999999999999999",
+        "0.30000000000000001665334536937734810635447502136230468750",
+    ]
     lines = []
-    for index, value in enumerate(extremes):
-        payload = json.dumps({**VALID, "energy_wh": abs(value), "seq": index}).encode()
+    for index, text in enumerate(texts):
+        payload = b'{"lamp_on":true,"power_w":1,"seq":%d,"energy_wh":%s}' % (index, text.encode())
+        taken = fast_path.telemetry(payload, "x", f"lum-{index}", epoch_ms(NOW), 300_000, False)
+        assert taken is not None, f"the fast path left {text} to the full path"
         decoded = decode(f"lighting/x/lum-{index}/telemetry", payload, NOW, LIMITS)
         assert len(decoded.points) == 1
         lines.append(decoded.points[0].line)
@@ -253,4 +270,4 @@ def test_the_fast_lines_floats_read_back_from_a_real_influxdb_as_sent(
         series["tags"]["device_id"]: float(series["values"][0][1])
         for series in answer["results"][0]["series"]
     }
-    assert stored == {f"lum-{index}": abs(value) for index, value in enumerate(extremes)}
+    assert stored == {f"lum-{index}": abs(float(text)) for index, text in enumerate(texts)}
