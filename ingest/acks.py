@@ -22,6 +22,10 @@ class Delivery(NamedTuple):
     position: int
 
 
+_new_delivery = tuple.__new__
+"""Builds a `Delivery` in C, skipping the named tuple's Python-level `__new__` (~0.3 µs)."""
+
+
 class AckTracker:
     """Releases PUBACKs in arrival order once each message is marked done."""
 
@@ -44,7 +48,7 @@ class AckTracker:
         position = self._base + len(self._mids)
         self._mids.append(mid)
         self._done.append(False)
-        return Delivery(self.generation, position)
+        return _new_delivery(Delivery, (self.generation, position))
 
     def done(self, delivery: Delivery) -> None:
         """The message's content is in InfluxDB, the spool or the dead letter."""

@@ -60,6 +60,11 @@ class Point(NamedTuple):
     topic: str
 
 
+_new_point = tuple.__new__
+"""`_new_point(Point, (line, topic))`, on the fast path: built in C, skipping the named tuple's
+Python-level `__new__` (~0.3 µs a reading)."""
+
+
 @dataclass(slots=True)
 class Decoded:
     """What one message became."""
@@ -179,7 +184,7 @@ def _fast_telemetry(
         )
         if line is None:
             return False
-        out.points.append(Point(line, name))
+        out.points.append(_new_point(Point, (line, name)))
         return True
     checked = fast_path.telemetry(
         payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, True
@@ -209,7 +214,7 @@ def _fast_batch(
         lines = fast_path.batch(payload, topic.zone, received_ms, limits.skew_ms, False)
         if lines is None:
             return False
-        out.points.extend([Point(line, name) for line in lines])
+        out.points.extend([_new_point(Point, (line, name)) for line in lines])
         return True
     elements = fast_path.batch(payload, topic.zone, received_ms, limits.skew_ms, True)
     if elements is None:

@@ -2,21 +2,27 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from ingest.acks import Delivery
 from ingest.decode import Point
 from models import DeadLetter
 
 
-@dataclass(slots=True)
-class Inbound:
-    """A message as it came off the broker. `delivery` is None for QoS 0 (nothing to ack)."""
+class Inbound(NamedTuple):
+    """A message as it came off the broker. `delivery` is None for QoS 0 (nothing to ack).
+    A named tuple, built per message with `new_inbound` (see `ingest.mqtt_codec._new_publish`)."""
 
     topic: str
     payload: bytes
     retained: bool
     received_at: datetime
     delivery: Delivery | None
+
+
+new_inbound = tuple.__new__
+"""`new_inbound(Inbound, (topic, payload, retained, received_at, delivery))`: built in C, where
+`Inbound(...)` runs the named tuple's Python-level `__new__` (~0.3 µs a message)."""
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ import structlog
 from ingest.acks import AckTracker, Delivery
 from ingest.backoff import backoff_delay
 from ingest.errors import MqttConnectError
-from ingest.messages import Inbound
+from ingest.messages import Inbound, new_inbound
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_codec import V5, V311, MqttProtocolError, Publish, reason_name
 from ingest.mqtt_connection import (
@@ -360,12 +360,15 @@ class MqttSource:
         else:
             register = self._tracker.received
             chunk = [
-                Inbound(
-                    packet.topic.decode("utf-8", "backslashreplace"),
-                    packet.payload,
-                    packet.retain,
-                    received_at,
-                    register(packet.packet_id) if packet.qos else None,
+                new_inbound(
+                    Inbound,
+                    (
+                        packet.topic.decode("utf-8", "backslashreplace"),
+                        packet.payload,
+                        packet.retain,
+                        received_at,
+                        register(packet.packet_id) if packet.qos else None,
+                    ),
                 )
                 for packet in packets
             ]

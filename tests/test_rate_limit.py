@@ -57,3 +57,27 @@ def test_a_flooding_device_is_dead_lettered_as_rate_limited() -> None:
     assert outcomes[4].dead_letters[0].reason is Reason.RATE_LIMITED
     other = decode("lighting/z/quiet/telemetry", body, start, limits, limiter)
     assert len(other.points) == 1
+
+
+def _reference_bucket(rate: int, burst: int, times: list[float]) -> list[bool]:
+    """The plain token bucket: `burst` tokens, refilled at `rate` per second, one per message."""
+    tokens, last, out = float(burst), 0.0, []
+    for now in times:
+        tokens = min(burst, tokens + (now - last) * rate)
+        last = now
+        out.append(tokens >= 1)
+        if tokens >= 1:
+            tokens -= 1
+    return out
+
+
+@given(st.lists(st.integers(min_value=0, max_value=16), min_size=1, max_size=300))
+def test_it_decides_as_a_plain_token_bucket(eighths: list[int]) -> None:
+    """Gaps in eighths of a second with rate 2: every sum is exact in binary, so the two
+    bookkeepings must agree message for message."""
+    times, now = [], 0.0
+    for gap in eighths:
+        now += gap / 8
+        times.append(now)
+    limiter = RateLimiter(rate=2.0, burst=5)
+    assert [limiter.allow("dev", t) for t in times] == _reference_bucket(2, 5, times)
