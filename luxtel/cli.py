@@ -12,6 +12,7 @@ import typer
 from dashboards.command import dashboards_app
 from energy.command import energy_app, export
 from luxtel.config_example import example_toml
+from luxtel.gc_settings import tune_for_ingest
 from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
@@ -58,6 +59,7 @@ def settings_or_exit(config: Path | None) -> Settings:
 async def run_pipeline(settings: Settings) -> None:
     """Run the pipeline until SIGINT or SIGTERM, then drain and return."""
     pipeline = Pipeline(settings)
+    tune_for_ingest()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, pipeline.stop.set)
