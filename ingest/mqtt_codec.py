@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ingest import publish_frames
 from ingest.errors import MqttError
 
 V311 = 4
@@ -432,11 +433,21 @@ class StreamDecoder:
     packet larger than `max_packet_size` (fixed header included) is refused as soon as its
     length is known, before it is buffered. After a `MqttProtocolError` the stream is
     unusable: drop the connection.
+
+    Runs of plain PUBLISH packets are split in C (`ingest/publish_frames.c`), everything else
+    here; `in_c=False` splits every packet here (the reference the C one is tested against).
     """
 
-    def __init__(self, version: int = V5, max_packet_size: int = MAX_REMAINING_LENGTH + 5) -> None:
+    def __init__(
+        self,
+        version: int = V5,
+        max_packet_size: int = MAX_REMAINING_LENGTH + 5,
+        *,
+        in_c: bool = True,
+    ) -> None:
         self.version = version
         self.max_packet_size = max_packet_size
+        self._split = publish_frames.split if in_c else None
         self._parts: list[bytes] = []
         self._have = 0
         self._need = 0
@@ -454,8 +465,15 @@ class StreamDecoder:
         i = 0
         v5 = self.version == V5
         limit = self.max_packet_size
+        split = self._split
         while n - i >= 2:
             first = data[i]
+            if split is not None and first >> 4 == PUBLISH:
+                # The plain PUBLISHes from here on, in C; whatever it leaves is handled below.
+                stop = split(Publish, data, i, v5, limit, packets)
+                if stop != i:
+                    i = stop
+                    continue
             length = data[i + 1]
             j = i + 2
             if length >= 0x80:
