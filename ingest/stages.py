@@ -58,8 +58,9 @@ async def decode_stage(
     """Messages in, batch fragments out; accepted readings to `observers` (the rules) when
     given. The rules never hold ingest back: when their queue is full, the observations are
     counted as dropped (`luxtel_observations_dropped_total`) instead of waited for."""
+    received_depth = metrics.queue_depth.labels("received")
     while (chunk := await inbox.get()) is not None:
-        metrics.queue_depth.labels("received").set(inbox.qsize())
+        received_depth.set(inbox.qsize())
         seen: list[Observation] | None = [] if observers is not None else None
         await outbox.put(decode_chunk(chunk, limits, metrics, limiter, seen))
         if observers is not None and seen:
@@ -83,21 +84,30 @@ async def batch_stage(
     """Fragments in, batches out: a batch leaves when it holds `batch_size` points or when its
     first fragment has waited `flush_interval_s`, whichever comes first."""
     loop = asyncio.get_running_loop()
+    decoded_depth = metrics.queue_depth.labels("decoded")
+    batches_depth = metrics.queue_depth.labels("batches")
     pending = Batch()
     deadline: float | None = None
     getter: asyncio.Task[Batch | None] | None = None
     try:
         while True:
-            if getter is None:
-                getter = asyncio.ensure_future(inbox.get())
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
-            # A kept getter task rather than wait_for(): on 3.11 wait_for can lose the item
-            # it was waiting for when the timeout fires at the same moment.
-            done, _ = await asyncio.wait({getter}, timeout=timeout)
+            if getter is None and not inbox.empty():
+                # A fragment is waiting: take it without a task and a wait (~20 µs a fragment
+                # here, paid for every chunk when messages trickle in).
+                fragment, got = inbox.get_nowait(), True
+            else:
+                if getter is None:
+                    getter = asyncio.ensure_future(inbox.get())
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                # A kept getter task rather than wait_for(): on 3.11 wait_for can lose the item
+                # it was waiting for when the timeout fires at the same moment.
+                done, _ = await asyncio.wait({getter}, timeout=timeout)
+                got = getter in done
+                if got:
+                    fragment, getter = getter.result(), None
             ended = False
-            if getter in done:
-                fragment, getter = getter.result(), None
-                metrics.queue_depth.labels("decoded").set(inbox.qsize())
+            if got:
+                decoded_depth.set(inbox.qsize())
                 if fragment is None:
                     ended = True
                 else:
@@ -112,7 +122,7 @@ async def batch_stage(
                 pending.points or pending.deliveries or pending.dead_letters
             ):
                 await outbox.put(pending)
-                metrics.queue_depth.labels("batches").set(outbox.qsize())
+                batches_depth.set(outbox.qsize())
                 pending, deadline = Batch(), None
             if ended:
                 await outbox.put(None)
