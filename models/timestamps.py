@@ -67,7 +67,14 @@ def _parse_rfc3339(text: str) -> datetime:
             "{text} is not a valid date-time: {error}",
             {"text": repr(text[:64]), "error": str(error)},
         ) from None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: in UTC, past the year 9999
+        raise PydanticCustomError(
+            "timestamp_range",
+            "{text} is outside the dates that can be stored (years 1 to 9999 in UTC)",
+            {"text": repr(text[:64])},
+        ) from None
 
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]

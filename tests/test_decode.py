@@ -100,6 +100,8 @@ def test_unknown_fields_are_ignored_and_counted() -> None:
         (body(ts="1795521000"), Reason.INVALID_TIMESTAMP),
         (body(ts="2026-13-24T12:00:00Z"), Reason.INVALID_TIMESTAMP),
         (body(ts=1e30), Reason.INVALID_TIMESTAMP),
+        (body(ts="9999-12-31T23:59:59-01:00"), Reason.INVALID_TIMESTAMP),
+        (body(ts="0001-01-01T00:00:00+01:00"), Reason.INVALID_TIMESTAMP),
         (body(ts="2026-11-24T12:05:01Z"), Reason.TIMESTAMP_IN_FUTURE),
         (body(ts=0), Reason.TIMESTAMP_TOO_OLD),
         (body(ts="1970-01-01T00:00:00Z"), Reason.TIMESTAMP_TOO_OLD),
