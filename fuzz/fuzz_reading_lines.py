@@ -72,6 +72,7 @@ def summary(decoded: Decoded) -> list[Any]:
                 o.at,
                 o.received_at,
                 None if o.reading is None else o.reading.model_dump(),
+                None if o.reading is None else o.reading.model_fields_set,
             )
             for o in decoded.observations
         ],

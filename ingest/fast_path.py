@@ -35,9 +35,9 @@ def reading_of(checked: "Checked") -> tuple[Reading, datetime | None]:
     _, device_id, ts_us, values = checked
     when = None if ts_us is None else EPOCH + timedelta(microseconds=ts_us)
     fields = {**_UNSENT, **values, "device_id": device_id, "ts": when}
-    sent = [*values]
+    sent = set(values)
     if device_id is not None:
-        sent.append("device_id")
+        sent.add("device_id")
     if when is not None:
-        sent.append("ts")
+        sent.add("ts")
     return from_checked(Reading, fields, sent), when

@@ -551,17 +551,22 @@ static PyObject *line_of(const reading *r, const char *zone, Py_ssize_t zone_len
     return PyUnicode_DecodeASCII(b.data, b.length, NULL);
 }
 
-/* {field: value} of the measured fields sent (not null), for the rules' Reading. */
+/* {field: value} of the measured fields sent, None for those sent as null, and "device_id" or
+ * "ts": None when those were sent as null: the rules' Reading, whose fields_set holds every
+ * field sent, null or not (as pydantic's does). */
 static PyObject *values_of(const reading *r) {
     PyObject *values = PyDict_New();
     if (values == NULL)
         return NULL;
-    for (int i = 0; i < F_MEASURED; i++) {
-        if (!(r->present & (1u << i)))
+    for (int i = 0; i < F_COUNT; i++) {
+        unsigned bit = 1u << i;
+        if (!(r->seen & bit) || (i >= F_MEASURED && (r->present & bit)))
             continue;
         const value *v = &r->values[i];
         PyObject *item;
-        if (FIELDS[i].kind == K_BOOL)
+        if (!(r->present & bit))
+            item = Py_NewRef(Py_None);
+        else if (FIELDS[i].kind == K_BOOL)
             item = PyBool_FromLong(v->flag);
         else if (FIELDS[i].kind == K_INT)
             item = PyLong_FromLongLong(v->integer);
@@ -588,7 +593,7 @@ typedef struct {
 } context;
 
 /* The checked reading's item for the result list: its line, or with values
- * (line, device_id sent or None, ts in epoch microseconds or None, {field: value}).
+ * (line, device_id sent or None, ts in epoch microseconds or None, values_of the reading).
  * Py_None (a new reference) when the reading is not surely accepted. */
 static PyObject *item_of(const reading *r, const context *x) {
     const value *id = &r->values[F_DEVICE_ID];

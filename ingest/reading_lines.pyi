@@ -2,9 +2,11 @@
 
 from typing import Literal, TypeAlias, overload
 
-Checked: TypeAlias = tuple[str, str | None, int | None, dict[str, bool | int | float]]
+Checked: TypeAlias = tuple[str, str | None, int | None, dict[str, bool | int | float | None]]
 """A reading's line, the `device_id` it sent (None when it sent none), its `ts` in epoch
-microseconds (None when it had none) and the measured fields it sent, with their values."""
+microseconds (None when it had none), and the measured fields it sent with their values — None
+for a field sent as null, and `device_id`/`ts` too when sent as null (so the `Reading` built
+from it knows every field sent, as pydantic's does)."""
 
 @overload
 def telemetry(

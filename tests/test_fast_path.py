@@ -183,6 +183,7 @@ def same(fast: Decoded, full: Decoded) -> None:
         assert a.reading is not None
         assert b.reading is not None
         assert a.reading.model_dump() == b.reading.model_dump()
+        assert a.reading.model_fields_set == b.reading.model_fields_set
 
 
 def both(topic: str, payload: bytes) -> None:
