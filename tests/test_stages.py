@@ -56,6 +56,24 @@ def test_batches_leave_when_their_time_is_up() -> None:
     assert [len(b) for b in batches] == [1, 1]
 
 
+def test_a_batch_leaves_on_time_with_nothing_after_it() -> None:
+    """Its deadline alone sends it: no later fragment, no end marker needed."""
+
+    async def main() -> Batch | None:
+        inbox: asyncio.Queue[Batch | None] = asyncio.Queue(4)
+        outbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+        stage = asyncio.create_task(batch_stage(inbox, outbox, 1000, 0.05, IngestMetrics()))
+        await inbox.put(fragment(2))
+        try:
+            return await asyncio.wait_for(outbox.get(), timeout=5)
+        finally:
+            stage.cancel()
+
+    sent = asyncio.run(main())
+    assert sent is not None
+    assert len(sent) == 2
+
+
 def test_acks_without_points_still_travel() -> None:
     only_acks = Batch(deliveries=[Delivery(1, 0)])
     batches = run_batcher([only_acks, None], 10, 0.01, gap_s=0.05)
