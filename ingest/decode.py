@@ -7,7 +7,7 @@ In a gateway's batch each element stands alone.
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -18,6 +18,9 @@ from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status
 from models.timestamps import epoch_ms
+
+if TYPE_CHECKING:
+    from ingest.reading_lines import Checked
 
 TOPIC_CACHE = 65_536
 """Valid topics remembered by `Limits.topic` (~180 bytes each: at most ~12 MB)."""
@@ -189,14 +192,7 @@ def _fast_telemetry(
     checked = fast_path.telemetry(
         payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, True
     )
-    if checked is None:
-        return False
-    reading, when = fast_path.reading_of(checked)
-    out.points.append(Point(checked[0], name))
-    out.observations.append(
-        Observation(topic.zone, topic.source_id, when or received_at, received_at, reading)
-    )
-    return True
+    return checked is not None and _observed(topic, name, [checked], received_at, out)
 
 
 def _fast_batch(
@@ -217,14 +213,25 @@ def _fast_batch(
         out.points.extend([_new_point(Point, (line, name)) for line in lines])
         return True
     elements = fast_path.batch(payload, topic.zone, received_ms, limits.skew_ms, True)
-    if elements is None:
-        return False
+    return elements is not None and _observed(topic, name, elements, received_at, out)
+
+
+def _observed(
+    topic: Topic,
+    name: str,
+    elements: "list[Checked]",
+    received_at: datetime,
+    out: Decoded,
+) -> bool:
+    """The points and observations of readings the fast path checked with their values (rules
+    on). A telemetry reading may leave out its `device_id` (the topic's); a batch element never
+    does."""
     for checked in elements:
         reading, when = fast_path.reading_of(checked)
-        assert reading.device_id is not None  # the C module takes no element without one
-        out.points.append(Point(checked[0], name))
+        device_id = reading.device_id or topic.source_id
+        out.points.append(_new_point(Point, (checked[0], name)))
         out.observations.append(
-            Observation(topic.zone, reading.device_id, when or received_at, received_at, reading)
+            Observation(topic.zone, device_id, when or received_at, received_at, reading)
         )
     return True
 
