@@ -1,4 +1,5 @@
-"""Mosquitto and InfluxDB run as our own child processes, on free loopback ports.
+"""Mosquitto and InfluxDB run as our own child processes, on free loopback ports (and, for the
+interop tests, the aedes and RabbitMQ brokers).
 
 Used by the test fixtures and by ``luxtel up``; never touches the machine's own services::
 
@@ -7,6 +8,7 @@ Used by the test fixtures and by ``luxtel up``; never touches the machine's own 
         ...
 """
 
+from servers.aedes import AedesServer
 from servers.influxdb import (
     InfluxDBError,
     InfluxDBServer,
@@ -24,13 +26,16 @@ from servers.process import (
     ServerProcess,
     ServerStartError,
 )
+from servers.rabbitmq import RabbitMQServer
 
 __all__ = [
     "DEFAULT_START_TIMEOUT",
     "DEFAULT_STOP_TIMEOUT",
+    "AedesServer",
     "InfluxDBError",
     "InfluxDBServer",
     "MosquittoServer",
+    "RabbitMQServer",
     "ServerError",
     "ServerProcess",
     "ServerStartError",

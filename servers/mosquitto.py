@@ -11,7 +11,7 @@ from typing import ClassVar
 from servers.ports import free_port
 from servers.process import ServerProcess
 
-__all__ = ["MosquittoServer"]
+__all__ = ["MosquittoServer", "connect_probe"]
 
 _PROBE_TIMEOUT = 1.0
 _CONNACK = 0x20
@@ -127,17 +127,7 @@ set_tcp_nodelay true
     def _is_ready(self) -> bool:
         probe_host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         with socket.create_connection((probe_host, self.port), timeout=_PROBE_TIMEOUT) as sock:
-            sock.sendall(_connect_packet(f"luxtel-ready-probe-{os.getpid()}"))
-            reply = b""
-            while len(reply) < 4:
-                chunk = sock.recv(4 - len(reply))
-                if not chunk:
-                    return False
-                reply += chunk
-            if reply[0] != _CONNACK:
-                return False
-            sock.sendall(_DISCONNECT)
-            return True
+            return connect_probe(sock, "luxtel-ready-probe")
 
     def _choose_new_ports(self) -> bool:
         if not self._auto_port:
@@ -151,6 +141,22 @@ def _user_name() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:  # a uid without a passwd entry cannot be root, so the option is ignored
         return "mosquitto"
+
+
+def connect_probe(sock: socket.socket, client_id: str) -> bool:
+    """Whether an MQTT broker on `sock` answers a 3.1.1 CONNECT (clean session, so it leaves
+    nothing behind) with a CONNACK, whatever its return code; then DISCONNECT."""
+    sock.sendall(_connect_packet(f"{client_id}-{os.getpid()}"))
+    reply = b""
+    while len(reply) < 4:
+        chunk = sock.recv(4 - len(reply))
+        if not chunk:
+            return False
+        reply += chunk
+    if reply[0] != _CONNACK:
+        return False
+    sock.sendall(_DISCONNECT)
+    return True
 
 
 def _connect_packet(client_id: str) -> bytes:

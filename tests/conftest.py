@@ -2,6 +2,8 @@
 
 - ``mosquitto`` and ``influxdb``: one server each for the whole session. Tests share them, so
   each test takes its own ``topic_root`` and ``influx_db`` and never sees another's data.
+- ``aedes`` and ``rabbitmq``: the other brokers of the interop tests, one each per session
+  (RabbitMQ takes 5-15 s to start), started only by the tests that ask for them.
 - ``mosquitto_factory`` and ``influxdb_factory``: start servers of a test's own (each in a fresh
   directory unless given one) for tests that stop, restart or kill them; they end with the test.
 
@@ -19,8 +21,10 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from servers import (
+    AedesServer,
     InfluxDBServer,
     MosquittoServer,
+    RabbitMQServer,
     ServerProcess,
     ServerStartError,
     create_database,
@@ -75,6 +79,27 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
     """The session's Mosquitto broker; use a ``topic_root`` of your own on it."""
     server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
     _start(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aedes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AedesServer]:
+    """The session's aedes broker (MQTT 3.1.1, sessions in memory); a ``topic_root`` of your own."""
+    server = AedesServer(tmp_path_factory.mktemp("aedes"))
+    _start(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
+    """The session's RabbitMQ node with its MQTT plugin (3.1.1, `mqtt.prefetch` 10)."""
+    server = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        server.start(timeout=120)
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
 
