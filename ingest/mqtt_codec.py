@@ -10,14 +10,19 @@ large received chunk in one loop and builds one small tuple per message (see
 
 Only the client side of the packets luxtel uses is here: CONNECT (no will; persistent session),
 CONNACK, SUBSCRIBE/SUBACK and UNSUBSCRIBE/UNSUBACK (several topic filters in one packet), PUBLISH
-and PUBACK both ways, PINGREQ/PINGRESP, DISCONNECT both ways.
-The decoder reads what a broker sends a client; anything else — QoS 2 (luxtel subscribes at
-QoS ≤ 1, so a broker must not send it), topic aliases (luxtel advertises Topic Alias Maximum 0),
-AUTH, a malformed length, a packet over the size limit — raises `MqttProtocolError`, and nothing
-else does, whatever the bytes.
+and PUBACK both ways, the receiver's half of QoS 2 (PUBLISH at QoS 2 and PUBREL in, PUBREC and
+PUBCOMP out: luxtel subscribes at QoS ≤ 1, but some brokers — aedes — deliver a QoS 2
+publication at QoS 2 all the same), PINGREQ/PINGRESP, DISCONNECT both ways.
+The decoder reads what a broker sends a client; anything else — a PUBREC or PUBCOMP (luxtel never
+publishes at QoS 2), topic aliases (luxtel advertises Topic Alias Maximum 0), AUTH, a malformed
+length, a packet over the size limit — raises `MqttProtocolError`, and nothing else does,
+whatever the bytes. QoS 2 PUBLISHes are split here, not in C: they are rare.
 
 CONNACK reason codes are given in MQTT 5 numbering for both versions (3.1.1 return code 4,
-"bad user name or password", decodes as 134), so the caller handles one set.
+"bad user name or password", decodes as 134), so the caller handles one set. A broker that does
+not speak MQTT 5 may answer an MQTT 5 CONNECT with a 3.1.1 CONNACK (two bytes, return code 1,
+"unacceptable protocol version", as aedes does): that decodes as 132, unsupported protocol
+version.
 """
 
 from __future__ import annotations
@@ -33,13 +38,15 @@ from ingest.errors import MqttError
 V311 = 4
 V5 = 5
 
-CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 
 MALFORMED = 0x81
 PROTOCOL_ERROR = 0x82
 PACKET_TOO_LARGE = 0x95
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+SESSION_TAKEN_OVER = 0x8E
 TOPIC_ALIAS_INVALID = 0x94
 
 MAX_REMAINING_LENGTH = 268_435_455
@@ -144,6 +151,14 @@ class Puback:
 
 
 @dataclass(frozen=True, slots=True)
+class Pubrel:
+    """The second step of a QoS 2 delivery: the broker releases packet id `packet_id`."""
+
+    packet_id: int
+    reason_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Pingresp:
     pass
 
@@ -159,7 +174,7 @@ class Disconnect:
 _new_publish = tuple.__new__
 """Builds a `Publish` in C: `Publish(...)` runs a Python-level `__new__`, ~0.3 µs a message."""
 
-Packet = Publish | Connack | Suback | Unsuback | Puback | Pingresp | Disconnect
+Packet = Publish | Connack | Suback | Unsuback | Puback | Pubrel | Pingresp | Disconnect
 
 # ---- properties (MQTT 5 §2.2.2.2) ------------------------------------------------------------
 
@@ -375,6 +390,22 @@ def encode_puback(packet_id: int, reason_code: int = 0, *, version: int = V5) ->
     return _packet(PUBACK << 4, packet_id.to_bytes(2, "big") + bytes([reason_code]))
 
 
+def encode_pubrec(packet_id: int) -> bytes:
+    """PUBREC (QoS 2, step one: the message is received), success: the short form in both
+    versions."""
+    return _PUBACK(PUBREC << 4, 2, packet_id)
+
+
+def encode_pubcomp(packet_id: int) -> bytes:
+    """PUBCOMP (QoS 2, last step: the packet id is free again), success."""
+    return _PUBACK(PUBCOMP << 4, 2, packet_id)
+
+
+def encode_pubrel(packet_id: int) -> bytes:
+    """PUBREL, as a broker sends it (tests)."""
+    return _PUBACK(PUBREL << 4 | 0x02, 2, packet_id)
+
+
 PINGREQ_PACKET = b"\xc0\x00"
 PINGRESP_PACKET = b"\xd0\x00"
 
@@ -451,6 +482,9 @@ class StreamDecoder:
         self._parts: list[bytes] = []
         self._have = 0
         self._need = 0
+        self.qos2 = False
+        """Set when a QoS 2 PUBLISH was decoded; the caller clears it (one look per chunk
+        instead of one per message, for the QoS 2 receiver's bookkeeping)."""
 
     def feed(self, data: bytes) -> list[Packet]:
         if self._parts:
@@ -499,9 +533,10 @@ class StreamDecoder:
                 if topic_end == k:
                     raise MqttProtocolError("PUBLISH with an empty topic", TOPIC_ALIAS_INVALID)
                 if qos:
-                    if qos != 1:
-                        reason = PROTOCOL_ERROR if qos == 2 else MALFORMED
-                        raise MqttProtocolError(f"PUBLISH at QoS {qos}", reason)
+                    if qos == 3:
+                        raise MqttProtocolError("PUBLISH at QoS 3")
+                    if qos == 2:
+                        self.qos2 = True
                     k = topic_end + 2
                     if k > end:
                         raise MqttProtocolError("PUBLISH too short for its packet id")
@@ -559,6 +594,16 @@ class StreamDecoder:
 
     def _control(self, first: int, data: bytes, start: int, end: int) -> Packet:
         kind, flags = first >> 4, first & 0x0F
+        if kind == PUBREL:
+            if flags != 0x02:
+                raise MqttProtocolError(f"PUBREL with flags {flags:#x}")
+            length = end - start
+            if length < 2 or (length > 2 and self.version != V5):
+                raise MqttProtocolError("PUBREL of the wrong length")
+            if length > 3:
+                read_properties(data, start + 3, end)
+            reason = data[start + 2] if length > 2 else 0
+            return Pubrel((data[start] << 8) | data[start + 1], reason)
         if flags:
             raise MqttProtocolError(f"packet type {kind} with flags {flags:#x}")
         length = end - start
@@ -583,6 +628,12 @@ class StreamDecoder:
                 properties, stop = read_properties(data, start + 2, end)
                 if stop != end:
                     raise MqttProtocolError("bytes after the CONNACK properties")
+            elif v5 and 0 < code < 0x80:
+                # A 3.1.1 broker's answer to MQTT 5 (return codes 1-5; no MQTT 5 CONNACK
+                # reason code is between 1 and 127): in MQTT 5 numbering, like 3.1.1's own.
+                if code not in _V311_CONNACK_TO_V5:
+                    raise MqttProtocolError(f"CONNACK return code {code}")
+                code = _V311_CONNACK_TO_V5[code]
             else:
                 if code not in _V311_CONNACK_TO_V5:
                     raise MqttProtocolError(f"CONNACK return code {code}")

@@ -10,6 +10,15 @@ Keepalive: a PINGREQ whenever nothing was sent for half the keepalive interval; 
 all comes back within the keepalive interval after it, the connection is dead and is aborted.
 While reading is paused the broker's answers cannot be seen, so that check waits for the resume.
 
+QoS 2 deliveries (a broker may deliver at QoS 2 though luxtel subscribes at QoS 1: aedes does)
+are received as MQTT 3.1.1 and 5 §4.3.3 ask, the "store the packet id" way: `puback(packet_id)`
+of a QoS 2 message sends its PUBREC (so, like a PUBACK, only once the message is safe, in
+arrival order), the id is kept until the broker's PUBREL, answered with PUBCOMP, and a PUBLISH
+with a kept id — the broker resending it — is not handed on again, only answered with its
+PUBREC when that was sent. A PUBREL for an id not kept (one released on an earlier connection)
+is answered with PUBCOMP too. Plain QoS 0/1 chunks never touch this: the decoder flags a chunk
+that held a QoS 2 PUBLISH.
+
 `OutgoingQueue` holds luxtel's own QoS 1 publications (dead letters, alerts) across connections:
 up to the broker's Receive Maximum in flight with packet ids, resent with DUP after a reconnect,
 and at most `limit` in all — past it new ones are dropped (their durable record is elsewhere).
@@ -30,9 +39,11 @@ from typing import cast
 import structlog
 
 from ingest.mqtt_codec import (
+    CONNACK,
     MAXIMUM_PACKET_SIZE,
     MAXIMUM_QOS,
     PINGREQ_PACKET,
+    PROTOCOL_ERROR,
     PUBACK,
     RECEIVE_MAXIMUM,
     SERVER_KEEP_ALIVE,
@@ -40,15 +51,19 @@ from ingest.mqtt_codec import (
     Connack,
     Disconnect,
     MqttProtocolError,
+    Packet,
     Pingresp,
     Puback,
     Publish,
+    Pubrel,
     StreamDecoder,
     Suback,
     Unsuback,
     encode_connect,
     encode_disconnect,
+    encode_pubcomp,
     encode_publish,
+    encode_pubrec,
     encode_subscribe,
     encode_unsubscribe,
     reason_name,
@@ -85,6 +100,14 @@ class ConnackRefusedError(ConnectionError):
     def __init__(self, reason_code: int) -> None:
         super().__init__(f"the broker refused the connection: {reason_name(reason_code)}")
         self.reason_code = reason_code
+
+
+class ClosedBeforeConnackError(ConnectionError):
+    """The broker closed the connection after CONNECT without answering it: what RabbitMQ 3.x
+    does to an MQTT 5 CONNECT (and a broker at its connection limit to any)."""
+
+    def __init__(self) -> None:
+        super().__init__("the broker closed the connection before its CONNACK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +231,7 @@ class MqttConnection(asyncio.Protocol):
         self._unsubacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
         self._requests = asyncio.Lock()
         self._accepted = False
+        self._first_bytes = True
         self._paused = False
         self._resting = False
         self._last_in = self._last_out = self._loop.time()
@@ -218,6 +242,11 @@ class MqttConnection(asyncio.Protocol):
         self.maximum_qos = 1
         self.maximum_packet_size = MAX_PACKET_SIZE
         self.disconnect_reason: str | None = None
+        self.disconnect_code: int | None = None
+        """The reason code of the broker's DISCONNECT (MQTT 5), when it sent one."""
+        self._qos2: dict[int, bool] = {}
+        """Packet ids of QoS 2 messages received and not yet released by a PUBREL, each with
+        whether its PUBREC was sent."""
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -285,7 +314,12 @@ class MqttConnection(asyncio.Protocol):
     # ---- sending ---------------------------------------------------------------------------
 
     def puback(self, packet_id: int) -> None:
+        """Acknowledge a message once safe: PUBACK, or PUBREC for a QoS 2 message."""
         # The hot path of `ack()`: one PUBACK per message, so no call it does not need.
+        if self._qos2 and packet_id in self._qos2:
+            self._qos2[packet_id] = True
+            self._send(encode_pubrec(packet_id))
+            return
         if self._transport is not None:
             self._out += _puback(PUBACK << 4, 2, packet_id)
             if not self._flush_scheduled:
@@ -365,6 +399,12 @@ class MqttConnection(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._first_bytes:
+            self._first_bytes = False
+            if data[0] != CONNACK << 4:  # MQTT: a server's first packet is its CONNACK
+                error = f"the server's first bytes are not an MQTT CONNACK: {data[:16]!r}"
+                self._protocol_error(MqttProtocolError(error, PROTOCOL_ERROR))
+                return
         self._last_in = self._loop.time()
         if len(data) < REST_BELOW_BYTES and self._accepted and not self._paused:
             self._rest()
@@ -373,6 +413,9 @@ class MqttConnection(asyncio.Protocol):
         except MqttProtocolError as error:
             self._protocol_error(error)
             return
+        if self._decoder.qos2:
+            self._decoder.qos2 = False
+            packets = self._exactly_once(packets)
         # The common case: a chunk of PUBLISHes only.
         if self._accepted and all(packet.__class__ is Publish for packet in packets):
             if packets:
@@ -395,13 +438,27 @@ class MqttConnection(asyncio.Protocol):
         if batch:
             self._on_publishes(batch)
 
+    def _exactly_once(self, packets: list[Packet]) -> list[Packet]:
+        """The chunk without the QoS 2 PUBLISHes already received (MQTT §4.3.3: not delivered
+        onward twice), whose PUBREC is sent again if it was sent before; the new ones' ids
+        are kept until their PUBREL."""
+        kept: list[Packet] = []
+        for packet in packets:
+            if isinstance(packet, Publish) and packet.qos == 2:
+                packet_id = packet.packet_id
+                if packet_id in self._qos2:
+                    if self._qos2[packet_id]:
+                        self._send(encode_pubrec(packet_id))
+                    continue
+                self._qos2[packet_id] = False
+            kept.append(packet)
+        return kept
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
         if not self._connack.done():
-            self._connack.set_exception(
-                exc or ConnectionError("the broker closed the connection before its CONNACK")
-            )
+            self._connack.set_exception(exc or ClosedBeforeConnackError())
         for pending, what in ((self._subacks, "SUBACK"), (self._unsubacks, "UNSUBACK")):
             for future in pending.values():
                 if not future.done():
@@ -420,6 +477,11 @@ class MqttConnection(asyncio.Protocol):
         if isinstance(packet, Puback):
             if self._outgoing is not None:
                 self._outgoing.acknowledged(packet.packet_id, packet.reason_code)
+        elif isinstance(packet, Pubrel):
+            # Released: the id is free again. An id not kept gets its PUBCOMP all the same,
+            # or the broker would resend the PUBREL forever.
+            self._qos2.pop(packet.packet_id, None)
+            self._send(encode_pubcomp(packet.packet_id))
         elif isinstance(packet, Pingresp):
             self._ping_sent = None
         elif isinstance(packet, Connack):
@@ -430,6 +492,7 @@ class MqttConnection(asyncio.Protocol):
             if future is not None and not future.done():
                 future.set_result(packet.reason_codes)
         elif isinstance(packet, Disconnect):
+            self.disconnect_code = packet.reason_code
             reason = reason_name(packet.reason_code)
             self.disconnect_reason = (
                 f"{reason}: {packet.reason_string}" if packet.reason_string else reason
@@ -462,7 +525,10 @@ class MqttConnection(asyncio.Protocol):
             self._outgoing.attach(self, min(window, 1000))
 
     def _protocol_error(self, error: MqttProtocolError) -> None:
-        log.warning("mqtt_protocol_error", error=str(error), reason=reason_name(error.reason))
+        if not self._connack.done():  # not MQTT at all, maybe: open() raises it
+            self._connack.set_exception(error)
+        else:
+            log.warning("mqtt_protocol_error", error=str(error), reason=reason_name(error.reason))
         self.disconnect_reason = f"protocol error: {error}"
         if self.version == V5 and self._transport is not None:
             self._send(encode_disconnect(error.reason, version=V5))

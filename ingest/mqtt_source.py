@@ -16,6 +16,19 @@ configuration would go on delivering another instance's zones: when the broker r
 session, `{root}/#` is unsubscribed (after the zones are subscribed, so nothing falls between),
 and a message of a zone not in the list — a zone this client id took before — is acknowledged
 without being processed (its instance has its own copy) and its `{root}/{zone}/+/+` unsubscribed.
+
+MQTT version (`MqttTarget.protocol`): "auto" tries 5 first and falls back to 3.1.1 when the broker
+refuses 5 — a CONNACK "unsupported protocol version" (aedes answers so, in 3.1.1's form), the
+connection closed with no answer (RabbitMQ 3.x), or an answer that is not MQTT — and says so once;
+the version that connected is kept for the process's later connections. When 3.1.1 is refused the
+same way too, nothing luxtel speaks is there (an AMQP or HTTP port, say): `MqttConnectError`.
+
+Two clients with one client id take the session from each other (MQTT 5: the broker DISCONNECTs
+the older with "session taken over"; 3.1.1 brokers just close it). Each loss in a row of a
+connection that was taken over, or that had lived less than `STABLE_S`, waits longer before
+reconnecting (capped, jittered backoff up to `reconnect_max_s`), and the streak is said once, as
+an error naming the client id, instead of a fight of several reconnects a second. Durations are
+measured on the event loop's monotonic clock.
 """
 
 import asyncio
@@ -33,8 +46,18 @@ from ingest.backoff import backoff_delay
 from ingest.errors import MqttConnectError
 from ingest.messages import Inbound, new_inbound
 from ingest.metrics import IngestMetrics
-from ingest.mqtt_codec import V5, V311, MqttProtocolError, Publish, reason_name
+from ingest.mqtt_codec import (
+    SESSION_TAKEN_OVER,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    V5,
+    V311,
+    Connack,
+    MqttProtocolError,
+    Publish,
+    reason_name,
+)
 from ingest.mqtt_connection import (
+    ClosedBeforeConnackError,
     ConnackRefusedError,
     ConnectOptions,
     MqttConnection,
@@ -48,6 +71,19 @@ log = structlog.get_logger("luxtel.mqtt")
 OUTPUT_QUEUE_LIMIT = 10_000
 """luxtel's own output waiting for the broker; the dead-letter file is the record, so past this
 bound the MQTT copies are dropped rather than queued."""
+
+STABLE_S = 60.0
+"""A connection lost after living this long (monotonic seconds) starts a new streak: no backoff
+growth, no takeover suspicion."""
+TAKEOVERS_SAID = 2
+"""Losses in a row, MQTT 5 "session taken over", before the error is logged (one alone may be a
+new instance replacing this one on purpose)."""
+SHORT_LIVED_SAID = 4
+"""Losses in a row of short-lived connections without a reason (MQTT 3.1.1 cannot say one)
+before the error is logged."""
+
+_VERSIONS = {"5": V5, "3.1.1": V311}
+_VERSION_NAMES = {V5: "MQTT 5", V311: "MQTT 3.1.1"}
 
 _FATAL_CONNACK = {
     # MQTT 5 reason codes; the codec maps the 3.1.1 return codes 2, 4, 5 to 133, 134, 135.
@@ -69,7 +105,8 @@ class MqttTarget:
     topic_root: str
     client_id: str = "luxtel"
     qos: int = 1
-    protocol: str = "5"
+    protocol: str = "auto"
+    """ "auto", "5" or "3.1.1"."""
     session_expiry_s: int = 7 * 86400
     keepalive_s: int = 30
     tls: bool = False
@@ -144,6 +181,14 @@ class MqttSource:
         self._foreign: set[bytes] = set()
         """Zone levels of messages not taken, seen on the current connection."""
         self._unsubscribing: set[asyncio.Task[None]] = set()
+        self._version: int | None = _VERSIONS.get(target.protocol)
+        """The MQTT version to connect with; None: "auto", until a version has connected."""
+        self._fell_back = False
+        self._connected_at = 0.0
+        self._lost_code: int | None = None
+        self._streak = 0
+        """Connections lost in a row that were taken over or short-lived."""
+        self._streak_said = False
 
     # ---- public surface ------------------------------------------------------------------
 
@@ -203,11 +248,49 @@ class MqttSource:
             await self._lost.wait()
             if self._stopping:
                 break
+            self._count_loss(self._loop.time() - self._connected_at, self._lost_code)
             delay = backoff_delay(
-                0, self.target.reconnect_min_s, self.target.reconnect_max_s, self._rng
+                max(0, self._streak - 1),
+                self.target.reconnect_min_s,
+                self.target.reconnect_max_s,
+                self._rng,
             )
             log.warning("mqtt_connection_lost", broker=self._where, retry_in_s=round(delay, 2))
             await self._sleep_unless_stopping(delay)
+
+    def _count_loss(self, lived_s: float, code: int | None) -> None:
+        """A connection was lost after `lived_s` (monotonic) seconds, with the broker's MQTT 5
+        DISCONNECT reason `code` if it gave one: keep the streak, and say it once."""
+        taken_over = code == SESSION_TAKEN_OVER
+        if not taken_over and lived_s >= STABLE_S:
+            self._streak = 1
+            self._streak_said = False
+            return
+        self._streak += 1
+        if self._streak_said:
+            return
+        client_id = self.target.client_id
+        cap = self.target.reconnect_max_s
+        if taken_over and self._streak >= TAKEOVERS_SAID:
+            sentence = (
+                f"the broker gave the session of client id {client_id!r} to another connection "
+                f"{self._streak} times in a row: another client (a second luxtel?) uses this "
+                f"mqtt.client_id, and each takes the session from the other; give every "
+                f"instance its own client_id. Backing off (up to {cap:g} s) instead of fighting."
+            )
+        elif not taken_over and self._streak >= SHORT_LIVED_SAID:
+            sentence = (
+                f"the connection was lost {self._streak} times in a row within {STABLE_S:g} s "
+                f"of connecting: if another client (a second luxtel?) uses client id "
+                f"{client_id!r}, each takes the session from the other; give every instance "
+                f"its own mqtt.client_id. Backing off (up to {cap:g} s)."
+            )
+        else:
+            return
+        self._streak_said = True
+        log.error(
+            "mqtt_session_taken_over", broker=self._where, client_id=client_id, error=sentence
+        )
 
     async def stop(self) -> None:
         """Stop taking messages and hand what was read downstream, then mark the end."""
@@ -232,13 +315,13 @@ class MqttSource:
         scheme = "mqtts" if self.target.tls else "mqtt"
         return f"{scheme}://{self.target.host}:{self.target.port}"
 
-    def _options(self) -> ConnectOptions:
+    def _options(self, version: int) -> ConnectOptions:
         target = self.target
         return ConnectOptions(
             host=target.host,
             port=target.port,
             client_id=target.client_id,
-            version=V5 if target.protocol == "5" else V311,
+            version=version,
             keepalive_s=target.keepalive_s,
             session_expiry_s=target.session_expiry_s,
             username=target.username,
@@ -247,18 +330,66 @@ class MqttSource:
             timeout_s=target.connect_timeout_s,
         )
 
+    async def _open(self) -> tuple[MqttConnection, Connack]:
+        """A connection accepted by the broker, in the configured MQTT version, or with "auto"
+        in MQTT 5 or else 3.1.1 (see the module docstring)."""
+        version = self._version or V5
+        while True:
+            connection = MqttConnection(
+                self._options(version), self._on_publishes, self._on_lost, self._outgoing
+            )
+            self._connection = connection
+            try:
+                connack = await connection.open()
+            except (ConnackRefusedError, ClosedBeforeConnackError, MqttProtocolError) as error:
+                self._connection = None
+                refused = _version_refused(error)
+                if refused is None:
+                    raise
+                if self._version is not None:
+                    if isinstance(error, ConnackRefusedError):
+                        self._refused_version(version)
+                    raise
+                if version == V5:
+                    if not self._fell_back:
+                        self._fell_back = True
+                        log.warning(
+                            "mqtt_protocol_fallback",
+                            broker=self._where,
+                            refused=f"MQTT 5 ({refused})",
+                            action="connecting with MQTT 3.1.1 (mqtt.protocol = auto)",
+                        )
+                    version = V311
+                    continue
+                if not isinstance(error, ClosedBeforeConnackError):
+                    raise MqttConnectError(
+                        f"{self._where} accepted neither MQTT 5 nor MQTT 3.1.1 ({refused}): "
+                        "is mqtt.url the broker's MQTT port?"
+                    ) from None
+                raise
+            if self._version is None:
+                self._version = version
+            return connection, connack
+
+    def _refused_version(self, version: int) -> None:
+        """The configured version (not "auto") was refused by CONNACK: stop, saying what to
+        set."""
+        name = _VERSION_NAMES[version]
+        raise MqttConnectError(
+            f"{self._where} does not speak {name} (it refused the version): set mqtt.protocol = "
+            f'"auto" (or the version it speaks)'
+        ) from None
+
     async def _connect(self) -> None:
         target = self.target
         self._lost.clear()
+        self._lost_code = None
         # Acks owed on a previous connection are dropped: the broker redelivers those messages.
         self._tracker.new_connection()
-        connection = MqttConnection(
-            self._options(), self._on_publishes, self._on_lost, self._outgoing
-        )
-        self._connection = connection
         filters = target.topic_filters
+        connection: MqttConnection | None = None
         try:
-            connack = await connection.open()
+            connection, connack = await self._open()
             codes = await connection.subscribe(filters, target.qos)
             if target.zones and connack.session_present:
                 await self._unsubscribe(connection, [f"{target.topic_root}/#"])
@@ -271,12 +402,14 @@ class MqttSource:
                 ) from None
             raise
         except BaseException:
-            connection.abort()
+            if connection is not None:
+                connection.abort()
             self._connection = None
             raise
         self._check_suback(filters, codes)
         if self._connection is not connection:
             return  # lost again already: run() sees `_lost` and reconnects
+        self._connected_at = self._loop.time()
         self._connected.set()
         self._metrics.mqtt_connected.set(1)
         self._metrics.mqtt_connects.inc()
@@ -326,6 +459,7 @@ class MqttSource:
         if connection is not self._connection:
             return
         self._connection = None
+        self._lost_code = connection.disconnect_code
         self._foreign.clear()
         self._tracker.new_connection()
         self._connected.clear()
@@ -446,3 +580,15 @@ class MqttSource:
     def _send_ack(self, packet_id: int) -> None:
         if self._connection is not None:
             self._connection.puback(packet_id)
+
+
+def _version_refused(error: Exception) -> str | None:
+    """How the broker refused the MQTT version of a CONNECT, in words; None when `error` says
+    nothing about the version (bad credentials, say)."""
+    if isinstance(error, ConnackRefusedError):
+        if error.reason_code == UNSUPPORTED_PROTOCOL_VERSION:
+            return reason_name(error.reason_code)
+        return None
+    if isinstance(error, ClosedBeforeConnackError):
+        return "connection closed with no CONNACK"
+    return f"not an MQTT answer: {error}"

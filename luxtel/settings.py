@@ -65,10 +65,12 @@ class MqttSettings(_Section):
         'comma-separated (north,centre) or JSON (["north", "centre"]).',
     )
     qos: Literal[0, 1] = Field(default=1, description="Subscription QoS; 1 loses nothing.")
-    protocol: Literal["5", "3.1.1"] = Field(
-        default="5",
-        description="MQTT version. With 3.1.1 the broker's max_inflight_messages limits how "
-        "many unacknowledged messages luxtel may hold; raise it on the broker.",
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto",
+        description="MQTT version: auto tries 5 and falls back to 3.1.1 when the broker "
+        "refuses 5 (RabbitMQ 3.x, aedes), saying so once in the log. With 3.1.1 the broker's "
+        "max_inflight_messages limits how many unacknowledged messages luxtel may hold; "
+        "raise it on the broker.",
     )
     session_expiry_s: int = Field(
         default=7 * 86400, ge=0, description="MQTT 5: how long the broker keeps the session."

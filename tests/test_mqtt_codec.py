@@ -23,6 +23,7 @@ from ingest.mqtt_codec import (
     Pingresp,
     Puback,
     Publish,
+    Pubrel,
     StreamDecoder,
     Suback,
     encode_connack,
@@ -140,6 +141,14 @@ def test_what_the_client_sends(packet: bytes, expected: str) -> None:
         (V311, "d0 00", Pingresp()),
         (V5, "e0 00", Disconnect()),
         (V5, "e0 01 8e", Disconnect(0x8E)),
+        # QoS 2 (aedes forwards a QoS 2 publication at QoS 2 to a QoS 1 subscription)
+        (V5, "34 07 00 01 74 00 01 00 78", Publish(b"t", b"x", 2, 1)),
+        (V311, "3c 06 00 01 74 01 02 78", Publish(b"t", b"x", 2, 0x102, dup=True)),
+        (V311, "62 02 00 07", Pubrel(7)),
+        (V5, "62 03 00 07 92", Pubrel(7, 0x92)),
+        (V5, "62 04 00 07 00 00", Pubrel(7)),
+        # A 3.1.1 broker's CONNACK to an MQTT 5 CONNECT: unacceptable protocol version (aedes)
+        (V5, "20 02 00 01", Connack(False, 0x84)),
         (V5, "e0 0a 98 08 1f 00 05 61 64 6d 69 6e", Disconnect(0x98, "admin")),
     ],
 )
@@ -156,7 +165,6 @@ def test_a_two_byte_remaining_length() -> None:
     ("version", "data", "reason"),
     [
         (V311, "30 ff ff ff ff 7f", 0x81),  # a remaining length of five bytes
-        (V5, "34 07 00 01 74 00 01 00 78", 0x82),  # QoS 2: luxtel subscribes at QoS 1 at most
         (V311, "36 06 00 01 74 00 01 78", 0x81),  # QoS 3
         (V5, "32 09 00 01 74 00 01 03 23 00 01", 0x94),  # a topic alias, none allowed
         (V5, "30 03 00 00 00", 0x94),  # an empty topic (only meaningful with an alias)
@@ -167,6 +175,9 @@ def test_a_two_byte_remaining_length() -> None:
         (V5, "30 05 00 01 74 01 7f", 0x81),  # an unknown property
         (V311, "e0 00", 0x82),  # a broker does not DISCONNECT under 3.1.1
         (V5, "50 02 00 01", 0x82),  # PUBREC: luxtel never publishes at QoS 2
+        (V5, "70 02 00 01", 0x82),  # PUBCOMP: the same
+        (V311, "60 02 00 01", 0x81),  # PUBREL without its flags 0x2
+        (V311, "62 03 00 01 00", 0x81),  # a 3.1.1 PUBREL is two bytes
         (V5, "f0 00", 0x82),  # AUTH: luxtel uses no authentication method
         (V5, "42 02 00 01", 0x81),  # PUBACK with flags
         (V311, "20 02 00 09", 0x81),  # no such 3.1.1 return code

@@ -102,9 +102,14 @@ def test_it_takes_the_run_of_plain_publishes_and_stops_at_anything_else() -> Non
     assert StreamDecoder(V5).feed(with_properties) == [Publish(b"t", b"", 0, 0)]
 
 
+def test_a_qos_2_publish_is_left_to_python() -> None:
+    stream = bytes([0x34, 5, 0, 1, ord("t"), 0, 1])
+    assert publish_frames.split(Publish, stream, 0, False, 1 << 30, []) == 0
+    assert StreamDecoder(V311).feed(stream) == [Publish(b"t", b"", 2, 1)]
+
+
 def test_what_it_leaves_to_python_raises_there() -> None:
     for stream in (
-        bytes([0x34, 5, 0, 1, ord("t"), 0, 1]),  # QoS 2
         bytes([0x36, 5, 0, 1, ord("t"), 0, 1]),  # QoS 3
         bytes([0x32, 5, 0, 1, ord("t"), 0, 0]),  # packet id 0
         bytes([0x30, 3, 0, 0, ord("t")]),  # an empty topic
