@@ -83,9 +83,19 @@ async def batch_stage(
     batch_size: int,
     flush_interval_s: float,
     metrics: IngestMetrics,
+    idle_flush_s: float = 0.0,
 ) -> None:
     """Fragments in, batches out: a batch leaves when it holds `batch_size` points or when its
-    first fragment has waited `flush_interval_s`, whichever comes first.
+    first fragment has waited `flush_interval_s`, whichever comes first — or, with
+    `idle_flush_s` > 0, as soon as no fragment has come for `idle_flush_s` and none waits.
+
+    Why the idle flush: acknowledgements leave with the batch, and a broker sends only so many
+    unacknowledged messages (RabbitMQ's `mqtt.prefetch`, 10 by default; an MQTT 5 receive
+    maximum; Mosquitto's max_inflight_messages under 3.1.1). Once that window is in a batch,
+    nothing more arrives until the batch is written: without it, ingest ran at one window per
+    `flush_interval_s` (10 readings/s on RabbitMQ). A stream at full speed never pauses that
+    long, so its batches stay as large as before. Both times are on the event loop's
+    monotonic clock.
 
     The deadline is kept by a timer that puts an empty fragment in the inbox when it is due
     (a wake-up that adds nothing), so waiting for the next fragment is a plain `get()`: a
@@ -98,10 +108,24 @@ async def batch_stage(
     pending = Batch()
     deadline: float | None = None
     timer: asyncio.TimerHandle | None = None
+    last_in = 0.0
+    idle_timer: asyncio.TimerHandle | None = None
+    idle = False
 
     def tick() -> None:
         with contextlib.suppress(asyncio.QueueFull):
             inbox.put_nowait(Batch())
+
+    def idle_check() -> None:
+        # One timer, moved on lazily: a fragment only notes its time (no timer per fragment).
+        nonlocal idle_timer, idle
+        quiet_from = last_in + idle_flush_s
+        if loop.time() < quiet_from or not inbox.empty():
+            idle_timer = loop.call_at(max(quiet_from, loop.time() + idle_flush_s), idle_check)
+            return
+        idle_timer = None
+        idle = True
+        tick()
 
     try:
         while (fragment := await inbox.get()) is not None:
@@ -113,17 +137,26 @@ async def batch_stage(
                 if deadline is None:
                     deadline = loop.time() + flush_interval_s
                     timer = loop.call_at(deadline, tick)
+                if idle_flush_s > 0:
+                    last_in = loop.time()
+                    if idle_timer is None:
+                        idle_timer = loop.call_at(last_in + idle_flush_s, idle_check)
             if deadline is not None and (
-                len(pending.points) >= batch_size or loop.time() >= deadline
+                len(pending.points) >= batch_size or loop.time() >= deadline or idle
             ):
                 if timer is not None:
                     timer.cancel()
+                if idle_timer is not None:
+                    idle_timer.cancel()
                 await outbox.put(pending)
                 batches_depth.set(outbox.qsize())
                 pending, deadline, timer = Batch(), None, None
+                idle_timer, idle = None, False
         if pending.points or pending.deliveries or pending.dead_letters:
             await outbox.put(pending)
         await outbox.put(None)
     finally:
         if timer is not None:
             timer.cancel()
+        if idle_timer is not None:
+            idle_timer.cancel()

@@ -53,11 +53,17 @@ def parse_topic(topic: str, root: str) -> Topic:
         )
     parts = topic[len(prefix) :].split("/")
     if len(parts) != 3:
-        raise TopicError(
-            Reason.TOPIC_MALFORMED,
+        detail = (
             f"topic {_shown(topic)} has {len(parts)} levels under the root; "
-            "expected {zone}/{device_id}/telemetry|status or {zone}/{gateway_id}/batch",
+            "expected {zone}/{device_id}/telemetry|status or {zone}/{gateway_id}/batch"
         )
+        if len(parts) > 3 and parts[-1] in _KINDS:
+            detail += (
+                ". A broker that maps '.' in topics to '/' (RabbitMQ's MQTT plugin does) turns "
+                "a zone or id with dots (z.1/lum.7) into extra levels: ids with dots cannot be "
+                "used through such a broker"
+            )
+        raise TopicError(Reason.TOPIC_MALFORMED, detail)
     zone, source_id, kind_text = parts
     if not is_identifier(zone):
         raise TopicError(

@@ -161,6 +161,7 @@ class Pipeline:
                         settings.ingest.batch_size,
                         settings.ingest.flush_interval_s,
                         self.metrics,
+                        settings.ingest.idle_flush_s,
                     ),
                     name="batcher",
                 )

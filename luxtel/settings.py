@@ -189,6 +189,16 @@ class IngestSettings(_Section):
     flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="Longest a point waits for its batch to fill."
     )
+    idle_flush_s: float = Field(
+        default=0.02,
+        ge=0,
+        le=60,
+        description="A batch is written as soon as no message has arrived for this long, "
+        "rather than waiting for flush_interval_s: acknowledgements leave with the batch, and "
+        "a broker that sends only a few unacknowledged messages at a time (RabbitMQ's "
+        "mqtt.prefetch, 10 by default) would otherwise hold ingest to that many per "
+        "flush_interval_s. A stream at full speed never pauses this long. 0: off.",
+    )
     max_payload_bytes: int = Field(
         default=1024 * 1024, ge=256, description="Larger messages are dead-lettered."
     )

@@ -42,6 +42,7 @@ def make_settings(
     flush_interval_s: float = 0.2,
     device_rate_per_s: float = 0,
     device_burst: int = 2000,
+    idle_flush_s: float = 0.02,
 ) -> Settings:
     """Settings for a test. The per-device rate limit is off unless asked for: the tests
     publish thousands of readings per device in seconds."""
@@ -57,6 +58,7 @@ def make_settings(
         ingest=IngestSettings(
             batch_size=batch_size,
             flush_interval_s=flush_interval_s,
+            idle_flush_s=idle_flush_s,
             device_rate_per_s=device_rate_per_s,
             device_burst=device_burst,
         ),
@@ -74,6 +76,7 @@ def settings_toml(settings: Settings) -> str:
         "timeout_s = 3.0\n"
         f"[ingest]\nbatch_size = {settings.ingest.batch_size}\n"
         f"flush_interval_s = {settings.ingest.flush_interval_s}\n"
+        f"idle_flush_s = {settings.ingest.idle_flush_s}\n"
         f"device_rate_per_s = {settings.ingest.device_rate_per_s}\n"
         f"device_burst = {settings.ingest.device_burst}\n"
         "[metrics]\nenabled = false\n"

@@ -243,6 +243,7 @@ def test_sigterm_drains_and_exits_0(
         topic_root,
         flush_interval_s=30,
         batch_size=100000,
+        idle_flush_s=0,  # held in the batch until SIGTERM
     )
     config, log = write_config(tmp_path, settings)
     process = start_luxtel(config, log)

@@ -29,12 +29,18 @@ async def collect(inbox: "asyncio.Queue[Batch | None]") -> list[Batch]:
 
 
 def run_batcher(
-    fragments: list[Batch | None], size: int, interval: float, gap_s: float = 0.0
+    fragments: list[Batch | None],
+    size: int,
+    interval: float,
+    gap_s: float = 0.0,
+    idle_s: float = 0.0,
 ) -> list[Batch]:
     async def main() -> list[Batch]:
         inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
         outbox: asyncio.Queue[Batch | None] = asyncio.Queue()
-        stage = asyncio.create_task(batch_stage(inbox, outbox, size, interval, IngestMetrics()))
+        stage = asyncio.create_task(
+            batch_stage(inbox, outbox, size, interval, IngestMetrics(), idle_s)
+        )
         for item in fragments:
             await inbox.put(item)
             await asyncio.sleep(gap_s)
@@ -72,6 +78,31 @@ def test_a_batch_leaves_on_time_with_nothing_after_it() -> None:
     sent = asyncio.run(main())
     assert sent is not None
     assert len(sent) == 2
+
+
+def test_a_batch_leaves_once_nothing_more_arrives() -> None:
+    """The broker's window of unacknowledged messages is in the batch: nothing more comes
+    until it is written, so it is written without waiting for its 60 s."""
+
+    async def main() -> Batch | None:
+        inbox: asyncio.Queue[Batch | None] = asyncio.Queue(4)
+        outbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+        stage = asyncio.create_task(batch_stage(inbox, outbox, 1000, 60, IngestMetrics(), 0.05))
+        await inbox.put(fragment(10))
+        try:
+            return await asyncio.wait_for(outbox.get(), timeout=10)
+        finally:
+            stage.cancel()
+
+    sent = asyncio.run(main())
+    assert sent is not None
+    assert len(sent) == 10
+
+
+def test_fragments_closer_than_the_idle_time_stay_in_one_batch() -> None:
+    fragments: list[Batch | None] = [fragment(2, 2 * i) for i in range(20)]
+    batches = run_batcher([*fragments, None], 1000, 60, gap_s=0.001, idle_s=2.0)
+    assert [len(b) for b in batches] == [40]
 
 
 def test_acks_without_points_still_travel() -> None:

@@ -59,3 +59,21 @@ def test_any_topic_parses_or_raises_topic_error(topic: str) -> None:
         assert is_identifier(parsed.source_id)
         assert topic == f"lighting/{parsed.zone}/{parsed.source_id}/{parsed.kind.value}"
     assert reason is None or reason in Reason
+
+
+@pytest.mark.parametrize(
+    ("topic", "says_why"),
+    [
+        ("lighting/z/1/lum/7/telemetry", True),  # z.1/lum.7 through RabbitMQ
+        ("lighting/north/lum/7/batch", True),
+        ("lighting/north/lum-1/telemetry/extra", False),  # not a form a dot mapping makes
+        ("lighting/north/lum-1", False),
+    ],
+)
+def test_extra_levels_ending_in_a_kind_name_the_dot_mapping_brokers(
+    topic: str, says_why: bool
+) -> None:
+    with pytest.raises(TopicError) as rejected:
+        parse_topic(topic, "lighting")
+    assert rejected.value.reason is Reason.TOPIC_MALFORMED
+    assert ("RabbitMQ" in rejected.value.detail) is says_why
