@@ -9,7 +9,7 @@ the whole backlog and acknowledges every message right after receipt:
 - `paho`: paho-mqtt 2.x, `loop_forever`, acknowledging each message itself on receipt (its
   fastest mode, the "~53k msgs/s" of issue 7); `paho-manual`: the same with `manual_ack=True`
   and `client.ack(mid)` in `on_message`, as luxtel's source used it;
-- `connection`: `ingest.mqtt_connection.MqttConnection`, `puback(packet_id)` per message;
+- `connection`: `mqtt.connection.MqttConnection`, `puback(packet_id)` per message;
 - `source`: luxtel's whole `MqttSource` (Inbound records, `AckTracker`, the outbox queue) with
   a consumer that acknowledges each chunk through `source.ack` — what the pipeline pays;
 - `source-before` (with `--source-before FILE`): the same consumer on another `mqtt_source.py`,
@@ -44,8 +44,8 @@ if str(ROOT) not in sys.path:
 
 from ingest import mqtt_source  # noqa: E402
 from ingest.metrics import IngestMetrics  # noqa: E402
-from ingest.mqtt_codec import V5, V311, Publish  # noqa: E402
-from ingest.mqtt_connection import ConnectOptions, MqttConnection, OutgoingQueue  # noqa: E402
+from mqtt.codec import V5, V311, Publish  # noqa: E402
+from mqtt.connection import ConnectOptions, MqttConnection, OutgoingQueue  # noqa: E402
 from servers import MosquittoServer  # noqa: E402
 
 CONTENDERS = ("paho", "paho-manual", "connection", "source", "source-before")

@@ -4,7 +4,7 @@
     from dashboards import build_dashboards, write_dashboards, read_inventory
     write_dashboards(inventory=read_inventory(Path("inventory.csv")))
 
-The command line is `dashboards.command.dashboards_app` (`luxtel dashboards build|push`).
+The command line is `luxtel.commands.dashboards.dashboards_app` (`luxtel dashboards build|push`).
 """
 
 from dashboards.build import build_dashboards, render, write_dashboards

@@ -61,7 +61,7 @@ STATES = {
     "2": ("on", "green"),
     "3": ("alarm", "red"),
 }
-"""`state_code` → what the map shows (`rules.state_points.STATE_CODES`)."""
+"""`state_code` → what the map shows (`rules.runtime.state_points.STATE_CODES`)."""
 
 
 def _stat(title: str, query: str, unit: str, description: str) -> stat.Panel:

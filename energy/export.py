@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from energy.periods import rfc3339
 from energy.queries import checked, rows_of, select, show_keys, stream, windows
-from ingest.influx import InfluxWriter
+from influx.client import InfluxWriter
 from models.identifiers import is_identifier
 
 Format = Literal["csv", "parquet"]

@@ -19,13 +19,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ingest.errors import (
+from influx.client import InfluxWriter
+from influx.errors import (
     InfluxAuthError,
     InfluxDatabaseMissingError,
     InfluxRejectedError,
     InfluxUnavailableError,
 )
-from ingest.influx import InfluxWriter
 from models.identifiers import is_identifier
 
 DAY_MS = 86_400_000

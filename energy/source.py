@@ -12,7 +12,7 @@ from typing import Any
 from energy.counters import Sample
 from energy.queries import select, stream, windows
 from energy.report import ReportBuilder
-from ingest.influx import InfluxWriter
+from influx.client import InfluxWriter
 
 COLUMNS = ("energy_wh", "power_w", "lamp_on", "dim_pct")
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from influx.line_protocol import EncodeError, encode_reading, encode_status
 from ingest import fast_path
-from ingest.line_protocol import EncodeError, encode_reading, encode_status
 from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status

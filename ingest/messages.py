@@ -4,14 +4,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from ingest.acks import Delivery
 from ingest.decode import Point
 from models import DeadLetter
+from mqtt.acks import Delivery
 
 
 class Inbound(NamedTuple):
     """A message as it came off the broker. `delivery` is None for QoS 0 (nothing to ack).
-    A named tuple, built per message with `new_inbound` (see `ingest.mqtt_codec._new_publish`)."""
+    A named tuple, built per message with `new_inbound` (see `mqtt.codec._new_publish`)."""
 
     topic: str
     payload: bytes

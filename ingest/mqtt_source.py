@@ -1,6 +1,6 @@
 """The MQTT source: a persistent QoS 1 session whose messages are acknowledged only once safe.
 
-It runs on luxtel's own asyncio MQTT client (`ingest.mqtt_connection` over `ingest.mqtt_codec`):
+It runs on luxtel's own asyncio MQTT client (`mqtt.connection` over `mqtt.codec`):
 each chunk read from the socket is decoded in one go and handed downstream as one list, the
 cheapest receive path Python allows (paho-mqtt took the whole CPU budget of a reading). Nothing
 is acknowledged on receipt, so nothing acknowledged can be lost: `ack()` releases PUBACKs in
@@ -41,12 +41,12 @@ from pathlib import Path
 
 import structlog
 
-from ingest.acks import AckTracker, Delivery
-from ingest.backoff import backoff_delay
-from ingest.errors import MqttConnectError
+from common.backoff import backoff_delay
 from ingest.messages import Inbound, new_inbound
 from ingest.metrics import IngestMetrics
-from ingest.mqtt_codec import (
+from models import is_identifier
+from mqtt.acks import AckTracker, Delivery
+from mqtt.codec import (
     SESSION_TAKEN_OVER,
     UNSUPPORTED_PROTOCOL_VERSION,
     V5,
@@ -56,7 +56,7 @@ from ingest.mqtt_codec import (
     Publish,
     reason_name,
 )
-from ingest.mqtt_connection import (
+from mqtt.connection import (
     ClosedBeforeConnackError,
     ConnackRefusedError,
     ConnectOptions,
@@ -64,7 +64,7 @@ from ingest.mqtt_connection import (
     OutgoingQueue,
     tls_context,
 )
-from models import is_identifier
+from mqtt.errors import MqttConnectError
 
 log = structlog.get_logger("luxtel.mqtt")
 

@@ -15,20 +15,20 @@ from datetime import UTC, datetime
 
 import structlog
 
-from ingest.acks import Delivery
-from ingest.backoff import backoff_delay
-from ingest.deadletters import DeadLetterLog
-from ingest.decode import Point
-from ingest.errors import (
+from common.backoff import backoff_delay
+from influx.client import InfluxWriter
+from influx.errors import (
     InfluxDatabaseMissingError,
     InfluxRejectedError,
     InfluxUnavailableError,
 )
-from ingest.influx import InfluxWriter
+from ingest.deadletters import DeadLetterLog
+from ingest.decode import Point
 from ingest.messages import Batch
 from ingest.metrics import IngestMetrics
 from ingest.spool import Segment, Spool, SpoolFullError
 from models import DeadLetter, Reason
+from mqtt.acks import Delivery
 
 log = structlog.get_logger("luxtel.sink")
 
@@ -36,7 +36,7 @@ log = structlog.get_logger("luxtel.sink")
 WRITES_IN_FLIGHT = 2
 """Batches written to InfluxDB at once: while one is in InfluxDB the next is on the wire
 (InfluxDB 1.6 here takes ~116k points/s from one writer, ~165k from two). Acknowledgements
-stay in arrival order whatever order the writes finish in (`ingest.acks`)."""
+stay in arrival order whatever order the writes finish in (`mqtt.acks`)."""
 
 
 @dataclass(frozen=True, slots=True)

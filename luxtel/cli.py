@@ -9,17 +9,17 @@ from typing import Annotated
 import structlog
 import typer
 
-from dashboards.command import dashboards_app
-from energy.command import energy_app, export
+from common.logs import configure_logging
+from luxtel.commands.dashboards import dashboards_app
+from luxtel.commands.energy import energy_app, export
+from luxtel.commands.rules import alerts_app, rules_app
+from luxtel.commands.simulate import simulate
 from luxtel.config_example import example_toml
 from luxtel.gc_settings import tune_for_ingest
-from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
 from luxtel.up import default_console, run_up
-from rules.command import alerts_app, rules_app
 from servers import ServerError
-from simulator.command import simulate
 from simulator.config import ConfigError as SimulationConfigError
 from simulator.config import SimulationConfig
 

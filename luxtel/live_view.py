@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-from ingest.errors import InfluxError
-from ingest.influx import InfluxWriter
+from influx.client import InfluxWriter
+from influx.errors import InfluxError
 
 RATE_WINDOW_S = 10.0
 

@@ -3,7 +3,7 @@
 Resources are entered downstream first (InfluxDB and the sink before the MQTT source), and on
 stop the source stops first so everything it read drains through to InfluxDB or the spool and
 is acknowledged before the connection closes. With a rules file, the rules engine runs in a
-process of its own (`rules.process`), fed by the decoder without ever being waited for, and
+process of its own (`rules.runtime.process`), fed by the decoder without ever being waited for, and
 finished once the sink has drained.
 """
 
@@ -13,15 +13,10 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import start_http_server
 
+from influx.client import InfluxTarget, InfluxWriter
+from influx.errors import FatalInfluxError, InfluxRejectedError, InfluxUnavailableError
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Limits
-from ingest.errors import (
-    FatalInfluxError,
-    InfluxRejectedError,
-    InfluxUnavailableError,
-    MqttConnectError,
-)
-from ingest.influx import InfluxTarget, InfluxWriter
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import MqttSource, MqttTarget
@@ -31,7 +26,8 @@ from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
 from luxtel.settings import Settings
 from models import Observation
-from rules.process import RulesProcess
+from mqtt.errors import MqttConnectError
+from rules.runtime.process import RulesProcess
 
 log = structlog.get_logger("luxtel")
 

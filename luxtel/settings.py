@@ -354,10 +354,10 @@ def load_settings(path: Path | None) -> Settings:
 def _check_rules(settings: Settings) -> None:
     """The rules, notification and inventory files must load (every problem: `luxtel rules
     check FILE`)."""
-    from rules.errors import RuleFileError
-    from rules.inventory import load_inventory
-    from rules.loader import load_rules
-    from rules.notify_config import load_notify
+    from rules.evaluation.inventory import load_inventory
+    from rules.language.errors import RuleFileError
+    from rules.language.loader import load_rules
+    from rules.notify.config import load_notify
 
     checks = (
         ("rules.path", settings.rules.path, load_rules),

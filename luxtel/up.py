@@ -23,7 +23,7 @@ import structlog
 from rich.console import Console
 from rich.live import Live
 
-from ingest.influx import InfluxWriter
+from influx.client import InfluxWriter
 from luxtel.live_view import Counters, FleetNow, Where, fleet_now, render, summary_line
 from luxtel.local_stack import LocalStack, port_is_free
 from luxtel.pipeline import Pipeline, influx_target

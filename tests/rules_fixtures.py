@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from models import Observation, Reading, Status
-from rules.inventory import Device, Inventory
+from rules.evaluation.inventory import Device, Inventory
 from servers import ServerProcess, ServerStartError, free_port
 
 T0 = datetime(2026, 1, 10, 14, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.acks import AckTracker
+from mqtt.acks import AckTracker
 
 
 def test_acks_wait_for_the_oldest_message() -> None:

@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.backoff import backoff_delay
+from common.backoff import backoff_delay
 
 
 @given(attempt=st.integers(min_value=0, max_value=10_000), seed=st.integers())

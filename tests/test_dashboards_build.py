@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dashboards.build import DEFAULT_OUT, build_dashboards, render, write_dashboards
-from dashboards.command import dashboards_app
 from dashboards.common import DAY_BURNING_RULE, LAMP_FAILURE_RULE
 from dashboards.interpolate import TimeRange, Variable, escape_regex, interpolate
 from dashboards.inventory import Place, make_inventory, read_inventory
 from ingest.metrics import IngestMetrics
-from rules.state_points import STATE_CODES
+from luxtel.commands.dashboards import dashboards_app
+from rules.runtime.state_points import STATE_CODES
 from simulator.fleet import build_fleet, write_inventory_csv
 
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from dashboards.build import build_dashboards
-from dashboards.command import dashboards_app
 from dashboards.push import PushError, push_dashboards
 from dashboards.sdk import INFLUX_UID, PROMETHEUS_UID
+from luxtel.commands.dashboards import dashboards_app
 from servers import free_port
 
 TOKEN = "glsa_test_token_0123456789"

@@ -1,6 +1,7 @@
 """Every InfluxQL query of every dashboard runs against a real InfluxDB holding a small city with
 hand-written readings, status and alerts, and the `luminaire_state` snapshot the rules engine's
-own code (`rules.state_points`) writes from the matching engine state: none fails, each returns
+own code (`rules.runtime.state_points`) writes from the matching engine state: none fails, each
+returns
 data, and the key panels give the values worked out by hand below."""
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import pytest
 from dashboards.build import build_dashboards
 from dashboards.interpolate import TimeRange, Variable, interpolate
 from dashboards.inventory import Inventory, Place, circuit_regex, make_inventory
-from rules import inventory as rules_inventory
-from rules.alerts import Alert
-from rules.evaluator import DeviceView, EngineState
-from rules.state_points import state_lines
+from rules.evaluation import inventory as rules_inventory
+from rules.evaluation.alerts import Alert
+from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.runtime.state_points import state_lines
 from servers import InfluxDBServer, query, write_points
 
 pytestmark = pytest.mark.integration

@@ -68,7 +68,7 @@ def test_a_wheel_of_what_the_image_copies_runs_luxtel(tmp_path: Path) -> None:
             sys.executable,
             "-S",
             "-c",
-            "import ingest.publish_frames, ingest.reading_lines, luxtel.cli\n"
+            "import mqtt.publish_frames, ingest.reading_lines, luxtel.cli\n"
             "assert ingest.reading_lines.__file__.startswith(__import__('sys').argv[1])\n"
             "luxtel.cli.app(['--help'], standalone_mode=False)",
             str(installed),

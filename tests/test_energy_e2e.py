@@ -21,7 +21,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from energy.command import energy_app, export
+from luxtel.commands.energy import energy_app, export
 from servers import InfluxDBServer, MosquittoServer, create_database, query, quote_ident
 from simulator import SimulationConfig, build_plan, run_simulation
 from simulator.physics import WH

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.line_protocol import (
+from influx.line_protocol import (
     EncodeError,
     encode_line,
     encode_reading,

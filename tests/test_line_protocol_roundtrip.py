@@ -8,7 +8,7 @@ import itertools
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ingest.line_protocol import EncodeError, FieldValue, encode_line
+from influx.line_protocol import EncodeError, FieldValue, encode_line
 from servers import InfluxDBServer, query, write_points
 
 RESERVED = {"case", "label", "time"}

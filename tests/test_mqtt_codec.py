@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.mqtt_codec import (
+from mqtt.codec import (
     PINGREQ_PACKET,
     PINGRESP_PACKET,
     V5,

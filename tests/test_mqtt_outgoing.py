@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ingest.mqtt_codec import Publish
-from ingest.mqtt_connection import FIRST_PUBLISH_ID, MqttConnection, OutgoingQueue
+from mqtt.codec import Publish
+from mqtt.connection import FIRST_PUBLISH_ID, MqttConnection, OutgoingQueue
 
 
 class Recorder:

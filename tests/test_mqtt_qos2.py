@@ -15,7 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from ingest.metrics import IngestMetrics
-from ingest.mqtt_codec import (
+from ingest.mqtt_source import STABLE_S, MqttSource, MqttTarget
+from mqtt.codec import (
     SESSION_TAKEN_OVER,
     V5,
     V311,
@@ -24,8 +25,7 @@ from ingest.mqtt_codec import (
     encode_publish,
     encode_pubrel,
 )
-from ingest.mqtt_connection import ConnectOptions, MqttConnection
-from ingest.mqtt_source import STABLE_S, MqttSource, MqttTarget
+from mqtt.connection import ConnectOptions, MqttConnection
 
 
 class Peer:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ingest.mqtt_codec import V5, Publish
-from ingest.mqtt_connection import REST_S, ConnectOptions, MqttConnection
+from mqtt.codec import V5, Publish
+from mqtt.connection import REST_S, ConnectOptions, MqttConnection
 from servers import MosquittoServer
 
 

@@ -24,7 +24,8 @@ from structlog.testing import capture_logs
 
 from ingest.messages import Inbound
 from ingest.metrics import IngestMetrics
-from ingest.mqtt_codec import (
+from ingest.mqtt_source import MqttSource, MqttTarget
+from mqtt.codec import (
     V5,
     V311,
     StreamDecoder,
@@ -33,8 +34,7 @@ from ingest.mqtt_codec import (
     encode_unsuback,
     encode_unsubscribe,
 )
-from ingest.mqtt_source import MqttSource, MqttTarget
-from rules.inventory import only_zones
+from rules.evaluation.inventory import only_zones
 from servers import InfluxDBServer, MosquittoServer
 from tests.rules_fixtures import device, inventory
 from tests.support import (

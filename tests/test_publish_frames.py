@@ -1,4 +1,4 @@
-"""The C splitter of plain PUBLISH packets (`ingest/publish_frames.c`) against the Python
+"""The C splitter of plain PUBLISH packets (`mqtt/publish_frames.c`) against the Python
 decoder it speeds up: any stream, valid or corrupted, chunked any way, must give the same
 packets and the same protocol error at the same point."""
 
@@ -9,8 +9,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import publish_frames
-from ingest.mqtt_codec import (
+from mqtt import publish_frames
+from mqtt.codec import (
     PINGRESP_PACKET,
     V5,
     V311,

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from rules.alerts import Alert
-from rules.dispatch import Dispatched, Group, Silence, dispatch
-from rules.errors import RuleFileError
-from rules.evaluator import EngineState, Rulebook, evaluate
-from rules.inhibit import InhibitRule, InhibitRuleSpec, inhibited
-from rules.loader import load_rules
-from rules.notify_config import parse_notify
-from rules.routing import Matcher
+from rules.evaluation.alerts import Alert
+from rules.evaluation.evaluator import EngineState, Rulebook, evaluate
+from rules.evaluation.inhibit import InhibitRule, InhibitRuleSpec, inhibited
+from rules.language.errors import RuleFileError
+from rules.language.loader import load_rules
+from rules.notify.config import parse_notify
+from rules.notify.dispatch import Dispatched, Group, Silence, dispatch
+from rules.notify.routing import Matcher
 from tests.rules_fixtures import at, device, inventory, reading, status
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"

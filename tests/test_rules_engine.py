@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.influx import InfluxTarget, InfluxWriter
+from influx.client import InfluxTarget, InfluxWriter
 from models import Observation
-from rules.engine import RulesEngine
-from rules.evaluator import DeviceView, EngineState
-from rules.inventory import Inventory
-from rules.notify_config import NotifyConfig, parse_notify
-from rules.store import Store
+from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.inventory import Inventory
+from rules.notify.config import NotifyConfig, parse_notify
+from rules.runtime.engine import RulesEngine
+from rules.runtime.store import Store
 from servers import InfluxDBServer
 from tests.rules_fixtures import (
     T0,

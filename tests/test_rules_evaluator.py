@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import Observation
-from rules.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
-from rules.loader import load_rules
-from rules.sun import sun_facts
-from rules.yaml_lines import parse_yaml
+from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
+from rules.evaluation.sun import sun_facts
+from rules.language.loader import load_rules
+from rules.language.yaml_lines import parse_yaml
 from tests.rules_fixtures import T0, at, device, inventory, reading, status
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
@@ -42,7 +42,7 @@ rules:
 
 
 def book(text: str = TEST_RULES, *devices: str) -> Rulebook:
-    from rules.loader import compile_document
+    from rules.language.loader import compile_document
 
     rules = compile_document(parse_yaml(text, Path("t.yaml")))
     return Rulebook(rules, inventory(*(device(d) for d in devices or ("a",))))

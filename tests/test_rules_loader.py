@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rules.command import rules_app
-from rules.durations import format_duration, parse_duration
-from rules.errors import RuleFileError
-from rules.inventory import COLUMNS, load_inventory
-from rules.loader import load_rules
-from rules.notify_config import parse_notify
+from luxtel.commands.rules import rules_app
+from rules.evaluation.inventory import COLUMNS, load_inventory
+from rules.language.durations import format_duration, parse_duration
+from rules.language.errors import RuleFileError
+from rules.language.loader import load_rules
+from rules.notify.config import parse_notify
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 NOTIFY_EXAMPLE = SHIPPED.parent / "notify.example.yaml"

@@ -1,4 +1,5 @@
-"""The Python functions of `rules.native` are held to CEL itself: on random expressions over
+"""The Python functions of `rules.language.native` are held to CEL itself: on random expressions
+over
 random variables (absent fields, other types, NaN, infinities, zeros), whenever a function
 answers, CEL gives the same value of the same type, and when CEL cannot evaluate, the function
 does not answer either. Then the evaluator with them against the evaluator without them, over
@@ -13,12 +14,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bench.rules_eval import cel_only, observations_of
+from bench.rules_score import ALL_FAULTS, DEFAULT_RULES
 from models import Observation
-from rules.bench import cel_only, observations_of
-from rules.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
-from rules.loader import load_rules
-from rules.native import NotMirroredError, translate
-from rules.score import ALL_FAULTS, DEFAULT_RULES
+from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
+from rules.language.loader import load_rules
+from rules.language.native import NotMirroredError, translate
 from simulator import SimulationConfig
 
 _FLOATS = ["0.0", "1.5", "2.0", "100.0", "1e3", "2.5e-1", "0.1"]

@@ -15,9 +15,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
+from luxtel.commands.rules import alerts_app
 from luxtel.settings import InventorySettings, RulesSettings
-from rules.command import alerts_app
-from rules.inventory import COLUMNS
+from rules.evaluation.inventory import COLUMNS
 from servers import InfluxDBServer, MosquittoServer
 from tests.rules_fixtures import HOT_RULES
 from tests.support import Publisher, RunningPipeline, make_settings, reading, rows, wait_until

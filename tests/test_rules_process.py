@@ -24,13 +24,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry, Counter
 
-from ingest.influx import InfluxTarget
+from influx.client import InfluxTarget
 from luxtel.pipeline import Pipeline
 from luxtel.settings import InventorySettings, MetricsSettings, RulesSettings, Settings
 from models import Observation
-from rules.errors import RuleFileError
-from rules.inventory import COLUMNS
-from rules.process import RulesProcess
+from rules.evaluation.inventory import COLUMNS
+from rules.language.errors import RuleFileError
+from rules.runtime.process import RulesProcess
 from servers import InfluxDBServer, MosquittoServer, free_port
 from tests.rules_fixtures import HOT_RULES, Webhook, webhook
 from tests.rules_fixtures import reading as observation

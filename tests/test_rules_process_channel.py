@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ingest.decode import Limits, decode
 from models import BatchReading, Observation, Reading, Status
-from rules.channel import (
+from rules.runtime.channel import (
     ChannelError,
     Kind,
     decode_alert,

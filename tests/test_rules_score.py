@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from rules.notify_config import load_notify
-from rules.score import DEFAULT_NOTIFY, DEFAULT_RULES, detectable_at, report, run_score
-from rules.sun import sun_facts
+from bench.rules_score import DEFAULT_NOTIFY, DEFAULT_RULES, detectable_at, report, run_score
+from rules.evaluation.sun import sun_facts
+from rules.notify.config import load_notify
 from simulator import SimulationConfig
 from simulator.clock import to_ms
 from simulator.episodes import Episode

@@ -1,4 +1,4 @@
-"""`rules.state_points`: each inventory luminaire's state (alarm, silent, on, off) from the
+"""`rules.runtime.state_points`: each inventory luminaire's state (alarm, silent, on, off) from the
 engine's state, as `luminaire_state` lines — a table of situations, a property over open-ended
 fleets, and the engine's snapshot writer giving up quietly when InfluxDB is unreachable."""
 
@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.influx import InfluxTarget, InfluxWriter
+from influx.client import InfluxTarget, InfluxWriter
 from models import Observation
-from rules.alerts import Alert
-from rules.engine import RulesEngine
-from rules.evaluator import DeviceView, EngineState
-from rules.inventory import Inventory
-from rules.loader import load_rules
-from rules.state_points import (
+from rules.evaluation.alerts import Alert
+from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.inventory import Inventory
+from rules.language.loader import load_rules
+from rules.runtime.engine import RulesEngine
+from rules.runtime.state_points import (
     MEASUREMENT,
     NOT_FIRING,
     STATE_CODES,

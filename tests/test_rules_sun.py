@@ -1,4 +1,5 @@
-"""The sun facts, held to a plain computation from astral (what `rules.sun` did per reading
+"""The sun facts, held to a plain computation from astral (what `rules.evaluation.sun` did per
+reading
 before it kept a day per place): any place, any time, and one clock carried across UTC days,
 forwards and backwards, so a kept day can never answer for another."""
 
@@ -11,7 +12,7 @@ from astral.sun import elevation, sunrise, sunset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.sun import SunClock, sun_facts
+from rules.evaluation.sun import SunClock, sun_facts
 
 FAR_MIN = 1e6
 

@@ -12,10 +12,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from luxtel.commands.simulate import simulate
 from models.inventory import INVENTORY_COLUMNS
 from servers import MosquittoServer, free_port
 from simulator.clock import MS_PER_DAY, to_ms
-from simulator.command import simulate
 from simulator.config import ConfigError, SimulationConfig, plan_time
 from simulator.truth import ENERGY_TRUTH_COLUMNS, GROUND_TRUTH_COLUMNS
 

@@ -3,12 +3,12 @@
 import asyncio
 from datetime import UTC, datetime
 
-from ingest.acks import Delivery
 from ingest.decode import Limits, Point
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.stages import batch_stage, decode_chunk
 from models import Observation
+from mqtt.acks import Delivery
 
 LIMITS = Limits(topic_root="lighting")
 READING = b'{"lamp_on": true, "power_w": 10, "energy_wh": 5, "ts": 1795400000}'

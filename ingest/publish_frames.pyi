@@ -1,7 +1,0 @@
-"""Types of the C module `ingest/publish_frames.c`: runs of plain PUBLISH packets split in C."""
-
-from ingest.mqtt_codec import Packet, Publish
-
-def split(
-    cls: type[Publish], data: bytes, start: int, v5: bool, limit: int, out: list[Packet]
-) -> int: ...

@@ -1,0 +1,2 @@
+"""Evaluating rules: pure functions of (rules, state, time, observations) and what they need
+(the inventory, the sun, inhibitions)."""

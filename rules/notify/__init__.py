@@ -1,0 +1,1 @@
+"""Telling crews: routing, grouping, templates and the receivers (Apprise, Alertmanager)."""

@@ -1,0 +1,409 @@
+"""The rules engine beside the InfluxDB writer: evaluates observations, keeps its state in
+SQLite, and delivers notifications and `alerts` points with retries.
+
+    engine = RulesEngine(rules_path, inventory, state_dir, notify, influx, publish)
+    await engine.run(inbox)      # until cancelled, or until `None` arrives in the inbox
+
+Three tasks: the evaluator (observations as they come, and a timer tick for the deadman, group
+timers and `for`), the deliverer (the outbox's due items, retried with capped, jittered
+backoff), and the snapshot writer (every `state_interval_s`, on a tick, each luminaire's state
+as `luminaire_state` points for the city map: `rules.runtime.state_points`). The evaluator never
+waits
+on a receiver or on InfluxDB, so a slow mail server cannot slow it; the inbox is the bounded
+queue `ingest.stages.decode_stage` fills without waiting.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry
+
+from common.backoff import backoff_delay
+from influx.client import InfluxWriter
+from influx.errors import InfluxError
+from models import Observation
+from rules.evaluation.alerts import Transition
+from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
+from rules.evaluation.inventory import EMPTY, Inventory
+from rules.language.errors import NotifyError
+from rules.language.loader import load_rules
+from rules.notify.config import NO_RECEIVERS, NotifyConfig
+from rules.notify.dispatch import Group, Notification, dispatch
+from rules.notify.outputs import alert_topic, influx_line, mqtt_payload
+from rules.notify.receivers import alertmanager_body, apprise_body, send_alertmanager, send_apprise
+from rules.runtime.metrics import RulesMetrics
+from rules.runtime.state_points import SnapshotEncoder, StatePolicy
+from rules.runtime.store import OutboxItem, Store
+
+log = structlog.get_logger("luxtel.rules")
+
+STATE_FILE = "rules.sqlite"
+RETRY_MIN_S = 5.0
+RETRY_MAX_S = 900.0
+FINAL_DELIVERY_S = 5.0
+GATHER_S = 0.25
+"""How long observations are gathered into one evaluation cycle (alerts come this much later;
+their `for` durations are minutes)."""
+GATHER_MAX = 5000
+STATE_CHUNK_LINES = 5000
+"""`luminaire_state` points per write: a city of 10^5–10^6 luminaires in requests InfluxDB takes
+in its stride."""
+STATE_YIELD_LINES = 500
+"""Lines encoded between two turns of the event loop, so observations are evaluated meanwhile
+(a few ms; the first snapshot, which encodes every series key, some 15 ms)."""
+
+
+Inbox = asyncio.Queue[list[Observation]] | asyncio.Queue[list[Observation] | None]
+"""What the decoder fills (`None` ends the engine, as it ends every stage)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class EngineCounters:
+    observations: int = 0
+    transitions: int = 0
+    notifications: int = 0
+    delivered: int = 0
+    delivery_failures: int = 0
+
+
+class RulesEngine:
+    """Built from the rules file, the inventory, the state dir and the notification config;
+    `run(inbox)` does the rest."""
+
+    def __init__(
+        self,
+        rules_path: Path,
+        inventory: Inventory = EMPTY,
+        state_dir: Path = Path("state"),
+        notify: NotifyConfig = NO_RECEIVERS,
+        influx: InfluxWriter | None = None,
+        publish: Callable[[str, bytes], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        tick_s: float = 10.0,
+        params: Mapping[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
+        state_interval_s: float = 60.0,
+    ) -> None:
+        """`registry`: where the engine's Prometheus metrics go (the pipeline's); None keeps
+        them in a registry of their own (`self.metrics.registry`). `state_interval_s`: the
+        least time between two `luminaire_state` snapshots (taken on a tick); 0, or no
+        `influx`, writes none."""
+        self.rules = load_rules(rules_path, params)
+        self.book = Rulebook(self.rules, inventory)
+        self.state_path = state_dir / STATE_FILE
+        self.notify = notify
+        self.influx = influx
+        self.publish = publish
+        self.clock = clock
+        self.tick_s = tick_s
+        self.state_interval_s = state_interval_s
+        self.state_policy = StatePolicy.of(self.rules)
+        self._encoder = SnapshotEncoder(inventory)
+        self.counters = EngineCounters()
+        self.errors = Counters()
+        self.metrics = RulesMetrics(registry)
+        self._rng = random.Random()
+        self._wake = asyncio.Event()
+        self._snapshot_due = asyncio.Event()
+        self._next_snapshot = 0.0
+        self._store: Store | None = None
+        self._state = EngineState()
+        self._groups: dict[str, Group] = {}
+        self._dirty: set[str] = set()
+        self._saved = self._state
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    async def run(self, inbox: "Inbox") -> None:
+        """Evaluate and deliver until cancelled or until `None` is received."""
+        store = Store(self.state_path)
+        self._store = store
+        self._state, self._groups = store.load()
+        self._saved = self._state
+        log.info(
+            "rules_started",
+            rules=len(self.rules.rules),
+            devices=len(self.book.inventory),
+            firing=sum(a.fired_at is not None for a in self._state.alerts.values()),
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                deliverer = group.create_task(self._deliver_forever(store), name="rules-deliver")
+                snapshots = None
+                if self.influx is not None and self.state_interval_s > 0:
+                    snapshots = group.create_task(
+                        self._snapshots_forever(self.influx), name="rules-state"
+                    )
+                await self._evaluate_forever(inbox)
+                deliverer.cancel()
+                if snapshots is not None:
+                    snapshots.cancel()
+            await asyncio.wait_for(self._deliver_due(store), FINAL_DELIVERY_S)
+        except TimeoutError:
+            log.warning("rules_stopped_with_undelivered", action="delivered after the restart")
+        finally:
+            store.close()
+            self._store = None
+
+    async def _evaluate_forever(self, inbox: "Inbox") -> None:
+        getter: asyncio.Task[list[Observation] | None] | None = None
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(inbox.get())
+                timeout = max(0.0, next_tick - loop.time())
+                # A kept getter task rather than wait_for(), which can lose the item on 3.11.
+                done, _ = await asyncio.wait({getter}, timeout=timeout)
+                if getter in done:
+                    batch, getter = getter.result(), None
+                    if batch is None:
+                        self.cycle([])
+                        return
+                    observations, getter, ended = await self._gather(inbox, batch)
+                    self.cycle(observations, timers=False)
+                    if ended:
+                        self.cycle([])
+                        return
+                if loop.time() >= next_tick:
+                    self.cycle([])
+                    next_tick = loop.time() + self.tick_s
+                    if self.state_interval_s > 0 and loop.time() >= self._next_snapshot:
+                        self._next_snapshot = loop.time() + self.state_interval_s
+                        self._snapshot_due.set()
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+    async def _gather(
+        self, inbox: "Inbox", first: list[Observation]
+    ) -> tuple[list[Observation], "asyncio.Task[list[Observation] | None] | None", bool]:
+        """`first` and whatever else arrives within `GATHER_S` (up to `GATHER_MAX`), for one
+        cycle: a cycle has a fixed cost (grouping, SQLite reads, metrics) of about a
+        millisecond, which one cycle per chunk paid per reading at a few hundred readings a
+        second (`bench/run --rate 500`). Returns the observations, the getter still waiting
+        (if any) and whether the end marker came."""
+        loop = asyncio.get_running_loop()
+        observations = list(first)
+        until = loop.time() + GATHER_S
+        while len(observations) < GATHER_MAX and (left := until - loop.time()) > 0:
+            getter = asyncio.ensure_future(inbox.get())
+            try:
+                done, _ = await asyncio.wait({getter}, timeout=left)
+            except asyncio.CancelledError:
+                getter.cancel()
+                raise
+            if getter not in done:
+                return observations, getter, False
+            more = getter.result()
+            if more is None:
+                return observations, None, True
+            observations.extend(more)
+        return observations, None, False
+
+    def cycle(self, observations: list[Observation], *, timers: bool = True) -> list[Transition]:
+        """One evaluation: observations (and, on the timer, the deadman), grouping, and — when
+        anything changed, or on the timer — one SQLite transaction."""
+        store = self._store
+        assert store is not None, "cycle() runs inside run()"
+        now = self.clock()
+        old = self._state
+        began = time.perf_counter()
+        new, transitions = evaluate(self.book, old, now, observations, self.errors, deadman=timers)
+        firing = [a for a in new.alerts.values() if a.fired_at is not None]
+        result = dispatch(
+            self.notify.route,
+            self._groups,
+            firing,
+            list(new.resolved.values()),
+            now,
+            rules=self.rules,
+            inventory=self.book.inventory,
+            silences=store.silences(),
+            acked=store.acked(),
+            inhibit_rules=self.notify.inhibit_rules,
+        )
+        new = mark_sent(new, result.handled, now)
+        self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
+        outbox = self._outbox(transitions, result.notifications)
+        self._dirty.update(o.device_id for o in observations)
+        groups = dict(result.groups)
+        if timers or transitions or outbox or result.handled or groups != self._groups:
+            # Device views alone (last seen, lamp history) wait for the timer: one fsync per
+            # tick rather than one per batch of readings.
+            store.save(self._saved, new, groups, self._dirty, outbox, now)
+            self._dirty = set()
+            self._saved = new
+        self._state, self._groups = new, groups
+        self.counters.observations += len(observations)
+        self.counters.notifications += len(result.notifications)
+        self.metrics.observations.inc(len(observations))
+        self.metrics.alerts(self.rules, new.alerts.values())
+        self.metrics.errors(self.errors.errors)
+        for transition in transitions:
+            if transition.kind == "pending":
+                continue
+            self.counters.transitions += 1
+            alert = transition.alert
+            log.info(
+                "alert_" + transition.kind, rule=alert.rule, device_id=alert.device_id, id=alert.id
+            )
+            if self.publish is not None:
+                self.publish(alert_topic(alert.zone, alert.device_id), mqtt_payload(transition))
+        if outbox:
+            self.metrics.outbox_due.set(store.unsent())
+            self._wake.set()
+        return transitions
+
+    def _outbox(
+        self, transitions: list[Transition], notes: list[Notification]
+    ) -> list[tuple[str, str, bytes]]:
+        items: list[tuple[str, str, bytes]] = []
+        lines = [influx_line(t) for t in transitions if t.kind != "pending"]
+        if lines and self.influx is not None:
+            items.append(("influx", "alerts", "\n".join(lines).encode()))
+        for note in notes:
+            receiver = self.notify.receivers.get(note.receiver)
+            if receiver is None:
+                continue
+            for index, _ in enumerate(receiver.apprise):
+                items.append(("apprise", f"{note.receiver}#{index}", apprise_body(note)))
+            if receiver.alertmanager:
+                items.append(("alertmanager", note.receiver, alertmanager_body(note)))
+        return items
+
+    async def _snapshots_forever(self, influx: InfluxWriter) -> None:
+        while True:
+            await self._snapshot_due.wait()
+            self._snapshot_due.clear()
+            await self.write_snapshot(influx)
+
+    async def write_snapshot(self, influx: InfluxWriter) -> int:
+        """Write every luminaire's state now, in chunks; returns the points written. Best
+        effort: on an InfluxDB error the rest of this snapshot is dropped with a warning — the
+        next one replaces it — rather than kept and retried like an alert's point."""
+        lines = self._encoder.lines(self._state, self.clock(), self.state_policy)
+        written = 0
+        try:
+            async with contextlib.aclosing(_chunks(lines)) as chunks:
+                async for chunk in chunks:
+                    await influx.write(chunk)
+                    written += len(chunk)
+                    self.metrics.state_points.inc(len(chunk))
+        except InfluxError as error:
+            self.metrics.state_failures.inc()
+            log.warning(
+                "state_snapshot_failed",
+                written=written,
+                devices=len(self.book.inventory),
+                error=str(error),
+                action=f"the next snapshot, in {self.state_interval_s:g} s, replaces it",
+            )
+        return written
+
+    async def _deliver_forever(self, store: Store) -> None:
+        while True:
+            await self._deliver_due(store)
+            self._wake.clear()
+            wait = self.tick_s
+            next_due = store.next_due()
+            if next_due is not None:
+                wait = min(wait, max(0.05, (next_due - self.clock()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _deliver_due(self, store: Store) -> None:
+        due = store.due(self.clock())
+        if not due:
+            self.metrics.outbox_due.set(store.unsent())
+            return
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for item in due:
+                receiver = _receiver_label(item)
+                try:
+                    await self._send(session, item)
+                except (NotifyError, InfluxError) as error:
+                    self.counters.delivery_failures += 1
+                    self.metrics.failed.labels(receiver, item.channel).inc()
+                    delay = backoff_delay(item.attempts, RETRY_MIN_S, RETRY_MAX_S, self._rng)
+                    retry_at = self.clock() + timedelta(seconds=delay)
+                    store.failed(item.id, str(error), retry_at)
+                    log.warning(
+                        "delivery_failed",
+                        channel=item.channel,
+                        target=item.target,
+                        attempts=item.attempts + 1,
+                        error=str(error),
+                        retry_in_s=round(delay, 1),
+                    )
+                    continue
+                store.sent(item.id, self.clock())
+                self.counters.delivered += 1
+                self.metrics.sent.labels(receiver, item.channel).inc()
+        self.metrics.outbox_due.set(store.unsent())
+
+    async def _send(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
+        if item.channel == "influx":
+            if self.influx is None:
+                raise NotifyError("no InfluxDB writer configured", retryable=True)
+            await self.influx.write(item.body.decode().split("\n"))
+            return
+        name, _, index = item.target.partition("#")
+        receiver = self.notify.receivers.get(name)
+        if receiver is None:
+            raise NotifyError(f"receiver {name!r} is no longer configured", retryable=True)
+        if item.channel == "apprise":
+            position = int(index)
+            if position >= len(receiver.apprise):
+                raise NotifyError(f"receiver {name!r} has no URL #{position}", retryable=True)
+            await send_apprise(receiver.apprise[position], item.body)
+        elif item.channel == "alertmanager" and receiver.alertmanager:
+            await send_alertmanager(session, receiver.alertmanager, item.body)
+        else:
+            raise NotifyError(f"unknown outbox channel {item.channel!r}", retryable=False)
+
+
+async def _chunks(lines: Iterator[str]) -> AsyncGenerator[list[str], None]:
+    """`lines` in lists of `STATE_CHUNK_LINES`, the event loop getting a turn every
+    `STATE_YIELD_LINES` while they are encoded."""
+    chunk: list[str] = []
+    while part := list(itertools.islice(lines, STATE_YIELD_LINES)):
+        chunk += part
+        if len(chunk) >= STATE_CHUNK_LINES:
+            yield chunk
+            chunk = []
+        await asyncio.sleep(0)
+    if chunk:
+        yield chunk
+
+
+def _receiver_label(item: OutboxItem) -> str:
+    """The receiver's name (`alerts` points: `influxdb`), for the delivery metrics."""
+    if item.channel == "influx":
+        return "influxdb"
+    return item.target.partition("#")[0]
+
+
+def notification_of(body: bytes) -> dict[str, Any]:
+    """An Apprise outbox body, decoded (for `luxtel alerts list` and tests)."""
+    data: dict[str, Any] = orjson.loads(body)
+    return data

@@ -1,0 +1,333 @@
+"""The rules engine in a process of its own beside `luxtel run`, so that evaluating (~80–170 µs
+of CPU per observation, `python -m bench.rules_eval`) never takes the ingest loop's CPU: the parent
+only hands observations over (~4–6 µs each in all, of which encoding ~3.5, in chunks of 200 to
+50: `python -m bench.rules_handover`), and the child runs at a lower CPU priority.
+
+    rules = RulesProcess(settings, influx_target(settings), source.publish, registry, dropped)
+    task = group.create_task(rules.run(observations))   # the queue decode_stage fills
+    ...
+    rules.close()      # after the decoder has ended: the rest is handed over, then the child
+    await task         # delivers what it owes and exits (killed after STOP_TIMEOUT_S)
+
+The child (`rules.runtime.worker`) is started with multiprocessing's `spawn` (the parent has threads
+and an event loop: no fork) and speaks over a socket pair (`rules.runtime.channel`). The forwarding
+never waits: when the channel already holds `CHANNEL_BYTES` (beyond the socket's own buffer
+and the engine's small inbox) the child is behind, and a chunk is dropped and counted in
+`luxtel_observations_dropped_total`, as `decode_stage` does when its queue is full; likewise
+while no child runs. The child sends back alert transitions (published here, on the one MQTT
+connection), its log events (logged here, with this process's configuration) and its metrics
+(served by this process's /metrics, as last received).
+
+A child that dies is logged with its exit code and started again after a capped, jittered
+backoff; its state is in SQLite, so a restart does not notify again. A child whose parent
+dies sees its channel end (and its parent pid change) and exits by itself.
+"""
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import random
+import socket
+from collections.abc import Callable, Iterable
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import Metric
+
+from common.backoff import backoff_delay
+from influx.client import InfluxTarget
+from luxtel.settings import Settings
+from models import Observation
+from rules.evaluation.inventory import load_inventory
+from rules.language.loader import load_rules
+from rules.notify.config import load_notify
+from rules.runtime.channel import (
+    Kind,
+    decode_alert,
+    decode_log,
+    decode_metrics,
+    encode_observations,
+    frame,
+    read_frame,
+)
+from rules.runtime.engine import FINAL_DELIVERY_S
+from rules.runtime.worker import WorkerConfig, worker_main
+
+log = structlog.get_logger("luxtel.rules")
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+CHANNEL_BYTES = 1 << 20
+"""Encoded observations (~470 bytes each) the parent buffers for a child that is behind."""
+STOP_TIMEOUT_S = FINAL_DELIVERY_S + 10.0
+"""From the end of the channel to the child's exit: its final delivery, then killed."""
+RESTART_MIN_S = 1.0
+RESTART_MAX_S = 60.0
+HEALTHY_S = 60.0
+"""A child that ran this long before dying is restarted after the shortest wait again."""
+DRAIN_S = 5.0
+"""After the child's exit, for the frames it wrote before (its last logs and metrics)."""
+
+
+class ProcessMetrics:
+    """The parent's view of its rules process (the engine's own metrics come from the child)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "luxtel_rules_process_up", "1 while the rules process runs.", registry=registry
+        )
+        self.restarts = Counter(
+            "luxtel_rules_process_restarts",
+            "Times the rules process was started again after it died.",
+            registry=registry,
+        )
+
+
+class ChildMetrics:
+    """A collector for the parent's registry: the child's metric families as last received
+    (a child being restarted keeps its predecessor's until its own arrive)."""
+
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def check_files(settings: Settings) -> None:
+    """Load the rules, notification and inventory files as the child will, so that a file
+    that does not load stops `luxtel run` at start-up (RuleFileError, file:line)."""
+    rules = settings.rules
+    assert rules.path is not None
+    load_rules(rules.path)
+    if rules.notify is not None:
+        load_notify(rules.notify)
+    if settings.inventory.path is not None:
+        load_inventory(settings.inventory.path)
+
+
+class _Child:
+    """One rules process and the parent's end of its channel."""
+
+    def __init__(
+        self,
+        process: SpawnProcess,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_frame: Callable[[Kind, bytes], None],
+    ) -> None:
+        assert process.pid is not None, "started"
+        self.process = process
+        self.pid: int = process.pid
+        self.writer = writer
+        loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[int | None] = loop.create_future()
+        loop.add_reader(process.sentinel, self._on_exit)
+        self._reading = asyncio.create_task(self._read(reader, on_frame), name="rules-channel")
+
+    @classmethod
+    async def start(cls, config: WorkerConfig, on_frame: Callable[[Kind, bytes], None]) -> "_Child":
+        ours, theirs = socket.socketpair()
+        process = _SPAWN.Process(
+            target=worker_main, args=(config, theirs), name="luxtel-rules", daemon=True
+        )
+        try:
+            process.start()  # ~1 ms (the first ~10: the resource tracker); imports are the child's
+            reader, writer = await asyncio.open_connection(sock=ours)
+        except BaseException:
+            ours.close()  # a child already started sees the end of its channel and exits
+            raise
+        finally:
+            theirs.close()
+        return cls(process, reader, writer, on_frame)
+
+    def _on_exit(self) -> None:
+        """The sentinel is readable: the child has exited (reaped at once)."""
+        asyncio.get_running_loop().remove_reader(self.process.sentinel)
+        self.process.join()
+        code = self.process.exitcode
+        self.process.close()
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+    async def _read(
+        self, reader: asyncio.StreamReader, on_frame: Callable[[Kind, bytes], None]
+    ) -> None:
+        try:
+            while (received := await read_frame(reader)) is not None:
+                on_frame(*received)
+        except Exception:
+            # A frame that does not decode: the channel is not to be trusted any more.
+            log.exception("rules_channel_failed", pid=self.pid, action="restarting the process")
+            if not self.exited.done():
+                self.process.kill()
+
+    def has_room(self) -> bool:
+        return not (
+            self.exited.done()
+            or self.writer.is_closing()
+            or self.writer.transport.get_write_buffer_size() > CHANNEL_BYTES
+        )
+
+    def send(self, body: bytes) -> None:
+        self.writer.write(frame(Kind.OBSERVATIONS, body))
+
+    async def finish(self, timeout_s: float) -> None:
+        """End the channel (after what it holds), wait for the exit, kill after `timeout_s`."""
+        if not self.writer.is_closing():
+            self.writer.write_eof()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
+        except TimeoutError:
+            log.warning("rules_process_killed", pid=self.pid, waited_s=timeout_s)
+            if not self.exited.done():
+                self.process.kill()
+            await self.exited
+        await self.closed()
+
+    async def closed(self) -> None:
+        """After the exit: read what the child wrote before it, and close."""
+        await asyncio.wait({self._reading}, timeout=DRAIN_S)
+        self.close()
+
+    def close(self) -> None:
+        """Close the parent's end; a child still running sees the end of its channel and
+        finishes by itself."""
+        self._reading.cancel()
+        self.writer.close()
+        if not self.exited.done():
+            asyncio.get_running_loop().remove_reader(self.process.sentinel)
+
+
+class RulesProcess:
+    """The rules engine beside the pipeline, in a child process that is kept running."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        influx: InfluxTarget,
+        publish: Callable[[str, bytes], None],
+        registry: CollectorRegistry,
+        dropped: Counter,
+    ) -> None:
+        """`publish`: the MQTT source's, for alert transitions; `registry`: the pipeline's,
+        where the process's metrics and the child's appear; `dropped`: the counter of
+        observations the rules could not take (`luxtel_observations_dropped_total`)."""
+        check_files(settings)
+        self.config = WorkerConfig(settings, influx, os.getpid())
+        self.publish = publish
+        self.dropped = dropped
+        self.metrics = ProcessMetrics(registry)
+        self.child_metrics = ChildMetrics()
+        registry.register(self.child_metrics)
+        self._closing = asyncio.Event()
+        self._child: _Child | None = None
+        self._behind = False
+        self._rng = random.Random()
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid (None between a death and the restart)."""
+        child = self._child
+        return None if child is None or child.exited.done() else child.pid
+
+    def close(self) -> None:
+        """Finish `run()`: what the inbox holds is handed over, then the child delivers what
+        it owes and exits."""
+        self._closing.set()
+
+    async def run(self, inbox: "asyncio.Queue[list[Observation]]") -> None:
+        """Hand observations over until `close()`, restarting the child whenever it dies."""
+        forwarder = asyncio.create_task(self._forward(inbox), name="rules-forward")
+        try:
+            child = await self._supervise()
+            forwarder.cancel()
+            await asyncio.wait({forwarder})
+            if child is not None:
+                while not inbox.empty():
+                    self._hand_over(inbox.get_nowait())
+                await child.finish(STOP_TIMEOUT_S)
+        finally:
+            forwarder.cancel()
+            if self._child is not None:
+                self._child.close()
+            self.metrics.up.set(0)
+
+    async def _supervise(self) -> _Child | None:
+        """Keep a child running until `close()`; then the running one (None if none)."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            began = loop.time()
+            pid: int | None = None
+            code: int | None = None
+            try:
+                child = await _Child.start(self.config, self._on_frame)
+            except OSError as error:
+                log.error("rules_process_not_started", error=str(error))
+            else:
+                self._child, pid = child, child.pid
+                self.metrics.up.set(1)
+                log.info("rules_process_started", pid=pid)
+                if await self._closing_before(child.exited):
+                    return child
+                code = child.exited.result()
+                self.metrics.up.set(0)
+                await child.closed()
+                self._child = None
+            if loop.time() - began >= HEALTHY_S:
+                attempt = 0
+            delay = backoff_delay(attempt, RESTART_MIN_S, RESTART_MAX_S, self._rng)
+            attempt += 1
+            log.error("rules_process_died", pid=pid, exitcode=code, restart_in_s=round(delay, 1))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+            if self._closing.is_set():
+                return None
+            self.metrics.restarts.inc()
+
+    async def _closing_before(self, exited: "asyncio.Future[int | None]") -> bool:
+        """Wait for `close()` or the child's exit; True for `close()`."""
+        closing = asyncio.ensure_future(self._closing.wait())
+        waiting: set[asyncio.Future[Any]] = {closing, exited}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        return self._closing.is_set()
+
+    async def _forward(self, inbox: "asyncio.Queue[list[Observation]]") -> None:
+        while True:
+            self._hand_over(await inbox.get())
+
+    def _hand_over(self, observations: list[Observation]) -> None:
+        """To the child, or dropped and counted: never waited for."""
+        child = self._child
+        if child is not None and child.has_room():
+            child.send(encode_observations(observations))
+            self._behind = False
+            return
+        self.dropped.inc(len(observations))
+        if not self._behind:
+            self._behind = True
+            log.warning(
+                "rules_behind",
+                reason="no rules process" if self.pid is None else "its channel is full",
+                action="observations dropped and counted",
+            )
+
+    def _on_frame(self, kind: Kind, body: bytes) -> None:
+        if kind is Kind.ALERT:
+            self.publish(*decode_alert(body))
+        elif kind is Kind.METRICS:
+            self.child_metrics.families = decode_metrics(body)
+        elif kind is Kind.LOG:
+            event = decode_log(body)
+            level = logging.getLevelNamesMapping().get(
+                str(event.pop("level", "info")).upper(), logging.INFO
+            )
+            log.log(level, str(event.pop("event", "")), **event)

@@ -1,0 +1,284 @@
+"""The engine's state in SQLite (`{state_dir}/rules.sqlite`): alerts, device views, incident
+groups, silences, acknowledgements, and the outbox of notifications and InfluxDB points.
+
+One transaction per evaluation cycle holds the new alert state, the groups' "already told"
+sets and the notifications that cycle decided on, so a restart neither forgets a firing alert
+nor notifies it again, and a notification decided on is never lost: it stays in the outbox,
+due, until a receiver takes it (at least once: a crash between a send and its record repeats it).
+"""
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rules.evaluation.alerts import Alert
+from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.notify.dispatch import Group, Silence
+from rules.notify.routing import Matcher
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (key TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS acks (alert_id TEXT PRIMARY KEY, at TEXT NOT NULL, reason TEXT);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT,
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_attempt_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    channel: str
+    """`notify` (a receiver's notification) or `influx` (line protocol for `alerts`)."""
+    target: str
+    body: bytes
+    attempts: int
+    created_at: datetime
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def alert_to_json(alert: Alert) -> bytes:
+    data = asdict(alert)
+    data["labels"] = [list(pair) for pair in alert.labels]
+    return orjson.dumps(data)
+
+
+def alert_from_json(body: bytes) -> Alert:
+    data: dict[str, Any] = orjson.loads(body)
+    for key in ("active_at", "fired_at", "resolved_at", "cleared_at", "last_sent_at"):
+        data[key] = _dt(data[key])
+    data["labels"] = tuple((k, v) for k, v in data["labels"])
+    return Alert(**data)
+
+
+def _group_to_json(group: Group) -> bytes:
+    data = asdict(group)
+    data["labels"] = [list(pair) for pair in group.labels]
+    data["notified_firing"] = sorted(group.notified_firing)
+    return orjson.dumps(data)
+
+
+def _group_from_json(body: bytes) -> Group:
+    data: dict[str, Any] = orjson.loads(body)
+    for key in ("created_at", "next_flush_at", "last_notified_at"):
+        data[key] = _dt(data[key])
+    data["labels"] = tuple((k, v) for k, v in data["labels"])
+    data["notified_firing"] = frozenset(data["notified_firing"])
+    return Group(**data)
+
+
+def _silence_to_json(silence: Silence) -> bytes:
+    return orjson.dumps(
+        {
+            "id": silence.id,
+            "matchers": [str(m) for m in silence.matchers],
+            "starts_at": silence.starts_at,
+            "ends_at": silence.ends_at,
+            "reason": silence.reason,
+            "created_by": silence.created_by,
+        }
+    )
+
+
+def _silence_from_json(body: bytes) -> Silence:
+    data: dict[str, Any] = orjson.loads(body)
+    return Silence(
+        id=data["id"],
+        matchers=tuple(Matcher.parse(m) for m in data["matchers"]),
+        starts_at=datetime.fromisoformat(data["starts_at"]),
+        ends_at=datetime.fromisoformat(data["ends_at"]),
+        reason=data["reason"],
+        created_by=data.get("created_by", ""),
+    )
+
+
+class Store:
+    """One SQLite database; used from one thread (the engine's event loop, or the CLI)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load(self) -> tuple[EngineState, dict[str, Group]]:
+        started = self._db.execute("SELECT value FROM meta WHERE key='started_at'").fetchone()
+        alerts: dict[tuple[str, str], Alert] = {}
+        resolved: dict[str, Alert] = {}
+        for (body,) in self._db.execute("SELECT body FROM alerts"):
+            alert = alert_from_json(body)
+            if alert.resolved_at is None:
+                alerts[alert.key] = alert
+            else:
+                resolved[alert.id] = alert
+        devices = {}
+        for device_id, body in self._db.execute("SELECT device_id, body FROM devices"):
+            data = orjson.loads(body)
+            devices[device_id] = DeviceView(
+                data["zone"],
+                datetime.fromisoformat(data["last_seen_at"]),
+                tuple(data["lamps"]),
+                data.get("last_reading"),
+                _dt(data.get("last_reading_at")),
+            )
+        groups = {
+            key: _group_from_json(body)
+            for key, body in self._db.execute("SELECT key, body FROM groups")
+        }
+        state = EngineState(_dt(started[0]) if started else None, alerts, resolved, devices)
+        return state, groups
+
+    def save(
+        self,
+        old: EngineState,
+        new: EngineState,
+        groups: Mapping[str, Group],
+        devices: Iterable[str],
+        outbox: Iterable[tuple[str, str, bytes]],
+        now: datetime,
+    ) -> None:
+        """Write what changed from `old` to `new`, the groups, the devices named, and new
+        outbox items `(channel, target, body)`, in one transaction."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            if new.started_at is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('started_at', ?)",
+                    (new.started_at.isoformat(),),
+                )
+            before = {a.id: a for a in (*old.alerts.values(), *old.resolved.values())}
+            after = {a.id: a for a in (*new.alerts.values(), *new.resolved.values())}
+            db.executemany(
+                "INSERT OR REPLACE INTO alerts VALUES (?, ?)",
+                [(i, alert_to_json(a)) for i, a in after.items() if before.get(i) is not a],
+            )
+            db.executemany(
+                "DELETE FROM alerts WHERE id = ?", [(i,) for i in before if i not in after]
+            )
+            rows = []
+            for device_id in devices:
+                view = new.devices.get(device_id)
+                if view is not None:
+                    body = orjson.dumps(
+                        {
+                            "zone": view.zone,
+                            "last_seen_at": view.last_seen_at,
+                            "lamps": list(view.lamp_history),
+                            "last_reading": view.last_reading,
+                            "last_reading_at": view.last_reading_at,
+                        }
+                    )
+                    rows.append((device_id, body))
+            db.executemany("INSERT OR REPLACE INTO devices VALUES (?, ?)", rows)
+            db.execute("DELETE FROM groups")
+            db.executemany(
+                "INSERT INTO groups VALUES (?, ?)",
+                [(k, _group_to_json(g)) for k, g in groups.items()],
+            )
+            stamp = now.isoformat()
+            db.executemany(
+                "INSERT INTO outbox (channel, target, body, created_at, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(channel, target, body, stamp, stamp) for channel, target, body in outbox],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
+        rows = self._db.execute(
+            "SELECT id, channel, target, body, attempts, created_at FROM outbox "
+            "WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (now.isoformat(), limit),
+        ).fetchall()
+        return [
+            OutboxItem(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in rows
+        ]
+
+    def next_due(self) -> datetime | None:
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE sent_at IS NULL"
+        ).fetchone()
+        return _dt(row[0]) if row and row[0] else None
+
+    def sent(self, item_id: int, at: datetime) -> None:
+        self._db.execute(
+            "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+            (at.isoformat(), item_id),
+        )
+
+    def failed(self, item_id: int, error: str, retry_at: datetime) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+            "WHERE id = ?",
+            (error[:1000], retry_at.isoformat(), item_id),
+        )
+
+    def unsent(self) -> int:
+        """Outbox items not delivered yet (due now or waiting for a retry)."""
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+        return int(row[0])
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Unsent items and failed attempts so far, for `luxtel alerts list` and metrics."""
+        unsent, failures = self._db.execute(
+            "SELECT COUNT(*) FILTER (WHERE sent_at IS NULL), "
+            "COALESCE(SUM(attempts - (sent_at IS NOT NULL)), 0) FROM outbox"
+        ).fetchone()
+        return {"unsent": int(unsent), "failed_attempts": int(failures)}
+
+    def sent_items(self, channel: str) -> list[tuple[str, bytes]]:
+        rows = self._db.execute(
+            "SELECT target, body FROM outbox WHERE channel = ? AND sent_at IS NOT NULL ORDER BY id",
+            (channel,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def silences(self) -> list[Silence]:
+        return [_silence_from_json(b) for (b,) in self._db.execute("SELECT body FROM silences")]
+
+    def add_silence(self, silence: Silence) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO silences VALUES (?, ?)",
+            (silence.id, _silence_to_json(silence)),
+        )
+
+    def acked(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT alert_id FROM acks")}
+
+    def ack(self, alert_id: str, at: datetime, reason: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (alert_id, at.isoformat(), reason)
+        )
+
+    def alerts(self) -> list[Alert]:
+        return [alert_from_json(b) for (b,) in self._db.execute("SELECT body FROM alerts")]
