@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from structlog.testing import capture_logs
 
 from luxtel.settings import Settings
-from servers import MosquittoServer, RabbitMQServer, ServerProcess
+from servers import InfluxDBServer, MosquittoServer, RabbitMQServer, ServerProcess
 from tests.support import (
     LUXTEL,
     Publisher,
@@ -89,13 +90,13 @@ def start(
     config = tmp_path / f"{name}.toml"
     config.write_text(settings_toml(settings))
     log = tmp_path / f"{name}.log"
-    handle = log.open("ab")
-    process = subprocess.Popen(
-        [*LUXTEL, "run", "-c", str(config)],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-    )
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            [*LUXTEL, "run", "-c", str(config)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
     return log, process
 
 
@@ -112,13 +113,13 @@ def test_readings_a_batch_and_a_bad_payload_end_to_end(
     request: pytest.FixtureRequest,
     broker_name: str,
     tmp_path: Path,
-    influxdb: object,
+    influxdb: InfluxDBServer,
     influx_db: str,
     topic_root: str,
 ) -> None:
     """With the default settings (`mqtt.protocol = "auto"`): each broker's MQTT version."""
     broker = broker_of(request, broker_name)
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = make_settings(tmp_path, broker.url, influx_url, influx_db, topic_root)
     batch = [
         {
@@ -148,8 +149,6 @@ class BackgroundPublisher:
     """Publishes `messages` in slices of 200 from a thread, each acknowledged by the broker."""
 
     def __init__(self, url: str, messages: list[tuple[str, bytes]]) -> None:
-        import threading
-
         self.url, self.messages = url, messages
         self.error: BaseException | None = None
         self.published = 0
@@ -172,12 +171,12 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
     request: pytest.FixtureRequest,
     broker_name: str,
     tmp_path: Path,
-    influxdb: object,
+    influxdb: InfluxDBServer,
     influx_db: str,
     topic_root: str,
 ) -> None:
     broker = broker_of(request, broker_name)
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = make_settings(
         tmp_path / "state",
         broker.url,
@@ -213,12 +212,12 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
 
 
 def test_a_qos_2_delivery_is_ingested_and_ingest_carries_on(
-    tmp_path: Path, aedes: ServerProcess, influxdb: object, influx_db: str, topic_root: str
+    tmp_path: Path, aedes: ServerProcess, influxdb: InfluxDBServer, influx_db: str, topic_root: str
 ) -> None:
     """aedes forwards a QoS 2 publication at QoS 2 even to luxtel's QoS 1 subscription: luxtel
     answers it as a QoS 2 receiver (PUBREC once durable, PUBCOMP for the PUBREL), stays
     connected, and what follows lands too."""
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = with_mqtt(
         make_settings(tmp_path, aedes.url, influx_url, influx_db, topic_root), protocol="3.1.1"
     )
@@ -241,14 +240,14 @@ def test_auto_falls_back_to_3_1_1_once_on_a_broker_without_mqtt_5(
     request: pytest.FixtureRequest,
     broker_name: str,
     tmp_path: Path,
-    influxdb: object,
+    influxdb: InfluxDBServer,
     influx_db: str,
     topic_root: str,
 ) -> None:
     """RabbitMQ 3.10 closes an MQTT 5 connection at once; aedes answers it with 3.1.1's
     "unacceptable protocol version". luxtel says once that it falls back, and works."""
     broker = broker_of(request, broker_name)
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = make_settings(tmp_path, broker.url, influx_url, influx_db, topic_root)
     assert settings.mqtt.protocol == "auto"  # the default
     with capture_logs() as logs, RunningPipeline(settings) as running:
@@ -264,9 +263,9 @@ def test_auto_falls_back_to_3_1_1_once_on_a_broker_without_mqtt_5(
 
 
 def test_explicit_mqtt_5_on_aedes_stops_with_one_sentence(
-    tmp_path: Path, aedes: ServerProcess, influxdb: object, influx_db: str, topic_root: str
+    tmp_path: Path, aedes: ServerProcess, influxdb: InfluxDBServer, influx_db: str, topic_root: str
 ) -> None:
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = make_settings(tmp_path, aedes.url, influx_url, influx_db, topic_root)
     log, process = start(tmp_path, settings, LUXTEL_MQTT__PROTOCOL="5")
     assert process.wait(60) == 1, log.read_text()[-3000:]
@@ -276,11 +275,15 @@ def test_explicit_mqtt_5_on_aedes_stops_with_one_sentence(
 
 
 def test_no_mqtt_version_accepted_exits_1_with_one_sentence(
-    tmp_path: Path, rabbitmq: RabbitMQServer, influxdb: object, influx_db: str, topic_root: str
+    tmp_path: Path,
+    rabbitmq: RabbitMQServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
 ) -> None:
     """`mqtt.url` pointing at RabbitMQ's AMQP port (a common slip): neither MQTT 5 nor 3.1.1
     gets a CONNACK, only AMQP's protocol header; luxtel stops instead of retrying forever."""
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     wrong = f"mqtt://{rabbitmq.host}:{rabbitmq.amqp_port}"
     settings = make_settings(tmp_path, wrong, influx_url, influx_db, topic_root)
     log, process = start(tmp_path, settings)
@@ -293,9 +296,13 @@ def test_no_mqtt_version_accepted_exits_1_with_one_sentence(
 
 
 def test_rabbitmq_dots_become_levels_and_the_dead_letter_says_why(
-    tmp_path: Path, rabbitmq: RabbitMQServer, influxdb: object, influx_db: str, topic_root: str
+    tmp_path: Path,
+    rabbitmq: RabbitMQServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
 ) -> None:
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = with_mqtt(
         make_settings(tmp_path, rabbitmq.url, influx_url, influx_db, topic_root), protocol="3.1.1"
     )
@@ -312,12 +319,16 @@ def test_rabbitmq_dots_become_levels_and_the_dead_letter_says_why(
 
 
 def test_rabbitmq_prefetch_of_10_does_not_hold_ingest_to_10_a_flush(
-    tmp_path: Path, rabbitmq: RabbitMQServer, influxdb: object, influx_db: str, topic_root: str
+    tmp_path: Path,
+    rabbitmq: RabbitMQServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
 ) -> None:
     """RabbitMQ sends at most 10 unacknowledged messages; acknowledgements used to leave only
     when a batch was flushed (`flush_interval_s`, 5 s here), so 300 readings took 150 s. Now
     a batch is flushed as soon as nothing more arrives."""
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     settings = make_settings(
         tmp_path, rabbitmq.url, influx_url, influx_db, topic_root, flush_interval_s=5.0
     )
@@ -341,7 +352,7 @@ def test_rabbitmq_prefetch_of_10_does_not_hold_ingest_to_10_a_flush(
 def test_two_instances_with_one_client_id_say_so_once_and_back_off(
     tmp_path: Path,
     mosquitto: MosquittoServer,
-    influxdb: object,
+    influxdb: InfluxDBServer,
     influx_db: str,
     topic_root: str,
     protocol: str,
@@ -352,7 +363,7 @@ def test_two_instances_with_one_client_id_say_so_once_and_back_off(
     used to take it from each other a few times a second, forever, in warnings; each now says
     it once, as an error naming the client id, and backs off (growing to
     `mqtt.reconnect_max_s`, 8 s here)."""
-    influx_url = influxdb.url  # type: ignore[attr-defined]
+    influx_url = influxdb.url
     client_id = f"luxtel-twin-{uuid.uuid4().hex[:8]}"
     runs = []
     for name in ("a", "b"):
