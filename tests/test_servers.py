@@ -24,15 +24,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from servers import (
+    AedesServer,
     InfluxDBError,
     InfluxDBServer,
     MosquittoServer,
+    RabbitMQServer,
     ServerProcess,
     ServerStartError,
     create_database,
     query,
     write_points,
 )
+from tests.support import descendants, process_gone
 
 pytestmark = pytest.mark.integration
 
@@ -500,3 +503,27 @@ def _assert_every_option_commented(text: str) -> None:
             commented = True
         else:
             assert commented, f"option without a comment: {line!r}"
+
+
+def test_rabbitmq_and_aedes_leave_no_process_behind(tmp_path: Path) -> None:
+    """RabbitMQ runs as a shell, an Erlang VM, its epmd and helpers: `stop()` ends them all,
+    and `kill()` too (one process group); aedes is one node process."""
+    rabbit = RabbitMQServer(tmp_path / "rabbitmq")
+    rabbit.start(timeout=120)
+    assert rabbit.pid is not None
+    family = [rabbit.pid, *descendants(rabbit.pid)]
+    assert any("epmd" in Path(f"/proc/{pid}/cmdline").read_text() for pid in family[1:])
+    rabbit.stop()
+    assert all(process_gone(pid) for pid in family)
+    rabbit.start(timeout=120)  # the same ports and data again
+    assert rabbit.pid is not None
+    family = [rabbit.pid, *descendants(rabbit.pid)]
+    rabbit.kill()
+    wait = time.monotonic() + 10
+    while not all(process_gone(pid) for pid in family) and time.monotonic() < wait:
+        time.sleep(0.1)
+    assert all(process_gone(pid) for pid in family)
+    with AedesServer(tmp_path / "aedes") as aedes:
+        assert aedes.pid is not None
+        pid = aedes.pid
+    assert process_gone(pid)
