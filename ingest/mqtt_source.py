@@ -235,12 +235,19 @@ class MqttSource:
                     attempt, self.target.reconnect_min_s, self.target.reconnect_max_s, self._rng
                 )
                 attempt += 1
+                hint = {}
+                if isinstance(error, ClosedBeforeConnackError) and self.target.protocol == "5":
+                    hint["hint"] = (
+                        "a broker without MQTT 5 (RabbitMQ 3.x) closes an MQTT 5 connection "
+                        'so: try mqtt.protocol = "auto"'
+                    )
                 log.warning(
                     "mqtt_connect_failed",
                     broker=self._where,
                     error=str(error) or type(error).__name__,
                     retry_in_s=round(delay, 2),
                     attempt=attempt,
+                    **hint,
                 )
                 await self._sleep_unless_stopping(delay)
                 continue
