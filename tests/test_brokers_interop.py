@@ -100,9 +100,19 @@ def start(
     return log, process
 
 
+def exit_status(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int | None:
+    """How `luxtel run` exited by itself within `timeout_s`; None (and it is killed) if not."""
+    try:
+        return process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
 def stop(process: subprocess.Popen[bytes], log: Path) -> None:
     process.terminate()
-    assert process.wait(60) == 0, log.read_text()[-3000:]
+    assert exit_status(process) == 0, log.read_text()[-3000:]
 
 
 # ---- every broker: end to end -----------------------------------------------------------------
@@ -268,7 +278,7 @@ def test_explicit_mqtt_5_on_aedes_stops_with_one_sentence(
     influx_url = influxdb.url
     settings = make_settings(tmp_path, aedes.url, influx_url, influx_db, topic_root)
     log, process = start(tmp_path, settings, LUXTEL_MQTT__PROTOCOL="5")
-    assert process.wait(60) == 1, log.read_text()[-3000:]
+    assert exit_status(process) == 1, log.read_text()[-3000:]
     text = log.read_text()
     assert "does not speak MQTT 5" in text, text[-3000:]
     assert 'mqtt.protocol = "auto"' in text
@@ -287,7 +297,7 @@ def test_no_mqtt_version_accepted_exits_1_with_one_sentence(
     wrong = f"mqtt://{rabbitmq.host}:{rabbitmq.amqp_port}"
     settings = make_settings(tmp_path, wrong, influx_url, influx_db, topic_root)
     log, process = start(tmp_path, settings)
-    assert process.wait(60) == 1, log.read_text()[-3000:]
+    assert exit_status(process) == 1, log.read_text()[-3000:]
     text = log.read_text()
     assert "neither MQTT 5 nor MQTT 3.1.1" in text, text[-3000:]
 
