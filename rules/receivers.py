@@ -1,13 +1,18 @@
 """Receivers: Apprise URLs (e-mail, Slack, Teams, Telegram, ntfy, JSON webhooks…) and the
-Prometheus Alertmanager API. Library errors become NotifyError here, marked retryable or not.
+Prometheus Alertmanager API, each an `Integration` (Alertmanager's `notify.Integration`): one
+`notify(body)` that answers `(retry, error)`. Library errors become NotifyError here, marked
+retryable or not: a 4xx other than 429 from Alertmanager, or a URL Apprise does not know, is
+not worth trying again. Apprise reports only success or failure of a send, so a webhook's 4xx
+behind an Apprise URL is retried like any other failure of that URL.
 
 Each URL of a receiver is its own outbox item, so a mail server that is down does not make a
 Slack channel that took the message receive it twice.
 """
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import apprise
@@ -16,6 +21,8 @@ import orjson
 from rules.alerts import Alert
 from rules.dispatch import Notification
 from rules.errors import NotifyError
+from rules.notify_config import ReceiverSpec
+from rules.store import OutboxEntry
 
 AM_ENDS_AFTER = timedelta(hours=8)
 """A firing alert sent to Alertmanager ends then unless sent again (a repeat refreshes it):
@@ -86,3 +93,85 @@ async def send_alertmanager(session: aiohttp.ClientSession, base_url: str, body:
     raise NotifyError(
         f"Alertmanager at {base_url} answered {status}: {text[:300]}", retryable=retryable
     )
+
+
+class Integration(Protocol):
+    """One place a notification goes to (Alertmanager's `notify.Integration`)."""
+
+    async def notify(self, body: bytes) -> tuple[bool, NotifyError | None]:
+        """Deliver `body`; `(False, None)` when taken, else whether to retry and why not."""
+        ...
+
+
+async def _outcome(send: Awaitable[None]) -> tuple[bool, NotifyError | None]:
+    try:
+        await send
+    except NotifyError as error:
+        return error.retryable, error
+    return False, None
+
+
+class AppriseIntegration:
+    """One Apprise URL of a receiver."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def notify(self, body: bytes) -> tuple[bool, NotifyError | None]:
+        return await _outcome(send_apprise(self.url, body))
+
+
+class AlertmanagerIntegration:
+    """A receiver's Alertmanager (`POST /api/v2/alerts`)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self.session = session
+        self.base_url = base_url
+
+    async def notify(self, body: bytes) -> tuple[bool, NotifyError | None]:
+        return await _outcome(send_alertmanager(self.session, self.base_url, body))
+
+
+class Unreachable:
+    """An entry whose receiver (or URL) is not configured now: retried, as the configuration
+    may bring it back, unless `retry` says otherwise."""
+
+    def __init__(self, reason: str, *, retry: bool = True) -> None:
+        self.reason = reason
+        self.retry = retry
+
+    async def notify(self, body: bytes) -> tuple[bool, NotifyError | None]:
+        return self.retry, NotifyError(self.reason, retryable=self.retry)
+
+
+def integration_for(
+    entry: OutboxEntry, receivers: dict[str, ReceiverSpec], session: aiohttp.ClientSession
+) -> Integration:
+    """The integration a notification entry goes to (InfluxDB entries are the engine's)."""
+    receiver = receivers.get(entry.receiver)
+    if receiver is None:
+        return Unreachable(f"receiver {entry.receiver!r} is no longer configured")
+    if entry.kind == "apprise":
+        if entry.index >= len(receiver.apprise):
+            return Unreachable(f"receiver {entry.receiver!r} has no URL #{entry.index}")
+        return AppriseIntegration(receiver.apprise[entry.index])
+    if entry.kind == "alertmanager":
+        if not receiver.alertmanager:
+            return Unreachable(f"receiver {entry.receiver!r} has no Alertmanager now")
+        return AlertmanagerIntegration(session, receiver.alertmanager)
+    return Unreachable(f"unknown outbox kind {entry.kind!r}", retry=False)
+
+
+def notification_entries(note: Notification, receiver: ReceiverSpec) -> list[OutboxEntry]:
+    """What one notification owes to its receiver: an entry per Apprise URL, one for its
+    Alertmanager."""
+    entries: list[OutboxEntry] = []
+    if receiver.apprise:
+        body = apprise_body(note)
+        entries += [
+            OutboxEntry("apprise", note.receiver, index, body)
+            for index in range(len(receiver.apprise))
+        ]
+    if receiver.alertmanager:
+        entries.append(OutboxEntry("alertmanager", note.receiver, 0, alertmanager_body(note)))
+    return entries
