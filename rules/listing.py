@@ -86,51 +86,53 @@ def render(listing: Listing, fmt: Format, console: Console) -> None:
     console.print(
         f"{listing.unsent} notification(s) or point(s) waiting to be delivered, "
         f"{listing.failed_attempts} failed attempt(s) so far; "
-        f"{listing.silences} active silence(s)",
-        soft_wrap=True,
+        f"{listing.silences} active silence(s)"
     )
     if listing.given_up:
         console.print(
             f"{len(listing.given_up)} notification(s) failed for good (not retried; fix the "
-            "receiver):",
-            soft_wrap=True,
+            "receiver):"
         )
         for item in listing.given_up:
             where = f"{item.receiver} ({item.kind}" + (
                 f" URL #{item.index})" if item.kind == "apprise" else ")"
             )
             when = item.gave_up_at.strftime("%Y-%m-%d %H:%M")
-            console.print(f"  {when} {where}: {item.error}", soft_wrap=True, markup=False)
+            console.print(f"  {when} {where}: {item.error}", markup=False)
 
 
-def chosen_columns(records: Sequence[dict[str, str]], width: int) -> list[str]:
-    """The columns that fit `width`, in display order: by `_PRIORITY`, each costing its
-    widest cell (or header) plus 3 for padding and rule, the summary at least 24."""
-    need = {name: max([len(name), *(len(r[name]) for r in records)]) + 3 for name in COLUMNS}
-    need["summary"] = min(need["summary"], _SUMMARY_MIN + 3)
+def chosen_columns(records: Sequence[dict[str, str]], width: int) -> dict[str, int]:
+    """The columns that fit `width` and the width of each, in display order: the first ones
+    of `_PRIORITY` that fit, each as wide as its widest cell (or header), the summary taking
+    what is left (at least 24). Between two columns go 3 characters: padding, rule, padding."""
+    need = {name: max([len(name), *(len(r[name]) for r in records)]) for name in COLUMNS}
+    need["device_id"] = max(need["device_id"], len("device"))
     kept: set[str] = set()
-    used = 1
+    used = -3
     for name in _PRIORITY:
-        if used + need[name] > width and name not in ("id", "state"):
-            continue
+        cost = (min(need[name], _SUMMARY_MIN) if name == "summary" else need[name]) + 3
+        if name not in ("id", "state") and used + cost > width:
+            break
         kept.add(name)
-        used += need[name]
-    return [name for name in COLUMNS if name in kept]
+        used += cost
+    out = {name: need[name] for name in COLUMNS if name in kept}
+    if "summary" in out:
+        rest = width - sum(w + 3 for n, w in out.items() if n != "summary")
+        out["summary"] = max(min(need["summary"], rest), 1)
+    return out
 
 
 def table(records: Sequence[dict[str, str]], width: int) -> Table:
     """The alerts as a table at most `width` wide, one line per alert."""
-    out = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    out = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     columns = chosen_columns(records, width)
-    for name in columns:
-        flexible = name == "summary"
+    for name, size in columns.items():
         out.add_column(
             "device" if name == "device_id" else name,
             no_wrap=True,
             overflow="ellipsis",
-            min_width=_SUMMARY_MIN if flexible else None,
-            ratio=1 if flexible else None,
+            width=size,
         )
     for record in records:
-        out.add_row(*(record[name] for name in columns), end_section=False)
+        out.add_row(*(record[name] for name in columns))
     return out
