@@ -9,8 +9,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from energy.output import write_rows
+from energy.report import Row
 from luxtel.cli import app
 from rules.alerts import Alert
 from rules.evaluator import EngineState
@@ -105,3 +108,52 @@ def test_alerts_list_piped_is_one_line_per_alert(tmp_path: Path) -> None:
     assert all(len(line) <= 80 for line in lines)
     assert [sum(a.id in line for line in lines) for a in alerts] == [1, 1, 1]
     assert "\x1b[" not in done.stdout.decode(), "no terminal escapes in a pipe"
+
+
+def report_rows() -> list[Row]:
+    return [
+        Row(
+            f"luminaire-{i:04d}-north-circuit-c12",
+            "",
+            1,
+            "counter",
+            2976,
+            2976.0,
+            100.0,
+            123.456,
+            120.0,
+            3.456,
+            350.25,
+            80.0,
+            400.0,
+            276.5,
+            69.1,
+            150.3,
+            0,
+            False,
+        )
+        for i in range(3)
+    ]
+
+
+def test_the_energy_report_table_fits_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    write_rows(report_rows(), "device", "table", None)
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    header = next(line for line in lines if line.startswith("device"))
+    assert header.split() == ["device", "devices", "metered_kwh", "savings_kwh", "savings_pct"]
+    rows = [line for line in lines if line.startswith("luminaire-")]
+    assert len(rows) == 3
+    assert rows[0].split()[1:] == ["1", "123.456", "276.500", "69.100"]
+    assert any("12 more column(s)" in line for line in lines)
+
+
+def test_the_energy_report_table_in_a_file_has_every_column(tmp_path: Path) -> None:
+    out = tmp_path / "report.txt"
+    write_rows(report_rows(), "device", "table", out)
+    header = next(line for line in out.read_text().splitlines() if line.startswith("device"))
+    assert "co2_avoided_kg" in header.split()
+    assert len(header.split()) == 17
