@@ -14,6 +14,7 @@ from dashboards.command import dashboards_app
 from energy.command import energy_app, export
 from luxtel.config_example import example_toml
 from luxtel.gc_settings import tune_for_ingest
+from luxtel.local_servers import ServerError
 from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
@@ -23,7 +24,6 @@ from rules.errors import RuleFileError
 from rules.inventory import load_inventory
 from rules.loader import load_rules
 from rules.notify_config import load_notify
-from servers import ServerError
 from simulator.command import simulate
 from simulator.config import ConfigError as SimulationConfigError
 from simulator.config import SimulationConfig
