@@ -1,9 +1,9 @@
 """Receivers: Apprise URLs (e-mail, Slack, Teams, Telegram, ntfy, JSON webhooks…) and the
 Prometheus Alertmanager API, each an `Integration` (Alertmanager's `notify.Integration`): one
 `notify(body)` that answers `(retry, error)`. Library errors become NotifyError here, marked
-retryable or not: a 4xx other than 429 from Alertmanager, or a URL Apprise does not know, is
-not worth trying again. Apprise reports only success or failure of a send, so a webhook's 4xx
-behind an Apprise URL is retried like any other failure of that URL.
+retryable or not: a 4xx other than 408, 425 and 429 from Alertmanager or from a service behind
+an Apprise URL (its status read from what Apprise logged of the send: `rules.apprise_log`), or
+a URL Apprise does not know, is not worth trying again.
 
 Each URL of a receiver is its own outbox item, so a mail server that is down does not make a
 Slack channel that took the message receive it twice.
@@ -19,6 +19,7 @@ import apprise
 import orjson
 
 from rules.alerts import Alert
+from rules.apprise_log import refused_for_good, warnings_of
 from rules.dispatch import Notification
 from rules.errors import NotifyError
 from rules.notify_config import ReceiverSpec
@@ -44,12 +45,19 @@ async def send_apprise(url: str, body: bytes) -> None:
             raise NotifyError(
                 "not a valid Apprise URL (see the receiver's apprise list)", retryable=False
             )
-        if not sender.notify(
+        result = sender.notify(
             body=message["body"] or message["title"],
             title=message["title"],
             notify_type=message.get("type", "info"),
-        ):
-            raise NotifyError("the service did not take the notification", retryable=True)
+        )
+        if result:
+            return
+        warnings = warnings_of(result)
+        why = " ".join(warnings)[:300]
+        raise NotifyError(
+            "the service did not take the notification" + (f": {why}" if why else ""),
+            retryable=not refused_for_good(warnings),
+        )
 
     await asyncio.to_thread(call)
 
@@ -89,7 +97,7 @@ async def send_alertmanager(session: aiohttp.ClientSession, base_url: str, body:
         ) from None
     if status < 300:
         return
-    retryable = status == 429 or status >= 500
+    retryable = status in (408, 425, 429) or status >= 500
     raise NotifyError(
         f"Alertmanager at {base_url} answered {status}: {text[:300]}", retryable=retryable
     )

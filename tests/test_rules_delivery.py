@@ -18,6 +18,7 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from models import Observation
+from rules.apprise_log import refused_for_good
 from rules.command import alerts_app
 from rules.store import OutboxEntry, Store
 from servers import free_port
@@ -124,6 +125,61 @@ def test_an_alertmanager_400_is_recorded_once_shown_and_not_retried(
     assert "1 notification(s) failed for good" in shown.output
     assert "crew" in shown.output
     assert "answered 400" in shown.output
+
+
+def test_a_webhook_answering_400_behind_an_apprise_url_is_given_up_once(
+    tmp_path: Path, http: Callable[[Handler], Http]
+) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=400, text="unknown channel")
+
+    server = http(refuse)
+    failures = run_until_refused(tmp_path, f"apprise: ['json://127.0.0.1:{server.port}/hook']")
+    assert server.requests == {"/hook": 1}
+    assert failures == 1
+    store = Store(tmp_path / "rules.sqlite")
+    try:
+        given_up = store.given_up()
+    finally:
+        store.close()
+    assert [(g.kind, g.receiver, g.index) for g in given_up] == [("apprise", "crew", 0)]
+    assert "error=400" in given_up[0].error
+
+
+def test_a_webhook_answering_503_or_429_behind_an_apprise_url_is_retried(
+    tmp_path: Path, http: Callable[[Handler], Http]
+) -> None:
+    async def busy(request: web.Request) -> web.Response:
+        status = 429 if sum(server.requests.values()) % 2 else 503
+        return web.Response(status=status, text="busy")
+
+    server = http(busy)
+    failures = run_until_refused(tmp_path, f"apprise: ['json://127.0.0.1:{server.port}/hook']")
+    assert failures >= 2
+    assert server.requests["/hook"] == failures
+    store = Store(tmp_path / "rules.sqlite")
+    try:
+        assert store.given_up() == []
+        assert store.unsent() == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("warnings", "for_good"),
+    [
+        (["Failed to send JSON POST notification: Bad Request, error=400."], True),
+        (["Failed to send Slack notification: Not Found, error=404."], True),
+        (["Failed to send JSON POST notification: error=429."], False),
+        (["Failed to send JSON POST notification: Request Timeout, error=408."], False),
+        (["Failed to send JSON POST notification: Service Unavailable, error=503."], False),
+        (["A Connection error occurred sending JSON notification to 127.0.0.1."], False),
+        ([], False),
+        (["…error=400.", "…error=502."], False),
+    ],
+)
+def test_which_apprise_failures_are_for_good(warnings: list[str], for_good: bool) -> None:
+    assert refused_for_good(warnings) is for_good
 
 
 def test_a_url_apprise_does_not_know_is_given_up_at_once(tmp_path: Path) -> None:
