@@ -142,6 +142,24 @@ def test_imports_follow_the_layers() -> None:
     assert not gone, "fixed, so take them out of ALLOWLIST:\n" + "\n".join(gone)
 
 
+NOT_INSTALLED = ("servers", "tests", "bench", "fuzz")
+"""Found from the repository root only: an installed module that imports them fails."""
+
+
+def test_no_installed_module_imports_the_test_harness() -> None:
+    found = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            found += [f"{name} -> {n}" for n in names if n.split(".")[0] in NOT_INSTALLED]
+    assert found == []
+
+
 def test_the_walker_sees_a_back_arrow_and_a_sideways_import(tmp_path: Path) -> None:
     """The walker itself, on modules written for the purpose."""
     known = {"rules.a": tmp_path / "a.py", "energy.b": tmp_path / "b.py"}
