@@ -11,6 +11,7 @@ Slack channel that took the message receive it twice.
 
 import asyncio
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,6 +25,11 @@ from rules.dispatch import Notification
 from rules.errors import NotifyError
 from rules.notify_config import ReceiverSpec
 from rules.store import OutboxEntry
+
+APPRISE_THREADS = 16
+"""Apprise sends at once (each blocks a thread of its own pool, not the event loop's default
+executor): so a few slow mail servers hold up neither the other receivers nor anything else."""
+_APPRISE_POOL = ThreadPoolExecutor(APPRISE_THREADS, thread_name_prefix="luxtel-apprise")
 
 AM_ENDS_AFTER = timedelta(hours=8)
 """A firing alert sent to Alertmanager ends then unless sent again (a repeat refreshes it):
@@ -59,7 +65,7 @@ async def send_apprise(url: str, body: bytes) -> None:
             retryable=not refused_for_good(warnings),
         )
 
-    await asyncio.to_thread(call)
+    await asyncio.get_running_loop().run_in_executor(_APPRISE_POOL, call)
 
 
 def alertmanager_alert(alert: Alert, at: datetime) -> dict[str, Any]:
