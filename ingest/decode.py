@@ -270,6 +270,10 @@ class _Delivery(NamedTuple):
     retained: bool
 
 
+_new_delivery = tuple.__new__
+"""`_new_delivery(_Delivery, (...))`: as `_new_point`, without the Python-level `__new__`."""
+
+
 def _add_reading(
     topic: Topic, device_id: str, reading: Reading, limits: Limits, out: Decoded, d: _Delivery
 ) -> None:
@@ -434,7 +438,7 @@ def decode_into(
         ):
             return
         body = _parse_json(payload, limits)
-        delivery = _Delivery(name, received_at, received_ms, retained)
+        delivery = _new_delivery(_Delivery, (name, received_at, received_ms, retained))
         _DECODERS[topic.kind](topic, body, limits, out, delivery)
     except RejectionError as rejection:
         out.dead_letters.append(
