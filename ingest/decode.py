@@ -275,25 +275,34 @@ _new_delivery = tuple.__new__
 
 
 def _add_reading(
-    topic: Topic, device_id: str, reading: Reading, limits: Limits, out: Decoded, d: _Delivery
+    topic: Topic,
+    device_id: str,
+    reading: Reading,
+    limits: Limits,
+    out: Decoded,
+    delivery: _Delivery,
 ) -> None:
     """The reading's point (unless it is a retained one without `ts`) and observation."""
-    at = d.received_at
-    if reading.ts is not None or not d.retained:
-        ts_ms = _timestamp_ms(reading.ts, device_id, d.received_at, d.received_ms, limits)
+    at = delivery.received_at
+    if reading.ts is not None or not delivery.retained:
+        ts_ms = _timestamp_ms(
+            reading.ts, device_id, delivery.received_at, delivery.received_ms, limits
+        )
         try:
             line = encode_reading(topic.zone, device_id, reading, ts_ms)
         except EncodeError as error:  # the model's ranges make this unreachable; kept as a guard
             raise RejectionError(
                 Reason.INVALID_VALUE, f"reading cannot be encoded: {error}"
             ) from None
-        out.points.append(Point(line, d.name))
+        out.points.append(Point(line, delivery.name))
         at = reading.ts or from_epoch_ms(ts_ms)
     else:
         out.retained_skipped += 1
     if limits.observe:
         out.observations.append(
-            Observation(topic.zone, device_id, at, d.received_at, reading, retained=d.retained)
+            Observation(
+                topic.zone, device_id, at, delivery.received_at, reading, retained=delivery.retained
+            )
         )
 
 

@@ -20,7 +20,7 @@ from ingest.mqtt_codec import (
     encode_publish,
 )
 from servers import InfluxDBServer, MosquittoServer
-from tests.support import RunningPipeline, count, make_settings, rows, wait_until
+from tests.support import Publisher, RunningPipeline, count, make_settings, rows, wait_until
 
 PLAIN = {"lamp_on": True, "power_w": 40.0, "energy_wh": 1000.0}
 
@@ -92,3 +92,29 @@ def test_a_batch_with_several_readings_of_one_device_without_ts_is_as_many_point
     assert sorted(r["seq"] for r in got if r["device_id"] == "lum-1") == list(range(6))
     assert sorted(r["seq"] for r in got if r["device_id"] == "lum-2") == [0, 0, 1, 1, 2, 2]
     assert count(influxdb.url, influx_db, "telemetry") == 12
+
+
+def test_readings_without_ts_queued_while_luxtel_was_down_are_as_many_points(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    """The broker holds 200 readings of two devices for luxtel's session and hands them over
+    at once when it is back: read in a few large reads, one receive time each."""
+    settings = make_settings(
+        tmp_path, mosquitto.url, influxdb.url, influx_db, topic_root, client_id=f"q-{topic_root}"
+    )
+    with RunningPipeline(settings):
+        pass  # the session now holds the subscription
+    queued = [
+        (f"{topic_root}/north/lum-{i % 2}/telemetry", json.dumps({**PLAIN, "seq": i}).encode())
+        for i in range(200)
+    ]
+    publisher = Publisher(mosquitto.url)
+    publisher.publish(queued)
+    publisher.close()
+    with RunningPipeline(settings) as running:
+        wait_until(lambda: running.metric("luxtel_points_written_total") == 200, what="200 writes")
+    assert count(influxdb.url, influx_db, "telemetry") == 200
