@@ -594,6 +594,7 @@ static PyObject *values_of(const reading *r) {
 
 /* ---- Stamps: the receive time of readings without `ts`, unique per device -------------------- */
 
+#define LATEST_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
 #define STEP_BACK_MAX_MS 10000LL /* a larger step back of the clock is a correction: followed */
 #define SWEEP_SLACK 64           /* entries allowed beyond twice the last sweep's before sweeping */
 
@@ -650,6 +651,11 @@ static int stamps_sweep(Stamps *s, long long base) {
 /* The ms to write a reading of `device` received at `received_ms` with; -1 with an exception
  * set on failure (memory). With `undo`, what it replaced is logged there. */
 static long long stamps_stamp(Stamps *s, PyObject *device, long long received_ms, undo_log *undo) {
+    if (received_ms < 0 || received_ms > LATEST_MS) { /* so that nothing below can overflow */
+        PyErr_Format(PyExc_ValueError, "received_ms %lld is not in the years 1970 to 9999",
+                     received_ms);
+        return -1;
+    }
     if (received_ms > s->floor) {
         s->floor = received_ms;
     } else if (received_ms < s->floor - STEP_BACK_MAX_MS) {

@@ -108,5 +108,7 @@ def test_wrong_arguments_are_type_errors() -> None:
         stamps.stamp("lum-1")  # type: ignore[call-arg]
     with pytest.raises(OverflowError):
         stamps.stamp("lum-1", 2**64)
+    with pytest.raises(ValueError, match="1970 to 9999"):
+        stamps.stamp("lum-1", -1)
     with pytest.raises(TypeError):
         Stamps(1)  # type: ignore[call-arg]
