@@ -40,7 +40,7 @@ from types import ModuleType
 from rich.console import Console
 from rich.table import Table
 
-from servers import InfluxDBServer, MosquittoServer, create_database
+from luxtel.local_servers import InfluxDBServer, MosquittoServer, create_database
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

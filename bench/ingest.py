@@ -70,7 +70,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from rich.console import Console
 from rich.table import Table
 
-from servers import (
+from luxtel.local_servers import (
     InfluxDBServer,
     MosquittoServer,
     ServerError,

@@ -9,19 +9,25 @@ places come with the rules engine's `luminaire_state` points.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_NEEDED = ("device_id", "zone", "circuit", "lat", "lon", "baseline_power_w", "report_interval_s")
+from models.inventory import InventoryError
+from models.inventory import read_inventory as read_rows
+
+__all__ = [
+    "DEFAULT_INTERVAL_S",
+    "Inventory",
+    "InventoryError",
+    "Place",
+    "circuit_regex",
+    "make_inventory",
+    "read_inventory",
+]
 
 DEFAULT_INTERVAL_S = 900
 """The contract's usual reporting interval, used for burning hours when there is no inventory."""
-
-
-class InventoryError(ValueError):
-    """The inventory cannot be used: one sentence naming the file, line and column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,42 +60,15 @@ def circuit_regex(device_ids: tuple[str, ...]) -> str:
     return "|".join(re.escape(device_id) for device_id in device_ids)
 
 
-def _number(row: dict[str, str], key: str, where: str) -> float:
-    try:
-        return float(row[key])
-    except ValueError:
-        raise InventoryError(f"{where}: {key} {row[key]!r} is not a number") from None
-
-
 def read_inventory(path: Path) -> Inventory:
-    """The inventory CSV at `path`, in the contract's columns (others are ignored)."""
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as error:
-        raise InventoryError(f"cannot read {str(path)!r}: {error.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in _NEEDED if name not in (reader.fieldnames or [])]
-        if missing:
-            raise InventoryError(f"{path}: missing column(s) {', '.join(missing)}")
-        places: list[Place] = []
-        baselines: list[float] = []
-        intervals: dict[int, int] = {}
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            places.append(
-                Place(
-                    row["device_id"],
-                    row["zone"],
-                    row["circuit"],
-                    _number(row, "lat", where),
-                    _number(row, "lon", where),
-                )
-            )
-            baselines.append(_number(row, "baseline_power_w", where))
-            interval = int(_number(row, "report_interval_s", where))
-            intervals[interval] = intervals.get(interval, 0) + 1
-    return make_inventory(places, baselines, intervals)
+    """The inventory CSV at `path`, read by `models.inventory` (the one parser: strict, each
+    error with its line), projected onto what the dashboards use."""
+    rows = read_rows(path).values()
+    places = [Place(r.device_id, r.zone, r.circuit, r.lat, r.lon) for r in rows]
+    intervals: dict[int, int] = {}
+    for row in rows:
+        intervals[row.report_interval_s] = intervals.get(row.report_interval_s, 0) + 1
+    return make_inventory(places, [r.baseline_power_w for r in rows], intervals)
 
 
 def make_inventory(

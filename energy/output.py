@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -71,17 +72,72 @@ def write_rows(rows: Sequence[Row], by: str, fmt: str, output: Path | None) -> N
         )
         _emit(buffer.getvalue(), output)
         return
-    table = Table(title="Energy report", show_lines=False)
-    shown = [c for c in columns if c != "period"]
-    for column in shown:
-        table.add_column(column, justify="left" if column in (by, "method") else "right")
-    for record in records:
-        table.add_row(*(_cell(record[c]) for c in shown))
     if output is None:
-        Console(width=240).print(table)
+        console = Console(highlight=False)
+        console.print(_table(records, columns, by, console.width))
     else:
         with output.open("w", encoding="utf-8") as fh:
-            Console(file=fh, width=240).print(table)
+            Console(file=fh, width=240).print(_table(records, columns, by, 240))
+
+
+_PRIORITY = (
+    "devices",
+    "metered_kwh",
+    "savings_kwh",
+    "savings_pct",
+    "completeness_pct",
+    "baseline_kwh",
+    "burning_h",
+    "co2_avoided_kg",
+    "gap",
+    "verified_kwh",
+    "unverified_kwh",
+    "mean_dim_pct",
+    "readings",
+    "expected",
+    "resets",
+    "method",
+)
+"""Which columns a narrow table keeps, after the row's key (the whole report: csv or json)."""
+
+
+def _table(records: list[dict[str, Any]], columns: list[str], by: str, width: int) -> Table:
+    """The report at most `width` wide: every cell on one line, the first columns of
+    `_PRIORITY` that fit (3 characters between two), a caption naming what was left out."""
+    cells = [{c: _cell(r[c]) for c in columns} for r in records]
+    need = {c: max([len(c), *(len(row[c]) for row in cells)]) for c in columns}
+    wanted = [by, *(c for c in _PRIORITY if c in need)]
+    kept: list[str] = []
+    used = -3
+    for column in wanted:
+        cost = (min(need[column], 12) if column == by else need[column]) + 3
+        if kept and used + cost > width:
+            break
+        kept.append(column)
+        used += cost
+    shown = [c for c in columns if c in kept]
+    key_width = min(need[by], min(need[by], 12) + max(0, width - used))
+    left_out = len([c for c in columns if c != "period"]) - len(shown)
+    table = Table(
+        title="Energy report",
+        caption=f"{left_out} more column(s): a wider terminal, or --format csv|json"
+        if left_out
+        else None,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in shown:
+        table.add_column(
+            column,
+            justify="left" if column in (by, "method") else "right",
+            no_wrap=True,
+            overflow="ellipsis",
+            width=key_width if column == by else need[column],
+        )
+    for row in cells:
+        table.add_row(*(row[c] for c in shown))
+    return table
 
 
 def _emit(text: str, output: Path | None) -> None:

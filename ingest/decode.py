@@ -1,8 +1,19 @@
-"""From one MQTT message to line-protocol points and dead letters: a pure function of
-(topic, payload, receive time, limits), so every rejection can be tested as a table.
+"""From one MQTT message to line-protocol points and dead letters: a function of (topic,
+payload, receive time, limits) and of one piece of memory, so every rejection can be tested as a
+table.
 
 A message never raises: whatever is wrong with it becomes a dead letter with a specific reason.
 In a gateway's batch each element stands alone.
+
+The time a point is written at: the reading's (or status's) own `ts` when it sent one, checked
+against the receive time (the wall clock read once per socket read, `ingest.mqtt_source`) with
+the allowed skew; without one, its receive stamp: the receive time in ms made unique per device
+and strictly increasing (`Limits.stamps`, an `ingest.reading_lines.Stamps`, the memory), so two
+readings of a device read in one go never overwrite each other. A reading with `ts` lands as the
+same point however often it is delivered (exactly once); one without gets a new stamp at each
+delivery (at least once). A message the broker flagged retained (`retained=True`) is written
+only for what carries its own `ts`; what has none is not written again, only observed and
+counted (`Decoded.retained_skipped`).
 """
 
 from dataclasses import dataclass, field
@@ -17,7 +28,7 @@ from ingest import fast_path
 from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status
-from models.timestamps import epoch_ms
+from models.timestamps import epoch_ms, from_epoch_ms
 
 if TYPE_CHECKING:
     from ingest.reading_lines import Checked
@@ -36,6 +47,9 @@ class Limits:
     observe: bool = False
     """Also return each accepted reading and status as an Observation (for the rules)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)
+    stamps: fast_path.Stamps = field(default_factory=fast_path.Stamps, compare=False, repr=False)
+    """The receive stamps of readings without `ts` (memory, not a setting): shared by every
+    message decoded with these limits, so one `Limits` per pipeline (bounded: see `Stamps`)."""
 
     skew_ms: int = field(init=False, compare=False, repr=False)
     """`max_clock_skew_s` in ms, worked out once (read for every reading on the fast path)."""
@@ -76,6 +90,8 @@ class Decoded:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     unknown_fields: int = 0
+    retained_skipped: int = 0
+    """Retained readings and statuses without `ts`: observed, not written again."""
 
 
 class RejectionError(Exception):
@@ -136,9 +152,13 @@ def _validate(model: type[M], data: Any, what: str) -> M:
         raise RejectionError(_reason_of(errors[0]), detail) from None
 
 
-def _timestamp_ms(ts: datetime | None, received_at: datetime, limits: Limits) -> int:
+def _timestamp_ms(
+    ts: datetime | None, device_id: str, received_at: datetime, received_ms: int, limits: Limits
+) -> int:
+    """The ms a reading or status is written at: its `ts` (which may be ahead of the receive
+    time by the allowed skew, no more) or, without one, its receive stamp (`Limits.stamps`)."""
     if ts is None:
-        return epoch_ms(received_at)
+        return limits.stamps.stamp(device_id, received_ms)
     if ts > received_at + timedelta(seconds=limits.max_clock_skew_s):
         raise RejectionError(
             Reason.TIMESTAMP_IN_FUTURE,
@@ -183,14 +203,14 @@ def _fast_telemetry(
     """The plain valid reading, by `ingest.fast_path`; False leaves it to the full path."""
     if not limits.observe:
         line = fast_path.telemetry(
-            payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, False
+            payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, False, limits.stamps
         )
         if line is None:
             return False
         out.points.append(_new_point(Point, (line, name)))
         return True
     checked = fast_path.telemetry(
-        payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, True
+        payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, True, limits.stamps
     )
     return checked is not None and _observed(topic, name, [checked], received_at, out)
 
@@ -207,12 +227,16 @@ def _fast_batch(
     """A batch whose every element is a plain valid reading; otherwise False, and the full
     path takes the whole batch (and decides about each element)."""
     if not limits.observe:
-        lines = fast_path.batch(payload, topic.zone, received_ms, limits.skew_ms, False)
+        lines = fast_path.batch(
+            payload, topic.zone, received_ms, limits.skew_ms, False, limits.stamps
+        )
         if lines is None:
             return False
         out.points.extend([_new_point(Point, (line, name)) for line in lines])
         return True
-    elements = fast_path.batch(payload, topic.zone, received_ms, limits.skew_ms, True)
+    elements = fast_path.batch(
+        payload, topic.zone, received_ms, limits.skew_ms, True, limits.stamps
+    )
     return elements is not None and _observed(topic, name, elements, received_at, out)
 
 
@@ -227,30 +251,63 @@ def _observed(
     on). A telemetry reading may leave out its `device_id` (the topic's); a batch element never
     does."""
     for checked in elements:
-        reading, when = fast_path.reading_of(checked)
+        reading, at = fast_path.reading_of(checked)
         device_id = reading.device_id or topic.source_id
         out.points.append(_new_point(Point, (checked[0], name)))
-        out.observations.append(
-            Observation(topic.zone, device_id, when or received_at, received_at, reading)
-        )
+        out.observations.append(Observation(topic.zone, device_id, at, received_at, reading))
     return True
 
 
 _FAST = {Kind.TELEMETRY: _fast_telemetry, Kind.BATCH: _fast_batch}
 
 
-def _reading_line(
-    topic: Topic, device_id: str, reading: Reading, received_at: datetime, limits: Limits
-) -> str:
-    ts_ms = _timestamp_ms(reading.ts, received_at, limits)
-    try:
-        return encode_reading(topic.zone, device_id, reading, ts_ms)
-    except EncodeError as error:  # the model's ranges make this unreachable; kept as a guard
-        raise RejectionError(Reason.INVALID_VALUE, f"reading cannot be encoded: {error}") from None
+class _Delivery(NamedTuple):
+    """What the full path needs to know of a message besides its body."""
+
+    name: str
+    received_at: datetime
+    received_ms: int
+    retained: bool
+
+
+_new_delivery = tuple.__new__
+"""`_new_delivery(_Delivery, (...))`: as `_new_point`, without the Python-level `__new__`."""
+
+
+def _add_reading(
+    topic: Topic,
+    device_id: str,
+    reading: Reading,
+    limits: Limits,
+    out: Decoded,
+    delivery: _Delivery,
+) -> None:
+    """The reading's point (unless it is a retained one without `ts`) and observation."""
+    at = delivery.received_at
+    if reading.ts is not None or not delivery.retained:
+        ts_ms = _timestamp_ms(
+            reading.ts, device_id, delivery.received_at, delivery.received_ms, limits
+        )
+        try:
+            line = encode_reading(topic.zone, device_id, reading, ts_ms)
+        except EncodeError as error:  # the model's ranges make this unreachable; kept as a guard
+            raise RejectionError(
+                Reason.INVALID_VALUE, f"reading cannot be encoded: {error}"
+            ) from None
+        out.points.append(Point(line, delivery.name))
+        at = reading.ts or from_epoch_ms(ts_ms)
+    else:
+        out.retained_skipped += 1
+    if limits.observe:
+        out.observations.append(
+            Observation(
+                topic.zone, device_id, at, delivery.received_at, reading, retained=delivery.retained
+            )
+        )
 
 
 def _decode_telemetry(
-    topic: Topic, body: Any, received_at: datetime, limits: Limits, out: Decoded, name: str
+    topic: Topic, body: Any, limits: Limits, out: Decoded, delivery: _Delivery
 ) -> None:
     if not isinstance(body, dict):
         raise RejectionError(Reason.PAYLOAD_NOT_OBJECT, "a telemetry payload must be a JSON object")
@@ -262,18 +319,11 @@ def _decode_telemetry(
             f"{topic.source_id!r} in the topic",
         )
     out.unknown_fields += len(reading.model_extra or ())
-    line = _reading_line(topic, topic.source_id, reading, received_at, limits)
-    out.points.append(Point(line, name))
-    if limits.observe:
-        out.observations.append(
-            Observation(
-                topic.zone, topic.source_id, reading.ts or received_at, received_at, reading=reading
-            )
-        )
+    _add_reading(topic, topic.source_id, reading, limits, out, delivery)
 
 
 def _decode_batch(
-    topic: Topic, body: Any, received_at: datetime, limits: Limits, out: Decoded, name: str
+    topic: Topic, body: Any, limits: Limits, out: Decoded, delivery: _Delivery
 ) -> None:
     if not isinstance(body, list):
         raise RejectionError(
@@ -289,34 +339,22 @@ def _decode_batch(
                 )
             reading = _validate(BatchReading, element, f"batch element {index}")
             out.unknown_fields += len(reading.model_extra or ())
-            line = _reading_line(topic, reading.device_id, reading, received_at, limits)
+            _add_reading(topic, reading.device_id, reading, limits, out, delivery)
         except RejectionError as rejection:
             out.dead_letters.append(
                 DeadLetter.of(
-                    received_at=received_at,
-                    topic=name,
+                    received_at=delivery.received_at,
+                    topic=delivery.name,
                     payload=orjson.dumps(element),
                     reason=rejection.reason,
                     detail=rejection.detail,
                     index=index,
                 )
             )
-        else:
-            out.points.append(Point(line, name))
-            if limits.observe:
-                out.observations.append(
-                    Observation(
-                        topic.zone,
-                        reading.device_id,
-                        reading.ts or received_at,
-                        received_at,
-                        reading=reading,
-                    )
-                )
 
 
 def _decode_status(
-    topic: Topic, body: Any, received_at: datetime, limits: Limits, out: Decoded, name: str
+    topic: Topic, body: Any, limits: Limits, out: Decoded, delivery: _Delivery
 ) -> None:
     if not isinstance(body, dict):
         raise RejectionError(Reason.PAYLOAD_NOT_OBJECT, "a status payload must be a JSON object")
@@ -324,12 +362,25 @@ def _decode_status(
     if status.is_empty():
         raise RejectionError(Reason.STATUS_EMPTY, "the status has none of online, faults, firmware")
     out.unknown_fields += len(status.model_extra or ())
-    ts_ms = _timestamp_ms(status.ts, received_at, limits)
-    out.points.append(Point(encode_status(topic.zone, topic.source_id, status, ts_ms), name))
+    at = delivery.received_at
+    if status.ts is not None or not delivery.retained:
+        ts_ms = _timestamp_ms(
+            status.ts, topic.source_id, delivery.received_at, delivery.received_ms, limits
+        )
+        line = encode_status(topic.zone, topic.source_id, status, ts_ms)
+        out.points.append(Point(line, delivery.name))
+        at = status.ts or from_epoch_ms(ts_ms)
+    else:
+        out.retained_skipped += 1
     if limits.observe:
         out.observations.append(
             Observation(
-                topic.zone, topic.source_id, status.ts or received_at, received_at, status=status
+                topic.zone,
+                topic.source_id,
+                at,
+                delivery.received_at,
+                status=status,
+                retained=delivery.retained,
             )
         )
 
@@ -349,13 +400,17 @@ def decode(
     limiter: RateLimiter | None = None,
     *,
     fast: bool = True,
+    retained: bool = False,
 ) -> Decoded:
     """Decode one message published on topic `name`. Never raises for bad input. With a
     `limiter`, a device or gateway over its message rate has the excess dead-lettered.
     `fast=False` takes the full pydantic path for everything: the reference the fast path is
-    tested against."""
+    tested against. `retained`: the broker flagged the message retained (module docstring).
+    Readings without `ts` are stamped through `limits.stamps`, which remembers them."""
     out = Decoded()
-    decode_into(out, name, payload, received_at, epoch_ms(received_at), limits, limiter, fast)
+    decode_into(
+        out, name, payload, received_at, epoch_ms(received_at), limits, limiter, fast, retained
+    )
     return out
 
 
@@ -368,9 +423,11 @@ def decode_into(
     limits: Limits,
     limiter: RateLimiter | None = None,
     fast: bool = True,
+    retained: bool = False,
 ) -> None:
     """`decode`, adding to `out`: what the ingester calls for every message of a chunk, which
-    shares one `Decoded` and one receive time (`received_ms` is `epoch_ms(received_at)`)."""
+    shares one `Decoded` and one receive time (`received_ms` is `epoch_ms(received_at)`). A
+    retained message takes the full path (rare, and the fast path writes every reading)."""
     try:
         try:
             topic = limits.topic(name)
@@ -382,7 +439,7 @@ def decode_into(
                 f"{topic.source_id!r} sent more than {limiter.rate:g} messages/s (bursts of "
                 f"{limiter.burst:g}); the excess is kept here rather than written",
             )
-        shortcut = _FAST.get(topic.kind) if fast else None
+        shortcut = _FAST.get(topic.kind) if fast and not retained else None
         if (
             shortcut is not None
             and len(payload) <= limits.max_payload_bytes
@@ -390,7 +447,8 @@ def decode_into(
         ):
             return
         body = _parse_json(payload, limits)
-        _DECODERS[topic.kind](topic, body, received_at, limits, out, name)
+        delivery = _new_delivery(_Delivery, (name, received_at, received_ms, retained))
+        _DECODERS[topic.kind](topic, body, limits, out, delivery)
     except RejectionError as rejection:
         out.dead_letters.append(
             DeadLetter.of(

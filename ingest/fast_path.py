@@ -10,29 +10,34 @@ down the full path (orjson + the pydantic models), which makes every decision ab
 their reasons and their sentences. The fast path never rejects anything itself, and it must
 accept only what the models accept, with the same values and the same lines — held to that by
 property tests against `Reading`/`BatchReading` + `encode_reading`.
+
+A reading without `ts` is written at its receive stamp from a `Stamps` (unique per device; see
+`ingest.reading_lines.Stamps`), the one object both paths stamp with: the C module stamps a
+reading only once it is sure to take it, and rolls back a batch it then leaves to the full path.
 """
 
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from ingest.reading_lines import batch, telemetry
+from ingest.reading_lines import Stamps, batch, telemetry
 from models import Reading
 from models.checked import from_checked
-from models.timestamps import EPOCH
+from models.timestamps import EPOCH, from_epoch_ms
 
 if TYPE_CHECKING:
     from ingest.reading_lines import Checked
 
-__all__ = ["batch", "reading_of", "telemetry"]
+__all__ = ["Stamps", "batch", "reading_of", "telemetry"]
 
 _UNSENT: Final = dict.fromkeys(Reading.model_fields)
 """Every field of a reading, none sent."""
 
 
-def reading_of(checked: "Checked") -> tuple[Reading, datetime | None]:
+def reading_of(checked: "Checked") -> tuple[Reading, datetime]:
     """The `Reading` the full path would have built from the same JSON (property-tested), for
-    the rules, and its `ts` (None when the reading had none). Only built when they are on."""
-    _, device_id, ts_us, values = checked
+    the rules, and when it was: its `ts`, or for a reading without one the receive stamp it was
+    written with (ms). Only built when the rules are on."""
+    _, device_id, ts_us, values, stamp_ms = checked
     when = None if ts_us is None else EPOCH + timedelta(microseconds=ts_us)
     fields = {**_UNSENT, **values, "device_id": device_id, "ts": when}
     sent = set(values)
@@ -40,4 +45,5 @@ def reading_of(checked: "Checked") -> tuple[Reading, datetime | None]:
         sent.add("device_id")
     if when is not None:
         sent.add("ts")
-    return from_checked(Reading, fields, sent), when
+    at = when if when is not None else from_epoch_ms(stamp_ms or 0)  # C: a stamp when no ts
+    return from_checked(Reading, fields, sent), at

@@ -18,7 +18,8 @@
  *   device_id a string matching models.identifiers.ID_PATTERN (no escapes)
  *   ts        RFC 3339 `YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+hh:mm|-hh:mm)` or epoch seconds (a
  *             number), after 2000-01-01 and not later than the receive time + the allowed skew
- *             (a millisecond's margin either side), or absent (the receive time)
+ *             (a millisecond's margin either side), or absent (then the reading is stamped
+ *             with its receive time made unique per device, by a `Stamps`: below)
  * and null for any optional field. Anything else - escapes, non-ASCII, other keys, other
  * forms - is None. Held to the pydantic path by property tests (tests/test_reading_lines.py).
  *
@@ -26,11 +27,20 @@
  * (InfluxDB and Python both round it correctly to the same double), an integer literal in a
  * float field gets ".0", and an exponent form is written as Python's repr of the double.
  * Identifiers are validated and numbers checked, so nothing needs escaping.
+ *
+ * Stamps: a reading without `ts` is written at its receive time, in ms, and a device's readings
+ * read from the socket in one go share one receive time: written as they are, the last would
+ * overwrite the others (issue 13: 100 readings became 3 points). A `Stamps` gives each a time
+ * unique per device and strictly increasing, max(receive ms, the device's last stamp + 1) - the
+ * same object for both paths (the pydantic path calls `Stamps.stamp`), so they stamp alike.
+ * Readings with `ts` never touch it. A batch the fast path stamps but then refuses is rolled back
+ * (the full path stamps it again, from the same state).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -582,14 +592,216 @@ static PyObject *values_of(const reading *r) {
     return values;
 }
 
+/* ---- Stamps: the receive time of readings without `ts`, unique per device -------------------- */
+
+#define LATEST_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
+#define STEP_BACK_MAX_MS 10000LL /* a larger step back of the clock is a correction: followed */
+#define SWEEP_SLACK 64           /* entries allowed beyond twice the last sweep's before sweeping */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *last;   /* {device_id: the last ms stamped}: only devices stamped at >= floor matter */
+    long long floor;  /* the latest receive ms seen: the receive clock, made never to go back */
+    long long high;   /* the latest ms in `last` (LLONG_MIN when empty): once passed, all are stale */
+    Py_ssize_t kept;  /* entries left by the last sweep */
+} Stamps;
+
+static PyTypeObject StampsType;
+
+/* What one batch stamped, to undo if the fast path then leaves the batch to the full path. */
+typedef struct {
+    PyObject *key;
+    PyObject *previous; /* the value it replaced, NULL when it had none */
+} undo_entry;
+
+typedef struct {
+    undo_entry *entries;
+    Py_ssize_t count, capacity;
+} undo_log;
+
+static void stamps_clear(Stamps *s) {
+    PyDict_Clear(s->last);
+    s->high = LLONG_MIN;
+    s->kept = 0;
+}
+
+/* Keep only the entries stamped at or after `base` (the others can no longer change a stamp). */
+static int stamps_sweep(Stamps *s, long long base) {
+    PyObject *kept = PyDict_New();
+    if (kept == NULL)
+        return -1;
+    Py_ssize_t at = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(s->last, &at, &key, &value)) {
+        long long last = PyLong_AsLongLong(value);
+        if (last == -1 && PyErr_Occurred()) {
+            Py_DECREF(kept);
+            return -1;
+        }
+        if (last >= base && PyDict_SetItem(kept, key, value) < 0) {
+            Py_DECREF(kept);
+            return -1;
+        }
+    }
+    Py_SETREF(s->last, kept);
+    s->kept = PyDict_GET_SIZE(kept);
+    return 0;
+}
+
+/* The ms to write a reading of `device` received at `received_ms` with; -1 with an exception
+ * set on failure (memory). With `undo`, what it replaced is logged there. */
+static long long stamps_stamp(Stamps *s, PyObject *device, long long received_ms, undo_log *undo) {
+    if (received_ms < 0 || received_ms > LATEST_MS) { /* so that nothing below can overflow */
+        PyErr_Format(PyExc_ValueError, "received_ms %lld is not in the years 1970 to 9999",
+                     received_ms);
+        return -1;
+    }
+    if (received_ms > s->floor) {
+        s->floor = received_ms;
+    } else if (received_ms < s->floor - STEP_BACK_MAX_MS) {
+        s->floor = received_ms; /* the clock was corrected: follow it, forget the future */
+        stamps_clear(s);
+    }
+    const long long base = s->floor;
+    const Py_ssize_t size = PyDict_GET_SIZE(s->last);
+    if (size && base > s->high)
+        stamps_clear(s); /* every entry is older than the receive time: none matters */
+    else if (size > 2 * s->kept + SWEEP_SLACK && stamps_sweep(s, base) < 0)
+        return -1;
+    long long stamp = base;
+    PyObject *found = PyDict_GetItemWithError(s->last, device); /* borrowed */
+    if (found != NULL) {
+        long long last = PyLong_AsLongLong(found);
+        if (last == -1 && PyErr_Occurred())
+            return -1;
+        if (last >= base)
+            stamp = last + 1;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (undo != NULL) {
+        if (undo->count == undo->capacity) {
+            Py_ssize_t capacity = undo->capacity ? 2 * undo->capacity : 16;
+            undo_entry *grown = PyMem_Realloc(undo->entries, (size_t)capacity * sizeof *grown);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            undo->entries = grown;
+            undo->capacity = capacity;
+        }
+        undo->entries[undo->count].key = Py_NewRef(device);
+        undo->entries[undo->count].previous = Py_XNewRef(found);
+        undo->count++;
+    }
+    PyObject *value = PyLong_FromLongLong(stamp);
+    if (value == NULL || PyDict_SetItem(s->last, device, value) < 0) {
+        Py_XDECREF(value);
+        return -1;
+    }
+    Py_DECREF(value);
+    if (stamp > s->high)
+        s->high = stamp;
+    return stamp;
+}
+
+/* Puts back what the logged stamps replaced, newest first (rollback), or only lets go of the
+ * log (commit). Never fails: an entry swept meanwhile is simply not there to delete. */
+static void undo_finish(undo_log *undo, Stamps *s, int rollback) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    for (Py_ssize_t i = undo->count - 1; i >= 0; i--) {
+        undo_entry *e = &undo->entries[i];
+        if (rollback) {
+            if (e->previous != NULL ? PyDict_SetItem(s->last, e->key, e->previous) < 0
+                                    : PyDict_DelItem(s->last, e->key) < 0)
+                PyErr_Clear();
+        }
+        Py_DECREF(e->key);
+        Py_XDECREF(e->previous);
+    }
+    PyMem_Free(undo->entries);
+    undo->entries = NULL;
+    undo->count = undo->capacity = 0;
+    PyErr_Restore(type, value, traceback);
+}
+
+static PyObject *Stamps_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Stamps() takes no arguments");
+        return NULL;
+    }
+    Stamps *s = (Stamps *)type->tp_alloc(type, 0);
+    if (s == NULL)
+        return NULL;
+    s->last = PyDict_New();
+    if (s->last == NULL) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    s->floor = 0;
+    s->high = LLONG_MIN;
+    s->kept = 0;
+    return (PyObject *)s;
+}
+
+static void Stamps_dealloc(Stamps *s) {
+    Py_XDECREF(s->last);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *Stamps_stamp(Stamps *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "stamp expects 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "device_id must be a str");
+        return NULL;
+    }
+    long long received_ms = PyLong_AsLongLong(args[1]);
+    if (received_ms == -1 && PyErr_Occurred())
+        return NULL;
+    long long stamp = stamps_stamp(s, args[0], received_ms, NULL);
+    return stamp == -1 && PyErr_Occurred() ? NULL : PyLong_FromLongLong(stamp);
+}
+
+static PyObject *Stamps_len(Stamps *s, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(s->last));
+}
+
+static PyMethodDef Stamps_methods[] = {
+    {"stamp", (PyCFunction)(void (*)(void))Stamps_stamp, METH_FASTCALL,
+     "stamp(device_id, received_ms)\n--\n\n"
+     "The ms to write a reading of `device_id` without `ts` received at `received_ms` with:\n"
+     "max(the receive clock, the device's last stamp + 1)."},
+    {"remembered", (PyCFunction)Stamps_len, METH_NOARGS,
+     "remembered()\n--\n\nHow many devices the memory holds now (for tests of its bound)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject StampsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ingest.reading_lines.Stamps",
+    .tp_basicsize = sizeof(Stamps),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Stamps()\n--\n\n"
+              "Receive times for readings without `ts`, unique per device (see reading_lines.c).",
+    .tp_new = Stamps_new,
+    .tp_dealloc = (destructor)Stamps_dealloc,
+    .tp_methods = Stamps_methods,
+};
+
 typedef struct {
     const char *zone;
     Py_ssize_t zone_length;
     const char *source; /* the topic's device (telemetry), NULL for a batch */
     Py_ssize_t source_length;
+    PyObject *source_id; /* the same as a str (the stamps' key), NULL for a batch */
     long long received_ms;
     long long skew_ms;
     int with_values;
+    Stamps *stamps;
+    undo_log *undo; /* a batch's stamps, NULL for a telemetry message */
 } context;
 
 /* The checked reading's item for the result list: its line, or with values
@@ -609,12 +821,23 @@ static PyObject *item_of(const reading *r, const context *x) {
                           memcmp(id->text, device, (size_t)device_length) != 0)) {
         Py_RETURN_NONE; /* device_id differs from the topic's */
     }
-    long long ts_ms = x->received_ms;
+    long long ts_ms;
     int has_ts = (r->present & (1u << F_TS)) != 0;
     if (has_ts) {
         ts_ms = floor_div(r->ts_us, 1000);
         if (!(EARLIEST_MS < ts_ms && ts_ms < x->received_ms + x->skew_ms - 1))
             Py_RETURN_NONE;
+    } else {
+        /* Taken for sure from here on: the reading's receive stamp, unique per device. */
+        PyObject *key = x->source_id != NULL
+                            ? Py_NewRef(x->source_id)
+                            : PyUnicode_DecodeASCII(device, device_length, NULL);
+        if (key == NULL)
+            return NULL;
+        ts_ms = stamps_stamp(x->stamps, key, x->received_ms, x->undo);
+        Py_DECREF(key);
+        if (ts_ms == -1 && PyErr_Occurred())
+            return NULL;
     }
     PyObject *line = line_of(r, x->zone, x->zone_length, device, device_length, ts_ms);
     if (line == NULL || !x->with_values)
@@ -627,11 +850,13 @@ static PyObject *item_of(const reading *r, const context *x) {
     PyObject *sent_id = has_id ? PyUnicode_DecodeASCII(id->text, id->length, NULL)
                                : Py_NewRef(Py_None);
     PyObject *ts = has_ts ? PyLong_FromLongLong(r->ts_us) : Py_NewRef(Py_None);
+    PyObject *stamp = has_ts ? Py_NewRef(Py_None) : PyLong_FromLongLong(ts_ms);
     PyObject *item = NULL;
-    if (sent_id != NULL && ts != NULL)
-        item = PyTuple_Pack(4, line, sent_id, ts, values);
+    if (sent_id != NULL && ts != NULL && stamp != NULL)
+        item = PyTuple_Pack(5, line, sent_id, ts, values, stamp);
     Py_XDECREF(sent_id);
     Py_XDECREF(ts);
+    Py_XDECREF(stamp);
     Py_DECREF(values);
     Py_DECREF(line);
     return item;
@@ -639,7 +864,7 @@ static PyObject *item_of(const reading *r, const context *x) {
 
 static int parse_context(PyObject *const *args, Py_ssize_t nargs, int batch, cursor *c,
                          context *x) {
-    const Py_ssize_t expected = batch ? 5 : 6;
+    const Py_ssize_t expected = batch ? 6 : 7;
     if (nargs != expected) {
         PyErr_Format(PyExc_TypeError, "expected %zd arguments, got %zd", expected, nargs);
         return 0;
@@ -656,7 +881,10 @@ static int parse_context(PyObject *const *args, Py_ssize_t nargs, int batch, cur
         return 0;
     x->source = NULL;
     x->source_length = 0;
+    x->source_id = NULL;
+    x->undo = NULL;
     if (!batch) {
+        x->source_id = args[at];
         x->source = PyUnicode_AsUTF8AndSize(args[at++], &x->source_length);
         if (x->source == NULL)
             return 0;
@@ -667,8 +895,15 @@ static int parse_context(PyObject *const *args, Py_ssize_t nargs, int batch, cur
     x->skew_ms = PyLong_AsLongLong(args[at++]);
     if (x->skew_ms == -1 && PyErr_Occurred())
         return 0;
-    x->with_values = PyObject_IsTrue(args[at]);
-    return x->with_values >= 0;
+    x->with_values = PyObject_IsTrue(args[at++]);
+    if (x->with_values < 0)
+        return 0;
+    if (!PyObject_TypeCheck(args[at], &StampsType)) {
+        PyErr_SetString(PyExc_TypeError, "stamps must be a reading_lines.Stamps");
+        return 0;
+    }
+    x->stamps = (Stamps *)args[at];
+    return 1;
 }
 
 /* Steals `item`; 1 when appended, 0 when it is None (dropped), -1 on error. */
@@ -704,8 +939,10 @@ static PyObject *batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     cursor c;
     context x;
     reading r;
+    undo_log undo = {NULL, 0, 0};
     if (!parse_context(args, nargs, 1, &c, &x))
         return NULL;
+    x.undo = &undo;
     skip_space(&c);
     if (c.at >= c.end || *c.at != '[')
         Py_RETURN_NONE;
@@ -718,6 +955,7 @@ static PyObject *batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             goto refused;
         int appended = append_item(items, item_of(&r, &x));
         if (appended < 0) {
+            undo_finish(&undo, x.stamps, 1);
             Py_DECREF(items);
             return NULL;
         }
@@ -737,18 +975,20 @@ static PyObject *batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     skip_space(&c);
     if (c.at != c.end)
         goto refused;
+    undo_finish(&undo, x.stamps, 0);
     return items;
 refused:
+    undo_finish(&undo, x.stamps, 1);
     Py_DECREF(items);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"telemetry", (PyCFunction)(void (*)(void))telemetry, METH_FASTCALL,
-     "telemetry(payload, zone, device_id, received_ms, skew_ms, with_values)\n--\n\n"
+     "telemetry(payload, zone, device_id, received_ms, skew_ms, with_values, stamps)\n--\n\n"
      "A telemetry payload's line, or None to leave it to the full path."},
     {"batch", (PyCFunction)(void (*)(void))batch, METH_FASTCALL,
-     "batch(payload, zone, received_ms, skew_ms, with_values)\n--\n\n"
+     "batch(payload, zone, received_ms, skew_ms, with_values, stamps)\n--\n\n"
      "A batch payload's lines, or None to leave the whole batch to the full path."},
     {NULL, NULL, 0, NULL},
 };
@@ -763,5 +1003,14 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit_reading_lines(void) {
     init_plain();
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&StampsType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Stamps", (PyObject *)&StampsType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -6,9 +6,8 @@ marker `None` on after handing over everything it holds.
 
 import asyncio
 import contextlib
-from dataclasses import replace
 
-from ingest.decode import Decoded, Limits, decode, decode_into
+from ingest.decode import Decoded, Limits, decode_into
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.rate_limit import RateLimiter
@@ -24,8 +23,10 @@ def decode_chunk(
     observations: list[Observation] | None = None,
 ) -> Batch:
     """Decode a chunk of messages into one batch fragment, and the accepted readings into
-    `observations` when given. Retained messages replayed by the broker are not written again
-    nor dead-lettered (they are still acknowledged); they are observed, marked retained."""
+    `observations` when given. A message the broker flagged retained is decoded like any other
+    (a broker may wrongly flag queued messages so: amqtt), except that its readings and
+    statuses without `ts` are not written again, only observed (marked retained) and counted
+    (`luxtel_retained_skipped_total`); those with `ts` are written, the same point again."""
     out = Decoded(observations=[] if observations is None else observations)
     deliveries = []
     received_at = None
@@ -33,18 +34,23 @@ def decode_chunk(
     for message in chunk:
         if message.delivery is not None:
             deliveries.append(message.delivery)
-        if message.retained:
-            if observations is not None:
-                replayed = decode(message.topic, message.payload, message.received_at, limits)
-                observations.extend(replace(o, retained=True) for o in replayed.observations)
-            metrics.retained_skipped.inc()
-            continue
         if message.received_at is not received_at:  # a chunk shares one, as a rule
             received_at = message.received_at
             received_ms = epoch_ms(received_at)
-        decode_into(out, message.topic, message.payload, received_at, received_ms, limits, limiter)
+        decode_into(
+            out,
+            message.topic,
+            message.payload,
+            received_at,
+            received_ms,
+            limits,
+            limiter,
+            retained=message.retained,
+        )
     if out.unknown_fields:
         metrics.unknown_fields.inc(out.unknown_fields)
+    if out.retained_skipped:
+        metrics.retained_skipped.inc(out.retained_skipped)
     return Batch(out.points, out.dead_letters, deliveries)
 
 

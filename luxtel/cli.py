@@ -3,6 +3,7 @@
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,14 @@ from luxtel.commands.rules import alerts_app, rules_app
 from luxtel.commands.simulate import simulate
 from luxtel.config_example import example_toml
 from luxtel.gc_settings import tune_for_ingest
+from luxtel.local_servers import ServerError
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
 from luxtel.up import default_console, run_up
-from servers import ServerError
+from rules.evaluation.inventory import load_inventory
+from rules.language.errors import RuleFileError
+from rules.language.loader import load_rules
+from rules.notify.config import load_notify
 from simulator.config import ConfigError as SimulationConfigError
 from simulator.config import SimulationConfig
 
@@ -56,6 +61,29 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise fail(f"configuration error: {error}", 2) from None
 
 
+def rule_files_or_exit(settings: Settings) -> None:
+    """The rules, notification and inventory files the rules engine will load must load, or
+    `luxtel run` stops with exit status 2 naming the key and the file:line (every problem:
+    `luxtel rules check FILE`). Only the run checks them: loading the settings does not, so
+    `luxtel alerts` and `luxtel energy` work while a rules file is being fixed."""
+    if settings.rules.path is None:
+        return
+    checks: tuple[tuple[str, Path | None, Callable[[Path], object]], ...] = (
+        ("rules.path", settings.rules.path, load_rules),
+        ("rules.notify", settings.rules.notify, load_notify),
+        ("inventory.path", settings.inventory.path, load_inventory),
+    )
+    for key, path, load in checks:
+        if path is None:
+            continue
+        try:
+            load(path)
+        except RuleFileError as error:
+            more = len(error.problems) - 1
+            extra = f" (and {more} more problem(s): see `luxtel rules check`)" if more else ""
+            raise fail(f"configuration error: {key}: {error.problems[0]}{extra}", 2) from None
+
+
 async def run_pipeline(settings: Settings) -> None:
     """Run the pipeline until SIGINT or SIGTERM, then drain and return."""
     pipeline = Pipeline(settings)
@@ -70,6 +98,7 @@ async def run_pipeline(settings: Settings) -> None:
 def run(config: ConfigOption = None) -> None:
     """Run the pipeline: subscribe, validate, write to InfluxDB; stop with Ctrl-C or SIGTERM."""
     settings = settings_or_exit(config)
+    rule_files_or_exit(settings)
     configure_logging(settings.log.level, settings.log.format)
     try:
         asyncio.run(run_pipeline(settings))
@@ -112,6 +141,7 @@ def up(
 ) -> None:
     """Start a local Mosquitto and InfluxDB, the pipeline and a simulated city; Ctrl-C stops."""
     settings = settings_or_exit(config)
+    rule_files_or_exit(settings)
     try:
         lat, lon = (float(part) for part in centre.split(","))
         fleet = SimulationConfig(

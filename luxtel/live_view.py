@@ -1,5 +1,7 @@
 """What `luxtel up` shows while it runs: the pipeline's counters and the fleet as InfluxDB sees
-it, refreshed twice a second on a terminal, or as a line every few seconds otherwise."""
+it, refreshed twice a second on a terminal, or — piped, or written to a log — where the data is
+once and then a status line every few seconds (a panel printed into a pipe cannot be refreshed:
+it would stand there frozen at its first values)."""
 
 import time
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from influx.client import InfluxWriter
 from influx.errors import InfluxError
 
 RATE_WINDOW_S = 10.0
+TITLE = "luxtel up — a simulated city"
 
 _LATEST_PER_DEVICE = (
     'SELECT last("power_w") AS "power_w", last("lamp_on") AS "lamp_on" FROM "telemetry" '
@@ -156,16 +159,32 @@ def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel
     city.add_row("power now", f"{fleet.power_w / 1000:,.1f} kW")
     how = Table.grid()
     how.add_column()
-    how.add_row(f"MQTT     {where.mqtt_url}   topics {where.topic_root}/#")
-    how.add_row(f"InfluxDB {where.influx_url}   database {where.database}")
-    how.add_row(_HOW_TO_QUERY.format(url=where.influx_url, db=where.database))
-    how.add_row(f"state    {where.state_dir} (spool, dead letter, servers' data)")
+    for line in where_lines(where):
+        how.add_row(line)
+    return Panel(Group(flow, "", city, "", how), title=TITLE, expand=False)
+
+
+def where_lines(where: Where) -> list[str]:
+    """Where the data is and how to look at it, a line each."""
+    lines = [
+        f"MQTT     {where.mqtt_url}   topics {where.topic_root}/#",
+        f"InfluxDB {where.influx_url}   database {where.database}",
+        _HOW_TO_QUERY.format(url=where.influx_url, db=where.database),
+        f"state    {where.state_dir} (spool, dead letter, servers' data)",
+    ]
     if where.rules is not None:
-        how.add_row(f"rules    {where.rules} (the city map: measurement luminaire_state)")
+        lines.append(f"rules    {where.rules} (the city map: measurement luminaire_state)")
         if where.rules_state_dir is not None:
-            how.add_row(f"alerts   luxtel alerts list --state-dir {where.rules_state_dir}")
-    how.add_row("stop     Ctrl-C (the data stays for the next `luxtel up`)")
-    return Panel(Group(flow, "", city, "", how), title="luxtel up — a simulated city", expand=False)
+            lines.append(f"alerts   luxtel alerts list --state-dir {where.rules_state_dir}")
+    lines.append("stop     Ctrl-C (the data stays for the next `luxtel up`)")
+    return lines
+
+
+def status_line(counters: Counters, fleet: FleetNow, sim: str) -> str:
+    """The state of things now, on one line (for output that is not a terminal)."""
+    broker = "connected" if counters.mqtt_connected else "reconnecting"
+    influx = "up" if counters.influx_up else "away (spooling)"
+    return f"{sim} · broker {broker} · InfluxDB {influx} · {summary_line(counters, fleet)}"
 
 
 def summary_line(counters: Counters, fleet: FleetNow) -> str:

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import InfluxDBServer, MosquittoServer, free_port
+from luxtel.local_servers import InfluxDBServer, MosquittoServer, free_port
 
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_INFLUX_PORT = 8086

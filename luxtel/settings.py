@@ -347,33 +347,4 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError(f"{what}: {error}") from None
     if settings.inventory.path is not None and not settings.inventory.path.is_file():
         raise ConfigError(f"inventory.path: {str(settings.inventory.path)!r} is not a file")
-    _check_rules(settings)
     return settings
-
-
-def _check_rules(settings: Settings) -> None:
-    """The rules, notification and inventory files must load (every problem: `luxtel rules
-    check FILE`)."""
-    from rules.evaluation.inventory import load_inventory
-    from rules.language.errors import RuleFileError
-    from rules.language.loader import load_rules
-    from rules.notify.config import load_notify
-
-    checks = (
-        ("rules.path", settings.rules.path, load_rules),
-        ("rules.notify", settings.rules.notify, load_notify),
-        (
-            "inventory.path",
-            settings.inventory.path if settings.rules.path else None,
-            load_inventory,
-        ),
-    )
-    for key, path, load in checks:
-        if path is None:
-            continue
-        try:
-            load(path)
-        except RuleFileError as error:
-            more = len(error.problems) - 1
-            extra = f" (and {more} more problem(s): see `luxtel rules check`)" if more else ""
-            raise ConfigError(f"{key}: {error.problems[0]}{extra}") from None

@@ -11,6 +11,7 @@ alerts and the city map (the engine's `luminaire_state` points) have something t
 """
 
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
@@ -24,7 +25,16 @@ from rich.console import Console
 from rich.live import Live
 
 from influx.client import InfluxWriter
-from luxtel.live_view import Counters, FleetNow, Where, fleet_now, render, summary_line
+from luxtel.live_view import (
+    TITLE,
+    Counters,
+    FleetNow,
+    Where,
+    fleet_now,
+    render,
+    status_line,
+    where_lines,
+)
 from luxtel.local_stack import LocalStack, port_is_free
 from luxtel.pipeline import Pipeline, influx_target
 from luxtel.settings import Settings
@@ -224,12 +234,16 @@ async def _show(
                     live.update(render(counters, fleet, where, _sim_text(state)))
                     await asyncio.sleep(REFRESH_S)
         else:
-            console.print(render(counters, fleet, where, _sim_text(state)))
+            console.print(TITLE, soft_wrap=True, markup=False, highlight=False)
+            for line in where_lines(where):
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
             while not stop.is_set():
-                await asyncio.sleep(PLAIN_EVERY_S)
                 counters.update(pipeline.metrics.registry)
                 fleet = await fleet_now(writer, window_s=2 * 900)
-                console.print(f"{_sim_text(state)} · {summary_line(counters, fleet)}")
+                line = status_line(counters, fleet, _sim_text(state))
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PLAIN_EVERY_S)
 
 
 def _sim_text(state: SimulationState) -> str:

@@ -7,7 +7,7 @@ milliseconds), and a number in a string is not a timestamp.
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -88,3 +88,8 @@ def epoch_ms(moment: datetime) -> int:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """The aware UTC moment `ms` milliseconds after the Unix epoch (`epoch_ms`'s inverse)."""
+    return EPOCH + timedelta(milliseconds=ms)

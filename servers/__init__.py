@@ -1,31 +1,28 @@
-"""Mosquitto and InfluxDB run as our own child processes, on free loopback ports (and, for the
-interop tests, the aedes and RabbitMQ brokers).
+"""The test harness's servers: Mosquitto and InfluxDB as child processes on free loopback ports,
+and the other brokers of the interop tests (aedes, RabbitMQ).
 
-Used by the test fixtures and by ``luxtel up``; never touches the machine's own services::
-
-    with MosquittoServer(tmp / "mqtt") as broker, InfluxDBServer(tmp / "influx") as influx:
-        create_database(influx.url, "lighting")
-        ...
+The code of the first two is `luxtel.local_servers` (installed with luxtel: `luxtel up` starts its
+local stack with it); this package, which is not installed (tests and benchmarks find it from the
+repository root: pytest's `pythonpath = ["."]`), keeps the name the fixtures use, and holds the
+interop brokers, which only the tests start.
 """
 
-from servers.aedes import AedesServer
-from servers.influxdb import (
+from luxtel.local_servers import (
+    DEFAULT_START_TIMEOUT,
+    DEFAULT_STOP_TIMEOUT,
     InfluxDBError,
     InfluxDBServer,
+    MosquittoServer,
+    ServerError,
+    ServerProcess,
+    ServerStartError,
     create_database,
+    free_port,
     query,
     quote_ident,
     write_points,
 )
-from servers.mosquitto import MosquittoServer
-from servers.ports import free_port
-from servers.process import (
-    DEFAULT_START_TIMEOUT,
-    DEFAULT_STOP_TIMEOUT,
-    ServerError,
-    ServerProcess,
-    ServerStartError,
-)
+from servers.aedes import AedesServer
 from servers.rabbitmq import RabbitMQServer
 
 __all__ = [

@@ -13,9 +13,9 @@ import socket
 from pathlib import Path
 from typing import ClassVar
 
-from servers.mosquitto import connect_probe
-from servers.ports import free_port
-from servers.process import ServerProcess, ServerStartError
+from luxtel.local_servers.mosquitto import connect_probe
+from luxtel.local_servers.ports import free_port
+from luxtel.local_servers.process import ServerProcess, ServerStartError
 
 __all__ = ["AedesServer"]
 

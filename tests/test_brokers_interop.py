@@ -206,6 +206,8 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         log, process = start(tmp_path, settings)
+        # Connected before it is stopped: a SIGTERM before its handlers are set ends it -15.
+        wait_until(lambda: log.read_text().count("mqtt_connected") >= 2, what="the restart")
         sender.thread.join(120)
         assert sender.error is None
         assert sender.published == total

@@ -1,5 +1,6 @@
 """Decoding: every kind of bad input in the contract has its own reason; good input becomes the
-right line. A pure function, so these are tables."""
+right line. A function of the message and of the receive stamps it has given (`Limits.stamps`),
+so these are tables, with fresh limits where a receive stamp is looked at."""
 
 import json
 from datetime import UTC, datetime
@@ -55,8 +56,13 @@ def test_a_full_reading_becomes_one_line_with_fixed_types() -> None:
     ]
 
 
+def fresh() -> Limits:
+    """Limits with nothing stamped yet."""
+    return Limits(topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300)
+
+
 def test_missing_ts_is_the_receive_time_and_epoch_seconds_are_seconds() -> None:
-    assert decode(TELEMETRY, body(), NOW, LIMITS).points[0].line.endswith(f" {NOW_MS}")
+    assert decode(TELEMETRY, body(), NOW, fresh()).points[0].line.endswith(f" {NOW_MS}")
     line = decode(TELEMETRY, body(ts=1795521000.5), NOW, LIMITS).points[0].line
     assert line.endswith(" 1795521000500")
 
@@ -174,7 +180,7 @@ def test_bad_batches(payload: bytes, reason: Reason) -> None:
     ],
 )
 def test_status_points(payload: bytes, line: str) -> None:
-    decoded = decode("lighting/north/lum-1/status", payload, NOW, LIMITS)
+    decoded = decode("lighting/north/lum-1/status", payload, NOW, fresh())
     assert [p.line for p in decoded.points] == [line]
 
 
@@ -223,3 +229,60 @@ def test_decode_never_raises_and_accounts_for_everything(topic: str, payload: by
     for record in decoded.dead_letters:
         assert record.reason in Reason
         assert record.detail
+
+
+def stamp_of(line: str) -> int:
+    return int(line.rpartition(" ")[2])
+
+
+def test_readings_without_ts_are_stamped_unique_per_device_in_the_order_received() -> None:
+    """One receive time for a whole socket read: each device's readings get it, then one ms
+    more each (issue 13: they overwrote each other); a device's own `ts` is never changed."""
+    limits = fresh()
+    topics = [TELEMETRY, TELEMETRY, "lighting/north/lum-2/telemetry", TELEMETRY]
+    stamps = [stamp_of(decode(t, body(), NOW, limits).points[0].line) for t in topics]
+    assert stamps == [NOW_MS, NOW_MS + 1, NOW_MS, NOW_MS + 2]
+    with_ts = decode(TELEMETRY, body(ts=NOW_MS / 1000), NOW, limits).points[0].line
+    assert stamp_of(with_ts) == NOW_MS
+    status = decode("lighting/north/lum-1/status", b'{"online": true}', NOW, limits)
+    assert stamp_of(status.points[0].line) == NOW_MS + 3
+    later = datetime.fromtimestamp((NOW_MS + 10) / 1000, UTC)
+    assert stamp_of(decode(TELEMETRY, body(), later, limits).points[0].line) == NOW_MS + 10
+
+
+def test_a_batch_stamps_each_element_without_ts_and_rejected_ones_take_no_stamp() -> None:
+    elements = [
+        {**GOOD, "device_id": "lum-1"},
+        {**GOOD, "device_id": "lum-1", "power_w": -1},
+        {**GOOD, "device_id": "lum-2"},
+        {**GOOD, "device_id": "lum-1"},
+        {**GOOD, "device_id": "lum-1", "ts": NOW_MS / 1000},
+        {**GOOD, "device_id": "lum-1"},
+    ]
+    for fast in (True, False):
+        payload = json.dumps(elements).encode()
+        decoded = decode("lighting/north/gw/batch", payload, NOW, fresh(), fast=fast)
+        assert [stamp_of(p.line) for p in decoded.points] == [
+            NOW_MS,
+            NOW_MS,
+            NOW_MS + 1,
+            NOW_MS,
+            NOW_MS + 2,
+        ], fast
+        assert [d.index for d in decoded.dead_letters] == [1]
+
+
+def test_a_retained_message_writes_what_has_ts_and_counts_what_has_not() -> None:
+    limits = Limits(topic_root="lighting", max_clock_skew_s=300, observe=True)
+    batch = json.dumps(
+        [{**GOOD, "device_id": "a", "ts": NOW_MS / 1000 - 1}, {**GOOD, "device_id": "b"}]
+    ).encode()
+    decoded = decode("lighting/north/gw/batch", batch, NOW, limits, retained=True)
+    assert [stamp_of(p.line) for p in decoded.points] == [NOW_MS - 1000]
+    assert decoded.retained_skipped == 1
+    assert [(o.device_id, o.retained) for o in decoded.observations] == [("a", True), ("b", True)]
+    assert decoded.observations[1].at == NOW
+    for payload, written in ((b'{"online": true}', 0), (b'{"online": true, "ts": 1795521000}', 1)):
+        status = decode("lighting/north/lum-1/status", payload, NOW, limits, retained=True)
+        assert (len(status.points), status.retained_skipped) == (written, 1 - written)
+    assert decode(TELEMETRY, body(), NOW, limits).points[0].line.endswith(f" {NOW_MS}")

@@ -59,6 +59,9 @@ def test_a_wheel_of_what_the_image_copies_runs_luxtel(tmp_path: Path) -> None:
         capture_output=True,
     )
     (wheel,) = wheels.glob("luxtel-*.whl")
+    top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert "servers" not in top_level, "the test harness is not installed"
+    assert "tests" not in top_level
     installed = tmp_path / "installed"
     zipfile.ZipFile(wheel).extractall(installed)
     site_packages = next(Path(sys.executable).parent.parent.glob("lib/python3*/site-packages"))
@@ -68,7 +71,7 @@ def test_a_wheel_of_what_the_image_copies_runs_luxtel(tmp_path: Path) -> None:
             sys.executable,
             "-S",
             "-c",
-            "import mqtt.publish_frames, ingest.reading_lines, luxtel.cli\n"
+            "import mqtt.publish_frames, ingest.reading_lines, luxtel.cli, luxtel.up\n"
             "assert ingest.reading_lines.__file__.startswith(__import__('sys').argv[1])\n"
             "luxtel.cli.app(['--help'], standalone_mode=False)",
             str(installed),

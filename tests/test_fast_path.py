@@ -3,19 +3,27 @@ same lines, same dead letters, same observations — for near-valid input above 
 could disagree."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest import fast_path
-from ingest.decode import Decoded, Limits, decode
-from models.timestamps import epoch_ms
+from ingest.decode import Decoded, Limits, decode, decode_into
+from models.timestamps import epoch_ms, from_epoch_ms
 from servers import InfluxDBServer, query, write_points
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
-LIMITS = Limits(topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300, observe=True)
+
+
+def fresh(observe: bool = True) -> Limits:
+    """Limits with nothing stamped yet: each path of a comparison stamps from the same state."""
+    return Limits(
+        topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300, observe=observe
+    )
+
+
 TELEMETRY = "lighting/north/lum-1/telemetry"
 BATCH = "lighting/north/gw-1/batch"
 
@@ -187,7 +195,7 @@ def same(fast: Decoded, full: Decoded) -> None:
 
 
 def both(topic: str, payload: bytes) -> None:
-    same(decode(topic, payload, NOW, LIMITS), decode(topic, payload, NOW, LIMITS, fast=False))
+    same(decode(topic, payload, NOW, fresh()), decode(topic, payload, NOW, fresh(), fast=False))
 
 
 @settings(max_examples=1500)
@@ -258,9 +266,11 @@ def test_the_fast_lines_floats_read_back_from_a_real_influxdb_as_sent(
     lines = []
     for index, text in enumerate(texts):
         payload = b'{"lamp_on":true,"power_w":1,"seq":%d,"energy_wh":%s}' % (index, text.encode())
-        taken = fast_path.telemetry(payload, "x", f"lum-{index}", epoch_ms(NOW), 300_000, False)
+        taken = fast_path.telemetry(
+            payload, "x", f"lum-{index}", epoch_ms(NOW), 300_000, False, fast_path.Stamps()
+        )
         assert taken is not None, f"the fast path left {text} to the full path"
-        decoded = decode(f"lighting/x/lum-{index}/telemetry", payload, NOW, LIMITS)
+        decoded = decode(f"lighting/x/lum-{index}/telemetry", payload, NOW, fresh())
         assert len(decoded.points) == 1
         lines.append(decoded.points[0].line)
     write_points(influxdb.url, influx_db, lines)
@@ -272,3 +282,91 @@ def test_the_fast_lines_floats_read_back_from_a_real_influxdb_as_sent(
         for series in answer["results"][0]["series"]
     }
     assert stored == {f"lum-{index}": abs(float(text)) for index, text in enumerate(texts)}
+
+
+STEPS_US = st.sampled_from([0, 0, 0, 300, 999, 1000, 2500, 60_000, -1000, -2_000_000])
+"""How the receive time moves from one message to the next: mostly not at all (one socket read),
+by less or more than a ms, or back (a clock stepped back by NTP, by less than `Stamps` follows)."""
+DEVICE_IDS = st.sampled_from(["lum-1", "lum-2", "lum-3"])
+
+
+@st.composite
+def ts_less_reading(draw: st.DrawFn, device: str | None) -> dict[str, Any]:
+    """A reading of `device` (None: leave `device_id` out), mostly without `ts`, now and then
+    with one or near-valid (then either path may refuse it)."""
+    reading: dict[str, Any] = {**VALID, "seq": draw(st.integers(0, 9))}
+    if device is not None:
+        reading["device_id"] = device
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        reading["ts"] = draw(TIMESTAMPS)
+    elif choice == 1:
+        reading.update(draw(readings()))
+    return reading
+
+
+@st.composite
+def ts_less_messages(draw: st.DrawFn) -> list[tuple[str, bytes, int, bool]]:
+    """(topic, payload, receive-time step in µs, retained): telemetry and batches of three
+    devices, mostly without `ts`, received in bursts."""
+    messages = []
+    for _ in range(draw(st.integers(1, 12))):
+        step, retained = draw(STEPS_US), draw(st.integers(0, 9)) == 0
+        if draw(st.booleans()):
+            device = draw(DEVICE_IDS)
+            body: Any = draw(ts_less_reading(None if draw(st.booleans()) else device))
+            topic = f"lighting/north/{device}/telemetry"
+        else:
+            size = draw(st.integers(1, 5))
+            body = [draw(ts_less_reading(draw(DEVICE_IDS))) for _ in range(size)]
+            topic = BATCH
+        messages.append((topic, json.dumps(body).encode(), step, retained))
+    return messages
+
+
+@settings(max_examples=600)
+@given(messages=ts_less_messages())
+def test_readings_without_ts_are_stamped_alike_on_both_paths_and_never_share_a_ms(
+    messages: list[tuple[str, bytes, int, bool]],
+) -> None:
+    """A sequence of messages decoded on each path with its own memory, as the ingester does
+    (one `Decoded` and receive time a chunk): the same lines, times included, and the same
+    observations, whose time is the stored one; the lines-only mode of the C module writes the
+    same; and no device has two readings without `ts` stored at the same ms."""
+    paths = {
+        "fast": (fresh(), True),
+        "full": (fresh(), False),
+        "lines": (fresh(observe=False), True),
+    }
+    decoded = {name: Decoded() for name in paths}
+    received_at = NOW
+    for topic, payload, step_us, retained in messages:
+        received_at += timedelta(microseconds=step_us)
+        for name, (limits, fast) in paths.items():
+            decode_into(
+                decoded[name],
+                topic,
+                payload,
+                received_at,
+                epoch_ms(received_at),
+                limits,
+                None,
+                fast,
+                retained,
+            )
+    same(decoded["fast"], decoded["full"])
+    assert [p.line for p in decoded["lines"].points] == [p.line for p in decoded["fast"].points]
+    assert decoded["fast"].retained_skipped == decoded["full"].retained_skipped
+    stamped: dict[str, list[int]] = {}
+    written = iter(decoded["full"].points)
+    for seen in decoded["full"].observations:
+        assert seen.reading is not None
+        if seen.retained and seen.reading.ts is None:
+            continue  # observed, not written
+        point = next(written)
+        if seen.reading.ts is None:
+            ms = int(point.line.rpartition(" ")[2])
+            assert seen.at == from_epoch_ms(ms)
+            stamped.setdefault(seen.device_id, []).append(ms)
+    for device, stamps in stamped.items():
+        assert stamps == sorted(set(stamps)), f"{device}: {stamps}"

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ingest import fast_path
 from ingest.decode import Limits, decode
+from ingest.fast_path import Stamps
 from models import Reading
 from models.timestamps import EPOCH, epoch_ms, parse_timestamp
 from tests.test_fast_path import fields_of, names
@@ -19,17 +20,23 @@ from tests.test_fast_path import fields_of, names
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 NOW_MS = epoch_ms(NOW)
 SKEW_MS = 300_000
-LIMITS = Limits(topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300)
+
+
+def fresh() -> Limits:
+    """Limits with nothing stamped yet: each path of a comparison stamps from the same state."""
+    return Limits(topic_root="lighting", max_payload_bytes=4096, max_clock_skew_s=300)
+
+
 TOPIC = "lighting/north/lum-1/telemetry"
 PLAIN = b'{"lamp_on":true,"power_w":42.5,"energy_wh":1000}'
 
 
 def line(payload: bytes) -> str | None:
-    return fast_path.telemetry(payload, "north", "lum-1", NOW_MS, SKEW_MS, False)
+    return fast_path.telemetry(payload, "north", "lum-1", NOW_MS, SKEW_MS, False, Stamps())
 
 
 def full_line(payload: bytes) -> str:
-    decoded = decode(TOPIC, payload, NOW, LIMITS, fast=False)
+    decoded = decode(TOPIC, payload, NOW, fresh(), fast=False)
     assert not decoded.dead_letters, decoded.dead_letters
     return decoded.points[0].line
 
@@ -120,7 +127,7 @@ def test_anything_else_is_left_to_the_full_path(payload: bytes) -> None:
 def test_a_batch_is_taken_whole_or_left_whole() -> None:
     element = b'{"device_id":"lum-%d","lamp_on":true,"power_w":1,"energy_wh":2}'
     plain = b"[" + b",".join(element % i for i in range(3)) + b"]"
-    lines = fast_path.batch(plain, "north", NOW_MS, SKEW_MS, False)
+    lines = fast_path.batch(plain, "north", NOW_MS, SKEW_MS, False, Stamps())
     assert lines is not None
     assert [fields_of(x)[0] for x in lines] == [
         f"telemetry,device_id=lum-{i},zone=north" for i in range(3)
@@ -133,7 +140,7 @@ def test_a_batch_is_taken_whole_or_left_whole() -> None:
         b"[" + element % 1 + b"] x",
         element % 1,
     ):
-        assert fast_path.batch(refused, "north", NOW_MS, SKEW_MS, False) is None, refused
+        assert fast_path.batch(refused, "north", NOW_MS, SKEW_MS, False, Stamps()) is None, refused
 
 
 def test_the_values_it_hands_the_rules_are_the_models() -> None:
@@ -141,7 +148,7 @@ def test_the_values_it_hands_the_rules_are_the_models() -> None:
         b'{"device_id":"lum-1","ts":"2026-11-24T19:59:00.25+08:00","seq":3,"lamp_on":false,'
         b'"power_w":0,"energy_wh":12.5,"dim_pct":40,"lux":null}'
     )
-    checked = fast_path.telemetry(payload, "north", "lum-1", NOW_MS, SKEW_MS, True)
+    checked = fast_path.telemetry(payload, "north", "lum-1", NOW_MS, SKEW_MS, True, Stamps())
     assert checked is not None
     reading, when = fast_path.reading_of(checked)
     expected = Reading.model_validate_json(payload)
@@ -153,7 +160,7 @@ def test_the_values_it_hands_the_rules_are_the_models() -> None:
 
 def ts_us(value: Any) -> int | None:
     payload = json.dumps({"lamp_on": True, "power_w": 1, "energy_wh": 1, "ts": value}).encode()
-    checked = fast_path.telemetry(payload, "north", "lum-1", 2**62, 0, True)
+    checked = fast_path.telemetry(payload, "north", "lum-1", 2**62, 0, True, Stamps())
     return None if checked is None else checked[2]
 
 
@@ -230,8 +237,8 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 
 def agree(payload: bytes, topic: str) -> None:
-    fast = decode(topic, payload, NOW, LIMITS)
-    full = decode(topic, payload, NOW, LIMITS, fast=False)
+    fast = decode(topic, payload, NOW, fresh())
+    full = decode(topic, payload, NOW, fresh(), fast=False)
     assert [fields_of(p.line) for p in fast.points] == [fields_of(p.line) for p in full.points]
     assert [(d.reason, d.detail) for d in fast.dead_letters] == [
         (d.reason, d.detail) for d in full.dead_letters
@@ -249,10 +256,10 @@ def test_a_mutated_payload_is_decided_as_the_full_path_decides(payload: bytes) -
 @given(payload=st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_it(payload: bytes) -> None:
     for cut in (payload, PLAIN[: len(payload) % len(PLAIN)], VALID_TELEMETRY[: len(payload)]):
-        taken = fast_path.telemetry(cut, "north", "lum-1", NOW_MS, SKEW_MS, True)
+        taken = fast_path.telemetry(cut, "north", "lum-1", NOW_MS, SKEW_MS, True, Stamps())
         if taken is not None:
             assert fields_of(taken[0]) == fields_of(full_line(cut))
-        assert fast_path.batch(b"[" + cut, "north", NOW_MS, SKEW_MS, True) is None
+        assert fast_path.batch(b"[" + cut, "north", NOW_MS, SKEW_MS, True, Stamps()) is None
 
 
 @st.composite
@@ -277,7 +284,7 @@ def decimals(draw: st.DrawFn) -> str:
 @example(text="123456789012345.6")
 def test_a_decimal_reads_as_the_double_python_reads(text: str) -> None:
     payload = b'{"lamp_on":true,"power_w":1,"energy_wh":%s}' % text.encode()
-    checked = fast_path.telemetry(payload, "north", "lum-1", NOW_MS, SKEW_MS, True)
+    checked = fast_path.telemetry(payload, "north", "lum-1", NOW_MS, SKEW_MS, True, Stamps())
     assert checked is not None
     assert checked[3]["energy_wh"] == float(text)
     assert fields_of(checked[0])[1]["energy_wh"] == float(text)

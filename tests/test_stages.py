@@ -1,17 +1,19 @@
 """The decode and batch stages, without servers: sizes, timing, the end marker, retained."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ingest.decode import Limits, Point
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.stages import batch_stage, decode_chunk
 from models import Observation
+from models.timestamps import epoch_ms, from_epoch_ms
 from mqtt.acks import Delivery
 
 LIMITS = Limits(topic_root="lighting")
 READING = b'{"lamp_on": true, "power_w": 10, "energy_wh": 5, "ts": 1795400000}'
+PLAIN = b'{"lamp_on": true, "power_w": 10, "energy_wh": 5}'
 
 
 def fragment(n: int, start: int = 0) -> Batch:
@@ -111,19 +113,25 @@ def test_acks_without_points_still_travel() -> None:
     assert [b.deliveries for b in batches] == [[Delivery(1, 0)]]
 
 
-def test_retained_messages_are_acknowledged_but_not_written() -> None:
+def test_retained_messages_are_written_when_they_carry_ts_and_counted_when_not() -> None:
+    """A retain flag does not prove luxtel has seen the message (amqtt flags a persistent
+    session's queued messages so): what carries its own `ts` is written, the same point as
+    before; what has none is acknowledged, counted, not written again; bad input is rejected."""
     now = datetime.now(UTC)
     chunk = [
         Inbound("lighting/z/d1/telemetry", READING, True, now, Delivery(1, 0)),
         Inbound("lighting/z/d2/telemetry", READING, False, now, Delivery(1, 1)),
-        Inbound("lighting/z/d3/telemetry", b"junk", False, now, None),
+        Inbound("lighting/z/d3/telemetry", b"junk", True, now, None),
+        Inbound("lighting/z/d4/telemetry", PLAIN, True, now, Delivery(1, 2)),
+        Inbound("lighting/z/d5/status", b'{"online": true}', True, now, Delivery(1, 3)),
     ]
     metrics = IngestMetrics()
     result = decode_chunk(chunk, LIMITS, metrics)
-    assert [p.line.split(",")[1] for p in result.points] == ["device_id=d2"]
-    assert result.deliveries == [Delivery(1, 0), Delivery(1, 1)]
-    assert len(result.dead_letters) == 1
-    assert metrics.retained_skipped._value.get() == 1
+    assert [p.line.split(",")[1] for p in result.points] == ["device_id=d1", "device_id=d2"]
+    assert result.points[0].line.endswith(" 1795400000000")
+    assert result.deliveries == [Delivery(1, i) for i in range(4)]
+    assert [d.topic for d in result.dead_letters] == ["lighting/z/d3/telemetry"]
+    assert metrics.retained_skipped._value.get() == 2
 
 
 def test_accepted_readings_are_observed_and_retained_ones_marked() -> None:
@@ -148,6 +156,25 @@ def test_accepted_readings_are_observed_and_retained_ones_marked() -> None:
     assert seen[0].reading.power_w == 10.0
     assert seen[1].status is not None
     assert seen[1].status.online is False
-    assert seen[2].at == now
-    assert result.dead_letters == []
+    assert seen[2].at == from_epoch_ms(epoch_ms(now)), "the time it is stored at (ms)"
+    assert result.points[-1].line.endswith(f" {epoch_ms(now)}")
+    assert [d.topic for d in result.dead_letters] == ["lighting/z/d3/telemetry"]
     assert len(result.points) == 2
+
+
+def test_readings_without_ts_stay_unique_per_device_across_chunks() -> None:
+    """Two socket reads within one ms, and a clock stepped back between two more: a device's
+    stamps keep increasing (the chunks share the limits' memory)."""
+    now = datetime(2026, 11, 24, 12, 0, 0, 500, tzinfo=UTC)
+    base = epoch_ms(now)
+    limits = Limits(topic_root="lighting")
+    times = [now, now.replace(microsecond=900), now.replace(microsecond=1000)]
+    times.append(times[-1] - timedelta(seconds=2))  # NTP steps the clock back
+    stamps = []
+    for received_at in times:
+        chunk = [Inbound("lighting/z/d1/telemetry", PLAIN, False, received_at, None)] * 2
+        stamps += [
+            int(p.line.rpartition(" ")[2])
+            for p in decode_chunk(chunk, limits, IngestMetrics()).points
+        ]
+    assert stamps == [base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7]

@@ -44,11 +44,10 @@ def _stack(path: Path) -> dict[str, Any] | None:
 def run_up_until(tmp_path: Path, enough: int) -> dict[str, Any]:
     """Run `luxtel up` until InfluxDB holds `enough` readings, then Ctrl-C it; return the
     stack it reported, after checking it stopped with exit 0 and left no server behind."""
-    log = (tmp_path / "up.out").open("ab")
     process = subprocess.Popen(
         [*LUXTEL, "up", "--devices", str(DEVICES), "--speed", "900", "--hours-back", "3"],
         cwd=tmp_path,
-        stdout=log,
+        stdout=subprocess.PIPE,  # a pipe, as `luxtel up | tee up.log` gives it
         stderr=subprocess.STDOUT,
     )
     stack_file = tmp_path / "state" / "up" / "stack.json"
@@ -77,7 +76,10 @@ def run_up_until(tmp_path: Path, enough: int) -> dict[str, Any]:
         )
         process.send_signal(signal.SIGINT)
         interrupted = True
-        assert process.wait(60) == 0, (tmp_path / "up.out").read_text()[-3000:]
+        output, _ = process.communicate(timeout=60)
+        with (tmp_path / "up.out").open("ab") as log:
+            log.write(output)
+        assert process.returncode == 0, output.decode()[-3000:]
     finally:
         if process.poll() is None:
             process.kill()
@@ -112,6 +114,12 @@ def test_up_shows_a_city_flowing_into_influxdb_and_stops_cleanly(tmp_path: Path)
     assert (tmp_path / "state" / "up" / "influxdb").is_dir()
     output = (tmp_path / "up.out").read_text()
     assert "luxtel up" in output
+    # Piped, no panel frozen at its first values: where the data is, then status lines.
+    assert not {"╭", "│", "╰"} & set(output), output
+    status = [line for line in output.splitlines() if " · broker " in line]
+    assert status, output
+    assert all("broker connected" in line for line in status[:1]), status
+    assert f"alerts   luxtel alerts list --state-dir {tmp_path / 'state'}" in output
     # A second `luxtel up` continues on the same data: the first run's readings are still there.
     second = run_up_until(tmp_path, first["count"] + 50)
     assert second["count"] >= first["count"] + 50

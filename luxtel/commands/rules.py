@@ -12,13 +12,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from rules.language.durations import parse_duration
 from rules.language.errors import RuleFileError
 from rules.language.loader import load_rules
 from rules.notify.config import load_notify
 from rules.notify.dispatch import Silence
+from rules.notify.listing import Format, Listing, render
 from rules.notify.routing import Matcher
 from rules.runtime.engine import STATE_FILE
 from rules.runtime.store import Store
@@ -95,43 +95,33 @@ def list_alerts(
     state_dir: StateDir = None,
     config: ConfigFile = None,
     all_: Annotated[bool, typer.Option("--all", help="Also pending and resolved.")] = False,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format", help="table (fits the terminal), json or csv (every field, for scripts)."
+        ),
+    ] = "table",
 ) -> None:
-    """The firing alerts (and, with --all, pending and resolved ones awaiting their notice)."""
+    """The firing alerts (and, with --all, pending and resolved ones awaiting their notice),
+    and the notifications that failed for good."""
     store = _store(state_dir, config)
     try:
-        acked = store.acked()
+        acked = frozenset(store.acked())
         alerts = sorted(store.alerts(), key=lambda a: (a.zone, a.rule, a.device_id))
         counts = store.outbox_counts()
+        given_up = store.given_up()
         silences = [s for s in store.silences() if s.ends_at > datetime.now(UTC)]
     finally:
         store.close()
-    table = Table()
-    table.add_column("id", no_wrap=True, min_width=10)
-    table.add_column("state", no_wrap=True)
-    for name in ("rule", "severity", "zone", "device", "since"):
-        table.add_column(name)
-    table.add_column("summary", overflow="fold")
-    for alert in alerts:
-        if not all_ and alert.state != "firing":
-            continue
-        state = alert.state + (" (acked)" if alert.id in acked else "")
-        since = alert.active_at.strftime("%Y-%m-%d %H:%M")
-        table.add_row(
-            alert.id,
-            state,
-            alert.rule,
-            alert.severity,
-            alert.zone,
-            alert.device_id,
-            since,
-            alert.summary,
-        )
-    console = Console()
-    console.print(table)
-    console.print(
-        f"{counts['unsent']} notification(s) or point(s) waiting to be delivered, "
-        f"{counts['failed_attempts']} failed attempt(s) so far; {len(silences)} active silence(s)"
+    listing = Listing(
+        [a for a in alerts if all_ or a.state == "firing"],
+        acked,
+        given_up,
+        counts["unsent"],
+        counts["failed_attempts"],
+        len(silences),
     )
+    render(listing, fmt, Console(highlight=False))
 
 
 @alerts_app.command("ack")

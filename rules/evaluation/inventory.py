@@ -1,4 +1,4 @@
-"""The luminaire inventory as the rules read it: the rows of `energy.inventory` (the contract's
+"""The luminaire inventory as the rules read it: the rows of `models.inventory` (the contract's
 CSV, one parser for the whole of luxtel), by device, with the size of every circuit and zone
 (the "of 40" of "circuit C12: 37 of 40 luminaires dark").
 """
@@ -7,8 +7,9 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from energy.inventory import COLUMNS, InventoryError, read_inventory
-from energy.inventory import Luminaire as Device
+from models.inventory import INVENTORY_COLUMNS as COLUMNS
+from models.inventory import InventoryError, read_inventory
+from models.inventory import Luminaire as Device
 from rules.language.errors import Problem, RuleFileError
 
 __all__ = ["COLUMNS", "EMPTY", "Device", "Inventory", "load_inventory", "only_zones"]
@@ -60,12 +61,5 @@ def load_inventory(path: Path) -> Inventory:
     try:
         devices = read_inventory(path)
     except InventoryError as error:
-        text = str(error)
-        line = 0
-        prefix = f"{path}: line "
-        if text.startswith(prefix):
-            number, _, rest = text.removeprefix(prefix).partition(": ")
-            if number.isdigit():
-                line, text = int(number), rest
-        raise RuleFileError([Problem(path, line, text)]) from None
+        raise RuleFileError([Problem(path, error.line, error.reason)]) from None
     return Inventory.of(list(devices.values()))

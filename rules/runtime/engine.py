@@ -39,12 +39,13 @@ from rules.evaluation.inventory import EMPTY, Inventory
 from rules.language.errors import NotifyError
 from rules.language.loader import load_rules
 from rules.notify.config import NO_RECEIVERS, NotifyConfig
+from rules.notify.delivery import deliver
 from rules.notify.dispatch import Group, Notification, dispatch
 from rules.notify.outputs import alert_topic, influx_line, mqtt_payload
-from rules.notify.receivers import alertmanager_body, apprise_body, send_alertmanager, send_apprise
+from rules.notify.receivers import Integration, integration_for, notification_entries
 from rules.runtime.metrics import RulesMetrics
 from rules.runtime.state_points import SnapshotEncoder, StatePolicy
-from rules.runtime.store import OutboxItem, Store
+from rules.runtime.store import OutboxEntry, OutboxItem, Store
 
 log = structlog.get_logger("luxtel.rules")
 
@@ -276,19 +277,15 @@ class RulesEngine:
 
     def _outbox(
         self, transitions: list[Transition], notes: list[Notification]
-    ) -> list[tuple[str, str, bytes]]:
-        items: list[tuple[str, str, bytes]] = []
+    ) -> list[OutboxEntry]:
+        items: list[OutboxEntry] = []
         lines = [influx_line(t) for t in transitions if t.kind != "pending"]
         if lines and self.influx is not None:
-            items.append(("influx", "alerts", "\n".join(lines).encode()))
+            items.append(OutboxEntry("influx", "alerts", 0, "\n".join(lines).encode()))
         for note in notes:
             receiver = self.notify.receivers.get(note.receiver)
-            if receiver is None:
-                continue
-            for index, _ in enumerate(receiver.apprise):
-                items.append(("apprise", f"{note.receiver}#{index}", apprise_body(note)))
-            if receiver.alertmanager:
-                items.append(("alertmanager", note.receiver, alertmanager_body(note)))
+            if receiver is not None:
+                items += notification_entries(note, receiver)
         return items
 
     async def _snapshots_forever(self, influx: InfluxWriter) -> None:
@@ -333,53 +330,71 @@ class RulesEngine:
 
     async def _deliver_due(self, store: Store) -> None:
         due = store.due(self.clock())
-        if not due:
-            self.metrics.outbox_due.set(store.unsent())
-            return
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            for item in due:
-                receiver = _receiver_label(item)
-                try:
-                    await self._send(session, item)
-                except (NotifyError, InfluxError) as error:
-                    self.counters.delivery_failures += 1
-                    self.metrics.failed.labels(receiver, item.channel).inc()
-                    delay = backoff_delay(item.attempts, RETRY_MIN_S, RETRY_MAX_S, self._rng)
-                    retry_at = self.clock() + timedelta(seconds=delay)
-                    store.failed(item.id, str(error), retry_at)
-                    log.warning(
-                        "delivery_failed",
-                        channel=item.channel,
-                        target=item.target,
-                        attempts=item.attempts + 1,
-                        error=str(error),
-                        retry_in_s=round(delay, 1),
-                    )
-                    continue
-                store.sent(item.id, self.clock())
-                self.counters.delivered += 1
-                self.metrics.sent.labels(receiver, item.channel).inc()
+        if due:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                await deliver(
+                    due,
+                    lambda item: self._integration(session, item),
+                    lambda item, retry, error: self._record(store, item, retry, error),
+                )
         self.metrics.outbox_due.set(store.unsent())
 
-    async def _send(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
-        if item.channel == "influx":
-            if self.influx is None:
-                raise NotifyError("no InfluxDB writer configured", retryable=True)
-            await self.influx.write(item.body.decode().split("\n"))
+    def _integration(self, session: aiohttp.ClientSession, item: OutboxItem) -> Integration:
+        if item.kind == "influx":
+            return _AlertPoints(self.influx)
+        return integration_for(item.entry, self.notify.receivers, session)
+
+    def _record(
+        self, store: Store, item: OutboxItem, retry: bool, error: NotifyError | None
+    ) -> None:
+        """An outcome into the outbox (times: the engine's clock): sent, due again after a
+        capped, jittered backoff, or refused for good — kept for `luxtel alerts list`."""
+        receiver = _receiver_label(item)
+        if error is None:
+            store.sent(item.id, self.clock())
+            self.counters.delivered += 1
+            self.metrics.sent.labels(receiver, item.kind).inc()
             return
-        name, _, index = item.target.partition("#")
-        receiver = self.notify.receivers.get(name)
-        if receiver is None:
-            raise NotifyError(f"receiver {name!r} is no longer configured", retryable=True)
-        if item.channel == "apprise":
-            position = int(index)
-            if position >= len(receiver.apprise):
-                raise NotifyError(f"receiver {name!r} has no URL #{position}", retryable=True)
-            await send_apprise(receiver.apprise[position], item.body)
-        elif item.channel == "alertmanager" and receiver.alertmanager:
-            await send_alertmanager(session, receiver.alertmanager, item.body)
-        else:
-            raise NotifyError(f"unknown outbox channel {item.channel!r}", retryable=False)
+        self.counters.delivery_failures += 1
+        self.metrics.failed.labels(receiver, item.kind).inc()
+        if not retry:
+            store.give_up(item.id, str(error), self.clock())
+            log.error(
+                "delivery_failed_for_good",
+                kind=item.kind,
+                receiver=item.receiver,
+                index=item.entry.index,
+                error=str(error),
+                action="not retried; shown by `luxtel alerts list`; fix the receiver",
+            )
+            return
+        delay = backoff_delay(item.attempts, RETRY_MIN_S, RETRY_MAX_S, self._rng)
+        store.failed(item.id, str(error), self.clock() + timedelta(seconds=delay))
+        log.warning(
+            "delivery_failed",
+            kind=item.kind,
+            receiver=item.receiver,
+            index=item.entry.index,
+            attempts=item.attempts + 1,
+            error=str(error),
+            retry_in_s=round(delay, 1),
+        )
+
+
+class _AlertPoints:
+    """InfluxDB as the integration of the `alerts` points: every failure is retried."""
+
+    def __init__(self, influx: InfluxWriter | None) -> None:
+        self.influx = influx
+
+    async def notify(self, body: bytes) -> tuple[bool, NotifyError | None]:
+        if self.influx is None:
+            return True, NotifyError("no InfluxDB writer configured", retryable=True)
+        try:
+            await self.influx.write(body.decode().split("\n"))
+        except InfluxError as error:
+            return True, NotifyError(str(error), retryable=True)
+        return False, None
 
 
 async def _chunks(lines: Iterator[str]) -> AsyncGenerator[list[str], None]:
@@ -398,9 +413,7 @@ async def _chunks(lines: Iterator[str]) -> AsyncGenerator[list[str], None]:
 
 def _receiver_label(item: OutboxItem) -> str:
     """The receiver's name (`alerts` points: `influxdb`), for the delivery metrics."""
-    if item.channel == "influx":
-        return "influxdb"
-    return item.target.partition("#")[0]
+    return "influxdb" if item.kind == "influx" else item.receiver
 
 
 def notification_of(body: bytes) -> dict[str, Any]:

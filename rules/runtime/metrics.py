@@ -10,8 +10,8 @@
   now, and waiting for their `for`; every rule of the file is listed (0 when none);
 - `luxtel_notifications_sent_total{receiver,channel}`,
   `luxtel_notifications_failed_total{receiver,channel}`: outbox items delivered, and delivery
-  attempts that failed (each is retried); `channel` is apprise, alertmanager or influx
-  (receiver `influxdb`: the `alerts` points);
+  attempts that failed (retried unless refused for good); `channel` is apprise, alertmanager
+  or influx (receiver `influxdb`: the `alerts` points);
 - `luxtel_rules_outbox_due`: outbox items not delivered yet (due now or waiting for a retry);
 - `luxtel_rules_state_points_total`, `luxtel_rules_state_failures_total`: `luminaire_state`
   points written for the city map, and snapshots given up on an InfluxDB error (the next one
@@ -62,7 +62,7 @@ class RulesMetrics:
         )
         self.failed = Counter(
             "luxtel_notifications_failed",
-            "Delivery attempts that failed (each is retried).",
+            "Delivery attempts that failed (each is retried, unless refused for good).",
             ["receiver", "channel"],
             registry=r,
         )

@@ -4,7 +4,14 @@ groups, silences, acknowledgements, and the outbox of notifications and InfluxDB
 One transaction per evaluation cycle holds the new alert state, the groups' "already told"
 sets and the notifications that cycle decided on, so a restart neither forgets a firing alert
 nor notifies it again, and a notification decided on is never lost: it stays in the outbox,
-due, until a receiver takes it (at least once: a crash between a send and its record repeats it).
+due, until a receiver takes it (at least once: a crash between a send and its record repeats it)
+or refuses it for good (`NotifyError.retryable` false: a bad URL, a 4xx): such an item is kept,
+marked `gave_up_at` with its error, for `luxtel alerts list`, and never tried again.
+
+What a cycle owes is an `OutboxEntry` (kind, receiver, index, body); the table keeps the
+`channel` / `target` columns of earlier versions (`target` is `receiver#index` for an Apprise
+URL, the receiver's name for Alertmanager, `alerts` for InfluxDB), so existing state dirs keep
+working; `gave_up_at` is added to them in place.
 """
 
 import sqlite3
@@ -12,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -37,21 +44,77 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     last_error TEXT,
-    sent_at TEXT
+    sent_at TEXT,
+    gave_up_at TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_attempt_at);
 """
 
+OutboxKind = Literal["apprise", "alertmanager", "influx"]
+"""An Apprise URL of a receiver, a receiver's Alertmanager, or InfluxDB's `alerts` points."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One thing owed to one place: a notification to one URL of a receiver, or `alerts` points."""
+
+    kind: OutboxKind
+    receiver: str
+    """The receiver's name (`alerts` for InfluxDB)."""
+    index: int
+    """Which of the receiver's Apprise URLs (0 for the others)."""
+    body: bytes
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
+    """An outbox entry as stored, with its delivery record."""
+
     id: int
-    channel: str
-    """`notify` (a receiver's notification) or `influx` (line protocol for `alerts`)."""
-    target: str
-    body: bytes
+    entry: OutboxEntry
     attempts: int
     created_at: datetime
+
+    @property
+    def kind(self) -> OutboxKind:
+        return self.entry.kind
+
+    @property
+    def receiver(self) -> str:
+        return self.entry.receiver
+
+    @property
+    def body(self) -> bytes:
+        return self.entry.body
+
+
+@dataclass(frozen=True, slots=True)
+class GivenUp:
+    """An outbox entry a receiver refused for good (for `luxtel alerts list`)."""
+
+    kind: OutboxKind
+    receiver: str
+    index: int
+    created_at: datetime
+    gave_up_at: datetime
+    attempts: int
+    error: str
+
+
+def _target(entry: OutboxEntry) -> str:
+    return f"{entry.receiver}#{entry.index}" if entry.kind == "apprise" else entry.receiver
+
+
+def _entry(channel: str, target: str, body: bytes) -> OutboxEntry:
+    """The entry of a stored row; a channel this version does not know is kept as is, and the
+    deliverer gives up on it."""
+    kind: Any = channel
+    receiver, index = target, 0
+    if channel == "apprise":
+        name, _, number = target.rpartition("#")
+        if name and number.isdigit():
+            receiver, index = name, int(number)
+    return OutboxEntry(kind, receiver, index, body)
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -124,6 +187,9 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "gave_up_at" not in columns:  # a state dir of an earlier version
+            self._db.execute("ALTER TABLE outbox ADD COLUMN gave_up_at TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -161,11 +227,11 @@ class Store:
         new: EngineState,
         groups: Mapping[str, Group],
         devices: Iterable[str],
-        outbox: Iterable[tuple[str, str, bytes]],
+        outbox: Iterable[OutboxEntry],
         now: datetime,
     ) -> None:
-        """Write what changed from `old` to `new`, the groups, the devices named, and new
-        outbox items `(channel, target, body)`, in one transaction."""
+        """Write what changed from `old` to `new`, the groups, the devices named, and the new
+        outbox entries, in one transaction."""
         db = self._db
         db.execute("BEGIN")
         try:
@@ -207,7 +273,7 @@ class Store:
             db.executemany(
                 "INSERT INTO outbox (channel, target, body, created_at, next_attempt_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(channel, target, body, stamp, stamp) for channel, target, body in outbox],
+                [(e.kind, _target(e), e.body, stamp, stamp) for e in outbox],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -217,16 +283,18 @@ class Store:
     def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         rows = self._db.execute(
             "SELECT id, channel, target, body, attempts, created_at FROM outbox "
-            "WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            "WHERE sent_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= ? "
+            "ORDER BY id LIMIT ?",
             (now.isoformat(), limit),
         ).fetchall()
         return [
-            OutboxItem(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in rows
+            OutboxItem(r[0], _entry(r[1], r[2], r[3]), r[4], datetime.fromisoformat(r[5]))
+            for r in rows
         ]
 
     def next_due(self) -> datetime | None:
         row = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE sent_at IS NULL"
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE sent_at IS NULL AND gave_up_at IS NULL"
         ).fetchone()
         return _dt(row[0]) if row and row[0] else None
 
@@ -243,25 +311,59 @@ class Store:
             (error[:1000], retry_at.isoformat(), item_id),
         )
 
+    def give_up(self, item_id: int, error: str, at: datetime) -> None:
+        """A receiver refused the item for good: keep it, with its error, and never retry it."""
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, gave_up_at = ? "
+            "WHERE id = ?",
+            (error[:1000], at.isoformat(), item_id),
+        )
+
     def unsent(self) -> int:
         """Outbox items not delivered yet (due now or waiting for a retry)."""
-        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND gave_up_at IS NULL"
+        ).fetchone()
         return int(row[0])
 
     def outbox_counts(self) -> dict[str, int]:
         """Unsent items and failed attempts so far, for `luxtel alerts list` and metrics."""
         unsent, failures = self._db.execute(
-            "SELECT COUNT(*) FILTER (WHERE sent_at IS NULL), "
+            "SELECT COUNT(*) FILTER (WHERE sent_at IS NULL AND gave_up_at IS NULL), "
             "COALESCE(SUM(attempts - (sent_at IS NOT NULL)), 0) FROM outbox"
         ).fetchone()
         return {"unsent": int(unsent), "failed_attempts": int(failures)}
 
-    def sent_items(self, channel: str) -> list[tuple[str, bytes]]:
+    def given_up(self, limit: int = 100) -> list[GivenUp]:
+        """The items receivers refused for good, newest first."""
         rows = self._db.execute(
-            "SELECT target, body FROM outbox WHERE channel = ? AND sent_at IS NOT NULL ORDER BY id",
-            (channel,),
+            "SELECT channel, target, body, created_at, gave_up_at, attempts, last_error "
+            "FROM outbox WHERE gave_up_at IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (limit,),
         )
-        return [(r[0], r[1]) for r in rows]
+        out = []
+        for channel, target, body, created, gave_up, attempts, error in rows:
+            entry = _entry(channel, target, body)
+            out.append(
+                GivenUp(
+                    entry.kind,
+                    entry.receiver,
+                    entry.index,
+                    datetime.fromisoformat(created),
+                    datetime.fromisoformat(gave_up),
+                    int(attempts),
+                    error or "",
+                )
+            )
+        return out
+
+    def sent_items(self, kind: OutboxKind) -> list[OutboxEntry]:
+        rows = self._db.execute(
+            "SELECT channel, target, body FROM outbox WHERE channel = ? AND sent_at IS NOT NULL "
+            "ORDER BY id",
+            (kind,),
+        )
+        return [_entry(r[0], r[1], r[2]) for r in rows]
 
     def silences(self) -> list[Silence]:
         return [_silence_from_json(b) for (b,) in self._db.execute("SELECT body FROM silences")]

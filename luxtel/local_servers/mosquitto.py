@@ -8,8 +8,8 @@ import socket
 from pathlib import Path
 from typing import ClassVar
 
-from servers.ports import free_port
-from servers.process import ServerProcess
+from luxtel.local_servers.ports import free_port
+from luxtel.local_servers.process import ServerProcess
 
 __all__ = ["MosquittoServer", "connect_probe"]
 

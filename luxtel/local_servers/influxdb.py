@@ -18,8 +18,8 @@ from urllib.error import HTTPError
 from urllib.parse import urlencode
 from urllib.request import ProxyHandler, Request, build_opener
 
-from servers.ports import free_port
-from servers.process import ServerError, ServerProcess, ServerStartError
+from luxtel.local_servers.ports import free_port
+from luxtel.local_servers.process import ServerError, ServerProcess, ServerStartError
 
 __all__ = ["InfluxDBError", "InfluxDBServer", "create_database", "query", "write_points"]
 
@@ -107,7 +107,7 @@ class InfluxDBServer(ServerProcess):
 
         auth = "true" if self.auth_enabled else "false"
         return f"""\
-# Written by luxtel's servers.InfluxDBServer; rewritten on every start.
+# Written by luxtel's local_servers.InfluxDBServer; rewritten on every start.
 
 # Never phone home. Upstream InfluxDB 1.x reads reporting-disabled; Debian's build renamed it
 # to reporting-enabled. Each build ignores the other's key.
