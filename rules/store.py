@@ -5,6 +5,9 @@ One transaction per evaluation cycle holds the new alert state, the groups' "alr
 sets and the notifications that cycle decided on, so a restart neither forgets a firing alert
 nor notifies it again, and a notification decided on is never lost: it stays in the outbox,
 due, until a receiver takes it (at least once: a crash between a send and its record repeats it).
+The same transaction holds the journal position the state reflects (`meta.journal_position`,
+`rules.journal`): a restarted rules process reads the journal on from there, so what it evaluated
+before is neither evaluated again in effect nor skipped.
 """
 
 import sqlite3
@@ -19,6 +22,7 @@ import orjson
 from rules.alerts import Alert
 from rules.dispatch import Group, Silence
 from rules.evaluator import DeviceView, EngineState
+from rules.journal import START, Position
 from rules.routing import Matcher
 
 _SCHEMA = """
@@ -155,6 +159,11 @@ class Store:
         state = EngineState(_dt(started[0]) if started else None, alerts, resolved, devices)
         return state, groups
 
+    def position(self) -> Position:
+        """The journal position the saved state reflects (the start when none was saved)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='journal_position'").fetchone()
+        return START if row is None else Position.parse(row[0])
+
     def save(
         self,
         old: EngineState,
@@ -163,12 +172,19 @@ class Store:
         devices: Iterable[str],
         outbox: Iterable[tuple[str, str, bytes]],
         now: datetime,
+        position: Position | None = None,
     ) -> None:
-        """Write what changed from `old` to `new`, the groups, the devices named, and new
-        outbox items `(channel, target, body)`, in one transaction."""
+        """Write what changed from `old` to `new`, the groups, the devices named, new outbox
+        items `(channel, target, body)` and the journal `position` reached, in one
+        transaction."""
         db = self._db
         db.execute("BEGIN")
         try:
+            if position is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('journal_position', ?)",
+                    (position.encode(),),
+                )
             if new.started_at is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('started_at', ?)",

@@ -2,10 +2,14 @@
 (see `rules.process`), the child end of the channel (`rules.channel`) as its argument.
 
 It runs the engine on an asyncio loop of its own, at a lower CPU priority (`NICENESS`):
-observations from the channel into the engine's inbox, alert transitions and log events back
-to the parent, its metrics to the parent every `METRICS_EVERY_S`, `alerts` points to InfluxDB
-with an `InfluxWriter` of its own. The end of the channel (the parent finished, or died) ends
-it: the engine's final delivery, as on `None`, then exit. It also watches its parent's pid.
+observations from the journal (`rules.journal`), from the position committed in its state on,
+up to the durable end the parent reports on the channel, into the engine's inbox; alert
+transitions, log events and the journal positions evaluated and committed back to the parent;
+its metrics to the parent every `METRICS_EVERY_S`; `alerts` points to InfluxDB with an
+`InfluxWriter` of its own. Segments the engine has committed past are deleted here. The end of
+the channel (the parent finished, or died) ends it: the engine's final delivery, as on `None`,
+then exit — what it had not read stays in the journal for the next one. It also watches its
+parent's pid.
 SIGINT and SIGTERM are ignored: a terminal's Ctrl-C and a service manager's stop (systemd's
 default KillMode) reach the whole process group, and the parent, which drains ingest first,
 ends the channel when it is time. SIGKILL ends it at once (the parent restarts it).
@@ -20,7 +24,8 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -32,26 +37,33 @@ from luxtel.settings import Settings
 from models import Observation
 from rules.channel import (
     Kind,
-    decode_observations,
+    decode_positions,
     encode_alert,
     encode_log,
     encode_metrics,
+    encode_position,
     frame,
     read_frame,
 )
-from rules.engine import RulesEngine
+from rules.engine import STATE_FILE, RulesEngine
 from rules.errors import RuleFileError
 from rules.inventory import EMPTY as EMPTY_INVENTORY
 from rules.inventory import load_inventory, only_zones
+from rules.journal import JournalReader
 from rules.notify_config import NO_RECEIVERS, load_notify
+from rules.store import Store
 
 log = structlog.get_logger("luxtel.rules")
 
 INBOX_CHUNKS = 4
-"""The engine's inbox: small, the channel's buffers hold the backlog (see `rules.process`)."""
+"""The engine's inbox, in journal records (a batch each): small, the journal holds the backlog."""
+READ_BYTES = 8 << 20
+"""Journal bytes read at once (then the inbox has to take them first)."""
 NICENESS = 10
-"""Below ingest: when the cores are busy, the rules fall behind (and drop, counted), not ingest."""
+"""Below ingest: when the cores are busy, the rules fall behind (and lag), not ingest."""
 METRICS_EVERY_S = 1.0
+POSITION_EVERY_S = 0.2
+"""How often the positions evaluated and committed go to the parent (when they moved)."""
 PARENT_CHECK_S = 1.0
 EXIT_FAILED = 1
 EXIT_RULES_FILE = 2
@@ -66,6 +78,8 @@ class WorkerConfig:
     settings: Settings
     influx: InfluxTarget
     parent_pid: int
+    journal: Path
+    """The journal's directory."""
 
 
 def build_engine(
@@ -170,7 +184,7 @@ async def _main(config: WorkerConfig, sock: socket.socket) -> int:
             except RuleFileError as error:
                 log.error("rules_file_error", problems=[str(p) for p in error.problems])
                 return EXIT_RULES_FILE
-            await _run(engine, reader, parent, registry, config.parent_pid)
+            await _run(engine, reader, parent, registry, config)
     except Exception:
         log.exception("rules_process_failed")  # to the parent, which restarts the process
         return EXIT_FAILED
@@ -187,30 +201,99 @@ async def _run(
     reader: asyncio.StreamReader,
     parent: _ToParent,
     registry: CollectorRegistry,
-    parent_pid: int,
+    config: WorkerConfig,
 ) -> None:
     inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
+    store = Store(config.settings.state_dir / STATE_FILE)
+    try:
+        journal = JournalReader(config.journal, store.position())
+    finally:
+        store.close()
+    durable = _Durable()
     async with asyncio.TaskGroup() as group:
-        group.create_task(_feed(reader, inbox), name="rules-feed")
-        watcher = group.create_task(_watch_parent(parent_pid, reader), name="rules-parent")
+        listener = group.create_task(_listen(reader, durable, inbox), name="rules-channel")
+        feeder = group.create_task(_feed(journal, durable, inbox, listener), name="rules-feed")
+        watcher = group.create_task(_watch_parent(config.parent_pid, reader), name="rules-parent")
         reporter = group.create_task(_report(parent, registry), name="rules-metrics")
+        positions = group.create_task(_positions(parent, engine, journal), name="rules-positions")
         await engine.run(inbox)
-        watcher.cancel()
-        reporter.cancel()
+        for task in (feeder, watcher, reporter, positions):
+            task.cancel()
+    _send_positions(parent, engine)
     parent.send(Kind.METRICS, encode_metrics(list(registry.collect())))
     log.info("rules_process_stopped", pid=os.getpid())
 
 
-async def _feed(
-    reader: asyncio.StreamReader, inbox: asyncio.Queue[list[Observation] | None]
+class _Durable:
+    """The journal's end as the parent last reported it (written and fsynced up to there)."""
+
+    def __init__(self) -> None:
+        self.end = 0
+        self.moved = asyncio.Event()
+
+
+async def _listen(
+    reader: asyncio.StreamReader,
+    durable: _Durable,
+    inbox: asyncio.Queue[list[Observation] | None],
 ) -> None:
-    """Observations from the channel into the inbox until the channel ends, then `None`,
-    which ends the engine."""
+    """The parent's reports of the journal's end, until the channel ends."""
     while (received := await read_frame(reader)) is not None:
         kind, body = received
-        if kind is Kind.OBSERVATIONS:
-            await inbox.put(decode_observations(body))
+        if kind is Kind.APPENDED:
+            durable.end = max(durable.end, max(offset for offset, _ in decode_positions(body)))
+            durable.moved.set()
+
+
+async def _feed(
+    journal: JournalReader,
+    durable: _Durable,
+    inbox: asyncio.Queue[list[Observation] | None],
+    listener: "asyncio.Task[None]",
+) -> None:
+    """Journal records into the inbox, as the parent reports them durable, until the channel
+    ends; then `None`, which ends the engine (what was not read is read by the next process)."""
+    ended = asyncio.ensure_future(asyncio.shield(listener))
+    try:
+        while not listener.done():
+            if journal.position.offset >= durable.end:
+                durable.moved.clear()
+                moved = asyncio.ensure_future(durable.moved.wait())
+                waiting: set[asyncio.Future[Any]] = {moved, ended}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                moved.cancel()
+                continue
+            for record in journal.read(durable.end, READ_BYTES):
+                await inbox.put(record.observations())
+                if listener.done():
+                    break
+    finally:
+        ended.cancel()
     await inbox.put(None)
+
+
+async def _positions(parent: _ToParent, engine: RulesEngine, journal: JournalReader) -> None:
+    """The engine's positions to the parent when they move; segments it committed past go."""
+    sent = None
+    while parent.open:
+        await asyncio.sleep(POSITION_EVERY_S)
+        now = (engine.evaluated, engine.committed)
+        if now == sent:
+            continue
+        sent = now
+        _send_positions(parent, engine)
+        if engine.committed is not None:
+            journal.forget_before(engine.committed)
+
+
+def _send_positions(parent: _ToParent, engine: RulesEngine) -> None:
+    evaluated, committed = engine.evaluated, engine.committed
+    if evaluated is not None and committed is not None:
+        parent.send(
+            Kind.POSITION,
+            encode_position(evaluated.offset, evaluated.seq)
+            + encode_position(committed.offset, committed.seq),
+        )
 
 
 async def _watch_parent(parent_pid: int, reader: asyncio.StreamReader) -> None:
