@@ -382,10 +382,8 @@ class JournalReader:
         sets its segment aside (renamed `.corrupt`, logged) and reading goes on at the next."""
         records: list[Record] = []
         taken = 0
-        while self.position.offset < until and taken < max_bytes:
+        while self.has_more(until) and taken < max_bytes:
             segments = segment_paths(self.directory)
-            if not self._checked:
-                self._check(segments, until)
             index = self._segment_of(segments)
             if index is None:
                 break
@@ -418,6 +416,13 @@ class JournalReader:
                 taken += record.end.offset - record.start
                 self.position = record.end
         return records
+
+    def has_more(self, until: int) -> bool:
+        """Whether records lie between `position` and `until`, the durable end (the first call
+        also checks the position against the journal: see `_check`)."""
+        if not self._checked:
+            self._check(segment_paths(self.directory), until)
+        return self.position.offset < until
 
     def _check(self, segments: list[tuple[Position, Path]], until: int) -> None:
         """A position outside the journal (it was removed while the rules' state was kept):

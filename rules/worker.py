@@ -228,7 +228,8 @@ class _Durable:
     """The journal's end as the parent last reported it (written and fsynced up to there)."""
 
     def __init__(self) -> None:
-        self.end = 0
+        self.end: int | None = None
+        """None until the parent's first report."""
         self.moved = asyncio.Event()
 
 
@@ -241,7 +242,8 @@ async def _listen(
     while (received := await read_frame(reader)) is not None:
         kind, body = received
         if kind is Kind.APPENDED:
-            durable.end = max(durable.end, max(offset for offset, _ in decode_positions(body)))
+            end = max(offset for offset, _ in decode_positions(body))
+            durable.end = end if durable.end is None else max(durable.end, end)
             durable.moved.set()
 
 
@@ -256,7 +258,7 @@ async def _feed(
     ended = asyncio.ensure_future(asyncio.shield(listener))
     try:
         while not listener.done():
-            if journal.position.offset >= durable.end:
+            if durable.end is None or not journal.has_more(durable.end):
                 durable.moved.clear()
                 moved = asyncio.ensure_future(durable.moved.wait())
                 waiting: set[asyncio.Future[Any]] = {moved, ended}

@@ -301,3 +301,59 @@ def test_a_stopped_rules_process_lags_instead_of_dropping(
             assert_each_once(alerts, webhook, ids)
     finally:
         publisher.close()
+
+
+@pytest.mark.integration
+def test_a_full_journal_holds_ingest_back_and_loses_nothing(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+    alerts: Alerts,
+    webhook: Webhook,
+) -> None:
+    """The rules process stopped and a journal of 1 MiB (~3,000 observations): ingest stops
+    acknowledging (and writing) at the bound, the broker holds the rest; once the rules go
+    on, everything is written, acknowledged and evaluated, once."""
+    ids = devices(80)
+    per_device = 100
+    total = len(ids) * per_device
+    base = make_settings(tmp_path / "state", mosquitto.url, influxdb.url, influx_db, topic_root)
+    settings = with_rules(base, tmp_path, ids, webhook)
+    settings = settings.model_copy(
+        update={
+            "rules": settings.rules.model_copy(update={"journal_max_bytes": 1 << 20}),
+        }
+    )
+    publisher = Publisher(mosquitto.url)
+    try:
+        with RunningPipeline(settings) as running:
+            pid = rules_pid(running)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                publisher.publish(hot(topic_root, ids, per_device))
+                wait_until(
+                    lambda: running.metric("luxtel_rules_journal_full") == 1, 60, "a full journal"
+                )
+                time.sleep(2.0)  # whatever ingest would still do, it does meanwhile
+                written = count(influxdb.url, influx_db, "telemetry")
+                assert written < total, "ingest must wait for the rules"
+                assert running.metric("luxtel_rules_journal_bytes") <= 1 << 20
+                assert running.metric("luxtel_unacked_messages") > 0, "nothing past the bound acked"
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            wait_until(
+                lambda: count(influxdb.url, influx_db, "telemetry") == total, 120, "all written"
+            )
+            wait_until(
+                lambda: running.metric("luxtel_rules_evaluated_total") == total,
+                120,
+                "every observation evaluated",
+            )
+            assert running.metric("luxtel_rules_journal_full") == 0
+            assert running.metric("luxtel_observations_dropped_total") == 0
+            assert_each_once(alerts, webhook, ids)
+            wait_until(lambda: running.metric("luxtel_unacked_messages") == 0, 30, "all acked")
+    finally:
+        publisher.close()
