@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from structlog.typing import EventDict, WrappedLogger
 
 from ingest.influx import InfluxTarget, InfluxWriter
+from luxtel.gc_settings import tune_for_ingest
 from luxtel.logs import configure_logging
 from luxtel.settings import Settings
 from models import Observation
@@ -184,6 +185,9 @@ async def _main(config: WorkerConfig, sock: socket.socket) -> int:
             except RuleFileError as error:
                 log.error("rules_file_error", problems=[str(p) for p in error.problems])
                 return EXIT_RULES_FILE
+            # As in `luxtel run` (`luxtel.gc_settings`): decoding a journal record builds a few
+            # containers per observation, and the default collector doubled the cost of that.
+            tune_for_ingest()
             await _run(engine, reader, parent, registry, config)
     except Exception:
         log.exception("rules_process_failed")  # to the parent, which restarts the process
