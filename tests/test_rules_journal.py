@@ -190,6 +190,50 @@ def test_a_rules_process_killed_mid_stream_evaluates_everything_once(
 
 
 @pytest.mark.integration
+def test_a_rules_process_killed_while_it_evaluates_a_backlog_notifies_each_once(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+    alerts: Alerts,
+    webhook: Webhook,
+) -> None:
+    """A backlog journaled while the child was stopped; it goes on and is killed as soon as it
+    has evaluated part of it (evaluated, maybe not committed yet): its successor goes on from
+    the committed position, and no alert comes twice."""
+    ids = devices(200)
+    per_device = 30
+    total = len(ids) * per_device
+    base = make_settings(tmp_path / "state", mosquitto.url, influxdb.url, influx_db, topic_root)
+    settings = with_rules(base, tmp_path, ids, webhook)
+    publisher = Publisher(mosquitto.url)
+    try:
+        with RunningPipeline(settings) as running:
+            pid = rules_pid(running)
+            os.kill(pid, signal.SIGSTOP)
+            publisher.publish(hot(topic_root, ids, per_device))
+            wait_until(
+                lambda: running.metric("luxtel_rules_lag_observations") == total, 60, "journaled"
+            )
+            os.kill(pid, signal.SIGCONT)
+            wait_until(
+                lambda: running.metric("luxtel_rules_evaluated_total") > 0, 60, "some evaluated"
+            )
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: process_gone(pid), 30, "the child killed")
+            wait_until(
+                lambda: running.metric("luxtel_rules_evaluated_total") == total,
+                120,
+                "every observation evaluated",
+            )
+            assert_each_once(alerts, webhook, ids)
+            assert running.metric("luxtel_rules_process_restarts_total") == 1
+    finally:
+        publisher.close()
+
+
+@pytest.mark.integration
 def test_luxtel_killed_right_after_its_acks_evaluates_them_on_restart(
     tmp_path: Path,
     mosquitto: MosquittoServer,
