@@ -57,6 +57,9 @@ HEADER = struct.Struct("<IIdQI")
 """Body length, CRC-32 (of the rest of the header and the body), appended at, first seq, count."""
 MIN_SEGMENT_BYTES = 1 << 20
 MAX_SEGMENT_BYTES = 64 << 20
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+"""Backoff between attempts at an append that failed (a full disk, say)."""
 MAX_RECORD_BYTES = 1 << 30
 """Far above any real record (a batch of 100,000 observations is ~50 MB): a larger length is
 a corrupt header."""
@@ -235,7 +238,8 @@ class JournalWriter:
         self.end, first = self._open()
         self.evaluated = first
         self.committed = first
-        self._handle = self._segment.open("ab")
+        self._handle = self._segment.open("ab", buffering=0)
+        self._size = self._segment.stat().st_size
         self.metrics.lag_seconds.set_function(self._lag_seconds)
         self._update_metrics()
 
@@ -316,7 +320,7 @@ class JournalWriter:
                 self._full_logged = False
                 log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
             self.metrics.full.set(0)
-            await asyncio.to_thread(self._write, record)
+            await self._write_until_done(record)
             start = self.end.offset
             self.end = Position(start + len(record), self.end.seq + len(observations))
             self._pending.append(_Pending(self.end.offset, self.clock()))
@@ -324,16 +328,48 @@ class JournalWriter:
             self._update_metrics()
             self._appended.set()
 
+    async def _write_until_done(self, record: bytes) -> None:
+        """`_write`, again after a capped backoff while it fails (a full disk, say): the batch
+        is not acknowledged meanwhile, so ingest waits instead of losing anything."""
+        failures = 0
+        while True:
+            try:
+                await asyncio.to_thread(self._write, record)
+            except OSError as error:
+                if not failures:
+                    log.error(
+                        "rules_journal_write_failed",
+                        path=str(self._segment),
+                        error=str(error),
+                        action="ingest waits (no acknowledgements); retrying",
+                    )
+                await asyncio.sleep(min(RETRY_MAX_S, RETRY_MIN_S * 2**failures))
+                failures += 1
+                continue
+            if failures:
+                log.info("rules_journal_write_recovered", attempts=failures + 1)
+            return
+
     def _write(self, record: bytes) -> None:
-        """Blocking: in a thread. Starts a new segment when the current one is full."""
-        if self._handle.tell() >= self.segment_bytes:
+        """Blocking: in a thread. Starts a new segment when the current one is full; a write
+        that fails is cut off again, so the segment holds only whole records."""
+        if self._size >= self.segment_bytes:
+            path = self.directory / segment_name(self.end)
+            handle = path.open("ab", buffering=0)
             self._handle.close()
-            self._segment = self.directory / segment_name(self.end)
-            self._handle = self._segment.open("ab")
+            self._handle, self._segment, self._size = handle, path, 0
             _fsync_directory(self.directory)
-        self._handle.write(record)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        descriptor = self._handle.fileno()
+        try:
+            view = memoryview(record)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, self._size)
+            raise
+        self._size += len(record)
 
     async def appended(self) -> Position:
         """Wait for the next append; the durable end then."""

@@ -21,6 +21,7 @@ from rules.journal import (
     JournalReader,
     JournalWriter,
     Position,
+    segment_name,
     segment_paths,
 )
 from rules.store import Store
@@ -232,3 +233,23 @@ def test_every_observation_is_read_once_in_order_whatever_the_sizes(
         reader.forget_before(reader.position)
     assert seen == [o for c in chunks for o in c]
     assert reader.position == journal.end
+
+
+def test_an_append_that_fails_is_retried_and_leaves_only_whole_records(tmp_path: Path) -> None:
+    """The next segment cannot be created (a directory stands in its way, as a full disk would
+    refuse it): the append waits and retries, and once the way is clear it completes."""
+    journal = JournalWriter(tmp_path, 64 << 20, segment_bytes=1000)
+
+    async def main() -> None:
+        await journal.append(chunk(4))
+        blocker = tmp_path / segment_name(journal.end)
+        blocker.mkdir()
+        held = asyncio.create_task(journal.append(chunk(4, 4)))
+        await asyncio.sleep(1.0)
+        assert not held.done(), "the append waits while it cannot write"
+        blocker.rmdir()
+        await asyncio.wait_for(held, 30)
+
+    asyncio.run(main())
+    got = read_all(tmp_path, START, journal.end.offset)
+    assert [list(c) for c in got] == [chunk(4), chunk(4, 4)]
