@@ -14,7 +14,8 @@ sink's batch, `ingest.batch_size`, default 5000):
   process pays per observation before evaluating).
 
 CPU time is the process's (`time.process_time`), so other processes on a shared machine count
-less; the append's wall time includes the fsync, which depends on the disk.
+less; the append's wall time includes the fsync, which depends on the disk. The garbage
+collector is set as in `luxtel run` and its rules process (`luxtel.gc_settings`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from luxtel.gc_settings import tune_for_ingest
 from models import Observation
 from rules.bench import observations_of
 from rules.journal import START, JournalReader, JournalWriter, encode_record
@@ -73,6 +75,7 @@ def main() -> None:
         connections="shared",
     )
     _, observations = observations_of(config)
+    tune_for_ingest()
     batches = batches_of(observations, args.batch, args.batches)
     total = sum(len(b) for b in batches)
 
