@@ -281,9 +281,11 @@ class JournalWriter:
                         bytes=size - kept,
                         action="cut off (it was never acknowledged)",
                     )
-                    with path.open("r+b") as handle:
-                        handle.truncate(kept)
-                        os.fsync(handle.fileno())
+                with path.open("r+b") as handle:
+                    # Cut off a torn record; fsync what a killed writer may have left unsynced
+                    # (its messages were not acknowledged, but the rules may now read it).
+                    handle.truncate(kept)
+                    os.fsync(handle.fileno())
                 self._segment = path
         return end, first or end
 
