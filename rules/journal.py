@@ -23,7 +23,7 @@ Bounded in bytes: when the records not yet committed by the rules and the next o
 sink then holds its acknowledgements, the ingest queues fill and the MQTT source pauses: the
 broker keeps the rest. Disk use is at most `max_bytes` plus one segment.
 
-A record: a header `<IIdQI>` — body length, CRC-32 of the rest of the header and the body, the
+A record: a header `<IIdQI>` — body length, CRC-32 of the body and the rest of the header, the
 append time (wall clock, Unix seconds: it survives restarts, so the rules' lag in seconds is
 comparable across them), the sequence number of its first observation (observations appended
 before it, since the journal began) and its observation count — then the body. A record cut
@@ -54,7 +54,7 @@ log = structlog.get_logger("luxtel.rules")
 
 SUFFIX = ".journal"
 HEADER = struct.Struct("<IIdQI")
-"""Body length, CRC-32 (of the rest of the header and the body), appended at, first seq, count."""
+"""Body length, CRC-32 (of the body and the rest of the header), appended at, first seq, count."""
 MIN_SEGMENT_BYTES = 1 << 20
 MAX_SEGMENT_BYTES = 64 << 20
 RETRY_MIN_S = 0.5
@@ -112,11 +112,28 @@ class Record:
         return Chunk(decode_observations(self.body), self.end)
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A record's encoded observations and their CRC-32, before the record is framed."""
+
+    data: bytes
+    crc: int
+    count: int
+
+    @classmethod
+    def of(cls, observations: list[Observation]) -> "Body":
+        data = encode_observations(observations)
+        return cls(data, zlib.crc32(data), len(observations))
+
+    def record(self, seq: int, appended_at: float) -> bytes:
+        """The record: the header, then the body. Its CRC is the body's followed by the rest
+        of the header's, so the header is framed when the record is written."""
+        rest = HEADER.pack(len(self.data), 0, appended_at, seq, self.count)[8:]
+        return struct.pack("<II", len(self.data), zlib.crc32(rest, self.crc)) + rest + self.data
+
+
 def encode_record(observations: list[Observation], seq: int, appended_at: float) -> bytes:
-    body = encode_observations(observations)
-    rest = HEADER.pack(len(body), 0, appended_at, seq, len(observations))[8:]
-    crc = zlib.crc32(body, zlib.crc32(rest))
-    return struct.pack("<II", len(body), crc) + rest + body
+    return Body.of(observations).record(seq, appended_at)
 
 
 def segment_name(start: Position) -> str:
@@ -145,7 +162,7 @@ def _read_record(handle: BinaryIO, start: int) -> Record | None:
     body = handle.read(length)
     if len(body) < length:
         return None
-    if zlib.crc32(body, zlib.crc32(header[8:])) != crc:
+    if zlib.crc32(header[8:], zlib.crc32(body)) != crc:
         raise JournalError(f"record at offset {start} fails its CRC")
     end = start + HEADER.size + length
     return Record(start, Position(end, seq + count), appended_at, count, body)
@@ -303,10 +320,9 @@ class JournalWriter:
         if not observations:
             return
         async with self._lock:
-            record = await asyncio.to_thread(
-                encode_record, observations, self.end.seq, self.clock()
-            )
-            while self.lag_bytes > 0 and self.lag_bytes + len(record) > self.max_bytes:
+            body = await asyncio.to_thread(Body.of, observations)
+            size = HEADER.size + len(body.data)
+            while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
                 self._room.clear()
                 self.metrics.full.set(1)
                 if not self._full_logged:
@@ -322,10 +338,11 @@ class JournalWriter:
                 self._full_logged = False
                 log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
             self.metrics.full.set(0)
-            await self._write_until_done(record)
+            appended_at = self.clock()
+            await self._write_until_done(body.record(self.end.seq, appended_at))
             start = self.end.offset
-            self.end = Position(start + len(record), self.end.seq + len(observations))
-            self._pending.append(_Pending(self.end.offset, self.clock()))
+            self.end = Position(start + size, self.end.seq + len(observations))
+            self._pending.append(_Pending(self.end.offset, appended_at))
             self.metrics.appended.inc(len(observations))
             self._update_metrics()
             self._appended.set()
@@ -399,9 +416,13 @@ class JournalWriter:
         self.metrics.held.set(self.lag_bytes)
 
     def _lag_seconds(self) -> float:
-        if not self._pending:
+        """At a scrape, in the /metrics server's thread (the event loop may empty the deque
+        meanwhile)."""
+        try:
+            oldest = self._pending[0]
+        except IndexError:
             return 0.0
-        return max(0.0, self.clock() - self._pending[0].appended_at)
+        return max(0.0, self.clock() - oldest.appended_at)
 
 
 class JournalReader:
