@@ -15,10 +15,11 @@ Observations themselves do not cross the channel: they go through the journal
 A frame is a 4-byte big-endian length, then the kind (one byte) and the body. Every body is
 JSON (orjson) or raw bytes: nothing from the channel is unpickled.
 
-Observations are stored compact because the parent pays for the encoding on the ingest path:
-pickling the pydantic models costs ~13–16 µs per observation, this form ~3–4 µs (`python -m
-rules.bench_handover`). The child rebuilds the models as unpickling would (fields, fields set,
-extra fields), without validating again what the decoder validated.
+Observations are journaled compact because the parent pays for the encoding on the ingest path:
+pickling the pydantic models cost ~13–16 µs per observation, this form ~1.3–1.8 µs with
+`luxtel run`'s collector settings (`python bench/journal.py`), and a journal file is never
+unpickled. The child rebuilds the models as unpickling would (fields, fields set, extra
+fields), without validating again what the decoder validated (~6–7 µs, reading included).
 """
 
 import asyncio
