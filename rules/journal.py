@@ -53,6 +53,7 @@ from rules.channel import decode_observations, encode_observations
 log = structlog.get_logger("luxtel.rules")
 
 SUFFIX = ".journal"
+UNREADABLE_SUFFIX = ".unreadable"
 HEADER = struct.Struct("<IIdQI")
 """Body length, CRC-32 (of the body and the rest of the header), appended at, first seq, count."""
 MIN_SEGMENT_BYTES = 1 << 20
@@ -320,32 +321,39 @@ class JournalWriter:
         if not observations:
             return
         async with self._lock:
-            body = await asyncio.to_thread(Body.of, observations)
-            size = HEADER.size + len(body.data)
-            while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
-                self._room.clear()
-                self.metrics.full.set(1)
-                if not self._full_logged:
-                    self._full_logged = True
-                    log.warning(
-                        "rules_journal_full",
-                        bytes=self.lag_bytes,
-                        limit=self.max_bytes,
-                        action="ingest waits for the rules (no acknowledgements meanwhile)",
-                    )
-                await self._room.wait()
-            if self._full_logged:
-                self._full_logged = False
-                log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
-            self.metrics.full.set(0)
-            appended_at = self.clock()
-            await self._write_until_done(body.record(self.end.seq, appended_at))
-            start = self.end.offset
-            self.end = Position(start + size, self.end.seq + len(observations))
-            self._pending.append(_Pending(self.end.offset, appended_at))
-            self.metrics.appended.inc(len(observations))
-            self._update_metrics()
-            self._appended.set()
+            await self._append(await asyncio.to_thread(Body.of, observations))
+
+    async def append_encoded(self, body: Body) -> None:
+        """`append` of observations encoded already."""
+        async with self._lock:
+            await self._append(body)
+
+    async def _append(self, body: Body) -> None:
+        size = HEADER.size + len(body.data)
+        while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
+            self._room.clear()
+            self.metrics.full.set(1)
+            if not self._full_logged:
+                self._full_logged = True
+                log.warning(
+                    "rules_journal_full",
+                    bytes=self.lag_bytes,
+                    limit=self.max_bytes,
+                    action="ingest waits for the rules (no acknowledgements meanwhile)",
+                )
+            await self._room.wait()
+        if self._full_logged:
+            self._full_logged = False
+            log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
+        self.metrics.full.set(0)
+        appended_at = self.clock()
+        await self._write_until_done(body.record(self.end.seq, appended_at))
+        start = self.end.offset
+        self.end = Position(start + size, self.end.seq + body.count)
+        self._pending.append(_Pending(self.end.offset, appended_at))
+        self.metrics.appended.inc(body.count)
+        self._update_metrics()
+        self._appended.set()
 
     async def _write_until_done(self, record: bytes) -> None:
         """`_write`, again after a capped backoff while it fails (a full disk, say): the batch
@@ -521,6 +529,26 @@ class JournalReader:
         if following is None:
             raise JournalError(f"{path}: {error} (the last segment)") from error
         self.position = following
+
+    def decode(self, record: Record) -> Chunk:
+        """The record's observations; a record whose CRC holds but whose body this version
+        cannot decode (written by another version, say) is set aside in a file of its own
+        (`{offset}.unreadable`, logged) and stands for no observations, so it is not tried
+        again forever."""
+        try:
+            return record.observations()
+        except Exception as error:  # whatever the body holds
+            path = self.directory / f"{record.start:020d}{UNREADABLE_SUFFIX}"
+            with contextlib.suppress(OSError):
+                path.write_bytes(record.body)
+            log.error(
+                "rules_journal_record_unreadable",
+                path=str(path),
+                observations=record.count,
+                error=f"{type(error).__name__}: {error}",
+                action="set aside; the rules go on after it",
+            )
+            return Chunk([], record.end)
 
     def forget_before(self, committed: Position) -> int:
         """Delete the segments that end at or before `committed` (never the last one);

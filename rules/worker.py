@@ -270,7 +270,7 @@ async def _feed(
                 moved.cancel()
                 continue
             for record in journal.read(durable.end, READ_BYTES):
-                await inbox.put(record.observations())
+                await inbox.put(journal.decode(record))
                 if listener.done():
                     break
     finally:

@@ -6,6 +6,7 @@ full journal makes `append` wait until the rules commit further; the lag is meas
 from __future__ import annotations
 
 import asyncio
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from models import Observation
 from rules.journal import (
     START,
+    Body,
     Chunk,
     JournalReader,
     JournalWriter,
@@ -253,3 +255,21 @@ def test_an_append_that_fails_is_retried_and_leaves_only_whole_records(tmp_path:
     asyncio.run(main())
     got = read_all(tmp_path, START, journal.end.offset)
     assert [list(c) for c in got] == [chunk(4), chunk(4, 4)]
+
+
+def test_a_record_this_version_cannot_decode_is_set_aside_and_skipped(tmp_path: Path) -> None:
+    journal = JournalWriter(tmp_path, 64 << 20)
+    garbage = b'[["north", "d1"]]'
+
+    async def main() -> None:
+        await journal.append(chunk(2))
+        await journal.append_encoded(Body(garbage, zlib.crc32(garbage), 1))
+        await journal.append(chunk(3, 2))
+
+    asyncio.run(main())
+    reader = JournalReader(tmp_path, START)
+    got = [reader.decode(record) for record in reader.read(journal.end.offset)]
+    assert [list(c) for c in got] == [chunk(2), [], chunk(3, 2)]
+    assert [c.position.seq for c in got] == [2, 3, 6], "the skipped record's position counts"
+    (kept,) = tmp_path.glob("*.unreadable")
+    assert kept.read_bytes() == garbage

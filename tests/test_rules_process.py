@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from luxtel.pipeline import Pipeline
 from luxtel.settings import InventorySettings, MetricsSettings, RulesSettings, Settings
 from rules.errors import RuleFileError
 from rules.inventory import COLUMNS
-from rules.journal import JournalWriter
+from rules.journal import Body, JournalWriter
 from rules.process import RulesProcess
 from servers import InfluxDBServer, MosquittoServer, free_port
 from tests.rules_fixtures import HOT_RULES, Webhook, webhook
@@ -353,5 +354,50 @@ def test_a_rules_process_that_is_stopped_lags_and_catches_up_without_dropping(
         await task
         journal.close()
         assert process_gone(pid)
+
+    asyncio.run(main())
+
+
+def test_a_journal_record_the_rules_cannot_decode_is_set_aside_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    """A record whose CRC holds but whose body does not decode (another version wrote it, say)
+    would crash every rules process that reads it, and the journal would fill: it is set aside
+    and the rules go on with the next records, in the same process."""
+    settings = with_rules(Settings(state_dir=tmp_path / "state"), tmp_path)
+    registry = CollectorRegistry()
+
+    def metric(name: str) -> float:
+        return registry.get_sample_value(name) or 0.0
+
+    async def until(condition: Callable[[], bool]) -> None:
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        directory = tmp_path / "state" / "journal"
+        journal = JournalWriter(directory, 64 << 20, registry)
+        rules = RulesProcess(
+            settings,
+            InfluxTarget(url=f"http://127.0.0.1:{free_port()}", database="none"),
+            lambda _topic, _payload: None,
+            registry,
+            journal,
+        )
+        task = asyncio.create_task(rules.run())
+        good = [observation(device, 1.0) for device in DEVICES]
+        garbage = b'{"not": "observations"}'
+        await journal.append(good)
+        await journal.append_encoded(Body(garbage, zlib.crc32(garbage), 5))
+        await journal.append(good)
+        await asyncio.wait_for(until(lambda: metric("luxtel_rules_evaluated_total") == 11), 60)
+        await until(lambda: metric("luxtel_rules_observations_total") == 6)
+        assert metric("luxtel_rules_process_restarts_total") == 0
+        assert [p.read_bytes() for p in directory.glob("*.unreadable")] == [garbage]
+        rules.close()
+        await task
+        journal.close()
 
     asyncio.run(main())
