@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from luxtel.gc_settings import tune_for_ingest
 from models import Observation
 from rules.bench import observations_of
-from rules.journal import START, JournalReader, JournalWriter, encode_record
+from rules.journal import START, encode_record
+from rules.journal_reader import JournalReader
+from rules.journal_writer import JournalWriter
 from rules.score import ALL_FAULTS
 from simulator import SimulationConfig
 

@@ -31,7 +31,7 @@ from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
 from luxtel.settings import Settings
-from rules.journal import JournalWriter
+from rules.journal_writer import JournalWriter
 from rules.process import RulesProcess
 
 log = structlog.get_logger("luxtel")

@@ -55,7 +55,8 @@ from rules.channel import (
 )
 from rules.engine import FINAL_DELIVERY_S
 from rules.inventory import load_inventory
-from rules.journal import JournalWriter, Position
+from rules.journal import Position
+from rules.journal_writer import JournalWriter
 from rules.loader import load_rules
 from rules.notify_config import load_notify
 from rules.worker import WorkerConfig, worker_main

@@ -50,7 +50,7 @@ from rules.engine import STATE_FILE, RulesEngine
 from rules.errors import RuleFileError
 from rules.inventory import EMPTY as EMPTY_INVENTORY
 from rules.inventory import load_inventory, only_zones
-from rules.journal import JournalReader
+from rules.journal_reader import JournalReader
 from rules.notify_config import NO_RECEIVERS, load_notify
 from rules.store import Store
 

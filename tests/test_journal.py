@@ -1,7 +1,8 @@
-"""The journal between ingest and the rules (`rules.journal`), on a real directory: records read
-back exactly as appended, in order and once, across segments, restarts and any read sizes; a
-torn last record is cut off; a corrupt segment is set aside; consumed segments are deleted; a
-full journal makes `append` wait until the rules commit further; the lag is measured."""
+"""The journal between ingest and the rules (`rules.journal`, `.journal_writer`,
+`.journal_reader`), on a real directory: records read back exactly as appended, in order and
+once, across segments, restarts and any read sizes; a torn last record is cut off; a corrupt
+segment is set aside; consumed segments are deleted; a full journal makes `append` wait until
+the rules commit further; the lag is measured."""
 
 from __future__ import annotations
 
@@ -16,16 +17,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from models import Observation
-from rules.journal import (
-    START,
-    Body,
-    Chunk,
-    JournalReader,
-    JournalWriter,
-    Position,
-    segment_name,
-    segment_paths,
-)
+from rules.journal import START, Body, Chunk, Position, segment_name, segment_paths
+from rules.journal_reader import JournalReader
+from rules.journal_writer import JournalWriter
 from rules.store import Store
 from tests.rules_fixtures import reading
 

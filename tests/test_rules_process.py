@@ -30,7 +30,8 @@ from luxtel.pipeline import Pipeline
 from luxtel.settings import InventorySettings, MetricsSettings, RulesSettings, Settings
 from rules.errors import RuleFileError
 from rules.inventory import COLUMNS
-from rules.journal import Body, JournalWriter
+from rules.journal import Body
+from rules.journal_writer import JournalWriter
 from rules.process import RulesProcess
 from servers import InfluxDBServer, MosquittoServer, free_port
 from tests.rules_fixtures import HOT_RULES, Webhook, webhook
