@@ -215,7 +215,7 @@ async def _run(
         store.close()
     durable = _Durable()
     async with asyncio.TaskGroup() as group:
-        listener = group.create_task(_listen(reader, durable, inbox), name="rules-channel")
+        listener = group.create_task(_listen(reader, durable), name="rules-channel")
         feeder = group.create_task(_feed(journal, durable, inbox, listener), name="rules-feed")
         watcher = group.create_task(_watch_parent(config.parent_pid, reader), name="rules-parent")
         reporter = group.create_task(_report(parent, registry), name="rules-metrics")
@@ -237,11 +237,7 @@ class _Durable:
         self.moved = asyncio.Event()
 
 
-async def _listen(
-    reader: asyncio.StreamReader,
-    durable: _Durable,
-    inbox: asyncio.Queue[list[Observation] | None],
-) -> None:
+async def _listen(reader: asyncio.StreamReader, durable: _Durable) -> None:
     """The parent's reports of the journal's end, until the channel ends."""
     while (received := await read_frame(reader)) is not None:
         kind, body = received
