@@ -14,7 +14,12 @@ InfluxDB of our own, a fresh database each:
    stopped, and `SELECT COUNT(power_w)` must equal the readings published.
 
 Contenders: `luxtel` (`python -m luxtel run`, batch 5000, flush 0.5 s, rules off, its other
-settings at their defaults), and `baseline`, the straightforward aiomqtt ingester of
+settings at their defaults), `luxtel-rules` (the same with the shipped rules and the fleet's
+inventory, as in bench/ingest.py: its rules read the journal at their own pace; once InfluxDB
+has every reading the bench also waits until the rules have evaluated every one, and reports
+the rules' lag when the readings were all stored and the time until they caught up; a backlog
+larger than `rules.journal_max_bytes` holds ingest back until the rules make room), and
+`baseline`, the straightforward aiomqtt ingester of
 `bench/baseline_aiomqtt.py` with a persistent session (`--persistent`): aiomqtt acknowledges on
 receipt and queues without bound, which is what a backlog does to a straightforward ingester.
 (With aiomqtt's default 10 s timeout it does not even resume: its SUBSCRIBE's answer comes
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +43,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -75,6 +83,13 @@ class Drained:
     publish_s: float
     failed: str = ""
     """Why the contender did not drain the backlog (the last line of its log), if it did not."""
+    rules_lag: int | None = None
+    """luxtel-rules: observations its rules had not evaluated when InfluxDB had every reading."""
+    rules_lag_s: float | None = None
+    """luxtel-rules: the age of the oldest of them then (append time, wall clock)."""
+    rules_caught_up_s: float | None = None
+    """luxtel-rules: from its start until its rules had evaluated every reading."""
+    rules_evaluated: int | None = None
 
     @property
     def per_second(self) -> float:
@@ -85,21 +100,50 @@ class Drained:
         return self.cpu_s / self.readings * 1e6 if self.readings else 0.0
 
 
+def write_inventory(path: Path, args: argparse.Namespace, ts_base_ms: int) -> Path:
+    """The fleet's inventory (for luxtel-rules), by `bench/publish.py --inventory`."""
+    argv = [sys.executable, str(BENCH / "publish.py"), f"--inventory={path}"]
+    argv += [f"--devices={args.devices}", f"--ts-base-ms={ts_base_ms}"]
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": tools.python_path()},
+    )
+    if done.returncode != 0:
+        raise tools.BenchError(f"could not write the inventory:\n{done.stderr}")
+    return path
+
+
 def contender_argv(
-    name: str, broker: MosquittoServer, influx: InfluxDBServer, database: str, work: Path
+    name: str,
+    broker: MosquittoServer,
+    influx: InfluxDBServer,
+    database: str,
+    work: Path,
+    inventory: Path | None = None,
+    metrics_port: int | None = None,
 ) -> tuple[list[str], str]:
     """The command and client id of a contender."""
     client_id = f"{name}-{uuid.uuid4().hex[:6]}"
-    if name == "luxtel":
+    if name in ("luxtel", "luxtel-rules"):
         config = work / "luxtel.toml"
-        config.write_text(
+        text = (
             f'state_dir = "{work / "state"}"\n'
             f'[mqtt]\nurl = "{broker.url}"\ntopic_root = "{tools.TOPIC_ROOT}"\n'
             f'client_id = "{client_id}"\n'
             f'[influx]\nurl = "{influx.url}"\ndatabase = "{database}"\n'
             f"[ingest]\nbatch_size = 5000\nflush_interval_s = 0.5\n"
-            f"[metrics]\nenabled = false\n"
         )
+        if name == "luxtel-rules":
+            assert inventory is not None
+            assert metrics_port is not None
+            text += f"[metrics]\nenabled = true\nport = {metrics_port}\n"
+            text += f'[rules]\npath = "{tools.RULES_FILE}"\n[inventory]\npath = "{inventory}"\n'
+        else:
+            text += "[metrics]\nenabled = false\n"
+        config.write_text(text)
         return [sys.executable, "-m", "luxtel", "run", "-c", str(config)], client_id
     return [
         sys.executable,
@@ -124,9 +168,14 @@ def drain(
 ) -> Drained:
     work = root / name
     work.mkdir()
-    database = f"backlog_{name}"
+    database = f"backlog_{name.replace('-', '_')}"
     create_database(influx.url, database)
-    argv, client_id = contender_argv(name, broker, influx, database, work)
+    ts_base_ms = int(time.time() * 1000) - 2 * 3_600_000 - args.readings
+    inventory = port = None
+    if name == "luxtel-rules":
+        inventory = write_inventory(work / "inventory.csv", args, ts_base_ms)
+        port = tools.free_port()
+    argv, client_id = contender_argv(name, broker, influx, database, work, inventory, port)
     log = work / "contender.log"
 
     offset = broker.log_path.stat().st_size
@@ -135,7 +184,6 @@ def drain(
     first.stop()
     console.print(f"{name}: subscribed and stopped; publishing the backlog")
 
-    ts_base_ms = int(time.time() * 1000) - 2 * 3_600_000 - args.readings
     began = time.monotonic()
     publisher = tools.Child(
         "publisher",
@@ -178,9 +226,50 @@ def drain(
         if time.monotonic() > deadline:
             raise tools.BenchError(f"{name} did not drain in {args.timeout:g} s")
     seconds = time.monotonic() - started
+    rules: dict[str, float] = {}
+    if port is not None:
+        rules = wait_rules(port, args, second, deadline, console, name)
+        peak = max(peak, tools.tree_peak_rss_mib(second.pid))
+        cpu_s = tools.tree_cpu_seconds(second.pid) - cpu_at_start
+        rules["caught_up_s"] = time.monotonic() - started
     second.stop()
     lost = args.readings - tools.count_readings(influx.url, database)
-    return Drained(name, args.readings, seconds, cpu_s, peak, lost, publish_s)
+    drained = Drained(name, args.readings, seconds, cpu_s, peak, lost, publish_s)
+    if rules:
+        drained.rules_lag = int(rules["lag"])
+        drained.rules_lag_s = rules["lag_s"]
+        drained.rules_evaluated = int(rules["evaluated"])
+        drained.rules_caught_up_s = rules["caught_up_s"] if rules["done"] else None
+    return drained
+
+
+def wait_rules(
+    port: int,
+    args: argparse.Namespace,
+    child: Any,
+    deadline: float,
+    console: Console,
+    name: str,
+) -> dict[str, float]:
+    """luxtel-rules, once InfluxDB has every reading: its rules' lag then, and the wait until
+    they have evaluated every reading (or until the deadline). `child`: its `tools.Child`."""
+    first: dict[str, float] | None = None
+    while True:
+        try:
+            samples = tools.luxtel_metrics(port)
+        except OSError:
+            samples = {}
+        evaluated = samples.get("luxtel_rules_evaluated_total", 0.0)
+        lag = samples.get("luxtel_rules_lag_observations", 0.0)
+        now = {"lag": lag, "lag_s": samples.get("luxtel_rules_lag_seconds", 0.0)}
+        if first is None and samples:
+            first = now
+        if evaluated >= args.readings and lag == 0:
+            return {**(first or now), "evaluated": evaluated, "done": 1.0}
+        if child.poll() is not None or time.monotonic() > deadline:
+            console.print(f"[yellow]{name}[/]: its rules did not catch up ({evaluated:,.0f})")
+            return {**(first or now), "evaluated": evaluated, "done": 0.0}
+        time.sleep(POLL_S)
 
 
 def report(results: list[Drained], args: argparse.Namespace, console: Console) -> None:
@@ -209,6 +298,20 @@ def report(results: list[Drained], args: argparse.Namespace, console: Console) -
             f"{r.publish_s:,.1f}",
         )
     console.print(table)
+    for r in results:
+        if r.rules_evaluated is None:
+            continue
+        caught = (
+            f"caught up {r.rules_caught_up_s:,.1f} s after luxtel started"
+            if r.rules_caught_up_s is not None
+            else "did not catch up before the timeout"
+        )
+        console.print(
+            f"{r.name}: when InfluxDB had every reading its rules were "
+            f"{r.rules_lag or 0:,} observations ({r.rules_lag_s or 0:,.1f} s) behind; they "
+            f"{caught}, {r.rules_evaluated:,} of {r.readings:,} evaluated, none dropped; CPU "
+            "and peak RSS above are counted until then (drain s: until InfluxDB had them all)."
+        )
     by_name = {r.name: r for r in results}
     if "luxtel" in by_name and "baseline" in by_name and not any(r.failed for r in results):
         lux, base = by_name["luxtel"], by_name["baseline"]
@@ -230,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--mode", choices=("telemetry", "batch"), default="telemetry")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--only", default="luxtel,baseline", help="contenders, comma-separated")
+    parser.add_argument(
+        "--only", default="luxtel,luxtel-rules,baseline", help="contenders, comma-separated"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per step")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)

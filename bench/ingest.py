@@ -479,13 +479,17 @@ class Result:
     dead_lettered: dict[str, int] = field(default_factory=dict)
     """luxtel's dead letter at the end: readings per reason."""
     rules_evaluated: int | None = None
-    """luxtel-rules: observations its rules engine evaluated (luxtel_rules_observations_total)."""
+    """luxtel-rules: journaled observations its rules engine evaluated, each once
+    (luxtel_rules_evaluated_total)."""
     rules_dropped: int | None = None
-    """luxtel-rules: readings its rules engine could not take in time, as it was behind
-    (luxtel_observations_dropped_total)."""
+    """luxtel-rules: readings its rules engine did not take (luxtel_observations_dropped_total:
+    0 since the journal, which makes the rules lag instead)."""
+    rules_lag: int | None = None
+    """luxtel-rules: observations still to evaluate when the benchmark stopped waiting
+    (luxtel_rules_lag_observations): 0 when the rules caught up."""
     rules_settle_seconds: float | None = None
     """luxtel-rules: how long after the last reading was stored the rules engine had evaluated
-    (or dropped) every reading; its CPU is measured up to then."""
+    every reading (caught up with the journal); its CPU is measured up to then."""
     alerts_written: int | None = None
     """luxtel-rules: points in the `alerts` measurement at the end."""
     other_points: dict[str, int] = field(default_factory=dict)
@@ -546,7 +550,13 @@ def median_result(runs: list[Result]) -> Result:
         merged.log_tail = "\n".join(r.log_tail for _, r in failed)
     merged.dead_lettered = worst.dead_lettered
     merged.other_points = worst.other_points
-    for name in ("rules_evaluated", "rules_dropped", "rules_settle_seconds", "alerts_written"):
+    for name in (
+        "rules_evaluated",
+        "rules_dropped",
+        "rules_lag",
+        "rules_settle_seconds",
+        "alerts_written",
+    ):
         values = [v for r in good if (v := getattr(r, name)) is not None]
         setattr(merged, name, statistics.median_low(values) if values else None)
     merged.runs = [
@@ -933,24 +943,25 @@ def wait_rules_ready(run: Run, name: str, port: int, child: Child) -> None:
 
 
 def settle_rules(run: Run, name: str, port: int, done_at: float | None, result: Result) -> None:
-    """Once every reading is stored, wait until luxtel's rules engine has evaluated (or dropped)
-    them all, so the CPU measured includes their evaluation; give up after
-    `RULES_SETTLE_QUIET_S` without progress. The engine's counters reach /metrics from its own
-    process about once a second, so this waits a second or so longer than the engine needs."""
+    """Once every reading is stored, wait until luxtel's rules engine has caught up with its
+    journal — evaluated every reading — so the CPU measured includes their evaluation; give up
+    after `RULES_SETTLE_QUIET_S` without progress. The positions reach /metrics from the rules
+    process five times a second, so this waits a fraction of a second longer than needed."""
     expected = run.args.readings
     last: tuple[int, int] | None = None
     last_change = time.monotonic()
     while True:
         with contextlib.suppress(OSError, http.client.HTTPException):
             samples = luxtel_metrics(port)
-            evaluated = samples.get("luxtel_rules_observations_total")
+            evaluated = samples.get("luxtel_rules_evaluated_total")
             dropped = samples.get("luxtel_observations_dropped_total", 0.0)
             if evaluated is not None:
                 now = (int(evaluated), int(dropped))
                 result.rules_evaluated, result.rules_dropped = now
+                result.rules_lag = int(samples.get("luxtel_rules_lag_observations", 0.0))
                 if done_at is not None:
                     result.rules_settle_seconds = max(0.0, time.time() - done_at)
-                if sum(now) >= expected:
+                if sum(now) >= expected and result.rules_lag == 0:
                     return
                 if now != last:
                     last, last_change = now, time.monotonic()
@@ -1393,12 +1404,10 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
             else ""
         )
         console.print(
-            f"{r.contender}: the rules engine evaluated {r.rules_evaluated:,} observations and "
-            + (
-                f"dropped {r.rules_dropped:,} (it was behind)"
-                if r.rules_dropped
-                else "dropped none"
-            )
+            f"{r.contender}: the rules engine evaluated {r.rules_evaluated:,} of "
+            f"{args.readings:,} readings published, "
+            + (f"dropped {r.rules_dropped:,}" if r.rules_dropped else "dropped none")
+            + (f", {r.rules_lag:,} still to evaluate (lag)" if r.rules_lag else ", no lag left")
             + f"{settle}; its CPU is counted up to then. Points it wrote beside the readings: "
             + (", ".join(f"{n:,} {m}" for m, n in r.other_points.items()) or "none")
             + " (in shards of their own, which the latency poller leaves out)."

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from ingest.decode import Point
-from models import DeadLetter
+from models import DeadLetter, Observation
 from mqtt.acks import Delivery
 
 
@@ -27,11 +27,14 @@ new_inbound = tuple.__new__
 
 @dataclass(slots=True)
 class Batch:
-    """Points to write, dead letters to keep, and the deliveries to acknowledge afterwards."""
+    """Points to write, dead letters to keep, the accepted readings and statuses for the rules
+    (journaled with the batch, when the rules are on), and the deliveries to acknowledge
+    afterwards."""
 
     points: list[Point] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.points)

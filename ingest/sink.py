@@ -9,7 +9,7 @@ While the spool holds anything a replayer writes it back, oldest first, probing 
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,7 +27,7 @@ from ingest.decode import Point
 from ingest.messages import Batch
 from ingest.metrics import IngestMetrics
 from ingest.spool import Segment, Spool, SpoolFullError
-from models import DeadLetter, Reason
+from models import DeadLetter, Observation, Reason
 from mqtt.acks import Delivery
 
 log = structlog.get_logger("luxtel.sink")
@@ -62,7 +62,13 @@ class Sink:
         create_database: bool = True,
         retry: RetryPolicy | None = None,
         writes_in_flight: int = WRITES_IN_FLIGHT,
+        journal: Callable[[list[Observation]], Awaitable[None]] | None = None,
     ) -> None:
+        """`journal`: the rules' journal's append (`rules.runtime.journal`), when the rules are on:
+        a
+        batch's observations are appended and fsynced before it is acknowledged, in the order
+        the batches came (it waits while the journal is full: back-pressure)."""
+        self._journal = journal
         self._writer = writer
         self._writes_in_flight = writes_in_flight
         self._spool_lock = asyncio.Lock()
@@ -110,6 +116,8 @@ class Sink:
 
     async def deliver(self, batch: Batch) -> None:
         """Make one batch safe, then acknowledge its messages."""
+        if self._journal is not None:  # first: appends keep the batches' order
+            await self._journal(batch.observations)
         await self._dead_letters.keep(batch.dead_letters)
         if batch.points:
             await self._store(batch.points)

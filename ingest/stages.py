@@ -60,21 +60,18 @@ async def decode_stage(
     limits: Limits,
     metrics: IngestMetrics,
     limiter: RateLimiter | None = None,
-    observers: "asyncio.Queue[list[Observation]] | None" = None,
 ) -> None:
-    """Messages in, batch fragments out; accepted readings to `observers` (the rules) when
-    given. The rules never hold ingest back: when their queue is full, the observations are
-    counted as dropped (`luxtel_observations_dropped_total`) instead of waited for."""
+    """Messages in, batch fragments out; with `limits.observe` (the rules are on) each fragment
+    carries its accepted readings and statuses, which the sink journals for the rules with the
+    batch, before acknowledging it."""
     received_depth = metrics.queue_depth.labels("received")
     while (chunk := await inbox.get()) is not None:
         received_depth.set(inbox.qsize())
-        seen: list[Observation] | None = [] if observers is not None else None
-        await outbox.put(decode_chunk(chunk, limits, metrics, limiter, seen))
-        if observers is not None and seen:
-            try:
-                observers.put_nowait(seen)
-            except asyncio.QueueFull:
-                metrics.observations_dropped.inc(len(seen))
+        seen: list[Observation] | None = [] if limits.observe else None
+        fragment = decode_chunk(chunk, limits, metrics, limiter, seen)
+        if seen:
+            fragment.observations = seen
+        await outbox.put(fragment)
         # Queue.get/put return at once when they need not wait: without this turn, a backlog
         # keeps this loop busy and the sink's writes (and their timeouts) starve behind it.
         # With nothing more waiting, the next get() lets the others run anyway.
@@ -136,10 +133,16 @@ async def batch_stage(
     try:
         while (fragment := await inbox.get()) is not None:
             decoded_depth.set(inbox.qsize())
-            if fragment.points or fragment.deliveries or fragment.dead_letters:
+            if (
+                fragment.points
+                or fragment.deliveries
+                or fragment.dead_letters
+                or fragment.observations
+            ):
                 pending.points.extend(fragment.points)
                 pending.dead_letters.extend(fragment.dead_letters)
                 pending.deliveries.extend(fragment.deliveries)
+                pending.observations.extend(fragment.observations)
                 if deadline is None:
                     deadline = loop.time() + flush_interval_s
                     timer = loop.call_at(deadline, tick)
@@ -158,7 +161,7 @@ async def batch_stage(
                 batches_depth.set(outbox.qsize())
                 pending, deadline, timer = Batch(), None, None
                 idle_timer, idle = None, False
-        if pending.points or pending.deliveries or pending.dead_letters:
+        if pending.points or pending.deliveries or pending.dead_letters or pending.observations:
             await outbox.put(pending)
         await outbox.put(None)
     finally:

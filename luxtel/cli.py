@@ -10,13 +10,13 @@ from typing import Annotated
 import structlog
 import typer
 
+from common.gc_settings import tune_for_ingest
 from common.logs import configure_logging
 from luxtel.commands.dashboards import dashboards_app
 from luxtel.commands.energy import energy_app, export
 from luxtel.commands.rules import alerts_app, rules_app
 from luxtel.commands.simulate import simulate
 from luxtel.config_example import example_toml
-from luxtel.gc_settings import tune_for_ingest
 from luxtel.local_servers import ServerError
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings

@@ -77,6 +77,10 @@ class Counters:
     mqtt_connected: bool = False
     firing: dict[str, float] = field(default_factory=dict)
     """Alerts firing now, by rule (the rules process's gauges, relayed to this registry)."""
+    rules_lag: float = 0.0
+    """Observations journaled for the rules and not evaluated yet."""
+    rules_lag_s: float = 0.0
+    """Age of the oldest of them (its append time, wall clock)."""
     _history: list[tuple[float, float]] = field(default_factory=list)
 
     def update(self, registry: CollectorRegistry) -> None:
@@ -87,6 +91,8 @@ class Counters:
         self.spool_bytes = _sample(registry, "luxtel_spool_bytes")
         self.influx_up = _sample(registry, "luxtel_influx_up") == 1
         self.mqtt_connected = _sample(registry, "luxtel_mqtt_connected") == 1
+        self.rules_lag = _sample(registry, "luxtel_rules_lag_observations")
+        self.rules_lag_s = _sample(registry, "luxtel_rules_lag_seconds")
         rejected: dict[str, float] = {}
         firing: dict[str, float] = {}
         for metric in registry.collect():
@@ -131,6 +137,12 @@ def _alerts_text(counters: Counters, where: Where) -> str:
     return f"{total:,.0f}" + (f"  ({rules})" if rules else "")
 
 
+def _lag_text(counters: Counters) -> str:
+    if not counters.rules_lag:
+        return "none (every reading evaluated)"
+    return f"{counters.rules_lag:,.0f} readings, {counters.rules_lag_s:,.1f} s behind"
+
+
 def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel:
     """The whole view."""
     flow = Table.grid(padding=(0, 2))
@@ -147,6 +159,8 @@ def render(counters: Counters, fleet: FleetNow, where: Where, sim: str) -> Panel
     flow.add_row("broker", "connected" if counters.mqtt_connected else "[red]reconnecting")
     flow.add_row("InfluxDB", "up" if counters.influx_up else "[red]away — spooling")
     flow.add_row("alerts firing", _alerts_text(counters, where))
+    if where.rules is not None:
+        flow.add_row("rules lag", _lag_text(counters))
     city = Table.grid(padding=(0, 2))
     city.add_column(style="bold")
     city.add_column()

@@ -3,8 +3,9 @@
 Resources are entered downstream first (InfluxDB and the sink before the MQTT source), and on
 stop the source stops first so everything it read drains through to InfluxDB or the spool and
 is acknowledged before the connection closes. With a rules file, the rules engine runs in a
-process of its own (`rules.runtime.process`), fed by the decoder without ever being waited for, and
-finished once the sink has drained.
+process of its own (`rules.runtime.process`), reading the journal the sink appends each batch's
+observations to before acknowledging it (`rules.runtime.journal`), and is finished once the sink has
+drained.
 """
 
 import asyncio
@@ -25,8 +26,9 @@ from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
 from luxtel.settings import Settings
-from models import Observation
 from mqtt.errors import MqttConnectError
+from rules.runtime.config import RulesConfig
+from rules.runtime.journal_writer import JournalWriter
 from rules.runtime.process import RulesProcess
 
 log = structlog.get_logger("luxtel")
@@ -50,6 +52,24 @@ def influx_target(settings: Settings) -> InfluxTarget:
         username=influx.username,
         password=influx.password_value(),
         timeout_s=influx.timeout_s,
+    )
+
+
+def rules_config(settings: Settings) -> RulesConfig:
+    """The rules process's own config, from the settings (`settings.rules.path` must be set)."""
+    rules = settings.rules
+    if rules.path is None:
+        raise ValueError("the rules process runs only with a rules file (rules.path)")
+    return RulesConfig(
+        rules_path=rules.path,
+        notify_path=rules.notify,
+        inventory_path=settings.inventory.path,
+        state_dir=settings.state_dir,
+        zones=settings.mqtt.zones,
+        tick_s=rules.tick_s,
+        state_interval_s=rules.state_interval_s,
+        log_level=settings.log.level,
+        log_format=settings.log.format,
     )
 
 
@@ -128,9 +148,13 @@ class Pipeline:
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
             observe=settings.rules.path is not None,
         )
-        observations: asyncio.Queue[list[Observation]] | None = None
+        journal = None
         if settings.rules.path is not None:
-            observations = asyncio.Queue(settings.rules.queue_size)
+            journal = JournalWriter(
+                settings.state_dir / "journal",
+                settings.rules.journal_max_bytes,
+                self.metrics.registry,
+            )
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
             source = MqttSource(mqtt_target(settings), received, self.metrics)
@@ -142,14 +166,15 @@ class Pipeline:
                 self.metrics,
                 source.ack,
                 create_database=settings.influx.create_database,
+                journal=journal.append if journal is not None else None,
             )
             self.sink = sink
-            rules = self._rules_process(source)
+            rules = self._rules_process(source, journal)
             async with asyncio.TaskGroup() as group:
                 sink_task = group.create_task(sink.run(batches), name="sink")
                 rules_task = None
-                if rules is not None and observations is not None:
-                    rules_task = group.create_task(rules.run(observations), name="rules")
+                if rules is not None:
+                    rules_task = group.create_task(rules.run(), name="rules")
                 group.create_task(
                     batch_stage(
                         decoded,
@@ -168,7 +193,6 @@ class Pipeline:
                         limits,
                         self.metrics,
                         self._limiter(),
-                        observers=observations,
                     ),
                     name="decoder",
                 )
@@ -180,23 +204,27 @@ class Pipeline:
                 await source.stop()
                 await sink_task
                 if rules is not None and rules_task is not None:
-                    rules.close()  # the decoder has ended: the rest goes to the rules process
+                    rules.close()  # the sink has drained: everything is journaled
                     await rules_task
                 await source.close()
+        if journal is not None:
+            journal.close()
         log.info("stopped")
 
-    def _rules_process(self, source: MqttSource) -> RulesProcess | None:
+    def _rules_process(
+        self, source: MqttSource, journal: JournalWriter | None
+    ) -> RulesProcess | None:
         """The rules engine's process, when there is a rules file (checked here, before the
         process starts: a file that does not load raises RuleFileError, file:line)."""
         settings = self.settings
-        if settings.rules.path is None:
+        if settings.rules.path is None or journal is None:
             return None
         self.rules = RulesProcess(
-            settings,
+            rules_config(settings),
             influx_target(settings),
             source.publish,
             self.metrics.registry,
-            self.metrics.observations_dropped,
+            journal,
         )
         return self.rules
 

@@ -251,11 +251,12 @@ class RulesSettings(_Section):
     tick_s: float = Field(
         default=10.0, gt=0, le=300, description="Timer of the deadman, group waits and retries."
     )
-    queue_size: int = Field(
-        default=256,
-        ge=1,
-        description="Chunks of observations waiting for the rules; when full, new ones are "
-        "dropped and counted (luxtel_observations_dropped_total), never waited for.",
+    journal_max_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=1024**2,
+        description="The journal of observations the rules have not evaluated yet "
+        "({state_dir}/journal); past it ingest waits for the rules (no acknowledgements, the "
+        "broker holds the rest) rather than drop anything.",
     )
     state_interval_s: float = Field(
         default=60.0,

@@ -5,11 +5,11 @@ import json
 import subprocess
 import sys
 
-from luxtel.gc_settings import OLDER_THRESHOLDS, YOUNG_THRESHOLD
+from common.gc_settings import OLDER_THRESHOLDS, YOUNG_THRESHOLD
 
 CHECK = """
 import gc, json
-from luxtel.gc_settings import tune_for_ingest
+from common.gc_settings import tune_for_ingest
 before = gc.get_freeze_count()
 tune_for_ingest()
 print(json.dumps([gc.get_threshold(), before, gc.get_freeze_count()]))

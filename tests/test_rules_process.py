@@ -2,8 +2,8 @@
 separate pid that evaluates (alerts in InfluxDB and on MQTT, its metrics on the parent's
 /metrics); killed, it is restarted and does not notify again; stopping the pipeline ends it;
 `luxtel run` stopped (SIGTERM) or killed (SIGKILL) leaves no process behind; a child that is
-behind costs ingest nothing but counted drops; a rules file that does not load stops `luxtel
-run` with exit 2."""
+stopped makes the rules lag, and catches up, dropping nothing; a rules file that does not load
+stops `luxtel run` with exit 2."""
 
 from __future__ import annotations
 
@@ -16,20 +16,22 @@ import threading
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from influx.client import InfluxTarget
-from luxtel.pipeline import Pipeline
+from luxtel.pipeline import Pipeline, rules_config
 from luxtel.settings import InventorySettings, MetricsSettings, RulesSettings, Settings
-from models import Observation
 from rules.evaluation.inventory import COLUMNS
 from rules.language.errors import RuleFileError
+from rules.runtime.journal import Body
+from rules.runtime.journal_writer import JournalWriter
 from rules.runtime.process import RulesProcess
 from servers import InfluxDBServer, MosquittoServer, free_port
 from tests.rules_fixtures import HOT_RULES, Webhook, webhook
@@ -301,14 +303,14 @@ def test_the_pipeline_checks_the_rules_file_before_starting_the_process(tmp_path
     assert pipeline.rules is None
 
 
-def test_a_rules_process_that_is_behind_costs_ingest_nothing_but_counted_drops(
+def test_a_rules_process_that_is_stopped_lags_and_catches_up_without_dropping(
     tmp_path: Path,
 ) -> None:
-    """The child stopped (SIGSTOP): the forwarding never waits; what the channel cannot hold
-    is dropped and counted, and everything handed over is evaluated once the child goes on."""
+    """The child stopped (SIGSTOP): appends to the journal go on (the child is never waited
+    for below the bound), the lag shows them, and once the child goes on it evaluates every
+    one of them and the lag returns to 0."""
     settings = with_rules(Settings(state_dir=tmp_path / "state"), tmp_path)
     registry = CollectorRegistry()
-    dropped = Counter("luxtel_observations_dropped", "Dropped.", registry=registry)
     published: list[str] = []
 
     def metric(name: str) -> float:
@@ -321,15 +323,15 @@ def test_a_rules_process_that_is_behind_costs_ingest_nothing_but_counted_drops(
             await asyncio.sleep(0.05)
 
     async def main() -> None:
+        journal = JournalWriter(tmp_path / "state" / "journal", 64 << 20, registry)
         rules = RulesProcess(
-            settings,
+            rules_config(settings),
             InfluxTarget(url=f"http://127.0.0.1:{free_port()}", database="none"),
             lambda topic, _payload: published.append(topic),
             registry,
-            dropped,
+            journal,
         )
-        inbox: asyncio.Queue[list[Observation]] = asyncio.Queue(4)
-        task = asyncio.create_task(rules.run(inbox))
+        task = asyncio.create_task(rules.run())
         await until(lambda: metric("luxtel_rules_process_up") == 1)
         pid = rules.pid
         assert pid is not None
@@ -337,19 +339,66 @@ def test_a_rules_process_that_is_behind_costs_ingest_nothing_but_counted_drops(
         chunk = [observation(device, 1.0, lamp_on=False, power_w=0.0) for device in DEVICES * 50]
         sent = 0
         try:
-            for _ in range(2000):
-                inbox.put_nowait(chunk)  # raises QueueFull if the forwarding ever waited
+            for _ in range(100):  # 15,000 observations: far beyond any socket's buffer
+                await asyncio.wait_for(journal.append(chunk), 30)
                 sent += len(chunk)
-                await until(inbox.empty)
-                if metric("luxtel_observations_dropped_total") > 0:
-                    break
+            assert metric("luxtel_rules_lag_observations") == sent
+            assert metric("luxtel_rules_lag_bytes") == journal.end.offset
+            assert metric("luxtel_rules_evaluated_total") == 0
         finally:
             os.kill(pid, signal.SIGCONT)
-        lost = metric("luxtel_observations_dropped_total")
-        assert 0 < lost < sent
-        await until(lambda: metric("luxtel_rules_observations_total") == sent - lost)
+        await until(lambda: metric("luxtel_rules_evaluated_total") == sent)
+        await until(lambda: metric("luxtel_rules_observations_total") == sent)
+        assert metric("luxtel_rules_lag_observations") == 0
+        assert metric("luxtel_rules_lag_seconds") == 0
         rules.close()
         await task
+        journal.close()
         assert process_gone(pid)
+
+    asyncio.run(main())
+
+
+def test_a_journal_record_the_rules_cannot_decode_is_set_aside_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    """A record whose CRC holds but whose body does not decode (another version wrote it, say)
+    would crash every rules process that reads it, and the journal would fill: it is set aside
+    and the rules go on with the next records, in the same process."""
+    settings = with_rules(Settings(state_dir=tmp_path / "state"), tmp_path)
+    registry = CollectorRegistry()
+
+    def metric(name: str) -> float:
+        return registry.get_sample_value(name) or 0.0
+
+    async def until(condition: Callable[[], bool]) -> None:
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        directory = tmp_path / "state" / "journal"
+        journal = JournalWriter(directory, 64 << 20, registry)
+        rules = RulesProcess(
+            rules_config(settings),
+            InfluxTarget(url=f"http://127.0.0.1:{free_port()}", database="none"),
+            lambda _topic, _payload: None,
+            registry,
+            journal,
+        )
+        task = asyncio.create_task(rules.run())
+        good = [observation(device, 1.0) for device in DEVICES]
+        garbage = b'{"not": "observations"}'
+        await journal.append(good)
+        await journal.append_encoded(Body(garbage, zlib.crc32(garbage), 5))
+        await journal.append(good)
+        await asyncio.wait_for(until(lambda: metric("luxtel_rules_evaluated_total") == 11), 60)
+        await until(lambda: metric("luxtel_rules_observations_total") == 6)
+        assert metric("luxtel_rules_process_restarts_total") == 0
+        assert [p.read_bytes() for p in directory.glob("*.unreadable")] == [garbage]
+        rules.close()
+        await task
+        journal.close()
 
     asyncio.run(main())

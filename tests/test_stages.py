@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from ingest.decode import Limits, Point
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
-from ingest.stages import batch_stage, decode_chunk
+from ingest.stages import batch_stage, decode_chunk, decode_stage
 from models import Observation
 from models.timestamps import epoch_ms, from_epoch_ms
 from mqtt.acks import Delivery
@@ -178,3 +178,39 @@ def test_readings_without_ts_stay_unique_per_device_across_chunks() -> None:
             for p in decode_chunk(chunk, limits, IngestMetrics()).points
         ]
     assert stamps == [base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7]
+
+
+def test_observations_travel_with_their_batch_to_the_sink() -> None:
+    """With the rules on, the decoder puts each chunk's observations in its fragment and the
+    batcher keeps them with the batch (in order), even a retained QoS 0 message's, which has
+    neither a point nor a delivery; with the rules off there are none."""
+    now = datetime.now(UTC)
+
+    def run(limits: Limits) -> list[Batch]:
+        async def main() -> list[Batch]:
+            received: asyncio.Queue[list[Inbound] | None] = asyncio.Queue()
+            decoded: asyncio.Queue[Batch | None] = asyncio.Queue()
+            batches: asyncio.Queue[Batch | None] = asyncio.Queue()
+            metrics = IngestMetrics()
+            stages = [
+                asyncio.create_task(decode_stage(received, decoded, limits, metrics)),
+                asyncio.create_task(batch_stage(decoded, batches, 1000, 60, metrics)),
+            ]
+            await received.put(
+                [Inbound("lighting/z/d1/telemetry", READING, False, now, Delivery(1, 0))]
+            )
+            await received.put(
+                [Inbound("lighting/z/d2/status", b'{"online": true}', True, now, None)]
+            )
+            await received.put(None)
+            result = await collect(batches)
+            await asyncio.gather(*stages)
+            return result
+
+        return asyncio.run(main())
+
+    (batch,) = run(Limits(topic_root="lighting", observe=True))
+    assert [(o.device_id, o.retained) for o in batch.observations] == [("d1", False), ("d2", True)]
+    assert len(batch.points) == 1
+    (batch,) = run(LIMITS)
+    assert batch.observations == []

@@ -141,11 +141,13 @@ def test_up_turns_the_rules_on_unless_the_configuration_names_its_own(tmp_path: 
     assert with_rules(Settings(), fleet_inventory, None).rules.path is None
 
 
-def test_the_view_shows_the_alerts_firing_by_rule() -> None:
+def test_the_view_shows_the_alerts_firing_by_rule_and_the_rules_lag() -> None:
     registry = CollectorRegistry()
     firing = Gauge("luxtel_alerts_firing", "", ["rule", "severity"], registry=registry)
     firing.labels("lamp_failure", "major").set(3)
     firing.labels("day_burning", "minor").set(0)
+    Gauge("luxtel_rules_lag_observations", "", registry=registry).set(1234)
+    Gauge("luxtel_rules_lag_seconds", "", registry=registry).set(2.5)
     counters = Counters()
     counters.update(registry)
     assert counters.firing == {"lamp_failure": 3.0, "day_burning": 0.0}
@@ -154,6 +156,7 @@ def test_the_view_shows_the_alerts_firing_by_rule() -> None:
     console.print(render(counters, FleetNow(), where, "now"))
     text = console.export_text()
     assert "3  (lamp_failure 3)" in text
+    assert "1,234 readings, 2.5 s behind" in text
     assert "luxtel alerts list --state-dir /s/luxtel" in text
     assert summary_line(counters, FleetNow()).endswith("alerts firing 3")
     off = Where("mqtt://m", "http://i", "lighting", "/s", "lighting")

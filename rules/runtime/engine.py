@@ -9,8 +9,10 @@ timers and `for`), the deliverer (the outbox's due items, retried with capped, j
 backoff), and the snapshot writer (every `state_interval_s`, on a tick, each luminaire's state
 as `luminaire_state` points for the city map: `rules.runtime.state_points`). The evaluator never
 waits
-on a receiver or on InfluxDB, so a slow mail server cannot slow it; the inbox is the bounded
-queue `ingest.stages.decode_stage` fills without waiting.
+on a receiver or on InfluxDB, so a slow mail server cannot slow it. In `luxtel run` the inbox
+is filled from the journal (`rules.runtime.journal`) by the rules process: each chunk is a `Chunk`
+carrying the journal position after it, and the position the state reflects is committed with
+the state (`evaluated`, `committed`).
 """
 
 import asyncio
@@ -43,6 +45,7 @@ from rules.notify.delivery import deliver
 from rules.notify.dispatch import Group, Notification, dispatch
 from rules.notify.outputs import alert_topic, influx_line, mqtt_payload
 from rules.notify.receivers import Integration, integration_for, notification_entries
+from rules.runtime.journal import Chunk, Position
 from rules.runtime.metrics import RulesMetrics
 from rules.runtime.state_points import SnapshotEncoder, StatePolicy
 from rules.runtime.store import OutboxEntry, OutboxItem, Store
@@ -57,6 +60,10 @@ GATHER_S = 0.25
 """How long observations are gathered into one evaluation cycle (alerts come this much later;
 their `for` durations are minutes)."""
 GATHER_MAX = 5000
+COMMIT_S = 1.0
+"""Least time (monotonic clock) between two commits of the journal position alone: what a
+`kill -9` makes the rules process evaluate again (in effect once: its effects were not
+committed either), at one fsync a second."""
 STATE_CHUNK_LINES = 5000
 """`luminaire_state` points per write: a city of 10^5–10^6 luminaires in requests InfluxDB takes
 in its stride."""
@@ -128,6 +135,12 @@ class RulesEngine:
         self._groups: dict[str, Group] = {}
         self._dirty: set[str] = set()
         self._saved = self._state
+        self.evaluated: Position | None = None
+        """The journal position after the chunks evaluated so far (None: none came)."""
+        self.committed: Position | None = None
+        """The journal position the state in SQLite reflects."""
+        self._received: Position | None = None
+        self._committed_at = 0.0
 
     @property
     def state(self) -> EngineState:
@@ -139,6 +152,7 @@ class RulesEngine:
         self._store = store
         self._state, self._groups = store.load()
         self._saved = self._state
+        self.committed = self.evaluated = self._received = store.position()
         log.info(
             "rules_started",
             rules=len(self.rules.rules),
@@ -177,6 +191,7 @@ class RulesEngine:
                 done, _ = await asyncio.wait({getter}, timeout=timeout)
                 if getter in done:
                     batch, getter = getter.result(), None
+                    self._note(batch)
                     if batch is None:
                         self.cycle([])
                         return
@@ -216,10 +231,15 @@ class RulesEngine:
             if getter not in done:
                 return observations, getter, False
             more = getter.result()
+            self._note(more)
             if more is None:
                 return observations, None, True
             observations.extend(more)
         return observations, None, False
+
+    def _note(self, received: list[Observation] | None) -> None:
+        if isinstance(received, Chunk):
+            self._received = received.position
 
     def cycle(self, observations: list[Observation], *, timers: bool = True) -> list[Transition]:
         """One evaluation: observations (and, on the timer, the deadman), grouping, and — when
@@ -248,12 +268,18 @@ class RulesEngine:
         outbox = self._outbox(transitions, result.notifications)
         self._dirty.update(o.device_id for o in observations)
         groups = dict(result.groups)
-        if timers or transitions or outbox or result.handled or groups != self._groups:
-            # Device views alone (last seen, lamp history) wait for the timer: one fsync per
-            # tick rather than one per batch of readings.
-            store.save(self._saved, new, groups, self._dirty, outbox, now)
+        position = self._received
+        self.evaluated = position
+        moved = position != self.committed and time.monotonic() - self._committed_at >= COMMIT_S
+        if timers or transitions or outbox or result.handled or groups != self._groups or moved:
+            # Device views alone (last seen, lamp history) wait for the timer or the next
+            # commit of the journal position: one fsync per tick (or `COMMIT_S`) rather than
+            # one per batch of readings.
+            store.save(self._saved, new, groups, self._dirty, outbox, now, position)
             self._dirty = set()
             self._saved = new
+            self.committed = position
+            self._committed_at = time.monotonic()
         self._state, self._groups = new, groups
         self.counters.observations += len(observations)
         self.counters.notifications += len(result.notifications)

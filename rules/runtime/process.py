@@ -1,26 +1,31 @@
-"""The rules engine in a process of its own beside `luxtel run`, so that evaluating (~80–170 µs
-of CPU per observation, `python -m bench.rules_eval`) never takes the ingest loop's CPU: the parent
-only hands observations over (~4–6 µs each in all, of which encoding ~3.5, in chunks of 200 to
-50: `python -m bench.rules_handover`), and the child runs at a lower CPU priority.
+"""The rules engine in a process of its own beside `luxtel run`, so that evaluating never takes
+the ingest loop's CPU: the parent only appends each batch's observations to the journal
+(`rules.runtime.journal`, in the sink, before the batch is acknowledged), and the child reads the
+journal
+at its own pace, at a lower CPU priority.
 
-    rules = RulesProcess(settings, influx_target(settings), source.publish, registry, dropped)
-    task = group.create_task(rules.run(observations))   # the queue decode_stage fills
+    journal = JournalWriter(state_dir / "journal", max_bytes, registry)   # the sink appends
+    rules = RulesProcess(rules_config(settings), influx_target(settings), source.publish,
+                         registry, journal)
+    task = group.create_task(rules.run())
     ...
-    rules.close()      # after the decoder has ended: the rest is handed over, then the child
-    await task         # delivers what it owes and exits (killed after STOP_TIMEOUT_S)
+    rules.close()      # after the sink has drained: the child delivers what it owes and exits
+    await task         # (killed after STOP_TIMEOUT_S); what it had not read stays journaled
 
 The child (`rules.runtime.worker`) is started with multiprocessing's `spawn` (the parent has threads
-and an event loop: no fork) and speaks over a socket pair (`rules.runtime.channel`). The forwarding
-never waits: when the channel already holds `CHANNEL_BYTES` (beyond the socket's own buffer
-and the engine's small inbox) the child is behind, and a chunk is dropped and counted in
-`luxtel_observations_dropped_total`, as `decode_stage` does when its queue is full; likewise
-while no child runs. The child sends back alert transitions (published here, on the one MQTT
-connection), its log events (logged here, with this process's configuration) and its metrics
-(served by this process's /metrics, as last received).
+and an event loop: no fork) and speaks over a socket pair (`rules.runtime.channel`). Nothing is
+dropped:
+a child that is behind, stopped or restarting makes the rules lag (`luxtel_rules_lag_*`), and a
+journal at its bound makes ingest wait. The parent tells the child the journal's durable end
+after each append (one small frame, the latest end, written when the socket takes it), and the
+child sends back the positions it has evaluated and committed, alert transitions (published
+here, on the one MQTT connection), its log events (logged here, with this process's
+configuration) and its metrics (served by this process's /metrics, as last received).
 
 A child that dies is logged with its exit code and started again after a capped, jittered
-backoff; its state is in SQLite, so a restart does not notify again. A child whose parent
-dies sees its channel end (and its parent pid change) and exits by itself.
+backoff; its state and its journal position are in SQLite, committed together, so a restart
+neither notifies again nor skips an observation. A child whose parent dies sees its channel
+end (and its parent pid change) and exits by itself.
 """
 
 import asyncio
@@ -40,8 +45,6 @@ from prometheus_client.metrics_core import Metric
 
 from common.backoff import backoff_delay
 from influx.client import InfluxTarget
-from luxtel.settings import Settings
-from models import Observation
 from rules.evaluation.inventory import load_inventory
 from rules.language.loader import load_rules
 from rules.notify.config import load_notify
@@ -50,19 +53,21 @@ from rules.runtime.channel import (
     decode_alert,
     decode_log,
     decode_metrics,
-    encode_observations,
+    decode_positions,
+    encode_position,
     frame,
     read_frame,
 )
+from rules.runtime.config import RulesConfig
 from rules.runtime.engine import FINAL_DELIVERY_S
+from rules.runtime.journal import Position
+from rules.runtime.journal_writer import JournalWriter
 from rules.runtime.worker import WorkerConfig, worker_main
 
 log = structlog.get_logger("luxtel.rules")
 
 _SPAWN = multiprocessing.get_context("spawn")
 
-CHANNEL_BYTES = 1 << 20
-"""Encoded observations (~470 bytes each) the parent buffers for a child that is behind."""
 STOP_TIMEOUT_S = FINAL_DELIVERY_S + 10.0
 """From the end of the channel to the child's exit: its final delivery, then killed."""
 RESTART_MIN_S = 1.0
@@ -98,16 +103,14 @@ class ChildMetrics:
         return self.families
 
 
-def check_files(settings: Settings) -> None:
+def check_files(config: RulesConfig) -> None:
     """Load the rules, notification and inventory files as the child will, so that a file
     that does not load stops `luxtel run` at start-up (RuleFileError, file:line)."""
-    rules = settings.rules
-    assert rules.path is not None
-    load_rules(rules.path)
-    if rules.notify is not None:
-        load_notify(rules.notify)
-    if settings.inventory.path is not None:
-        load_inventory(settings.inventory.path)
+    load_rules(config.rules_path)
+    if config.notify_path is not None:
+        load_notify(config.notify_path)
+    if config.inventory_path is not None:
+        load_inventory(config.inventory_path)
 
 
 class _Child:
@@ -166,15 +169,14 @@ class _Child:
             if not self.exited.done():
                 self.process.kill()
 
-    def has_room(self) -> bool:
-        return not (
-            self.exited.done()
-            or self.writer.is_closing()
-            or self.writer.transport.get_write_buffer_size() > CHANNEL_BYTES
-        )
-
-    def send(self, body: bytes) -> None:
-        self.writer.write(frame(Kind.OBSERVATIONS, body))
+    async def tell_end(self, end: Position) -> None:
+        """The journal's durable end, once the socket has room (a stopped child's socket
+        holds at most one such frame waiting: the next one carries a later end)."""
+        if self.exited.done() or self.writer.is_closing():
+            return
+        self.writer.write(frame(Kind.APPENDED, encode_position(end.offset, end.seq)))
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
 
     async def finish(self, timeout_s: float) -> None:
         """End the channel (after what it holds), wait for the exit, kill after `timeout_s`."""
@@ -208,25 +210,24 @@ class RulesProcess:
 
     def __init__(
         self,
-        settings: Settings,
+        config: RulesConfig,
         influx: InfluxTarget,
         publish: Callable[[str, bytes], None],
         registry: CollectorRegistry,
-        dropped: Counter,
+        journal: JournalWriter,
     ) -> None:
         """`publish`: the MQTT source's, for alert transitions; `registry`: the pipeline's,
-        where the process's metrics and the child's appear; `dropped`: the counter of
-        observations the rules could not take (`luxtel_observations_dropped_total`)."""
-        check_files(settings)
-        self.config = WorkerConfig(settings, influx, os.getpid())
+        where the process's metrics and the child's appear; `journal`: what the sink appends
+        to, which the child reads."""
+        check_files(config)
+        self.config = WorkerConfig(config, influx, os.getpid(), journal.directory)
         self.publish = publish
-        self.dropped = dropped
+        self.journal = journal
         self.metrics = ProcessMetrics(registry)
         self.child_metrics = ChildMetrics()
         registry.register(self.child_metrics)
         self._closing = asyncio.Event()
         self._child: _Child | None = None
-        self._behind = False
         self._rng = random.Random()
 
     @property
@@ -236,26 +237,31 @@ class RulesProcess:
         return None if child is None or child.exited.done() else child.pid
 
     def close(self) -> None:
-        """Finish `run()`: what the inbox holds is handed over, then the child delivers what
-        it owes and exits."""
+        """Finish `run()`: the child delivers what it owes and exits."""
         self._closing.set()
 
-    async def run(self, inbox: "asyncio.Queue[list[Observation]]") -> None:
-        """Hand observations over until `close()`, restarting the child whenever it dies."""
-        forwarder = asyncio.create_task(self._forward(inbox), name="rules-forward")
+    async def run(self) -> None:
+        """Keep a child reading the journal until `close()`, restarting it whenever it dies."""
+        teller = asyncio.create_task(self._tell_ends(), name="rules-journal-end")
         try:
             child = await self._supervise()
-            forwarder.cancel()
-            await asyncio.wait({forwarder})
+            teller.cancel()
+            await asyncio.wait({teller})
             if child is not None:
-                while not inbox.empty():
-                    self._hand_over(inbox.get_nowait())
                 await child.finish(STOP_TIMEOUT_S)
         finally:
-            forwarder.cancel()
+            teller.cancel()
             if self._child is not None:
                 self._child.close()
             self.metrics.up.set(0)
+
+    async def _tell_ends(self) -> None:
+        """The journal's end to the running child after appends (the latest one at a time)."""
+        while True:
+            end = await self.journal.appended()
+            child = self._child
+            if child is not None:
+                await child.tell_end(end)
 
     async def _supervise(self) -> _Child | None:
         """Keep a child running until `close()`; then the running one (None if none)."""
@@ -273,6 +279,7 @@ class RulesProcess:
                 self._child, pid = child, child.pid
                 self.metrics.up.set(1)
                 log.info("rules_process_started", pid=pid)
+                await child.tell_end(self.journal.end)
                 if await self._closing_before(child.exited):
                     return child
                 code = child.exited.result()
@@ -300,29 +307,12 @@ class RulesProcess:
             closing.cancel()
         return self._closing.is_set()
 
-    async def _forward(self, inbox: "asyncio.Queue[list[Observation]]") -> None:
-        while True:
-            self._hand_over(await inbox.get())
-
-    def _hand_over(self, observations: list[Observation]) -> None:
-        """To the child, or dropped and counted: never waited for."""
-        child = self._child
-        if child is not None and child.has_room():
-            child.send(encode_observations(observations))
-            self._behind = False
-            return
-        self.dropped.inc(len(observations))
-        if not self._behind:
-            self._behind = True
-            log.warning(
-                "rules_behind",
-                reason="no rules process" if self.pid is None else "its channel is full",
-                action="observations dropped and counted",
-            )
-
     def _on_frame(self, kind: Kind, body: bytes) -> None:
         if kind is Kind.ALERT:
             self.publish(*decode_alert(body))
+        elif kind is Kind.POSITION:
+            evaluated, committed = (Position(*p) for p in decode_positions(body))
+            self.journal.consumed(evaluated, committed)
         elif kind is Kind.METRICS:
             self.child_metrics.families = decode_metrics(body)
         elif kind is Kind.LOG:

@@ -6,7 +6,10 @@ sets and the notifications that cycle decided on, so a restart neither forgets a
 nor notifies it again, and a notification decided on is never lost: it stays in the outbox,
 due, until a receiver takes it (at least once: a crash between a send and its record repeats it)
 or refuses it for good (`NotifyError.retryable` false: a bad URL, a 4xx): such an item is kept,
-marked `gave_up_at` with its error, for `luxtel alerts list`, and never tried again.
+marked `gave_up_at` with its error, for `luxtel alerts list`, and never tried again. The same
+transaction holds the journal position the state reflects (`meta.journal_position`,
+`rules.runtime.journal`): a restarted rules process reads the journal on from there, so what it
+evaluated before is neither evaluated again in effect nor skipped.
 
 What a cycle owes is an `OutboxEntry` (kind, receiver, index, body); the table keeps the
 `channel` / `target` columns of earlier versions (`target` is `receiver#index` for an Apprise
@@ -27,6 +30,7 @@ from rules.evaluation.alerts import Alert
 from rules.evaluation.evaluator import DeviceView, EngineState
 from rules.notify.dispatch import Group, Silence
 from rules.notify.routing import Matcher
+from rules.runtime.journal import START, Position
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -221,6 +225,11 @@ class Store:
         state = EngineState(_dt(started[0]) if started else None, alerts, resolved, devices)
         return state, groups
 
+    def position(self) -> Position:
+        """The journal position the saved state reflects (the start when none was saved)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='journal_position'").fetchone()
+        return START if row is None else Position.parse(row[0])
+
     def save(
         self,
         old: EngineState,
@@ -229,12 +238,18 @@ class Store:
         devices: Iterable[str],
         outbox: Iterable[OutboxEntry],
         now: datetime,
+        position: Position | None = None,
     ) -> None:
-        """Write what changed from `old` to `new`, the groups, the devices named, and the new
-        outbox entries, in one transaction."""
+        """Write what changed from `old` to `new`, the groups, the devices named, the new
+        outbox entries and the journal `position` reached, in one transaction."""
         db = self._db
         db.execute("BEGIN")
         try:
+            if position is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('journal_position', ?)",
+                    (position.encode(),),
+                )
             if new.started_at is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('started_at', ?)",

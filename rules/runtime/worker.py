@@ -3,10 +3,15 @@
 argument.
 
 It runs the engine on an asyncio loop of its own, at a lower CPU priority (`NICENESS`):
-observations from the channel into the engine's inbox, alert transitions and log events back
-to the parent, its metrics to the parent every `METRICS_EVERY_S`, `alerts` points to InfluxDB
-with an `InfluxWriter` of its own. The end of the channel (the parent finished, or died) ends
-it: the engine's final delivery, as on `None`, then exit. It also watches its parent's pid.
+observations from the journal (`rules.runtime.journal`), from the position committed in its state
+on,
+up to the durable end the parent reports on the channel, into the engine's inbox; alert
+transitions, log events and the journal positions evaluated and committed back to the parent;
+its metrics to the parent every `METRICS_EVERY_S`; `alerts` points to InfluxDB with an
+`InfluxWriter` of its own. Segments the engine has committed past are deleted here. The end of
+the channel (the parent finished, or died) ends it: the engine's final delivery, as on `None`,
+then exit — what it had not read stays in the journal for the next one. It also watches its
+parent's pid.
 SIGINT and SIGTERM are ignored: a terminal's Ctrl-C and a service manager's stop (systemd's
 default KillMode) reach the whole process group, and the parent, which drains ingest first,
 ends the channel when it is time. SIGKILL ends it at once (the parent restarts it).
@@ -21,15 +26,16 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import structlog
 from prometheus_client import CollectorRegistry
 from structlog.typing import EventDict, WrappedLogger
 
+from common.gc_settings import tune_for_ingest
 from common.logs import configure_logging
 from influx.client import InfluxTarget, InfluxWriter
-from luxtel.settings import Settings
 from models import Observation
 from rules.evaluation.inventory import EMPTY as EMPTY_INVENTORY
 from rules.evaluation.inventory import load_inventory, only_zones
@@ -37,23 +43,30 @@ from rules.language.errors import RuleFileError
 from rules.notify.config import NO_RECEIVERS, load_notify
 from rules.runtime.channel import (
     Kind,
-    decode_observations,
+    decode_positions,
     encode_alert,
     encode_log,
     encode_metrics,
+    encode_position,
     frame,
     read_frame,
 )
-from rules.runtime.engine import RulesEngine
+from rules.runtime.config import RulesConfig
+from rules.runtime.engine import STATE_FILE, RulesEngine
+from rules.runtime.journal_reader import JournalReader
+from rules.runtime.store import Store
 
 log = structlog.get_logger("luxtel.rules")
 
 INBOX_CHUNKS = 4
-"""The engine's inbox: small, the channel's buffers hold the backlog (see
-`rules.runtime.process`)."""
+"""The engine's inbox, in journal records (a batch each): small, the journal holds the backlog."""
+READ_BYTES = 8 << 20
+"""Journal bytes read at once (then the inbox has to take them first)."""
 NICENESS = 10
-"""Below ingest: when the cores are busy, the rules fall behind (and drop, counted), not ingest."""
+"""Below ingest: when the cores are busy, the rules fall behind (and lag), not ingest."""
 METRICS_EVERY_S = 1.0
+POSITION_EVERY_S = 0.2
+"""How often the positions evaluated and committed go to the parent (when they moved)."""
 PARENT_CHECK_S = 1.0
 EXIT_FAILED = 1
 EXIT_RULES_FILE = 2
@@ -65,33 +78,33 @@ LAST_WORDS_S = 5.0
 class WorkerConfig:
     """What the parent hands the rules process (pickled by `spawn`, with the socket)."""
 
-    settings: Settings
+    rules: RulesConfig
     influx: InfluxTarget
     parent_pid: int
+    journal: Path
+    """The journal's directory."""
 
 
 def build_engine(
-    settings: Settings,
+    config: RulesConfig,
     influx: InfluxWriter,
     publish: Callable[[str, bytes], None],
     registry: CollectorRegistry,
 ) -> RulesEngine:
-    """The engine as the settings describe it (a new engine setting is one line here)."""
-    rules = settings.rules
-    assert rules.path is not None, "the rules process runs only with a rules file"
-    inventory = settings.inventory.path
+    """The engine as the config describes it (a new engine setting is one line here)."""
+    inventory = config.inventory_path
     return RulesEngine(
-        rules.path,
-        only_zones(load_inventory(inventory), settings.mqtt.zones)
+        config.rules_path,
+        only_zones(load_inventory(inventory), config.zones)
         if inventory is not None
         else EMPTY_INVENTORY,
-        settings.state_dir,
-        load_notify(rules.notify) if rules.notify is not None else NO_RECEIVERS,
+        config.state_dir,
+        load_notify(config.notify_path) if config.notify_path is not None else NO_RECEIVERS,
         influx,
         publish,
-        tick_s=rules.tick_s,
+        tick_s=config.tick_s,
         registry=registry,
-        state_interval_s=rules.state_interval_s,
+        state_interval_s=config.state_interval_s,
     )
 
 
@@ -110,9 +123,9 @@ class _ToParent:
     """The child's side of the channel; once the parent is gone, logs go to stderr as
     `luxtel run` would write them (`common.logs`)."""
 
-    def __init__(self, writer: asyncio.StreamWriter, settings: Settings) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, config: RulesConfig) -> None:
         self.writer = writer
-        self.settings = settings
+        self.config = config
 
     @property
     def open(self) -> bool:
@@ -140,7 +153,7 @@ class _ToParent:
         raise structlog.DropEvent
 
     def log_locally(self) -> None:
-        configure_logging(self.settings.log.level, self.settings.log.format)
+        configure_logging(self.config.log_level, self.config.log_format)
 
     def forward_logs(self) -> None:
         structlog.configure(
@@ -150,7 +163,7 @@ class _ToParent:
                 structlog.processors.format_exc_info,
                 self.log_processor,
             ],
-            wrapper_class=structlog.make_filtering_bound_logger(self.settings.log.level),
+            wrapper_class=structlog.make_filtering_bound_logger(self.config.log_level),
             logger_factory=structlog.ReturnLoggerFactory(),
             cache_logger_on_first_use=False,
         )
@@ -162,17 +175,20 @@ def _level(name: str) -> int:
 
 async def _main(config: WorkerConfig, sock: socket.socket) -> int:
     reader, writer = await asyncio.open_connection(sock=sock)
-    parent = _ToParent(writer, config.settings)
+    parent = _ToParent(writer, config.rules)
     parent.forward_logs()
     registry = CollectorRegistry()
     try:
         async with InfluxWriter(config.influx) as influx:
             try:
-                engine = build_engine(config.settings, influx, parent.publish, registry)
+                engine = build_engine(config.rules, influx, parent.publish, registry)
             except RuleFileError as error:
                 log.error("rules_file_error", problems=[str(p) for p in error.problems])
                 return EXIT_RULES_FILE
-            await _run(engine, reader, parent, registry, config.parent_pid)
+            # As in `luxtel run` (`common.gc_settings`): decoding a journal record builds a few
+            # containers per observation, and the default collector doubled the cost of that.
+            tune_for_ingest()
+            await _run(engine, reader, parent, registry, config)
     except Exception:
         log.exception("rules_process_failed")  # to the parent, which restarts the process
         return EXIT_FAILED
@@ -189,30 +205,97 @@ async def _run(
     reader: asyncio.StreamReader,
     parent: _ToParent,
     registry: CollectorRegistry,
-    parent_pid: int,
+    config: WorkerConfig,
 ) -> None:
     inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
+    store = Store(config.rules.state_dir / STATE_FILE)
+    try:
+        journal = JournalReader(config.journal, store.position())
+    finally:
+        store.close()
+    durable = _Durable()
     async with asyncio.TaskGroup() as group:
-        group.create_task(_feed(reader, inbox), name="rules-feed")
-        watcher = group.create_task(_watch_parent(parent_pid, reader), name="rules-parent")
+        listener = group.create_task(_listen(reader, durable), name="rules-channel")
+        feeder = group.create_task(_feed(journal, durable, inbox, listener), name="rules-feed")
+        watcher = group.create_task(_watch_parent(config.parent_pid, reader), name="rules-parent")
         reporter = group.create_task(_report(parent, registry), name="rules-metrics")
+        positions = group.create_task(_positions(parent, engine, journal), name="rules-positions")
         await engine.run(inbox)
-        watcher.cancel()
-        reporter.cancel()
+        for task in (feeder, watcher, reporter, positions):
+            task.cancel()
+    _send_positions(parent, engine)
     parent.send(Kind.METRICS, encode_metrics(list(registry.collect())))
     log.info("rules_process_stopped", pid=os.getpid())
 
 
-async def _feed(
-    reader: asyncio.StreamReader, inbox: asyncio.Queue[list[Observation] | None]
-) -> None:
-    """Observations from the channel into the inbox until the channel ends, then `None`,
-    which ends the engine."""
+class _Durable:
+    """The journal's end as the parent last reported it (written and fsynced up to there)."""
+
+    def __init__(self) -> None:
+        self.end: int | None = None
+        """None until the parent's first report."""
+        self.moved = asyncio.Event()
+
+
+async def _listen(reader: asyncio.StreamReader, durable: _Durable) -> None:
+    """The parent's reports of the journal's end, until the channel ends."""
     while (received := await read_frame(reader)) is not None:
         kind, body = received
-        if kind is Kind.OBSERVATIONS:
-            await inbox.put(decode_observations(body))
+        if kind is Kind.APPENDED:
+            end = max(offset for offset, _ in decode_positions(body))
+            durable.end = end if durable.end is None else max(durable.end, end)
+            durable.moved.set()
+
+
+async def _feed(
+    journal: JournalReader,
+    durable: _Durable,
+    inbox: asyncio.Queue[list[Observation] | None],
+    listener: "asyncio.Task[None]",
+) -> None:
+    """Journal records into the inbox, as the parent reports them durable, until the channel
+    ends; then `None`, which ends the engine (what was not read is read by the next process)."""
+    ended = asyncio.ensure_future(asyncio.shield(listener))
+    try:
+        while not listener.done():
+            if durable.end is None or not journal.has_more(durable.end):
+                durable.moved.clear()
+                moved = asyncio.ensure_future(durable.moved.wait())
+                waiting: set[asyncio.Future[Any]] = {moved, ended}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                moved.cancel()
+                continue
+            for record in journal.read(durable.end, READ_BYTES):
+                await inbox.put(journal.decode(record))
+                if listener.done():
+                    break
+    finally:
+        ended.cancel()
     await inbox.put(None)
+
+
+async def _positions(parent: _ToParent, engine: RulesEngine, journal: JournalReader) -> None:
+    """The engine's positions to the parent when they move; segments it committed past go."""
+    sent = None
+    while parent.open:
+        await asyncio.sleep(POSITION_EVERY_S)
+        now = (engine.evaluated, engine.committed)
+        if now == sent:
+            continue
+        sent = now
+        _send_positions(parent, engine)
+        if engine.committed is not None:
+            journal.forget_before(engine.committed)
+
+
+def _send_positions(parent: _ToParent, engine: RulesEngine) -> None:
+    evaluated, committed = engine.evaluated, engine.committed
+    if evaluated is not None and committed is not None:
+        parent.send(
+            Kind.POSITION,
+            encode_position(evaluated.offset, evaluated.seq)
+            + encode_position(committed.offset, committed.seq),
+        )
 
 
 async def _watch_parent(parent_pid: int, reader: asyncio.StreamReader) -> None:

@@ -1,0 +1,119 @@
+"""What the rules' journal costs, per observation: `python bench/journal.py`.
+
+    python bench/journal.py [--devices 200] [--hours 24] [--batch 5000] [--batches 40] [--dir D]
+
+A simulated fleet's messages (every fault kind) are decoded by the real decoder first, outside
+the timing (`bench.rules_eval.observations_of`); then, in batches of `--batch` observations (the
+sink's batch, `ingest.batch_size`, default 5000):
+
+- encode: `rules.runtime.journal.encode_record` (what the parent pays in CPU per observation);
+- append: `JournalWriter.append` of each batch — encode, write, fsync (one per batch) — wall
+  and CPU time per observation, on `--dir` (default: a temporary directory under the state
+  directory's usual disk, the current directory);
+- read: `JournalReader.read` and decoding the records back into observations (what the rules
+  process pays per observation before evaluating).
+
+CPU time is the process's (`time.process_time`), so other processes on a shared machine count
+less; the append's wall time includes the fsync, which depends on the disk. The garbage
+collector is set as in `luxtel run` and its rules process (`common.gc_settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.rules_eval import observations_of
+from bench.rules_score import ALL_FAULTS
+from common.gc_settings import tune_for_ingest
+from models import Observation
+from rules.runtime.journal import START, encode_record
+from rules.runtime.journal_reader import JournalReader
+from rules.runtime.journal_writer import JournalWriter
+from simulator import SimulationConfig
+
+
+def batches_of(observations: list[Observation], size: int, count: int) -> list[list[Observation]]:
+    out: list[list[Observation]] = []
+    position = 0
+    while len(out) < count:
+        batch = observations[position : position + size]
+        if len(batch) < size:
+            position = 0
+            continue
+        out.append(batch)
+        position += size
+    return out
+
+
+async def append_all(journal: JournalWriter, batches: list[list[Observation]]) -> None:
+    for batch in batches:
+        await journal.append(batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--hours", type=float, default=24)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--dir", type=Path, default=Path.cwd())
+    args = parser.parse_args()
+
+    begin = datetime(2026, 1, 5, tzinfo=UTC)
+    config = SimulationConfig(
+        devices=args.devices,
+        start=begin,
+        end=begin + timedelta(hours=args.hours),
+        faults=ALL_FAULTS,
+        seed=1,
+        connections="shared",
+    )
+    _, observations = observations_of(config)
+    tune_for_ingest()
+    batches = batches_of(observations, args.batch, args.batches)
+    total = sum(len(b) for b in batches)
+
+    began = time.process_time()
+    sizes = [len(encode_record(batch, 0, 0.0)) for batch in batches]
+    encode_cpu = time.process_time() - began
+
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="journal-bench-") as directory:
+        journal = JournalWriter(Path(directory), 1 << 40)
+        wall, cpu = time.perf_counter(), time.process_time()
+        asyncio.run(append_all(journal, batches))
+        append_wall, append_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        journal.close()
+
+        cpu = time.process_time()
+        reader = JournalReader(Path(directory), START)
+        read = 0
+        while records := reader.read(journal.end.offset):
+            read += sum(len(record.observations()) for record in records)
+        read_cpu = time.process_time() - cpu
+    assert read == total, (read, total)
+
+    def us(seconds: float) -> str:
+        return f"{seconds / total * 1e6:.2f} µs"
+
+    print(
+        f"{total:,} observations in {len(batches)} batches of {args.batch}, "
+        f"{sum(sizes) / total:.0f} bytes each in the journal"
+    )
+    print(f"encode (CPU):                  {us(encode_cpu)} per observation")
+    print(
+        f"append: encode, write, fsync:  {us(append_cpu)} CPU, {us(append_wall)} wall per "
+        f"observation ({append_wall / len(batches) * 1e3:.1f} ms wall per batch)"
+    )
+    print(f"read and decode (CPU):         {us(read_cpu)} per observation")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""The parent's side of the journal (`rules.runtime.journal`): `luxtel run`'s sink appends a batch's
+observations and fsyncs them before it acknowledges the batch; the rules process reports the
+positions it has evaluated and committed, which give the rules' lag on /metrics and make room
+under the journal's bound (`append` waits while there is none: back-pressure).
+"""
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from models import Observation
+from rules.runtime.journal import (
+    HEADER,
+    MAX_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
+    START,
+    Body,
+    JournalError,
+    Position,
+    fsync_directory,
+    read_record,
+    segment_name,
+    segment_paths,
+)
+
+log = structlog.get_logger("luxtel.rules")
+
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+"""Backoff between attempts at an append that failed (a full disk, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    end: int
+    appended_at: float
+
+
+class JournalMetrics:
+    """The rules' lag and the journal on the parent's /metrics (the parent knows the end of
+    the journal, and learns the rules' position from their process)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry
+        self.lag_observations = Gauge(
+            "luxtel_rules_lag_observations",
+            "Observations in the journal the rules have not evaluated yet.",
+            registry=r,
+        )
+        self.lag_bytes = Gauge(
+            "luxtel_rules_lag_bytes",
+            "Journal bytes the rules have not evaluated yet.",
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "luxtel_rules_lag_seconds",
+            "Age of the oldest journal record the rules have not evaluated (its append time, "
+            "wall clock); 0 when they are caught up.",
+            registry=r,
+        )
+        self.evaluated = Counter(
+            "luxtel_rules_evaluated",
+            "Journaled observations the rules have evaluated (each once, across restarts).",
+            registry=r,
+        )
+        self.appended = Counter(
+            "luxtel_rules_journal_observations",
+            "Observations appended to the journal for the rules.",
+            registry=r,
+        )
+        self.held = Gauge(
+            "luxtel_rules_journal_bytes",
+            "Journal bytes the rules have not committed yet (bounded by rules.journal_max_bytes).",
+            registry=r,
+        )
+        self.full = Gauge(
+            "luxtel_rules_journal_full",
+            "1 while the journal is at its bound and ingest waits for the rules.",
+            registry=r,
+        )
+
+
+class JournalWriter:
+    """The parent's side: appends (one writer), and the rules' position as last reported."""
+
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        registry: CollectorRegistry | None = None,
+        *,
+        segment_bytes: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`clock`: the wall clock, for records' append times and the lag in seconds."""
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes or max(
+            MIN_SEGMENT_BYTES, min(MAX_SEGMENT_BYTES, max_bytes // 8)
+        )
+        self.clock = clock
+        self.metrics = JournalMetrics(registry)
+        self._lock = asyncio.Lock()
+        self._room = asyncio.Event()
+        self._appended = asyncio.Event()
+        self._full_logged = False
+        self._pending: deque[_Pending] = deque()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.end, first = self._open()
+        self.evaluated = first
+        self.committed = first
+        self._handle = self._segment.open("ab", buffering=0)
+        self._size = self._segment.stat().st_size
+        self.metrics.lag_seconds.set_function(self._lag_seconds)
+        self._update_metrics()
+
+    def _open(self) -> tuple[Position, Position]:
+        """Scan the segments: the end (a torn last record cut off), the position of the first
+        record (the rules have committed at least that far), the records' append times."""
+        segments = segment_paths(self.directory)
+        if not segments:
+            self._segment = self.directory / segment_name(START)
+            self._segment.touch()
+            fsync_directory(self.directory)
+            return START, START
+        first: Position | None = None
+        end = START
+        for index, (start, path) in enumerate(segments):
+            last = index == len(segments) - 1
+            end = start
+            with path.open("rb") as handle:
+                while True:
+                    try:
+                        record = read_record(handle, end.offset)
+                    except JournalError as error:
+                        if not last:  # the rules process sets it aside when it gets there
+                            log.error("rules_journal_unreadable", path=str(path), error=str(error))
+                        record = None
+                    if record is None:
+                        break
+                    if first is None:
+                        first = Position(record.start, record.end.seq - record.count)
+                    self._pending.append(_Pending(record.end.offset, record.appended_at))
+                    end = record.end
+            if last:
+                kept = end.offset - start.offset
+                size = path.stat().st_size
+                if size > kept:
+                    log.warning(
+                        "rules_journal_torn_record",
+                        path=str(path),
+                        bytes=size - kept,
+                        action="cut off (it was never acknowledged)",
+                    )
+                with path.open("r+b") as handle:
+                    # Cut off a torn record; fsync what a killed writer may have left unsynced
+                    # (its messages were not acknowledged, but the rules may now read it).
+                    handle.truncate(kept)
+                    os.fsync(handle.fileno())
+                self._segment = path
+        return end, first or end
+
+    def close(self) -> None:
+        self._handle.close()
+
+    @property
+    def lag_bytes(self) -> int:
+        """Bytes the rules have not committed."""
+        return self.end.offset - self.committed.offset
+
+    async def append(self, observations: list[Observation]) -> None:
+        """Append a batch's observations durably (written and fsynced); waits while the
+        journal is at its bound. Appends keep the order of their calls."""
+        if not observations:
+            return
+        async with self._lock:
+            await self._append(await asyncio.to_thread(Body.of, observations))
+
+    async def append_encoded(self, body: Body) -> None:
+        """`append` of observations encoded already."""
+        async with self._lock:
+            await self._append(body)
+
+    async def _append(self, body: Body) -> None:
+        size = HEADER.size + len(body.data)
+        while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
+            self._room.clear()
+            self.metrics.full.set(1)
+            if not self._full_logged:
+                self._full_logged = True
+                log.warning(
+                    "rules_journal_full",
+                    bytes=self.lag_bytes,
+                    limit=self.max_bytes,
+                    action="ingest waits for the rules (no acknowledgements meanwhile)",
+                )
+            await self._room.wait()
+        if self._full_logged:
+            self._full_logged = False
+            log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
+        self.metrics.full.set(0)
+        appended_at = self.clock()
+        await self._write_until_done(body.record(self.end.seq, appended_at))
+        start = self.end.offset
+        self.end = Position(start + size, self.end.seq + body.count)
+        self._pending.append(_Pending(self.end.offset, appended_at))
+        self.metrics.appended.inc(body.count)
+        self._update_metrics()
+        self._appended.set()
+
+    async def _write_until_done(self, record: bytes) -> None:
+        """`_write`, again after a capped backoff while it fails (a full disk, say): the batch
+        is not acknowledged meanwhile, so ingest waits instead of losing anything."""
+        failures = 0
+        while True:
+            try:
+                await asyncio.to_thread(self._write, record)
+            except OSError as error:
+                if not failures:
+                    log.error(
+                        "rules_journal_write_failed",
+                        path=str(self._segment),
+                        error=str(error),
+                        action="ingest waits (no acknowledgements); retrying",
+                    )
+                await asyncio.sleep(min(RETRY_MAX_S, RETRY_MIN_S * 2**failures))
+                failures += 1
+                continue
+            if failures:
+                log.info("rules_journal_write_recovered", attempts=failures + 1)
+            return
+
+    def _write(self, record: bytes) -> None:
+        """Blocking: in a thread. Starts a new segment when the current one is full; a write
+        that fails is cut off again, so the segment holds only whole records."""
+        if self._size >= self.segment_bytes:
+            path = self.directory / segment_name(self.end)
+            handle = path.open("ab", buffering=0)
+            self._handle.close()
+            self._handle, self._segment, self._size = handle, path, 0
+            fsync_directory(self.directory)
+        descriptor = self._handle.fileno()
+        try:
+            view = memoryview(record)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, self._size)
+            raise
+        self._size += len(record)
+
+    async def appended(self) -> Position:
+        """Wait for the next append; the durable end then."""
+        await self._appended.wait()
+        self._appended.clear()
+        return self.end
+
+    def consumed(self, evaluated: Position, committed: Position) -> None:
+        """What the rules process reports: the position it has evaluated up to, and the one it
+        has committed (positions beyond this journal's end, from a journal since removed, are
+        ignored; positions only go forward)."""
+        if evaluated.offset <= self.end.offset and evaluated > self.evaluated:
+            self.metrics.evaluated.inc(evaluated.seq - self.evaluated.seq)
+            self.evaluated = evaluated
+            while self._pending and self._pending[0].end <= evaluated.offset:
+                self._pending.popleft()
+        if committed.offset <= self.end.offset and committed > self.committed:
+            self.committed = committed
+            self._room.set()
+        self._update_metrics()
+
+    def _update_metrics(self) -> None:
+        self.metrics.lag_observations.set(self.end.seq - self.evaluated.seq)
+        self.metrics.lag_bytes.set(self.end.offset - self.evaluated.offset)
+        self.metrics.held.set(self.lag_bytes)
+
+    def _lag_seconds(self) -> float:
+        """At a scrape, in the /metrics server's thread (the event loop may empty the deque
+        meanwhile)."""
+        try:
+            oldest = self._pending[0]
+        except IndexError:
+            return 0.0
+        return max(0.0, self.clock() - oldest.appended_at)
