@@ -17,6 +17,7 @@ from ingest.line_protocol import EncodeError, encode_reading, encode_status
 from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status
+from models.deadletter import PAYLOAD_KEPT_BYTES
 from models.timestamps import epoch_ms
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class Limits:
     max_clock_skew_s: float = 300.0
     observe: bool = False
     """Also return each accepted reading and status as an Observation (for the rules)."""
+    payload_kept_bytes: int = PAYLOAD_KEPT_BYTES
+    """How much of a rejected payload its dead-letter record keeps (`DeadLetter.of`)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)
 
     skew_ms: int = field(init=False, compare=False, repr=False)
@@ -299,6 +302,7 @@ def _decode_batch(
                     reason=rejection.reason,
                     detail=rejection.detail,
                     index=index,
+                    keep_bytes=limits.payload_kept_bytes,
                 )
             )
         else:
@@ -399,5 +403,6 @@ def decode_into(
                 payload=payload,
                 reason=rejection.reason,
                 detail=rejection.detail,
+                keep_bytes=limits.payload_kept_bytes,
             )
         )

@@ -4,9 +4,12 @@ For each batch: dead letters are fsynced, points are written to InfluxDB — or,
 take them, to the fsynced spool — and only then are the batch's messages acknowledged. A point
 InfluxDB refuses (4xx) is found by splitting the batch and dead-lettered; the rest is written.
 While the spool holds anything a replayer writes it back, oldest first, probing with backoff.
+A full disk under the spool is back-pressure (`ingest.disk_full`): the batch is held, not
+acknowledged, and retried with backoff until space returns or InfluxDB takes it.
 """
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from ingest.acks import Delivery
 from ingest.backoff import backoff_delay
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Point
+from ingest.disk_full import RETRY_MAX_S, RETRY_MIN_S, DiskFull, is_disk_full
 from ingest.errors import (
     InfluxDatabaseMissingError,
     InfluxRejectedError,
@@ -78,6 +82,7 @@ class Sink:
         self._up.set()
         self._replayer: asyncio.Task[None] | None = None
         self._group: asyncio.TaskGroup | None = None
+        self._spool_disk = DiskFull("spool", metrics.disk_full)
         self._update_spool_metrics()
         metrics.influx_up.set(1)
 
@@ -123,6 +128,7 @@ class Sink:
     # ---- storing a batch ---------------------------------------------------------------
 
     async def _store(self, points: list[Point]) -> None:
+        no_space = 0
         while True:
             if not self._influx_up:
                 try:
@@ -133,6 +139,15 @@ class Sink:
                     self._start_replay()
                     await self._up.wait()
                     continue
+                except OSError as error:
+                    if not is_disk_full(error):
+                        raise
+                    self._spool_disk.hit(error, self._spool.directory)
+                    self._start_replay()
+                    await self._wait_for_space(no_space)
+                    no_space += 1
+                    continue
+                self._spool_disk.cleared()
                 self._metrics.points_spooled.inc(len(points))
                 self._update_spool_metrics()
                 self._start_replay()
@@ -142,6 +157,13 @@ class Sink:
                 return
             except InfluxUnavailableError as error:
                 self._mark_down(error)
+
+    async def _wait_for_space(self, attempt: int) -> None:
+        """Backoff before the next try at a full disk, cut short when InfluxDB is back (the
+        batch then goes there, and the replay frees the spool's space)."""
+        delay = backoff_delay(attempt, RETRY_MIN_S, RETRY_MAX_S, self._rng)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), delay)
 
     async def _write_with_retries(self, points: list[Point]) -> None:
         attempt = 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import start_http_server
 
-from ingest.deadletters import DeadLetterLog
+from ingest.deadletters import DeadLetterBounds, DeadLetterLog
 from ingest.decode import Limits
 from ingest.errors import (
     FatalInfluxError,
@@ -122,7 +122,13 @@ class Pipeline:
     async def _run_stages(self) -> None:
         settings = self.settings
         spool = Spool(settings.state_dir / "spool", settings.ingest.spool_max_bytes)
-        dead_letters = DeadLetterLog(settings.state_dir / "deadletter.jsonl", self.metrics)
+        dead_letters = DeadLetterLog(
+            settings.state_dir / "deadletter.jsonl",
+            self.metrics,
+            bounds=DeadLetterBounds(
+                settings.deadletter.max_bytes, settings.deadletter.segment_bytes
+            ),
+        )
         received: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(RECEIVED_QUEUE_CHUNKS)
         decoded: asyncio.Queue[Batch | None] = asyncio.Queue(DECODED_QUEUE_FRAGMENTS)
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(BATCH_QUEUE)
@@ -131,13 +137,19 @@ class Pipeline:
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
             observe=settings.rules.path is not None,
+            payload_kept_bytes=settings.deadletter.payload_kept_bytes,
         )
         observations: asyncio.Queue[list[Observation]] | None = None
         if settings.rules.path is not None:
             observations = asyncio.Queue(settings.rules.queue_size)
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
-            source = MqttSource(mqtt_target(settings), received, self.metrics)
+            source = MqttSource(
+                mqtt_target(settings),
+                received,
+                self.metrics,
+                output_queue_bytes=settings.ingest.output_queue_bytes,
+            )
             dead_letters.set_publisher(source.publish)
             sink = Sink(
                 writer,

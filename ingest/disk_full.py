@@ -1,0 +1,59 @@
+"""A full disk is back-pressure, not a crash.
+
+When the spool or the dead letter cannot be written because the filesystem is full (ENOSPC) or
+the user's quota is spent (EDQUOT), the batch is held and retried with backoff: its messages are
+not acknowledged, the queues behind it fill, the MQTT source stops reading and the broker keeps
+the rest in the session. `DiskFull` says so once in the log and on /metrics
+(`luxtel_disk_full{what=…}` is 1 while it lasts), and once more when space has returned.
+"""
+
+import errno
+
+import structlog
+from prometheus_client import Gauge
+
+log = structlog.get_logger("luxtel.disk")
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+RETRY_MIN_S = 0.1
+RETRY_MAX_S = 5.0
+"""Backoff between attempts to write to a full disk: a failed write costs nothing, and space
+freed by an operator is used within seconds."""
+
+
+def is_disk_full(error: OSError) -> bool:
+    """True when `error` means the filesystem (or the quota) has no room left."""
+    return error.errno in DISK_FULL_ERRNOS
+
+
+class DiskFull:
+    """Whether writing `what` (spool, deadletter) is held back by a full disk."""
+
+    def __init__(self, what: str, gauge: Gauge) -> None:
+        self.what = what
+        self.active = False
+        self._gauge = gauge.labels(what)
+        self._gauge.set(0)
+
+    def hit(self, error: OSError, path: object) -> None:
+        """A write failed for lack of space: say so, the first time only."""
+        if self.active:
+            return
+        self.active = True
+        self._gauge.set(1)
+        log.error(
+            "disk_full",
+            what=self.what,
+            path=str(path),
+            error=error.strerror or str(error),
+            action="holding the batch and its acknowledgements; retrying until space returns",
+        )
+
+    def cleared(self) -> None:
+        """A write succeeded: if it had been held back, say that it goes on."""
+        if not self.active:
+            return
+        self.active = False
+        self._gauge.set(0)
+        log.info("disk_space_returned", what=self.what, action="resuming")
