@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import start_http_server
 
+from ingest.chunk_queue import ChunkQueue
 from ingest.deadletters import DeadLetterBounds, DeadLetterLog
 from ingest.decode import Limits
 from ingest.errors import (
@@ -129,7 +130,9 @@ class Pipeline:
                 settings.deadletter.max_bytes, settings.deadletter.segment_bytes
             ),
         )
-        received: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(RECEIVED_QUEUE_CHUNKS)
+        received: asyncio.Queue[list[Inbound] | None] = ChunkQueue(
+            RECEIVED_QUEUE_CHUNKS, settings.ingest.received_queue_bytes
+        )
         decoded: asyncio.Queue[Batch | None] = asyncio.Queue(DECODED_QUEUE_FRAGMENTS)
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(BATCH_QUEUE)
         limits = Limits(

@@ -220,6 +220,13 @@ class IngestSettings(_Section):
         description="Spool size limit; past it luxtel stops acknowledging and the broker holds "
         "the messages.",
     )
+    received_queue_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Payload bytes received and waiting for the decoder, at most (besides its "
+        "64 chunks); past it luxtel stops reading from the broker until the decoder catches "
+        "up, so large payloads arriving while the sink is held back cannot fill memory.",
+    )
     output_queue_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=64 * 1024,
