@@ -29,6 +29,7 @@ from ingest.backoff import backoff_delay
 from ingest.disk_full import RETRY_MAX_S, RETRY_MIN_S, DiskFull, is_disk_full
 from ingest.metrics import IngestMetrics
 from models import DeadLetter
+from models.deadletter import PAYLOAD_KEPT_BYTES
 
 DEADLETTER_TOPIC = "luxtel/deadletter"
 
@@ -41,6 +42,9 @@ class DeadLetterBounds:
 
     max_bytes: int = 256 * 1024 * 1024
     segment_bytes: int = 16 * 1024 * 1024
+    payload_kept_bytes: int = PAYLOAD_KEPT_BYTES
+    """For the records made downstream of the decoder (`influx_rejected`); the decoder's own
+    take the same setting through `ingest.decode.Limits`."""
 
     def __post_init__(self) -> None:
         if not 0 < self.segment_bytes <= self.max_bytes // 2:

@@ -213,6 +213,7 @@ class Sink:
             payload=point.line,
             reason=Reason.INFLUX_REJECTED,
             detail=f"InfluxDB refused this point ({error.status}): {error.message}",
+            keep_bytes=self._dead_letters.bounds.payload_kept_bytes,
         )
         await self._dead_letters.keep([record])
 

@@ -127,7 +127,9 @@ class Pipeline:
             settings.state_dir / "deadletter.jsonl",
             self.metrics,
             bounds=DeadLetterBounds(
-                settings.deadletter.max_bytes, settings.deadletter.segment_bytes
+                settings.deadletter.max_bytes,
+                settings.deadletter.segment_bytes,
+                settings.deadletter.payload_kept_bytes,
             ),
         )
         received: asyncio.Queue[list[Inbound] | None] = ChunkQueue(
