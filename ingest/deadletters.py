@@ -94,6 +94,10 @@ class DeadLetterLog:
     def set_publisher(self, publish: Callable[[str, bytes], None]) -> None:
         self._publish = publish
 
+    def give_up_when_full(self) -> None:
+        """Stopping: a write held by a full disk raises `DiskFullError` instead of waiting."""
+        self._disk.give_up()
+
     async def keep(self, records: list[DeadLetter]) -> None:
         """Append `records` durably, count them, and publish them. On a full disk this waits,
         retrying, until they are written."""

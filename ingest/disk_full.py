@@ -5,12 +5,19 @@ the user's quota is spent (EDQUOT), the batch is held and retried with backoff: 
 not acknowledged, the queues behind it fill, the MQTT source stops reading and the broker keeps
 the rest in the session. `DiskFull` says so once in the log and on /metrics
 (`luxtel_disk_full{what=…}` is 1 while it lasts), and once more when space has returned.
+
+On stop (SIGTERM) luxtel drains what it holds; a batch held by a full disk cannot be drained, so
+`give_up()` makes the next failed try raise `DiskFullError` instead of waiting for space: luxtel
+then exits (status 1, one sentence) without acknowledging that batch, and the broker redelivers
+its messages to the next run. Nothing is lost either way.
 """
 
 import errno
 
 import structlog
 from prometheus_client import Gauge
+
+from ingest.errors import IngestError
 
 log = structlog.get_logger("luxtel.disk")
 
@@ -20,6 +27,10 @@ RETRY_MIN_S = 0.1
 RETRY_MAX_S = 5.0
 """Backoff between attempts to write to a full disk: a failed write costs nothing, and space
 freed by an operator is used within seconds."""
+
+
+class DiskFullError(IngestError):
+    """Stopping, with a batch that a full disk holds: it stays unacknowledged."""
 
 
 def is_disk_full(error: OSError) -> bool:
@@ -33,11 +44,23 @@ class DiskFull:
     def __init__(self, what: str, gauge: Gauge) -> None:
         self.what = what
         self.active = False
+        self.giving_up = False
         self._gauge = gauge.labels(what)
         self._gauge.set(0)
 
+    def give_up(self) -> None:
+        """luxtel is stopping: from now on a write that finds no space raises."""
+        self.giving_up = True
+
     def hit(self, error: OSError, path: object) -> None:
-        """A write failed for lack of space: say so, the first time only."""
+        """A write failed for lack of space: say so, the first time only. Stopping, raise
+        `DiskFullError` rather than wait."""
+        if self.giving_up:
+            raise DiskFullError(
+                f"stopped with messages unacknowledged: no space left to write the {self.what} "
+                f"under {path} ({error.strerror or error}); the broker redelivers them to the "
+                "next run"
+            ) from error
         if self.active:
             return
         self.active = True

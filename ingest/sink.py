@@ -120,6 +120,12 @@ class Sink:
             await self._store(batch.points)
         self._acknowledge(batch.deliveries)
 
+    def stopping(self) -> None:
+        """The source has stopped: drain what can be drained, but a batch held by a full disk
+        ends the run (`DiskFullError`, unacknowledged) instead of waiting for space."""
+        self._spool_disk.give_up()
+        self._dead_letters.give_up_when_full()
+
     async def wait_replayed(self) -> None:
         """Until the spool is empty (for tests and `luxtel up`)."""
         while self._replayer is not None and not self._replayer.done():

@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 from ingest.chunk_queue import ChunkQueue
 from ingest.deadletters import DeadLetterBounds, DeadLetterLog
 from ingest.decode import Limits
+from ingest.disk_full import DiskFullError
 from ingest.errors import (
     FatalInfluxError,
     InfluxRejectedError,
@@ -81,6 +82,13 @@ def mqtt_target(settings: Settings) -> MqttTarget:
     )
 
 
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (nested) task groups' exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 @dataclass
 class Pipeline:
     """One running ingest pipeline. `run()` returns once `stop` is set and all is drained."""
@@ -98,8 +106,8 @@ class Pipeline:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
         try:
             await self._run()
-        except* (FatalInfluxError, MqttConnectError) as group:
-            raise PipelineFailedError(str(group.exceptions[0])) from None
+        except* (FatalInfluxError, MqttConnectError, DiskFullError) as group:
+            raise PipelineFailedError(str(_first_leaf(group))) from None
 
     async def _run(self) -> None:
         settings = self.settings
@@ -197,6 +205,7 @@ class Pipeline:
                 self.ready.set()
                 await self.stop.wait()
                 log.info("stopping", action="draining to InfluxDB")
+                sink.stopping()  # before the source: a full disk may hold its queue full
                 await source.stop()
                 await sink_task
                 if rules is not None and rules_task is not None:

@@ -220,3 +220,58 @@ def test_a_full_disk_under_the_dead_letter_holds_back_and_resumes(
     finally:
         publisher.close()
         stop(process, log)
+
+
+def test_sigterm_on_a_full_disk_exits_and_the_next_run_takes_what_was_held(
+    tmp_path: Path,
+    small_fs: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    topic_root: str,
+) -> None:
+    database = f"term_{topic_root[1:9]}"
+    create_database(influxdb.url, database)
+    config = write_config(tmp_path, small_fs / "state", mosquitto.url, influxdb.url, topic_root)
+    config.write_text(config.read_text().replace('"lighting"', f'"{database}"'))
+    log = tmp_path / "luxtel.log"
+    process = start_luxtel(config, log)
+    publisher = Publisher(mosquitto.url)
+    try:
+        wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
+        filler = fill(small_fs, leave=32 * 1024)
+        bad = 200
+        flood = [
+            (f"{topic_root}/z1/flooder/telemetry", b"%05d" % i + b"x" * 900) for i in range(bad)
+        ]
+        publisher.publish(flood)
+        publisher.publish(stream(topic_root, 0, 300))
+        wait_until(
+            lambda: (
+                process.poll() is not None
+                or metric(log, "luxtel_disk_full", what="deadletter") == 1
+            ),
+            what="disk full reported",
+        )
+        process.terminate()
+        assert process.wait(30) == 1, log.read_text()[-3000:]
+        failed = [e for e in events(log) if e.get("event") == "failed"]
+        assert len(failed) == 1
+        assert "no space left" in str(failed[0]["error"])
+        filler.unlink()
+        process = start_luxtel(config, log)
+        wait_until(
+            lambda: count(influxdb.url, database, "telemetry") == 300,
+            what="the held readings, redelivered to the next run",
+        )
+        wait_until(
+            lambda: metric(log, "luxtel_unacked_messages") == 0, what="everything acknowledged"
+        )
+        records = [
+            json.loads(line)
+            for path in sorted((small_fs / "state").glob("deadletter.jsonl*"))
+            for line in path.read_bytes().splitlines()
+        ]
+        assert {record["payload"][:5] for record in records} == {f"{i:05d}" for i in range(bad)}
+    finally:
+        publisher.close()
+        stop(process, log)
