@@ -13,6 +13,8 @@ its messages to the next run. Nothing is lost either way.
 """
 
 import errno
+import time
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import Gauge
@@ -22,6 +24,9 @@ from ingest.errors import IngestError
 log = structlog.get_logger("luxtel.disk")
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+LOG_INTERVAL_S = 60.0
+"""`disk_full` is logged at most this often per `what` (monotonic clock)."""
 
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 5.0
@@ -39,21 +44,33 @@ def is_disk_full(error: OSError) -> bool:
 
 
 class DiskFull:
-    """Whether writing `what` (spool, deadletter) is held back by a full disk."""
+    """Whether writing `what` (spool, deadletter) is held back by a full disk.
 
-    def __init__(self, what: str, gauge: Gauge) -> None:
+    Near the edge a small write may fit between two that do not, so the state can flap: the
+    gauge follows every change, but `disk_full` is logged at most once per `LOG_INTERVAL_S`
+    (with how many times it recurred unlogged meanwhile), and `disk_space_returned` only after a
+    `disk_full` that was logged. The interval is measured on the monotonic clock, never the
+    wall clock."""
+
+    def __init__(
+        self, what: str, gauge: Gauge, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.what = what
         self.active = False
         self.giving_up = False
         self._gauge = gauge.labels(what)
         self._gauge.set(0)
+        self._clock = clock
+        self._logged_at: float | None = None
+        self._announced = False
+        self._unlogged = 0
 
     def give_up(self) -> None:
         """luxtel is stopping: from now on a write that finds no space raises."""
         self.giving_up = True
 
     def hit(self, error: OSError, path: object) -> None:
-        """A write failed for lack of space: say so, the first time only. Stopping, raise
+        """A write failed for lack of space: say so (see the class docstring). Stopping, raise
         `DiskFullError` rather than wait."""
         if self.giving_up:
             raise DiskFullError(
@@ -65,13 +82,21 @@ class DiskFull:
             return
         self.active = True
         self._gauge.set(1)
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < LOG_INTERVAL_S:
+            self._unlogged += 1
+            return
         log.error(
             "disk_full",
             what=self.what,
             path=str(path),
             error=error.strerror or str(error),
             action="holding the batch and its acknowledgements; retrying until space returns",
+            recurred_unlogged=self._unlogged,
         )
+        self._logged_at = now
+        self._announced = True
+        self._unlogged = 0
 
     def cleared(self) -> None:
         """A write succeeded: if it had been held back, say that it goes on."""
@@ -79,4 +104,6 @@ class DiskFull:
             return
         self.active = False
         self._gauge.set(0)
-        log.info("disk_space_returned", what=self.what, action="resuming")
+        if self._announced:
+            self._announced = False
+            log.info("disk_space_returned", what=self.what, action="resuming")

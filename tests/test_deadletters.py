@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ingest.deadletters import DeadLetterBounds, DeadLetterLog
 from ingest.metrics import IngestMetrics
+from luxtel.settings import ConfigError, load_settings
 from models import DeadLetter, Reason
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -153,3 +154,10 @@ def test_a_torn_last_line_is_cut_at_start(tmp_path: Path) -> None:
 def test_a_segment_must_be_at_most_half_the_cap() -> None:
     with pytest.raises(ValueError, match="half"):
         DeadLetterBounds(10_000, 6_000)
+
+
+def test_a_segment_larger_than_half_the_cap_is_a_configuration_error(tmp_path: Path) -> None:
+    config = tmp_path / "luxtel.toml"
+    config.write_text("[deadletter]\nmax_bytes = 1048576\nsegment_bytes = 1048576\n")
+    with pytest.raises(ConfigError, match=r"^deadletter: segment_bytes \(1048576\) must be"):
+        load_settings(config)

@@ -135,8 +135,10 @@ def test_a_full_spool_holds_back_and_resumes_when_space_returns(
             lambda: metric(log, "luxtel_points_spooled_total") == total,
             what="the rest spooled once space returned",
         )
+        wait_until(
+            lambda: metric(log, "luxtel_unacked_messages") == 0, what="everything acknowledged"
+        )
         assert metric(log, "luxtel_disk_full", what="spool") == 0
-        assert metric(log, "luxtel_unacked_messages") == 0
         influx.start()
         wait_until(
             lambda: count(influx.url, "lighting", "telemetry") == total,
@@ -198,7 +200,11 @@ def test_a_full_disk_under_the_dead_letter_holds_back_and_resumes(
         )
         time.sleep(2)
         assert process.poll() is None, log.read_text()[-3000:]
-        assert metric(log, "luxtel_disk_full", what="deadletter") == 1
+        # Near the edge a small write may fit now and then: the gauge is 1 but for moments.
+        wait_until(
+            lambda: metric(log, "luxtel_disk_full", what="deadletter") == 1,
+            what="still held back after the restart",
+        )
         filler.unlink()
         wait_until(
             lambda: count(influxdb.url, database, "telemetry") == 500,
