@@ -88,7 +88,10 @@ async def batch_stage(
     metrics: IngestMetrics,
 ) -> None:
     """Fragments in, batches out: a batch leaves when it holds `batch_size` points or when its
-    first fragment has waited `flush_interval_s`, whichever comes first.
+    first fragment has waited `flush_interval_s`, whichever comes first. Dead letters count
+    towards `batch_size` too, so a flood of rejected messages (each record at most
+    `deadletter.payload_kept_bytes` of payload) leaves in batches of bounded size rather than
+    piling up for a whole `flush_interval_s`.
 
     The deadline is kept by a timer that puts an empty fragment in the inbox when it is due
     (a wake-up that adds nothing), so waiting for the next fragment is a plain `get()`: a
@@ -123,7 +126,8 @@ async def batch_stage(
                     deadline = loop.time() + flush_interval_s
                     timer = loop.call_at(deadline, tick)
             if deadline is not None and (
-                len(pending.points) >= batch_size or loop.time() >= deadline
+                len(pending.points) + len(pending.dead_letters) >= batch_size
+                or loop.time() >= deadline
             ):
                 if timer is not None:
                     timer.cancel()
