@@ -28,6 +28,7 @@ from ingest import fast_path
 from ingest.rate_limit import RateLimiter
 from ingest.topics import Kind, Topic, TopicError, parse_topic
 from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, Reason, Status
+from models.deadletter import PAYLOAD_KEPT_BYTES
 from models.timestamps import epoch_ms, from_epoch_ms
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Limits:
     max_clock_skew_s: float = 300.0
     observe: bool = False
     """Also return each accepted reading and status as an Observation (for the rules)."""
+    payload_kept_bytes: int = PAYLOAD_KEPT_BYTES
+    """How much of a rejected payload its dead-letter record keeps (`DeadLetter.of`)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)
     stamps: fast_path.Stamps = field(default_factory=fast_path.Stamps, compare=False, repr=False)
     """The receive stamps of readings without `ts` (memory, not a setting): shared by every
@@ -349,6 +352,7 @@ def _decode_batch(
                     reason=rejection.reason,
                     detail=rejection.detail,
                     index=index,
+                    keep_bytes=limits.payload_kept_bytes,
                 )
             )
 
@@ -457,5 +461,6 @@ def decode_into(
                 payload=payload,
                 reason=rejection.reason,
                 detail=rejection.detail,
+                keep_bytes=limits.payload_kept_bytes,
             )
         )

@@ -65,3 +65,36 @@ class IngestMetrics:
         self.unacked = Gauge(
             "luxtel_unacked_messages", "Messages received and not yet acknowledged.", registry=r
         )
+        self.deadletter_bytes = Gauge(
+            "luxtel_deadletter_bytes",
+            "Bytes of dead letter on disk (deadletter.jsonl and its rotated segments).",
+            registry=r,
+        )
+        self.deadletter_discarded_records = Counter(
+            "luxtel_deadletter_discarded_records",
+            "Dead-letter records deleted by rotation to keep the dead letter under its cap.",
+            registry=r,
+        )
+        self.deadletter_discarded_bytes = Counter(
+            "luxtel_deadletter_discarded_bytes",
+            "Bytes of dead letter deleted by rotation to keep it under its cap.",
+            registry=r,
+        )
+        self.disk_full = Gauge(
+            "luxtel_disk_full",
+            "1 while writing the spool or the dead letter waits for disk space (ENOSPC, EDQUOT); "
+            "the messages are held unacknowledged meanwhile.",
+            ["what"],
+            registry=r,
+        )
+        self.mqtt_output_dropped = Counter(
+            "luxtel_mqtt_output_dropped",
+            "luxtel's own MQTT publications (dead-letter copies, alerts) dropped because the "
+            "outgoing queue was full (count or bytes); the dead-letter file keeps the record.",
+            registry=r,
+        )
+        self.mqtt_output_bytes = Gauge(
+            "luxtel_mqtt_output_bytes",
+            "Bytes of luxtel's own MQTT publications queued or in flight.",
+            registry=r,
+        )

@@ -69,8 +69,12 @@ from mqtt.errors import MqttConnectError
 log = structlog.get_logger("luxtel.mqtt")
 
 OUTPUT_QUEUE_LIMIT = 10_000
-"""luxtel's own output waiting for the broker; the dead-letter file is the record, so past this
-bound the MQTT copies are dropped rather than queued."""
+OUTPUT_QUEUE_BYTES = 16 * 1024 * 1024
+"""luxtel's own output waiting for the broker, at most (publications, and bytes of topic and
+payload: `ingest.output_queue_bytes`); the dead-letter file is the record, so past either bound
+the MQTT copies are dropped and counted rather than queued."""
+OUTPUT_DROPPED_LOG_EVERY = 1000
+"""A dropped publication is logged for the first and then every this many."""
 
 STABLE_S = 60.0
 """A connection lost after living this long (monotonic seconds) starts a new streak: no backoff
@@ -148,6 +152,8 @@ class MqttSource:
         target: MqttTarget,
         outbox: "asyncio.Queue[list[Inbound] | None]",
         metrics: IngestMetrics,
+        *,
+        output_queue_bytes: int = OUTPUT_QUEUE_BYTES,
     ) -> None:
         self.target = target
         self._outbox = outbox
@@ -155,7 +161,9 @@ class MqttSource:
         self._loop = asyncio.get_running_loop()
         self._rng = random.Random()
         self._tracker = AckTracker(self._send_ack)
-        self._outgoing = OutgoingQueue(OUTPUT_QUEUE_LIMIT)
+        self._outgoing = OutgoingQueue(
+            OUTPUT_QUEUE_LIMIT, output_queue_bytes, metrics.mqtt_output_bytes.set
+        )
         self._ssl = (
             tls_context(
                 target.ca_file, target.cert_file, target.key_file, target.tls_check_hostname
@@ -200,12 +208,19 @@ class MqttSource:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Publish luxtel's own output (dead letters, alerts), queued across reconnects."""
-        if not self._outgoing.add(topic, payload, qos) and self._outgoing.dropped % 1000 == 1:
+        outgoing = self._outgoing
+        if outgoing.add(topic, payload, qos):
+            return
+        self._metrics.mqtt_output_dropped.inc()
+        if outgoing.dropped % OUTPUT_DROPPED_LOG_EVERY == 1:
             log.warning(
                 "mqtt_output_dropped",
                 topic=topic,
-                queued=len(self._outgoing),
-                dropped=self._outgoing.dropped,
+                queued=len(outgoing),
+                queued_bytes=outgoing.bytes,
+                dropped=outgoing.dropped,
+                hint="the broker takes luxtel's output slower than it comes; the dead-letter "
+                f"file keeps every record (logged once per {OUTPUT_DROPPED_LOG_EVERY})",
             )
 
     @property

@@ -4,9 +4,12 @@ For each batch: dead letters are fsynced, points are written to InfluxDB — or,
 take them, to the fsynced spool — and only then are the batch's messages acknowledged. A point
 InfluxDB refuses (4xx) is found by splitting the batch and dead-lettered; the rest is written.
 While the spool holds anything a replayer writes it back, oldest first, probing with backoff.
+A full disk under the spool is back-pressure (`ingest.disk_full`): the batch is held, not
+acknowledged, and retried with backoff until space returns or InfluxDB takes it.
 """
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +27,7 @@ from influx.errors import (
 )
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Point
+from ingest.disk_full import RETRY_MAX_S, RETRY_MIN_S, DiskFull, is_disk_full
 from ingest.messages import Batch
 from ingest.metrics import IngestMetrics
 from ingest.spool import Segment, Spool, SpoolFullError
@@ -84,6 +88,7 @@ class Sink:
         self._up.set()
         self._replayer: asyncio.Task[None] | None = None
         self._group: asyncio.TaskGroup | None = None
+        self._spool_disk = DiskFull("spool", metrics.disk_full)
         self._update_spool_metrics()
         metrics.influx_up.set(1)
 
@@ -123,6 +128,12 @@ class Sink:
             await self._store(batch.points)
         self._acknowledge(batch.deliveries)
 
+    def stopping(self) -> None:
+        """The source has stopped: drain what can be drained, but a batch held by a full disk
+        ends the run (`DiskFullError`, unacknowledged) instead of waiting for space."""
+        self._spool_disk.give_up()
+        self._dead_letters.give_up_when_full()
+
     async def wait_replayed(self) -> None:
         """Until the spool is empty (for tests and `luxtel up`)."""
         while self._replayer is not None and not self._replayer.done():
@@ -131,6 +142,7 @@ class Sink:
     # ---- storing a batch ---------------------------------------------------------------
 
     async def _store(self, points: list[Point]) -> None:
+        no_space = 0
         while True:
             if not self._influx_up:
                 try:
@@ -141,6 +153,15 @@ class Sink:
                     self._start_replay()
                     await self._up.wait()
                     continue
+                except OSError as error:
+                    if not is_disk_full(error):
+                        raise
+                    self._spool_disk.hit(error, self._spool.directory)
+                    self._start_replay()
+                    await self._wait_for_space(no_space)
+                    no_space += 1
+                    continue
+                self._spool_disk.cleared()
                 self._metrics.points_spooled.inc(len(points))
                 self._update_spool_metrics()
                 self._start_replay()
@@ -150,6 +171,13 @@ class Sink:
                 return
             except InfluxUnavailableError as error:
                 self._mark_down(error)
+
+    async def _wait_for_space(self, attempt: int) -> None:
+        """Backoff before the next try at a full disk, cut short when InfluxDB is back (the
+        batch then goes there, and the replay frees the spool's space)."""
+        delay = backoff_delay(attempt, RETRY_MIN_S, RETRY_MAX_S, self._rng)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), delay)
 
     async def _write_with_retries(self, points: list[Point]) -> None:
         attempt = 0
@@ -199,6 +227,7 @@ class Sink:
             payload=point.line,
             reason=Reason.INFLUX_REJECTED,
             detail=f"InfluxDB refused this point ({error.status}): {error.message}",
+            keep_bytes=self._dead_letters.bounds.payload_kept_bytes,
         )
         await self._dead_letters.keep([record])
 

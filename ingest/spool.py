@@ -3,7 +3,8 @@
 A batch is acknowledged to the broker once it is spooled, so a spooled batch must survive a
 `kill -9` or a power cut: each is written to a temporary file, fsynced, renamed into place, and
 the directory fsynced. Segments are numbered so that replay is in order. A half-written
-temporary file is never a segment and is removed at start-up.
+temporary file is never a segment: it is removed when the write fails (a full disk: the caller
+holds the batch and retries, `ingest.disk_full`) and at start-up.
 """
 
 import contextlib
@@ -55,7 +56,9 @@ class Spool:
         return len(self._segments)
 
     def append(self, points: list[Point]) -> Segment:
-        """Write a batch durably, or raise `SpoolFullError`. Blocking: run it in a thread."""
+        """Write a batch durably, or raise `SpoolFullError` (at the size limit) or `OSError`
+        (ENOSPC when the disk is full: nothing of the batch is left behind). Blocking: run it
+        in a thread."""
         data = orjson.dumps([[point.topic, point.line] for point in points])
         if self.bytes + len(data) > self.max_bytes:
             raise SpoolFullError(
@@ -65,12 +68,18 @@ class Spool:
         self._next += 1
         final = self.directory / f"{number:012d}{_SUFFIX}"
         temporary = final.with_suffix(_TMP_SUFFIX)
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.rename(final)
-        self._fsync_directory()
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.rename(final)
+            self._fsync_directory()
+        except OSError:
+            for leftover in (temporary, final):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            raise
         segment = Segment(final, number, len(data))
         self._segments.append(segment)
         self.bytes += segment.size

@@ -91,6 +91,9 @@ async def batch_stage(
     """Fragments in, batches out: a batch leaves when it holds `batch_size` points or when its
     first fragment has waited `flush_interval_s`, whichever comes first — or, with
     `idle_flush_s` > 0, as soon as no fragment has come for `idle_flush_s` and none waits.
+    Dead letters count towards `batch_size` too, so a flood of rejected messages (each record
+    at most `deadletter.payload_kept_bytes` of payload) leaves in batches of bounded size rather
+    than piling up for a whole `flush_interval_s`.
 
     Why the idle flush: acknowledgements leave with the batch, and a broker sends only so many
     unacknowledged messages (RabbitMQ's `mqtt.prefetch`, 10 by default; an MQTT 5 receive
@@ -151,7 +154,9 @@ async def batch_stage(
                     if idle_timer is None:
                         idle_timer = loop.call_at(last_in + idle_flush_s, idle_check)
             if deadline is not None and (
-                len(pending.points) >= batch_size or loop.time() >= deadline or idle
+                len(pending.points) + len(pending.dead_letters) >= batch_size
+                or loop.time() >= deadline
+                or idle
             ):
                 if timer is not None:
                     timer.cancel()

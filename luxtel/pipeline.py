@@ -16,8 +16,10 @@ from prometheus_client import start_http_server
 
 from influx.client import InfluxTarget, InfluxWriter
 from influx.errors import FatalInfluxError, InfluxRejectedError, InfluxUnavailableError
-from ingest.deadletters import DeadLetterLog
+from ingest.chunk_queue import ChunkQueue
+from ingest.deadletters import DeadLetterBounds, DeadLetterLog
 from ingest.decode import Limits
+from ingest.disk_full import DiskFullError
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import MqttSource, MqttTarget
@@ -96,6 +98,13 @@ def mqtt_target(settings: Settings) -> MqttTarget:
     )
 
 
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (nested) task groups' exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 @dataclass
 class Pipeline:
     """One running ingest pipeline. `run()` returns once `stop` is set and all is drained."""
@@ -113,8 +122,8 @@ class Pipeline:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
         try:
             await self._run()
-        except* (FatalInfluxError, MqttConnectError) as group:
-            raise PipelineFailedError(str(group.exceptions[0])) from None
+        except* (FatalInfluxError, MqttConnectError, DiskFullError) as group:
+            raise PipelineFailedError(str(_first_leaf(group))) from None
 
     async def _run(self) -> None:
         settings = self.settings
@@ -138,8 +147,18 @@ class Pipeline:
     async def _run_stages(self) -> None:
         settings = self.settings
         spool = Spool(settings.state_dir / "spool", settings.ingest.spool_max_bytes)
-        dead_letters = DeadLetterLog(settings.state_dir / "deadletter.jsonl", self.metrics)
-        received: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(RECEIVED_QUEUE_CHUNKS)
+        dead_letters = DeadLetterLog(
+            settings.state_dir / "deadletter.jsonl",
+            self.metrics,
+            bounds=DeadLetterBounds(
+                settings.deadletter.max_bytes,
+                settings.deadletter.segment_bytes,
+                settings.deadletter.payload_kept_bytes,
+            ),
+        )
+        received: asyncio.Queue[list[Inbound] | None] = ChunkQueue(
+            RECEIVED_QUEUE_CHUNKS, settings.ingest.received_queue_bytes
+        )
         decoded: asyncio.Queue[Batch | None] = asyncio.Queue(DECODED_QUEUE_FRAGMENTS)
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(BATCH_QUEUE)
         limits = Limits(
@@ -147,6 +166,7 @@ class Pipeline:
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
             observe=settings.rules.path is not None,
+            payload_kept_bytes=settings.deadletter.payload_kept_bytes,
         )
         journal = None
         if settings.rules.path is not None:
@@ -157,7 +177,12 @@ class Pipeline:
             )
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
-            source = MqttSource(mqtt_target(settings), received, self.metrics)
+            source = MqttSource(
+                mqtt_target(settings),
+                received,
+                self.metrics,
+                output_queue_bytes=settings.ingest.output_queue_bytes,
+            )
             dead_letters.set_publisher(source.publish)
             sink = Sink(
                 writer,
@@ -201,6 +226,7 @@ class Pipeline:
                 self.ready.set()
                 await self.stop.wait()
                 log.info("stopping", action="draining to InfluxDB")
+                sink.stopping()  # before the source: a full disk may hold its queue full
                 await source.stop()
                 await sink_task
                 if rules is not None and rules_task is not None:

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from models import is_identifier
@@ -224,6 +232,52 @@ class IngestSettings(_Section):
         description="Spool size limit; past it luxtel stops acknowledging and the broker holds "
         "the messages.",
     )
+    received_queue_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Payload bytes received and waiting for the decoder, at most (besides its "
+        "64 chunks); past it luxtel stops reading from the broker until the decoder catches "
+        "up, so large payloads arriving while the sink is held back cannot fill memory.",
+    )
+    output_queue_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="luxtel's own MQTT publications (dead-letter copies, alerts) waiting for "
+        "the broker, at most; past it new ones are dropped and counted "
+        "(luxtel_mqtt_output_dropped_total) - the dead-letter file keeps the record.",
+    )
+
+
+class DeadLetterSettings(_Section):
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=128 * 1024,
+        description="Dead letter kept on disk (deadletter.jsonl and its rotated segments), at "
+        "most; past it the oldest segments are deleted and counted "
+        "(luxtel_deadletter_discarded_records_total).",
+    )
+    segment_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Size at which deadletter.jsonl is rotated to deadletter.jsonl.NNNNNN (a "
+        "higher number is newer); at most half of max_bytes.",
+    )
+    payload_kept_bytes: int = Field(
+        default=1024,
+        ge=64,
+        le=1024 * 1024,
+        description="How much of a rejected payload a record keeps; a larger one is kept as "
+        "its first part plus payload_bytes and payload_sha256.",
+    )
+
+    @model_validator(mode="after")
+    def _check_segment(self) -> "DeadLetterSettings":
+        if self.segment_bytes > self.max_bytes // 2:
+            raise ValueError(
+                f"segment_bytes ({self.segment_bytes}) must be at most half of max_bytes "
+                f"({self.max_bytes})"
+            )
+        return self
 
 
 class MetricsSettings(_Section):
@@ -281,6 +335,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
+    deadletter: DeadLetterSettings = DeadLetterSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     inventory: InventorySettings = InventorySettings()

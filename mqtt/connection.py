@@ -21,7 +21,8 @@ that held a QoS 2 PUBLISH.
 
 `OutgoingQueue` holds luxtel's own QoS 1 publications (dead letters, alerts) across connections:
 up to the broker's Receive Maximum in flight with packet ids, resent with DUP after a reconnect,
-and at most `limit` in all — past it new ones are dropped (their durable record is elsewhere).
+and at most `limit` publications and `max_bytes` bytes of topics and payloads in all — past
+either, new ones are dropped (their durable record is elsewhere) and counted.
 """
 
 from __future__ import annotations
@@ -141,9 +142,18 @@ def tls_context(
 class OutgoingQueue:
     """luxtel's own publications, kept across connections (see the module docstring)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        max_bytes: int = 16 * 1024 * 1024,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """Topics and payloads queued or in flight."""
         self.dropped = 0
+        self._on_bytes = on_bytes
         self._queued: deque[Publish] = deque()
         self._in_flight: OrderedDict[int, Publish] = OrderedDict()
         self._next_id = 0
@@ -154,13 +164,22 @@ class OutgoingQueue:
         return len(self._queued) + len(self._in_flight)
 
     def add(self, topic: str, payload: bytes, qos: int) -> bool:
-        """Queue a publication; False when the queue is full and it was dropped."""
-        if len(self) >= self.limit:
+        """Queue a publication; False when the queue is full (by count or by bytes) and it was
+        dropped: the newest goes, never one already queued."""
+        encoded = topic.encode()
+        size = len(encoded) + len(payload)
+        if len(self) >= self.limit or (self.bytes and self.bytes + size > self.max_bytes):
             self.dropped += 1
             return False
-        self._queued.append(Publish(topic.encode(), payload, qos))
+        self._queued.append(Publish(encoded, payload, qos))
+        self._grow(size)
         self._pump()
         return True
+
+    def _grow(self, size: int) -> None:
+        self.bytes += size
+        if self._on_bytes is not None:
+            self._on_bytes(self.bytes)
 
     def attach(self, connection: MqttConnection, receive_maximum: int) -> None:
         """A new connection: resend what was in flight, with DUP, then carry on."""
@@ -176,6 +195,8 @@ class OutgoingQueue:
 
     def acknowledged(self, packet_id: int, reason_code: int) -> None:
         packet = self._in_flight.pop(packet_id, None)
+        if packet is not None:
+            self._grow(-len(packet.topic) - len(packet.payload))
         if packet is not None and reason_code >= 0x80:
             log.warning(
                 "mqtt_publish_refused",
@@ -191,6 +212,7 @@ class OutgoingQueue:
             qos = min(packet.qos, connection.maximum_qos)
             if qos == 0:
                 connection.send_publish(packet._replace(qos=0))
+                self._grow(-len(packet.topic) - len(packet.payload))
                 continue
             packet = packet._replace(qos=qos, packet_id=self._free_id())
             self._in_flight[packet.packet_id] = packet

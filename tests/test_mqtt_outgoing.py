@@ -35,3 +35,30 @@ def test_publication_ids_skip_the_subscribe_ids_across_a_wrap() -> None:
     assert min(ids) == FIRST_PUBLISH_ID
     assert max(ids) == 0xFFFF
     assert ids.count(FIRST_PUBLISH_ID) == 2  # wrapped once, straight back past 1 and 2
+
+
+def test_the_queue_is_bounded_in_bytes_and_drops_the_newest() -> None:
+    seen: list[int] = []
+    queue = OutgoingQueue(limit=1000, max_bytes=10_000, on_bytes=seen.append)
+    topic = "luxtel/deadletter"  # 17 bytes
+    payload = b"x" * 983  # 1,000 bytes a publication with its topic
+    assert all(queue.add(topic, payload, 1) for _ in range(10))
+    assert queue.bytes == 10_000
+    assert not queue.add(topic, payload, 1)
+    assert not queue.add(topic, b"", 1)  # even a small one, past the bound
+    assert queue.dropped == 2
+    assert len(queue) == 10
+    recorder = Recorder()
+    queue.attach(cast(MqttConnection, cast(Any, recorder)), receive_maximum=4)
+    assert len(recorder.sent) == 4  # in flight still counts until acknowledged
+    assert queue.bytes == 10_000
+    queue.acknowledged(recorder.sent[0].packet_id, 0)
+    assert queue.bytes == 9_000
+    assert seen[-1] == 9_000
+    assert queue.add(topic, payload, 1)
+
+
+def test_one_publication_larger_than_the_bound_still_goes_when_the_queue_is_empty() -> None:
+    queue = OutgoingQueue(limit=10, max_bytes=100)
+    assert queue.add("luxtel/alerts/z/d", b"x" * 500, 1)
+    assert not queue.add("luxtel/alerts/z/d", b"{}", 1)
