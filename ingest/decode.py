@@ -20,6 +20,7 @@ from models import EARLIEST_TS, BatchReading, DeadLetter, Observation, Reading, 
 from models.timestamps import epoch_ms
 
 if TYPE_CHECKING:
+    from ingest.adapters.router import SourceRouter
     from ingest.reading_lines import Checked
 
 TOPIC_CACHE = 65_536
@@ -36,6 +37,8 @@ class Limits:
     observe: bool = False
     """Also return each accepted reading and status as an Observation (for the rules)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)
+    sources: "SourceRouter | None" = field(default=None, compare=False, repr=False)
+    """Sources beyond the contract (`ingest.adapters`): their topics go to their adapters."""
 
     skew_ms: int = field(init=False, compare=False, repr=False)
     """`max_clock_skew_s` in ms, worked out once (read for every reading on the fast path)."""
@@ -371,6 +374,11 @@ def decode_into(
 ) -> None:
     """`decode`, adding to `out`: what the ingester calls for every message of a chunk, which
     shares one `Decoded` and one receive time (`received_ms` is `epoch_ms(received_at)`)."""
+    sources = limits.sources
+    if sources is not None and sources.decode_into(
+        out, name, payload, received_at, received_ms, limits, limiter, fast
+    ):
+        return
     try:
         try:
             topic = limits.topic(name)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import start_http_server
 
+from ingest.adapters.build import source_router as build_router
+from ingest.adapters.router import SourceRouter
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Limits
 from ingest.errors import (
@@ -57,7 +59,14 @@ def influx_target(settings: Settings) -> InfluxTarget:
     )
 
 
-def mqtt_target(settings: Settings) -> MqttTarget:
+def source_router(settings: Settings) -> SourceRouter | None:
+    """The sources beyond the contract, when there is a sources file (checked at load)."""
+    if settings.sources.path is None:
+        return None
+    return build_router(settings.sources.path, settings.inventory.path, settings.mqtt.topic_root)
+
+
+def mqtt_target(settings: Settings, sources: SourceRouter | None = None) -> MqttTarget:
     mqtt = settings.mqtt
     return MqttTarget(
         host=mqtt.host,
@@ -77,6 +86,7 @@ def mqtt_target(settings: Settings) -> MqttTarget:
         password=mqtt.password_value(),
         reconnect_max_s=mqtt.reconnect_max_s,
         zones=mqtt.zones,
+        source_filters=tuple(sources.topic_filters) if sources is not None else (),
     )
 
 
@@ -126,7 +136,9 @@ class Pipeline:
         received: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(RECEIVED_QUEUE_CHUNKS)
         decoded: asyncio.Queue[Batch | None] = asyncio.Queue(DECODED_QUEUE_FRAGMENTS)
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(BATCH_QUEUE)
+        sources = source_router(settings)
         limits = Limits(
+            sources=sources if sources else None,
             topic_root=settings.mqtt.topic_root,
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
@@ -137,7 +149,7 @@ class Pipeline:
             observations = asyncio.Queue(settings.rules.queue_size)
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
-            source = MqttSource(mqtt_target(settings), received, self.metrics)
+            source = MqttSource(mqtt_target(settings, sources), received, self.metrics)
             dead_letters.set_publisher(source.publish)
             sink = Sink(
                 writer,

@@ -255,6 +255,15 @@ class RulesSettings(_Section):
     )
 
 
+class SourcesSettings(_Section):
+    path: Path | None = Field(
+        default=None,
+        description="The sources file (TOML, [[sources]] tables): topics beyond the contract's "
+        "and the adapter of each (chirpstack, thethingsstack, senml, mapping); luxtel also "
+        "subscribes to their topic filters. Check one with `luxtel sources check FILE`.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything `luxtel run` needs."""
 
@@ -272,6 +281,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     inventory: InventorySettings = InventorySettings()
     rules: RulesSettings = RulesSettings()
+    sources: SourcesSettings = SourcesSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -336,7 +346,21 @@ def load_settings(path: Path | None) -> Settings:
     if settings.inventory.path is not None and not settings.inventory.path.is_file():
         raise ConfigError(f"inventory.path: {str(settings.inventory.path)!r} is not a file")
     _check_rules(settings)
+    _check_sources(settings)
     return settings
+
+
+def _check_sources(settings: Settings) -> None:
+    """The sources file must load, with the inventory its sources need (`luxtel sources
+    check FILE`)."""
+    if settings.sources.path is None:
+        return
+    from ingest.adapters.build import SourcesError, source_router
+
+    try:
+        source_router(settings.sources.path, settings.inventory.path, settings.mqtt.topic_root)
+    except SourcesError as error:
+        raise ConfigError(f"sources.path: {error}") from None
 
 
 def _check_rules(settings: Settings) -> None:

@@ -1,0 +1,362 @@
+"""The sources file: which topics carry which payload shape, and how each maps to a reading.
+
+A TOML file of `[[sources]]` tables (`ingest.sources` in luxtel's configuration points at it),
+kept apart from `luxtel.toml` as the rules are: a mapping is long, reviewed and changed on its
+own, and `luxtel sources check FILE --sample TOPIC PAYLOAD` tries it against a real payload
+before it goes live. Mappings are data: paths in a small JSON-path subset (`paths.py`), units
+from a fixed table (`units.py`), factors and offsets as numbers — nothing is evaluated.
+
+    [[sources]]
+    name = "vendor"
+    adapter = "mapping"                 # luxtel | chirpstack | thethingsstack | senml | mapping
+    topic = "vendor/+/+/data"           # an MQTT topic filter
+    device_id = "topic:3"               # "$.path", "topic:N" (1-based level) or "eui:$.path"
+    zone = "topic:2"                    # "$.path", "topic:N" or "inventory"
+    ts = { path = "$.t", unit = "ms" }  # "$.path" (RFC 3339 or epoch s), a table, or "none"
+    fields.power_w = "$.p"
+    fields.energy_wh = { path = "$.e", unit = "kWh" }
+    fields.driver_temp_c = { path = "$.temp", divide = 10 }
+    fields.lamp_on = { path = "$.flags", bit = 0 }
+    faults.lamp_failure = { path = "$.flags", bit = 4 }
+"""
+
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ingest.adapters.paths import PathError, compile_path
+from ingest.adapters.units import CONTRACT_UNITS, conversion
+from models.identifiers import ID_PATTERN
+from models.reading import FIELD_TYPES
+
+MAX_SOURCES = 64
+MAX_TOPIC_LEVELS = 32
+
+AdapterName = Literal["luxtel", "chirpstack", "thethingsstack", "senml", "mapping"]
+ContractField = Literal[
+    "seq",
+    "lamp_on",
+    "power_w",
+    "energy_wh",
+    "voltage_v",
+    "current_a",
+    "power_factor",
+    "dim_pct",
+    "driver_temp_c",
+    "lux",
+]
+FaultCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+OWN_OUTPUT = ("luxtel/deadletter", "luxtel/alerts/zone/device")
+"""Topics of luxtel's own output: a source's filter must match none of them (luxtel would read
+its own dead letters and alerts back)."""
+
+
+class SourcesError(ValueError):
+    """A sources file that cannot be used: one sentence with the file, line and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+class FieldSpec(_Strict):
+    """Where one contract field comes from and how it is converted: `value * scale / divide +
+    offset` in `unit`, then `unit` to the contract's unit. For booleans: `bit` (bit N of an
+    integer) or `nonzero` (0 is false, any other number true); neither: a JSON boolean."""
+
+    path: str
+    unit: str | None = None
+    scale: float = 1.0
+    divide: float = 1.0
+    offset: float = 0.0
+    bit: int | None = Field(default=None, ge=0, le=63)
+    nonzero: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        compile_path(path)
+        return path
+
+    @field_validator("scale", "divide", "offset")
+    @classmethod
+    def _numbers(cls, value: float) -> float:
+        return _finite(value)
+
+    @field_validator("divide")
+    @classmethod
+    def _divisor(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("must not be 0")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "FieldSpec":
+        if self.bit is not None and self.nonzero:
+            raise ValueError("bit and nonzero exclude each other")
+        return self
+
+    @property
+    def converts(self) -> bool:
+        return self.scale != 1 or self.divide != 1 or self.offset != 0 or self.unit is not None
+
+
+class TsSpec(_Strict):
+    """The reading's time: an RFC 3339 string or a number of epoch seconds (`auto`, as the
+    contract's `ts`), or of epoch milliseconds (`ms`)."""
+
+    path: str
+    unit: Literal["auto", "s", "ms"] = "auto"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        compile_path(path)
+        return path
+
+
+def _check_filter(topic: str) -> str:
+    if not topic or len(topic) > 1024 or "\0" in topic:
+        raise ValueError("must be a topic filter of 1 to 1024 characters")
+    levels = topic.split("/")
+    if len(levels) > MAX_TOPIC_LEVELS:
+        raise ValueError(f"has more than {MAX_TOPIC_LEVELS} levels")
+    for index, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and level != "#"):
+            raise ValueError(f"level {level!r}: a wildcard must fill its whole level")
+        if level == "#" and index != len(levels) - 1:
+            raise ValueError("# may only be the last level")
+    if topic.startswith("$"):
+        raise ValueError("must not be a $ topic (the broker's own)")
+    for own in OWN_OUTPUT:
+        if filter_matches(levels, own.split("/")):
+            raise ValueError(f"matches luxtel's own output ({own.rsplit('/', 2)[0]}…)")
+    return topic
+
+
+def filter_matches(filter_levels: list[str], topic_levels: list[str]) -> bool:
+    """MQTT topic-filter matching (MQTT 3.1.1 §4.7), on levels."""
+    for index, level in enumerate(filter_levels):
+        if level == "#":
+            return True
+        if index >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[index]:
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+_TOPIC_LEVEL = re.compile(r"^topic:([1-9][0-9]?)$")
+
+
+def _check_where(value: str, allowed: tuple[str, ...], key: str) -> str:
+    """`$.path`, `topic:N`, `eui:$.path` or `inventory`, as `allowed` permits."""
+    if value.startswith("$") and "path" in allowed:
+        compile_path(value)
+        return value
+    if _TOPIC_LEVEL.match(value) and "topic" in allowed:
+        return value
+    if value.startswith("eui:$") and "eui" in allowed:
+        compile_path(value[4:])
+        return value
+    if value == "inventory" and "inventory" in allowed:
+        return value
+    shown = {"path": "$.path", "topic": "topic:N", "eui": "eui:$.path", "inventory": "inventory"}
+    raise ValueError(f"{value!r} is not one of " + ", ".join(shown[a] for a in allowed))
+
+
+class SourceConfig(_Strict):
+    """One `[[sources]]` table."""
+
+    name: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    adapter: AdapterName = "luxtel"
+    topic: str
+    device_id: str | None = None
+    zone: str | None = None
+    ts: str | TsSpec | None = None
+    fields: dict[ContractField, str | FieldSpec] = Field(default_factory=dict)
+    faults: dict[FaultCode, FieldSpec] = Field(default_factory=dict, max_length=64)
+    names: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], ContractField] = (
+        Field(default_factory=dict, max_length=256)
+    )
+    """SenML only: record names (the end of the resolved name, e.g. `3305/1/5800`) and the
+    field each gives, added to the IPSO defaults."""
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, topic: str) -> str:
+        return _check_filter(topic)
+
+    @field_validator("device_id")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is None or value == "name":
+            return value
+        return _check_where(value, ("path", "topic", "eui"), "device_id")
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        return _check_where(value, ("path", "topic", "inventory"), "zone")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, value: str | TsSpec | None) -> str | TsSpec | None:
+        if isinstance(value, str) and value != "none":
+            compile_path(value)
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, fields: dict[str, str | FieldSpec]) -> dict[str, str | FieldSpec]:
+        for name, spec in fields.items():
+            if isinstance(spec, str):
+                compile_path(spec)
+                continue
+            if spec.unit is not None and conversion(name, spec.unit) is None:
+                units = ", ".join(_units_of(name)) or "none: it has no unit"
+                raise ValueError(f"{name}: unit {spec.unit!r} is not one of {units}")
+            if (spec.bit is not None or spec.nonzero) and FIELD_TYPES[name] is not bool:
+                raise ValueError(f"{name}: bit and nonzero are for lamp_on only")
+        return fields
+
+    @field_validator("faults")
+    @classmethod
+    def _faults(cls, faults: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        for code, spec in faults.items():
+            if spec.bit is None and not spec.nonzero:
+                raise ValueError(f"{code}: a fault is a bit (bit = N) or a number (nonzero)")
+        return faults
+
+    @model_validator(mode="after")
+    def _per_adapter(self) -> "SourceConfig":
+        if self.adapter == "luxtel":
+            custom = (self.device_id, self.zone, self.ts, self.fields or None, self.faults or None)
+            if any(v is not None for v in custom) or self.names:
+                raise ValueError("a luxtel source takes the contract as it is: only name and topic")
+            if not self.topic.endswith("/#") or "+" in self.topic:
+                raise ValueError("a luxtel source's topic is {mqtt.topic_root}/#")
+        if self.adapter == "mapping":
+            missing = [k for k in ("device_id", "zone") if getattr(self, k) is None]
+            missing += [
+                f"fields.{f}" for f in ("lamp_on", "power_w", "energy_wh") if f not in self.fields
+            ]
+            if missing:
+                raise ValueError("a mapping must declare " + ", ".join(missing))
+        if self.names and self.adapter != "senml":
+            raise ValueError("names is for senml sources only")
+        if self.adapter == "senml" and (self.fields or self.ts is not None):
+            raise ValueError("a senml source maps names (names.…), not fields or ts")
+        return self
+
+
+def _units_of(field: str) -> list[str]:
+    from ingest.adapters.units import UNITS
+
+    return list(UNITS.get(field, {}))
+
+
+class SourcesFile(_Strict):
+    sources: list[SourceConfig] = Field(default_factory=list, max_length=MAX_SOURCES)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "SourcesFile":
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.name in seen:
+                raise ValueError(f"two sources are named {source.name!r}")
+            seen.add(source.name)
+        return self
+
+
+def _table_lines(text: str) -> list[int]:
+    """The line of each `[[sources]]` header, in order."""
+    return [
+        number
+        for number, line in enumerate(text.splitlines(), start=1)
+        if re.match(r"^\s*\[\[\s*sources\s*\]\]", line)
+    ]
+
+
+def parse_sources(text: str, name: str = "sources") -> tuple[SourceConfig, ...]:
+    """Parse a sources file's text; raises SourcesError naming the line and key."""
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SourcesError(f"{name}: not valid TOML: {error}") from None
+    try:
+        return tuple(SourcesFile.model_validate(data).sources)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        loc = list(first["loc"])
+        where = name
+        if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+            lines = _table_lines(text)
+            index = loc[1]
+            if index < len(lines):
+                where = f"{name}:{lines[index]}"
+            entries = data.get("sources")
+            label = ""
+            if isinstance(entries, list) and index < len(entries):
+                entry = entries[index]
+                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                    label = f" ({entry['name']})"
+            key = ".".join(str(p) for p in loc[2:] if not _is_union_tag(p))
+            loc_text = f"sources[{index}]{label}" + (f".{key}" if key else "")
+        else:
+            loc_text = ".".join(str(p) for p in loc) or "sources"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "is not a known key"
+        raise SourcesError(f"{where}: {loc_text}: {message}") from None
+
+
+def _is_union_tag(part: object) -> bool:
+    return part in ("str", "TsSpec", "FieldSpec") or (
+        isinstance(part, str) and part.startswith("function-")
+    )
+
+
+def load_sources(path: Path) -> tuple[SourceConfig, ...]:
+    """The sources of a file; raises SourcesError (file:line: key: sentence)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SourcesError(f"sources file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourcesError(f"cannot read sources file {str(path)!r}: {error}") from None
+    return parse_sources(text, str(path))
+
+
+__all__ = [
+    "CONTRACT_UNITS",
+    "FieldSpec",
+    "PathError",
+    "SourceConfig",
+    "SourcesError",
+    "TsSpec",
+    "filter_matches",
+    "load_sources",
+    "parse_sources",
+]

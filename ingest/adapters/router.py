@@ -1,0 +1,220 @@
+"""Messages on a configured source's topic go to its adapter; its readings then take the
+contract's own road: the same validation, line encoding, dead letter, schema and rules.
+
+The decoder asks the router first (`Limits.sources`); a topic under `mqtt.topic_root` is the
+contract's and is never the router's, whatever the sources say, so the contract's fast path is
+untouched. A topic that matches a source's filter (first source in the file wins) is parsed
+(within `ingest.max_payload_bytes`), reshaped by the adapter into contract readings — each then
+decoded exactly as a `telemetry` message from that device in that zone would be, by
+`ingest.decode`'s own functions: the C fast path first, the pydantic models for anything it does
+not take — and declared fault flags become a `status` point. Whatever does not map is
+dead-lettered with the adapter's reason and the original payload.
+
+Measured by `python bench/adapters.py` (see bench/README.md).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from ingest.adapters.config import SourceConfig, SourcesError, filter_matches
+from ingest.adapters.directory import DeviceDirectory
+from ingest.adapters.mapping import Mapped, Mapper, Rejected
+from ingest.adapters.presets import with_preset
+from ingest.adapters.senml import SenmlAdapter
+from ingest.decode import (
+    Decoded,
+    Limits,
+    RejectionError,
+    _decode_status,
+    _decode_telemetry,
+    _fast_telemetry,
+    _parse_json,
+)
+from ingest.rate_limit import RateLimiter
+from ingest.topics import Kind, Topic
+from models import DeadLetter, Reason
+
+TOPIC_CACHE = 65_536
+"""Topics remembered with their source (or none): ~200 bytes each, at most ~13 MB."""
+
+
+class Adapter(Protocol):
+    source: SourceConfig
+
+    def map(
+        self, levels: list[str], body: Any, received_at: datetime
+    ) -> list[Mapped | Rejected]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    levels: list[str]
+    adapter: Adapter
+
+
+def build_adapter(source: SourceConfig, directory: DeviceDirectory | None) -> Adapter:
+    """The adapter of one non-`luxtel` source; raises SourcesError when it needs an inventory
+    and there is none."""
+    source = with_preset(source)
+    needs = [
+        key
+        for key in ("device_id", "zone")
+        if (getattr(source, key) or "").startswith(("eui:", "inventory"))
+    ]
+    if source.adapter == "senml" and source.zone is None:
+        needs.append("zone")
+    if needs and directory is None:
+        raise SourcesError(
+            f"source {source.name!r}: {' and '.join(needs)} come(s) from the inventory, and "
+            "inventory.path is not set"
+        )
+    if source.adapter == "senml":
+        return SenmlAdapter(source, directory)
+    return Mapper(source, directory)
+
+
+class SourceRouter:
+    """The adapters of the sources file, by topic."""
+
+    def __init__(
+        self,
+        sources: Sequence[SourceConfig],
+        topic_root: str,
+        directory: DeviceDirectory | None = None,
+    ) -> None:
+        self._root_prefix = topic_root + "/"
+        self._adapters = [
+            (source.topic.split("/"), build_adapter(source, directory))
+            for source in sources
+            if source.adapter != "luxtel"
+        ]
+        for source in sources:
+            if source.adapter == "luxtel" and source.topic != self._root_prefix + "#":
+                raise SourcesError(
+                    f"source {source.name!r}: a luxtel source's topic must be "
+                    f"{self._root_prefix}# (mqtt.topic_root), not {source.topic!r}"
+                )
+        self._routes: dict[str, _Route | None] = {}
+
+    @property
+    def topic_filters(self) -> list[str]:
+        """What the MQTT source subscribes to besides the contract's root."""
+        return ["/".join(levels) for levels, _ in self._adapters]
+
+    def __bool__(self) -> bool:
+        return bool(self._adapters)
+
+    def route(self, name: str) -> _Route | None:
+        """The adapter of topic `name` (remembered, bounded), or None."""
+        if name in self._routes:
+            return self._routes[name]
+        found = None
+        if not name.startswith(self._root_prefix):
+            levels = name.split("/")
+            for filter_levels, adapter in self._adapters:
+                if filter_matches(filter_levels, levels):
+                    found = _Route(levels, adapter)
+                    break
+        if len(self._routes) >= TOPIC_CACHE:
+            self._routes.clear()
+        self._routes[name] = found
+        return found
+
+    def decode_into(
+        self,
+        out: Decoded,
+        name: str,
+        payload: bytes,
+        received_at: datetime,
+        received_ms: int,
+        limits: Limits,
+        limiter: RateLimiter | None = None,
+        fast: bool = True,
+    ) -> bool:
+        """Decode the message into `out` when a source takes its topic (True); False leaves
+        it to the contract's decoder. Never raises for bad input."""
+        if name.startswith(self._root_prefix):
+            return False
+        route = self.route(name)
+        if route is None:
+            return False
+        adapter = route.adapter
+        label = f"{adapter.source.adapter} source {adapter.source.name!r}"
+        try:
+            body = _parse_json(payload, limits)
+            results = adapter.map(route.levels, body, received_at)
+        except RejectionError as rejection:
+            out.dead_letters.append(
+                DeadLetter.of(
+                    received_at=received_at,
+                    topic=name,
+                    payload=payload,
+                    reason=rejection.reason,
+                    detail=f"{label}: {rejection.detail}",
+                )
+            )
+            return True
+        for result in results:
+            try:
+                if isinstance(result, Rejected):
+                    raise result.error
+                self._emit(result, out, name, received_at, received_ms, limits, limiter, fast)
+            except RejectionError as rejection:
+                index = result.index
+                where = f" (reading {index})" if index is not None else ""
+                device = f" device {result.device_id!r}" if isinstance(result, Mapped) else ""
+                out.dead_letters.append(
+                    DeadLetter.of(
+                        received_at=received_at,
+                        topic=name,
+                        payload=payload,
+                        reason=rejection.reason,
+                        detail=f"{label}{where}{device}: {rejection.detail}",
+                        index=index,
+                    )
+                )
+        return True
+
+    @staticmethod
+    def _emit(
+        mapped: Mapped,
+        out: Decoded,
+        name: str,
+        received_at: datetime,
+        received_ms: int,
+        limits: Limits,
+        limiter: RateLimiter | None,
+        fast: bool,
+    ) -> None:
+        """Decode one mapped reading as the contract's `telemetry` of its device and zone."""
+        if limiter is not None and not limiter.allow(mapped.device_id, received_ms / 1000):
+            raise RejectionError(
+                Reason.RATE_LIMITED,
+                f"{mapped.device_id!r} sent more than {limiter.rate:g} messages/s (bursts of "
+                f"{limiter.burst:g}); the excess is kept here rather than written",
+            )
+        topic = Topic(mapped.zone, mapped.device_id, Kind.TELEMETRY)
+        reading = mapped.reading
+        if not (
+            fast
+            and _fast_telemetry(
+                topic, name, orjson.dumps(reading), received_at, received_ms, limits, out
+            )
+        ):
+            _decode_telemetry(topic, reading, received_at, limits, out, name)
+        if mapped.faults is not None:
+            status: dict[str, Any] = {"faults": mapped.faults}
+            if "ts" in reading:
+                status["ts"] = reading["ts"]
+            _decode_status(
+                Topic(mapped.zone, mapped.device_id, Kind.STATUS),
+                status,
+                received_at,
+                limits,
+                out,
+                name,
+            )
