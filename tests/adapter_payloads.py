@@ -28,7 +28,9 @@ def chirpstack(device: str, zone: str, ts_ms: int, values: dict[str, Any]) -> by
     body["time"] = iso(ts_ms).replace("Z", "+00:00")
     body["deviceInfo"]["deviceName"] = device
     body["deviceInfo"]["tags"]["zone"] = zone
-    body["fCnt"] = values.get("seq", 0)
+    body.pop("fCnt")
+    if "seq" in values:
+        body["fCnt"] = values["seq"]
     body["object"] = {k: v for k, v in values.items() if k != "seq"}
     return json.dumps(body).encode()
 
@@ -37,7 +39,9 @@ def tts(device: str, ts_ms: int, values: dict[str, Any]) -> bytes:
     body = _sample("tts-up.json")
     body["end_device_ids"]["device_id"] = device
     body["uplink_message"]["received_at"] = iso(ts_ms)
-    body["uplink_message"]["f_cnt"] = values.get("seq", 0)
+    body["uplink_message"].pop("f_cnt")
+    if "seq" in values:  # The Things Stack leaves out a zero f_cnt, as every zero field
+        body["uplink_message"]["f_cnt"] = values["seq"]
     body["uplink_message"]["decoded_payload"] = {k: v for k, v in values.items() if k != "seq"}
     return json.dumps(body).encode()
 

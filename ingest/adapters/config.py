@@ -59,7 +59,7 @@ ContractField = Literal[
 ]
 FaultCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
-OWN_OUTPUT = ("luxtel/deadletter", "luxtel/alerts/zone/device")
+OWN_OUTPUT = ("luxtel/deadletter", "luxtel/alerts/+/+")
 """Topics of luxtel's own output: a source's filter must match none of them (luxtel would read
 its own dead letters and alerts back)."""
 
@@ -148,8 +148,8 @@ def _check_filter(topic: str) -> str:
     if topic.startswith("$"):
         raise ValueError("must not be a $ topic (the broker's own)")
     for own in OWN_OUTPUT:
-        if filter_matches(levels, own.split("/")):
-            raise ValueError(f"matches luxtel's own output ({own.rsplit('/', 2)[0]}…)")
+        if _overlap(levels, own.split("/")):
+            raise ValueError(f"matches {own}, luxtel's own output: it would read itself back")
     return topic
 
 
@@ -163,6 +163,20 @@ def filter_matches(filter_levels: list[str], topic_levels: list[str]) -> bool:
         if level != "+" and level != topic_levels[index]:
             return False
     return len(filter_levels) == len(topic_levels)
+
+
+def _overlap(first: list[str], second: list[str]) -> bool:
+    """Whether some topic matches both filters."""
+    for index in range(max(len(first), len(second))):
+        a = first[index] if index < len(first) else None
+        b = second[index] if index < len(second) else None
+        if a == "#" or b == "#":
+            return True
+        if a is None or b is None:
+            return False
+        if a != b and a != "+" and b != "+":
+            return False
+    return True
 
 
 _TOPIC_LEVEL = re.compile(r"^topic:([1-9][0-9]?)$")
