@@ -6,6 +6,7 @@ reading the adapter produced)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from ingest.adapters import DeviceDirectory, SourceRouter, SourcesError, parse_s
 from ingest.adapters.config import filter_matches
 from ingest.adapters.paths import MAX_DEPTH, MISSING, PathError, compile_path, lookup
 from ingest.decode import Decoded, Limits, decode
-from models import Reason
+from models import ID_PATTERN, Reason
 from tests import adapter_payloads as forms
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
@@ -131,10 +132,10 @@ def test_lookup_never_raises_and_agrees_with_walking(doc: Any, steps: list[str |
     found = lookup(doc, tuple(steps))
     value = doc
     for step in steps:
-        if isinstance(step, str) and isinstance(value, dict) and step in value:
-            value = value[step]
-        elif isinstance(step, int) and isinstance(value, list) and step < len(value):
-            value = value[step]
+        in_object = isinstance(step, str) and isinstance(value, dict) and step in value
+        in_array = isinstance(step, int) and isinstance(value, list) and step < len(value)
+        if in_object or in_array:
+            value = value[step]  # type: ignore[index]
         else:
             assert found is MISSING
             return
@@ -212,7 +213,7 @@ def test_a_bad_sources_file_names_its_line_and_key(text: str, sentence: str) -> 
 
 def test_inventory_sources_need_an_inventory() -> None:
     sources = parse_sources('[[sources]]\nname = "t"\nadapter = "thethingsstack"\ntopic = "v3/#"\n')
-    with pytest.raises(SourcesError, match="inventory.path is not set"):
+    with pytest.raises(SourcesError, match=r"inventory\.path is not set"):
         SourceRouter(sources, "lighting", None)
 
 
@@ -433,10 +434,17 @@ def test_a_vendor_payload_that_does_not_map_says_what(
 # ---- arbitrary input ---------------------------------------------------------------------------
 
 
+_ID = ID_PATTERN.strip("^$")
+LINE = re.compile(
+    rf"(telemetry|status),device_id={_ID},zone={_ID} "
+    r"[a-z_]+=[^ \n]*(,[a-z_]+=[^\n]*)* -?\d+"
+)
+
+
 def _reference(decoded: Decoded) -> None:
-    """Every line the adapter path wrote is a valid contract reading's line."""
+    """Every line the adapter path wrote is the contract's: measurement, tags, no injection."""
     for point in decoded.points:
-        assert point.line.startswith(("telemetry,", "status,"))
+        assert LINE.fullmatch(point.line), point.line
 
 
 payload_values = st.recursive(
@@ -493,7 +501,8 @@ def test_no_payload_makes_an_adapter_raise(form: str, body: Any) -> None:
     assert decoded.points or decoded.dead_letters
     _reference(decoded)
     for record in decoded.dead_letters:
-        assert record.reason and record.detail
+        assert record.reason
+        assert record.detail
 
 
 reading_values = st.fixed_dictionaries(
