@@ -16,6 +16,7 @@ from luxtel.gc_settings import tune_for_ingest
 from luxtel.logs import configure_logging
 from luxtel.pipeline import Pipeline, PipelineFailedError
 from luxtel.settings import ConfigError, Settings, load_settings
+from luxtel.sources_command import sources_app
 from luxtel.up import default_console, run_up
 from rules.command import alerts_app, rules_app
 from servers import ServerError
@@ -81,6 +82,7 @@ def run(config: ConfigOption = None) -> None:
 app.command("simulate")(simulate)
 app.add_typer(dashboards_app, name="dashboards", help="Build and push the Grafana dashboards.")
 app.add_typer(rules_app, name="rules", help="Check rules files.")
+app.add_typer(sources_app, name="sources", help="Check sources files and try payloads.")
 app.add_typer(alerts_app, name="alerts", help="List, acknowledge and silence alerts.")
 app.add_typer(energy_app, name="energy", help="The energy auditor's reports.")
 app.command("export")(export)

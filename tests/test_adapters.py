@@ -135,7 +135,7 @@ def test_lookup_never_raises_and_agrees_with_walking(doc: Any, steps: list[str |
         in_object = isinstance(step, str) and isinstance(value, dict) and step in value
         in_array = isinstance(step, int) and isinstance(value, list) and step < len(value)
         if in_object or in_array:
-            value = value[step]  # type: ignore[index]
+            value = value[step]
         else:
             assert found is MISSING
             return

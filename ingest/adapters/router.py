@@ -69,8 +69,9 @@ def build_adapter(source: SourceConfig, directory: DeviceDirectory | None) -> Ad
         needs.append("zone")
     if needs and directory is None:
         raise SourcesError(
-            f"source {source.name!r}: {' and '.join(needs)} come(s) from the inventory, and "
-            "inventory.path is not set"
+            f"source {source.name!r}: its {' and '.join(needs)} "
+            f"{'come' if len(needs) > 1 else 'comes'} from the inventory, and inventory.path "
+            "is not set"
         )
     if source.adapter == "senml":
         return SenmlAdapter(source, directory)
