@@ -111,6 +111,15 @@ def up(
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
     centre: Annotated[str, typer.Option(help="City centre as LAT,LON.")] = "31.2304,121.4737",
     tz: Annotated[str, typer.Option(help="IANA time zone of the city.")] = "Asia/Shanghai",
+    payload_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="The fleet's form: luxtel, chirpstack, tts or senml (see `luxtel simulate "
+            "--help`); luxtel then takes it with deploy/sources/sources.example.toml unless "
+            "the configuration names its sources.path.",
+        ),
+    ] = "luxtel",
 ) -> None:
     """Start a local Mosquitto and InfluxDB, the pipeline and a simulated city; Ctrl-C stops."""
     settings = settings_or_exit(config)
@@ -125,6 +134,7 @@ def up(
             centre_lat=lat,
             centre_lon=lon,
             tz=tz,
+            payload_format=payload_format,
         )
         fleet.validate()
     except (ValueError, SimulationConfigError) as error:
