@@ -78,6 +78,12 @@ def _finite(value: float) -> float:
     return value
 
 
+def _field_path(path: str) -> str:
+    if not compile_path(path):
+        raise ValueError(f"{path!r} is the whole payload, not a value in it")
+    return path
+
+
 class FieldSpec(_Strict):
     """Where one contract field comes from and how it is converted: `value * scale / divide +
     offset` in `unit`, then `unit` to the contract's unit. For booleans: `bit` (bit N of an
@@ -94,8 +100,7 @@ class FieldSpec(_Strict):
     @field_validator("path")
     @classmethod
     def _path(cls, path: str) -> str:
-        compile_path(path)
-        return path
+        return _field_path(path)
 
     @field_validator("scale", "divide", "offset")
     @classmethod
@@ -246,7 +251,7 @@ class SourceConfig(_Strict):
     def _fields(cls, fields: dict[str, str | FieldSpec]) -> dict[str, str | FieldSpec]:
         for name, spec in fields.items():
             if isinstance(spec, str):
-                compile_path(spec)
+                _field_path(spec)
                 continue
             if spec.unit is not None and conversion(name, spec.unit) is None:
                 units = ", ".join(_units_of(name)) or "none: it has no unit"

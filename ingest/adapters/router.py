@@ -78,6 +78,10 @@ def build_adapter(source: SourceConfig, directory: DeviceDirectory | None) -> Ad
     return Mapper(source, directory)
 
 
+def _label(adapter: Adapter) -> str:
+    return f"{adapter.source.adapter} source {adapter.source.name!r}"
+
+
 class SourceRouter:
     """The adapters of the sources file, by topic."""
 
@@ -100,6 +104,7 @@ class SourceRouter:
                     f"{self._root_prefix}# (mqtt.topic_root), not {source.topic!r}"
                 )
         self._routes: dict[str, _Route | None] = {}
+        self._topics: dict[tuple[str, str], Topic] = {}
 
     @property
     def topic_filters(self) -> list[str]:
@@ -144,7 +149,6 @@ class SourceRouter:
         if route is None:
             return False
         adapter = route.adapter
-        label = f"{adapter.source.adapter} source {adapter.source.name!r}"
         try:
             body = _parse_json(payload, limits)
             results = adapter.map(route.levels, body, received_at)
@@ -155,7 +159,7 @@ class SourceRouter:
                     topic=name,
                     payload=payload,
                     reason=rejection.reason,
-                    detail=f"{label}: {rejection.detail}",
+                    detail=f"{_label(adapter)}: {rejection.detail}",
                 )
             )
             return True
@@ -165,7 +169,7 @@ class SourceRouter:
                     raise result.error
                 self._emit(result, out, name, received_at, received_ms, limits, limiter, fast)
             except RejectionError as rejection:
-                index = result.index
+                index = result.position
                 where = f" (reading {index})" if index is not None else ""
                 device = f" device {result.device_id!r}" if isinstance(result, Mapped) else ""
                 out.dead_letters.append(
@@ -174,14 +178,24 @@ class SourceRouter:
                         topic=name,
                         payload=payload,
                         reason=rejection.reason,
-                        detail=f"{label}{where}{device}: {rejection.detail}",
+                        detail=f"{_label(adapter)}{where}{device}: {rejection.detail}",
                         index=index,
                     )
                 )
         return True
 
-    @staticmethod
+    def _topic(self, zone: str, device_id: str) -> Topic:
+        """The `telemetry` topic a mapped reading is decoded as (remembered, bounded)."""
+        key = (zone, device_id)
+        found = self._topics.get(key)
+        if found is None:
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            found = self._topics[key] = Topic(zone, device_id, Kind.TELEMETRY)
+        return found
+
     def _emit(
+        self,
         mapped: Mapped,
         out: Decoded,
         name: str,
@@ -198,7 +212,7 @@ class SourceRouter:
                 f"{mapped.device_id!r} sent more than {limiter.rate:g} messages/s (bursts of "
                 f"{limiter.burst:g}); the excess is kept here rather than written",
             )
-        topic = Topic(mapped.zone, mapped.device_id, Kind.TELEMETRY)
+        topic = self._topic(mapped.zone, mapped.device_id)
         reading = mapped.reading
         if not (
             fast

@@ -32,7 +32,6 @@ from ingest.adapters.mapping import (
     Rejected,
     Where,
     device_of,
-    iso_from_us,
     shown,
     zone_of,
 )
@@ -56,11 +55,15 @@ IPSO: Final = {
 """The IPSO resources a street-light controller reports, and the contract field of each."""
 
 RELATIVE_LIMIT: Final = 2**28
+NAME_CACHE: Final = 65_536
+"""Resolved record names remembered (~300 bytes each: at most ~20 MB)."""
 MAX_RECORDS: Final = 10_000
 _VALUE_KEYS: Final = ("v", "vb", "vs", "vd")
 _KNOWN: Final = frozenset(
     ("bn", "bt", "bu", "bv", "bs", "bver", "n", "u", "v", "vs", "vb", "vd", "s", "t", "ut")
 )
+_PLAIN: Final = frozenset(("n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"))
+"""A record's fields that are not base fields."""
 
 
 def _number(record: dict[str, Any], key: str, index: int) -> float:
@@ -82,6 +85,8 @@ class SenmlAdapter:
         self.device = None if source.device_id in (None, "name") else Where.of(source.device_id)
         self.zone = Where.of(source.zone or "inventory")
         self._suffixes = sorted(self.names, key=len, reverse=True)
+        self._resolved: dict[str, tuple[str | None, str]] = {}
+        """Names seen, with their field and device prefix (a fleet's names repeat; bounded)."""
 
     def map(self, levels: list[str], body: Any, received_at: datetime) -> list[Mapped | Rejected]:
         """The readings of one pack; raises RejectionError when the pack itself is invalid,
@@ -99,30 +104,34 @@ class SenmlAdapter:
         for index, record in enumerate(body):
             if type(record) is not dict:
                 raise RejectionError(Reason.SENML_INVALID, f"record {index} is not an object")
-            for key in record:
-                if key not in _KNOWN and key.endswith("_"):
+            if not _KNOWN.issuperset(record):
+                for key in record:
+                    if key not in _KNOWN and key.endswith("_"):
+                        raise RejectionError(
+                            Reason.SENML_INVALID,
+                            f"record {index}: {key!r} must be understood (RFC 8428 §4.4) "
+                            "and is not",
+                        )
+            if not _PLAIN.issuperset(record):  # a base field, or bver: rarer than not
+                if "bver" in record and (type(record["bver"]) is not int or record["bver"] > 10):
                     raise RejectionError(
                         Reason.SENML_INVALID,
-                        f"record {index}: {key!r} must be understood (RFC 8428 §4.4) and is not",
+                        f"record {index}: bver {shown(record['bver'])} is unknown",
                     )
-            if "bver" in record and (type(record["bver"]) is not int or record["bver"] > 10):
-                raise RejectionError(
-                    Reason.SENML_INVALID, f"record {index}: bver {shown(record['bver'])} is unknown"
-                )
-            if "bn" in record:
-                if type(record["bn"]) is not str:
-                    raise RejectionError(
-                        Reason.SENML_INVALID, f"record {index}: bn is not a string"
-                    )
-                bn = record["bn"]
-            if "bt" in record:
-                bt = _number(record, "bt", index)
-            if "bu" in record:
-                bu = record["bu"] if type(record["bu"]) is str else None
-            if "bv" in record:
-                bv = _number(record, "bv", index)
-            if "bs" in record:
-                bs = _number(record, "bs", index)
+                if "bn" in record:
+                    if type(record["bn"]) is not str:
+                        raise RejectionError(
+                            Reason.SENML_INVALID, f"record {index}: bn is not a string"
+                        )
+                    bn = record["bn"]
+                if "bt" in record:
+                    bt = _number(record, "bt", index)
+                if "bu" in record:
+                    bu = record["bu"] if type(record["bu"]) is str else None
+                if "bv" in record:
+                    bv = _number(record, "bv", index)
+                if "bs" in record:
+                    bs = _number(record, "bs", index)
             n = record.get("n", "")
             if type(n) is not str:
                 raise RejectionError(Reason.SENML_INVALID, f"record {index}: n is not a string")
@@ -132,15 +141,14 @@ class SenmlAdapter:
             field, prefix = self._field(name)
             if field is None:
                 continue  # a name luxtel does not map: ignored (RFC 8428 allows any)
-            values = [key for key in _VALUE_KEYS if key in record]
-            if len(values) > 1:
-                raise RejectionError(
-                    Reason.SENML_INVALID, f"record {index} ({name}) has {', '.join(values)}"
-                )
-            if values and values[0] == "v":
+            kinds = ("v" in record) + ("vb" in record) + ("vs" in record) + ("vd" in record)
+            if kinds > 1:
+                present = ", ".join(key for key in _VALUE_KEYS if key in record)
+                raise RejectionError(Reason.SENML_INVALID, f"record {index} ({name}) has {present}")
+            if "v" in record:
                 value: Any = bv + _number(record, "v", index)
-            elif values:
-                value = record[values[0]]
+            elif kinds:
+                value = record.get("vb", record.get("vs", record.get("vd")))
             elif "s" in record:
                 value = bs + _number(record, "s", index)
             else:
@@ -148,12 +156,23 @@ class SenmlAdapter:
                     Reason.SENML_INVALID, f"record {index} ({name}) has no value and no sum"
                 )
             unit = record.get("u", bu)
-            time = bt + _number(record, "t", index)
-            group = groups.setdefault((prefix, time), {})
+            time = bt if "t" not in record else bt + _number(record, "t", index)
+            group = groups.get((prefix, time))
+            if group is None:
+                group = groups[(prefix, time)] = {}
             group[field] = self._convert(field, value, unit, name)
         return self._readings(groups, levels, body, received_at)
 
     def _field(self, name: str) -> tuple[str | None, str]:
+        found = self._resolved.get(name)
+        if found is None:
+            found = self._match(name)
+            if len(self._resolved) >= NAME_CACHE:
+                self._resolved.clear()
+            self._resolved[name] = found
+        return found
+
+    def _match(self, name: str) -> tuple[str | None, str]:
         for suffix in self._suffixes:
             if name.endswith(suffix):
                 prefix = name[: -len(suffix)]
@@ -207,13 +226,10 @@ class SenmlAdapter:
                         + f" of device {device_id!r}",
                     )
                 if time >= RELATIVE_LIMIT:
-                    reading = {"ts": iso_from_us(round(time * 1_000_000)), **reading}
+                    reading = {"ts": time, **reading}
                 elif time != 0:
-                    reading = {
-                        "ts": iso_from_us(received_ms * 1000 + round(time * 1_000_000)),
-                        **reading,
-                    }
-                out.append(Mapped(zone, device_id, reading, index=index))
+                    reading = {"ts": received_ms / 1000 + time, **reading}
+                out.append(Mapped(zone, device_id, reading, position=index))
             except RejectionError as error:
                 out.append(Rejected(index, error))
         return out
