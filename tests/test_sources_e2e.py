@@ -193,3 +193,36 @@ def test_what_does_not_map_is_dead_lettered_with_its_reason_and_payload(
         assert detail in record["detail"], record
         assert record["payload"] == payload.decode()
     assert count(influxdb.url, influx_db, "telemetry") == 1
+
+
+def test_an_instance_with_zones_takes_its_sources_too(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    """A zoned instance acknowledges, unprocessed, what its root brings of other zones; the
+    sources' topics are outside the root and are its own."""
+    settings, prefix = _setup(tmp_path, mosquitto, influxdb, influx_db, topic_root)
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"zones": ("north",)})}
+    )
+    values = _values(2)
+    messages = [
+        (f"{prefix}/vendor/north/a-vendor-1/data", forms.vendor(BASE_MS, values)),
+        (f"{prefix}/lwm2m/a-senml-1/senml", forms.senml("a-senml-1", BASE_MS + 1, values)),
+        (
+            f"{topic_root}/north/c-1/telemetry",
+            json.dumps(_contract(BASE_MS, values, "cs")).encode(),
+        ),
+    ]
+    with RunningPipeline(settings):
+        publisher = Publisher(mosquitto.url)
+        publisher.publish(messages)
+        publisher.close()
+        wait_until(
+            lambda: count(influxdb.url, influx_db, "telemetry") >= len(messages),
+            what="the sources' readings and the zone's",
+        )
+    assert not (tmp_path / "deadletter.jsonl").exists()
