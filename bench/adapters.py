@@ -8,7 +8,8 @@ each form would carry it: the uplinks in the envelopes of deploy/sources/*.json 
 txInfo, rx_metadata, … — what a network server really sends, ~1.5 KB), SenML with base name and
 time and IPSO names, the vendor form with kWh, ×10 integers and a status word. They are decoded
 as `luxtel run` decodes them (`decode_into`, chunks of 500 with one receive time, the example
-sources file and the fleet's inventory). Prints CPU µs per reading, readings/s, per-message
+sources file and the fleet's inventory; the contract's messages also without a sources file,
+for what the router costs the contract path). Prints CPU µs per reading, readings/s, per-message
 p50/p99, and each form's ratio to the contract path; every message must become its reading (no
 dead letter: zero loss); the lines equal to the contract's (without the fields a form does not
 carry) are counted — the vendor form's kWh may differ from the Wh it came from in the last
@@ -239,6 +240,19 @@ def main() -> None:
         "×1.00",
         f"{base['parse_us']:.2f}",
         str(int(base["dead"])),
+        "—",
+    )
+    bare, _ = run(contract, Limits(topic_root="lighting"))
+    table.add_row(
+        "contract, no sources file",
+        f"{bare['bytes']:,.0f}",
+        f"{bare['readings/s']:,.0f}",
+        f"{bare['cpu_us']:.2f}",
+        f"{bare['p50_us']:.2f}",
+        f"{bare['p99_us']:.2f}",
+        f"×{bare['cpu_us'] / base['cpu_us']:.2f}",
+        f"{bare['parse_us']:.2f}",
+        str(int(bare["dead"])),
         "—",
     )
     for name, build in FORMS.items():
