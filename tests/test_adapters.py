@@ -256,7 +256,9 @@ def test_a_senml_pack_with_base_values_and_kwh_is_the_contract_reading() -> None
 
 
 def test_a_vendor_payload_with_kwh_and_tenths_is_the_contract_reading_and_its_faults() -> None:
-    decoded = lines_of(TOPICS["vendor"], forms.vendor(TS_MS, VALUES, faults=0b11000))
+    fresh = SourceRouter(parse_sources(forms.sources_toml("x")), "lighting", DIRECTORY)
+    limits = Limits(topic_root="lighting", sources=fresh)  # no fault flags written before
+    decoded = decode(TOPICS["vendor"], forms.vendor(TS_MS, VALUES, faults=0b11000), NOW, limits)
     without_seq = {k: v for k, v in VALUES.items() if k != "seq"}
     assert decoded.dead_letters == []
     assert decoded.points[0].line == contract_line(without_seq, TS_MS)
@@ -547,3 +549,43 @@ def _values(line: str) -> tuple[str, dict[str, object], str]:
         key, text = field.split("=")
         values[key] = text if text.endswith("i") or text in ("true", "false") else float(text)
     return series, values, ts
+
+
+def test_a_mapping_takes_values_by_index_and_numbers_as_booleans() -> None:
+    sources = parse_sources(
+        '[[sources]]\nname = "m"\nadapter = "mapping"\ntopic = "m/+/+"\n'
+        'device_id = "topic:3"\nzone = "topic:2"\nts = "$.ts"\n'
+        'fields.lamp_on = { path = "$.on", nonzero = true }\n'
+        'fields.power_w = { path = "$.values[0]", unit = "kW" }\n'
+        'fields.energy_wh = "$.values[1]"\n'
+        'fields.dim_pct = { path = "$.dim", unit = "/" }\n'
+    )
+    limits = Limits(topic_root="lighting", sources=SourceRouter(sources, "lighting", None))
+    body = {"ts": TS_MS / 1000, "on": 2, "values": [0.0425, 1000], "dim": 0.354}
+    decoded = decode("m/north/lum-1", orjson.dumps(body), NOW, limits)
+    assert [p.line for p in decoded.points] == [
+        f"telemetry,device_id=lum-1,zone=north lamp_on=true,power_w=42.5,energy_wh=1000.0,"
+        f"dim_pct=35i {TS_MS}"
+    ]
+    decoded = decode("m/north/lum-1", orjson.dumps({**body, "values": [0.0425]}), NOW, limits)
+    assert decoded.dead_letters[0].reason == Reason.UNMAPPED_FIELD
+    assert "energy_wh: path $.values[1] not found" in decoded.dead_letters[0].detail
+
+
+def test_fault_flags_are_written_when_they_change() -> None:
+    router = SourceRouter(parse_sources(forms.sources_toml("x")), "lighting", DIRECTORY)
+    limits = Limits(topic_root="lighting", sources=router)
+
+    def statuses(faults: int, ts_ms: int) -> list[str]:
+        payload = forms.vendor(ts_ms, VALUES, faults=faults)
+        decoded = decode(TOPICS["vendor"], payload, NOW, limits)
+        assert decoded.points[0].line.startswith("telemetry,")
+        return [p.line for p in decoded.points[1:]]
+
+    assert statuses(0, TS_MS) == [f'status,device_id=lum-1,zone=north faults="" {TS_MS}']
+    assert statuses(0, TS_MS + 1) == []
+    assert statuses(0b1000, TS_MS + 2) == [
+        f'status,device_id=lum-1,zone=north faults="lamp_failure" {TS_MS + 2}'
+    ]
+    assert statuses(0b1000, TS_MS + 3) == []
+    assert statuses(0, TS_MS + 4) == [f'status,device_id=lum-1,zone=north faults="" {TS_MS + 4}']

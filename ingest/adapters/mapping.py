@@ -257,6 +257,18 @@ def bit_flags(rules: tuple[tuple[str, FieldRule], ...], body: Any) -> list[str] 
     return faults if present else None
 
 
+_NOTHING: Final[dict[str, Any]] = {}
+
+
+def _unmapped(rule: FieldRule, body: Any) -> RejectionError:
+    found = lookup(body, rule.steps)
+    return RejectionError(
+        Reason.UNMAPPED_FIELD,
+        f"{rule.name}: path {format_path(rule.steps)} "
+        + ("not found" if found is MISSING else "is null"),
+    )
+
+
 class Mapper:
     """A compiled mapping (`mapping`, `chirpstack`, `thethingsstack`)."""
 
@@ -277,12 +289,21 @@ class Mapper:
         self.ts_steps = None if ts is None else compile_path(ts.path)
         self.ts_ms = ts is not None and ts.unit == "ms"
         self.rules = tuple(FieldRule.of(name, spec) for name, spec in source.fields.items())
-        groups: dict[tuple[str | int, ...], list[tuple[str | int, FieldRule, bool]]] = {}
+        groups: dict[tuple[str | int, ...], list[tuple[str, FieldRule, bool, bool]]] = {}
+        indexed: list[FieldRule] = []
         for rule in self.rules:
-            groups.setdefault(rule.steps[:-1], []).append((rule.steps[-1], rule, rule.plain))
+            key = rule.steps[-1]
+            if not isinstance(key, str):
+                indexed.append(rule)
+                continue
+            whole_int = rule.kind is int and not rule.converts
+            groups.setdefault(rule.steps[:-1], []).append((key, rule, rule.plain, whole_int))
         self._groups = tuple((parent, tuple(members)) for parent, members in groups.items())
-        """The rules by the object that holds their values (`$.object` for most of an
-        uplink's): each such object is found once per message, its fields by one `get`."""
+        """The rules whose last step is a key, by the object that holds their values
+        (`$.object` for most of an uplink's): each such object is found once per message, its
+        fields by one `get` each."""
+        self._indexed = tuple(indexed)
+        """The rules whose last step is an index (`$.values[0]`)."""
         self.faults = tuple(
             (code, FieldRule.of("lamp_on", spec)) for code, spec in source.faults.items()
         )
@@ -302,20 +323,24 @@ class Mapper:
                 reading["ts"] = self._ts(ts)
         for parent_steps, members in self._groups:
             parent = lookup(body, parent_steps) if parent_steps else body
-            for key, rule, plain in members:
-                if isinstance(key, str):
-                    value = parent.get(key, MISSING) if type(parent) is dict else MISSING
-                else:
-                    value = parent[key] if type(parent) is list and key < len(parent) else MISSING
-                if value is MISSING or value is None:
+            get = parent.get if type(parent) is dict else _NOTHING.get
+            for key, rule, plain, whole_int in members:
+                value = get(key)
+                if value is None:  # absent or null
                     if rule.required:
-                        raise RejectionError(
-                            Reason.UNMAPPED_FIELD,
-                            f"{rule.name}: path {format_path(rule.steps)} "
-                            + ("not found" if value is MISSING else "is null"),
-                        )
+                        raise _unmapped(rule, body)
                     continue
-                reading[rule.name] = value if plain else convert(rule, value)
+                if plain or (whole_int and type(value) is int):
+                    reading[rule.name] = value
+                else:
+                    reading[rule.name] = convert(rule, value)
+        for rule in self._indexed:
+            value = lookup(body, rule.steps)
+            if value is MISSING or value is None:
+                if rule.required:
+                    raise _unmapped(rule, body)
+                continue
+            reading[rule.name] = convert(rule, value)
         faults = bit_flags(self.faults, body) if self.faults else None
         return [Mapped(zone, device_id, reading, faults)]
 

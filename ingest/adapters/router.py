@@ -7,7 +7,9 @@ untouched. A topic that matches a source's filter (first source in the file wins
 (within `ingest.max_payload_bytes`), reshaped by the adapter into contract readings — each then
 decoded exactly as a `telemetry` message from that device in that zone would be, by
 `ingest.decode`'s own functions: the C fast path first, the pydantic models for anything it does
-not take — and declared fault flags become a `status` point. Whatever does not map is
+not take. Declared fault flags become a `status` point, decoded as the contract's `status`, when
+a device's flags differ from those last written for it (as a controller publishes its status on
+a change): the first reading after a start, then each change. Whatever does not map is
 dead-lettered with the adapter's reason and the original payload.
 
 Measured by `python bench/adapters.py` (see bench/README.md).
@@ -40,6 +42,8 @@ from models import DeadLetter, Reason
 
 TOPIC_CACHE = 65_536
 """Topics remembered with their source (or none): ~200 bytes each, at most ~13 MB."""
+FAULTS_SEEN = 65_536
+"""Devices whose last fault flags are remembered (~250 bytes each: at most ~16 MB)."""
 
 
 class Adapter(Protocol):
@@ -105,6 +109,8 @@ class SourceRouter:
                 )
         self._routes: dict[str, _Route | None] = {}
         self._topics: dict[tuple[str, str], Topic] = {}
+        self._faults_seen: dict[str, list[str]] = {}
+        """Each device's fault flags as last written (bounded: emptied at `FAULTS_SEEN`)."""
 
     @property
     def topic_filters(self) -> list[str]:
@@ -221,8 +227,9 @@ class SourceRouter:
             )
         ):
             _decode_telemetry(topic, reading, received_at, limits, out, name)
-        if mapped.faults is not None:
-            status: dict[str, Any] = {"faults": mapped.faults}
+        faults = mapped.faults
+        if faults is not None and self._faults_seen.get(mapped.device_id) != faults:
+            status: dict[str, Any] = {"faults": faults}
             if "ts" in reading:
                 status["ts"] = reading["ts"]
             _decode_status(
@@ -233,3 +240,6 @@ class SourceRouter:
                 out,
                 name,
             )
+            if len(self._faults_seen) >= FAULTS_SEEN:
+                self._faults_seen.clear()
+            self._faults_seen[mapped.device_id] = faults
