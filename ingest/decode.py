@@ -375,8 +375,10 @@ def decode_into(
     """`decode`, adding to `out`: what the ingester calls for every message of a chunk, which
     shares one `Decoded` and one receive time (`received_ms` is `epoch_ms(received_at)`)."""
     sources = limits.sources
-    if sources is not None and sources.decode_into(
-        out, name, payload, received_at, received_ms, limits, limiter, fast
+    if (
+        sources is not None
+        and not name.startswith(sources.root_prefix)
+        and sources.decode_into(out, name, payload, received_at, received_ms, limits, limiter, fast)
     ):
         return
     try:

@@ -95,17 +95,18 @@ class SourceRouter:
         topic_root: str,
         directory: DeviceDirectory | None = None,
     ) -> None:
-        self._root_prefix = topic_root + "/"
+        self.root_prefix = topic_root + "/"
+        """`{mqtt.topic_root}/`: what starts with it is the contract's, never a source's."""
         self._adapters = [
             (source.topic.split("/"), build_adapter(source, directory))
             for source in sources
             if source.adapter != "luxtel"
         ]
         for source in sources:
-            if source.adapter == "luxtel" and source.topic != self._root_prefix + "#":
+            if source.adapter == "luxtel" and source.topic != self.root_prefix + "#":
                 raise SourcesError(
                     f"source {source.name!r}: a luxtel source's topic must be "
-                    f"{self._root_prefix}# (mqtt.topic_root), not {source.topic!r}"
+                    f"{self.root_prefix}# (mqtt.topic_root), not {source.topic!r}"
                 )
         self._routes: dict[str, _Route | None] = {}
         self._topics: dict[tuple[str, str], Topic] = {}
@@ -125,7 +126,7 @@ class SourceRouter:
         if name in self._routes:
             return self._routes[name]
         found = None
-        if not name.startswith(self._root_prefix):
+        if not name.startswith(self.root_prefix):
             levels = name.split("/")
             for filter_levels, adapter in self._adapters:
                 if filter_matches(filter_levels, levels):
@@ -149,7 +150,7 @@ class SourceRouter:
     ) -> bool:
         """Decode the message into `out` when a source takes its topic (True); False leaves
         it to the contract's decoder. Never raises for bad input."""
-        if name.startswith(self._root_prefix):
+        if name.startswith(self.root_prefix):
             return False
         route = self.route(name)
         if route is None:

@@ -85,7 +85,7 @@ class SenmlAdapter:
         self.device = None if source.device_id in (None, "name") else Where.of(source.device_id)
         self.zone = Where.of(source.zone or "inventory")
         self._suffixes = sorted(self.names, key=len, reverse=True)
-        self._resolved: dict[str, tuple[str | None, str]] = {}
+        self._resolved: dict[str, tuple[str | None, str, str | None]] = {}
         """Names seen, with their field and device prefix (a fleet's names repeat; bounded)."""
 
     def map(self, levels: list[str], body: Any, received_at: datetime) -> list[Mapped | Rejected]:
@@ -100,6 +100,7 @@ class SenmlAdapter:
                 Reason.SENML_INVALID, f"the pack holds {len(body)} records, over {MAX_RECORDS}"
             )
         groups: dict[tuple[str, float], dict[str, Any]] = {}
+        resolved = self._resolved
         bn, bt, bu, bv, bs = "", 0.0, None, 0.0, 0.0
         for index, record in enumerate(body):
             if type(record) is not dict:
@@ -138,15 +139,19 @@ class SenmlAdapter:
             name = bn + n
             if not name:
                 raise RejectionError(Reason.SENML_INVALID, f"record {index} has no name")
-            field, prefix = self._field(name)
+            found = resolved.get(name)
+            field, prefix, plain_unit = self._field(name) if found is None else found
             if field is None:
                 continue  # a name luxtel does not map: ignored (RFC 8428 allows any)
             kinds = ("v" in record) + ("vb" in record) + ("vs" in record) + ("vd" in record)
             if kinds > 1:
                 present = ", ".join(key for key in _VALUE_KEYS if key in record)
                 raise RejectionError(Reason.SENML_INVALID, f"record {index} ({name}) has {present}")
-            if "v" in record:
-                value: Any = bv + _number(record, "v", index)
+            v = record.get("v")
+            if v.__class__ is float or v.__class__ is int:  # (orjson: ints within 64 bits)
+                value: Any = bv + v if bv else v
+            elif "v" in record:
+                value = _number(record, "v", index)  # raises: not a number
             elif kinds:
                 value = record.get("vb", record.get("vs", record.get("vd")))
             elif "s" in record:
@@ -160,13 +165,22 @@ class SenmlAdapter:
             group = groups.get((prefix, time))
             if group is None:
                 group = groups[(prefix, time)] = {}
-            group[field] = self._convert(field, value, unit, name)
+            if plain_unit is not None and (unit is None or unit == plain_unit):
+                group[field] = value  # a float field in its contract unit: as it is
+            else:
+                group[field] = self._convert(field, value, unit, name)
         return self._readings(groups, levels, body, received_at)
 
-    def _field(self, name: str) -> tuple[str | None, str]:
+    def _field(self, name: str) -> tuple[str | None, str, str | None]:
+        """The field a record name gives, the device prefix before it, and the field's unit
+        when a value in it is taken as it is (float fields)."""
         found = self._resolved.get(name)
         if found is None:
-            found = self._match(name)
+            field, prefix = self._match(name)
+            plain = None
+            if field is not None and FIELD_TYPES[field] is float:
+                plain = CONTRACT_UNITS.get(field)
+            found = (field, prefix, plain)
             if len(self._resolved) >= NAME_CACHE:
                 self._resolved.clear()
             self._resolved[name] = found
