@@ -589,3 +589,23 @@ def test_fault_flags_are_written_when_they_change() -> None:
     ]
     assert statuses(0b1000, TS_MS + 3) == []
     assert statuses(0, TS_MS + 4) == [f'status,device_id=lum-1,zone=north faults="" {TS_MS + 4}']
+
+
+def test_mapped_readings_are_observed_for_the_rules_and_rate_limited_per_device() -> None:
+    from ingest.rate_limit import RateLimiter
+
+    limits = Limits(topic_root="lighting", sources=ROUTER, observe=True)
+    payload = forms.chirpstack("lum-1", "north", TS_MS, VALUES)
+    decoded = decode(TOPICS["chirpstack"], payload, NOW, limits)
+    [seen] = decoded.observations
+    assert (seen.zone, seen.device_id, seen.received_at) == ("north", "lum-1", NOW)
+    assert seen.at == datetime.fromtimestamp(TS_MS / 1000, UTC)
+    assert seen.reading is not None
+    assert seen.reading.power_w == VALUES["power_w"]
+    limiter = RateLimiter(1.0, 1)
+    first = decode(TOPICS["chirpstack"], payload, NOW, LIMITS, limiter)
+    second = decode(TOPICS["chirpstack"], payload, NOW, LIMITS, limiter)
+    assert len(first.points) == 1
+    assert second.points == []
+    assert second.dead_letters[0].reason == Reason.RATE_LIMITED
+    assert "'lum-1' sent more than 1 messages/s" in second.dead_letters[0].detail

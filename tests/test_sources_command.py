@@ -3,6 +3,7 @@ sample payload shows its readings and lines, or its dead letter's reason (exit 1
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from luxtel.cli import app
@@ -81,3 +82,18 @@ def test_a_sample_that_does_not_map_shows_the_reason(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "dead letter: unmapped_field: mapping source 'vendor': power_w: path $.d.pwr" in out
+
+
+def test_a_configuration_whose_sources_do_not_load_stops_with_the_key(tmp_path: Path) -> None:
+    from luxtel.settings import ConfigError, load_settings
+
+    bad = tmp_path / "sources.toml"
+    bad.write_text('[[sources]]\nname = "v"\nadapter = "mapping"\ntopic = "v/#"\n')
+    config = tmp_path / "luxtel.toml"
+    config.write_text(f'[sources]\npath = "{bad}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).startswith(f"sources.path: {bad}:1: sources[0] (v): a mapping must")
+    code, out = _run(str(EXAMPLE), "-c", str(config))
+    assert code == 2
+    assert "configuration error: sources.path" in out
