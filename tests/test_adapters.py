@@ -211,6 +211,37 @@ def test_a_bad_sources_file_names_its_line_and_key(text: str, sentence: str) -> 
     assert sentence.replace("Value error, ", "") in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        (
+            '[[sources]]\nname = "a"\nadapter = "chirpstack"\ntopic = "a/#"\ndevice_id = "name"\n',
+            'device_id = "name" (from record names) is for senml sources only',
+        ),
+        (
+            '[[sources]]\nname = "a"\nadapter = "senml"\ntopic = "a/#"\n'
+            'faults.x = { path = "$.s", bit = 1 }\n',
+            "a senml source takes no faults",
+        ),
+    ],
+)
+def test_a_key_an_adapter_does_not_take_is_refused(text: str, sentence: str) -> None:
+    with pytest.raises(SourcesError, match=re.escape(sentence)):
+        parse_sources(text)
+
+
+def test_a_source_under_the_contracts_root_is_refused() -> None:
+    sources = parse_sources('[[sources]]\nname = "v"\nadapter = "senml"\ntopic = "lighting/v/#"\n')
+    with pytest.raises(SourcesError, match=r"is under mqtt\.topic_root"):
+        SourceRouter(sources, "lighting", DIRECTORY)
+    luxtel = parse_sources('[[sources]]\nname = "c"\ntopic = "city/#"\n')
+    with pytest.raises(SourcesError, match=re.escape("must be lighting/# (mqtt.topic_root)")):
+        SourceRouter(luxtel, "lighting", DIRECTORY)
+    assert not SourceRouter(
+        parse_sources('[[sources]]\nname = "c"\ntopic = "lighting/#"\n'), "lighting"
+    )
+
+
 def test_inventory_sources_need_an_inventory() -> None:
     sources = parse_sources('[[sources]]\nname = "t"\nadapter = "thethingsstack"\ntopic = "v3/#"\n')
     with pytest.raises(SourcesError, match=r"inventory\.path is not set"):

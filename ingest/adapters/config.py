@@ -285,6 +285,10 @@ class SourceConfig(_Strict):
                 raise ValueError("a mapping must declare " + ", ".join(missing))
         if self.names and self.adapter != "senml":
             raise ValueError("names is for senml sources only")
+        if self.device_id == "name" and self.adapter != "senml":
+            raise ValueError('device_id = "name" (from record names) is for senml sources only')
+        if self.faults and self.adapter in ("senml", "luxtel"):
+            raise ValueError(f"a {self.adapter} source takes no faults")
         if self.adapter == "senml" and (self.fields or self.ts is not None):
             raise ValueError("a senml source maps names (names.…), not fields or ts")
         return self

@@ -103,6 +103,11 @@ class SourceRouter:
             if source.adapter != "luxtel"
         ]
         for source in sources:
+            if source.adapter != "luxtel" and source.topic.startswith(self.root_prefix):
+                raise SourcesError(
+                    f"source {source.name!r}: {source.topic!r} is under mqtt.topic_root, whose "
+                    "topics are the contract's; give the source a topic outside it"
+                )
             if source.adapter == "luxtel" and source.topic != self.root_prefix + "#":
                 raise SourcesError(
                     f"source {source.name!r}: a luxtel source's topic must be "
