@@ -640,3 +640,27 @@ def test_mapped_readings_are_observed_for_the_rules_and_rate_limited_per_device(
     assert second.points == []
     assert second.dead_letters[0].reason == Reason.RATE_LIMITED
     assert "'lum-1' sent more than 1 messages/s" in second.dead_letters[0].detail
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        # found by fuzz/fuzz_ingest.py: an integral float far beyond 64 bits for dim_pct
+        (
+            TOPICS["vendor"],
+            b'{"t": 157745, "d": {"pwr": 42.5, "kwh": 1, "st": 31, "dim": 7' + b"6" * 68 + b"0}}",
+        ),
+        (
+            TOPICS["senml"],
+            b'[{"n": "3311/0/5851", "u": "/", "v": 1e300}, {"n": "3311/0/5850", "vb": true},'
+            b' {"n": "3305/0/5800", "v": 1}, {"n": "3305/0/5805", "v": 1}]',
+        ),
+        (TOPICS["chirpstack"], forms.chirpstack("lum-1", "north", TS_MS, {**VALUES, "seq": 1e30})),
+    ],
+)
+def test_an_integer_field_far_out_of_range_is_rejected_not_raised(
+    topic: str, payload: bytes
+) -> None:
+    decoded = lines_of(topic, payload)
+    assert decoded.points == []
+    assert decoded.dead_letters[0].reason == Reason.OUT_OF_RANGE

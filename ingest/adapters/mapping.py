@@ -25,7 +25,7 @@ from ingest.adapters.paths import MISSING, compile_path, format_path, lookup
 from ingest.adapters.units import Conversion, conversion
 from ingest.decode import RejectionError
 from models import Reason, is_identifier
-from models.reading import FIELD_TYPES
+from models.reading import FIELD_TYPES, INT64_MAX
 
 REQUIRED: Final = ("lamp_on", "power_w", "energy_wh")
 KNOWN_IDS: Final[set[str]] = set()
@@ -232,9 +232,16 @@ def convert(rule: FieldRule, value: Any) -> Any:
                 Reason.OUT_OF_RANGE, f"{rule.name}: {shown(value)} is too large to convert"
             ) from None
         if rule.kind is int and math.isfinite(value):
-            return round(value)
+            return whole(rule.name, round(value))
     if rule.kind is int and type(value) is float and value.is_integer():
-        return int(value)
+        return whole(rule.name, int(value))
+    return value
+
+
+def whole(field: str, value: int) -> int:
+    """An integer made from a number, held to 64 bits (the line protocol's, and JSON's here)."""
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise RejectionError(Reason.OUT_OF_RANGE, f"{field}: {value:.6g} is out of range")
     return value
 
 

@@ -33,6 +33,7 @@ from ingest.adapters.mapping import (
     Where,
     device_of,
     shown,
+    whole,
     zone_of,
 )
 from ingest.adapters.units import CONTRACT_UNITS, conversion
@@ -208,9 +209,9 @@ class SenmlAdapter:
                 )
             value = rule.apply(value)
             if kind is int and math.isfinite(value):
-                return round(value)
+                return whole(field, round(value))
         if kind is int and type(value) is float and value.is_integer():
-            return int(value)
+            return whole(field, int(value))
         return value
 
     def _readings(
