@@ -1,6 +1,6 @@
 """The sources file: which topics carry which payload shape, and how each maps to a reading.
 
-A TOML file of `[[sources]]` tables (`ingest.sources` in luxtel's configuration points at it),
+A TOML file of `[[sources]]` tables (`sources.path` in luxtel's configuration points at it),
 kept apart from `luxtel.toml` as the rules are: a mapping is long, reviewed and changed on its
 own, and `luxtel sources check FILE --sample TOPIC PAYLOAD` tries it against a real payload
 before it goes live. Mappings are data: paths in a small JSON-path subset (`paths.py`), units
@@ -36,8 +36,8 @@ from pydantic import (
     model_validator,
 )
 
-from ingest.adapters.paths import PathError, compile_path
-from ingest.adapters.units import CONTRACT_UNITS, conversion
+from ingest.adapters.paths import compile_path
+from ingest.adapters.units import UNITS, conversion
 from models.identifiers import ID_PATTERN
 from models.reading import FIELD_TYPES
 
@@ -295,8 +295,6 @@ class SourceConfig(_Strict):
 
 
 def _units_of(field: str) -> list[str]:
-    from ingest.adapters.units import UNITS
-
     return list(UNITS.get(field, {}))
 
 
@@ -373,9 +371,7 @@ def load_sources(path: Path) -> tuple[SourceConfig, ...]:
 
 
 __all__ = [
-    "CONTRACT_UNITS",
     "FieldSpec",
-    "PathError",
     "SourceConfig",
     "SourcesError",
     "TsSpec",
