@@ -39,7 +39,7 @@ def test_a_bad_file_names_the_line_and_key(tmp_path: Path) -> None:
     )
     code, out = _run(str(bad))
     assert code == 2
-    assert f"{bad}:6: sources[1] (v).fields: energy_wh: unit 'kW' is not one of Wh, kWh" in out
+    assert f"{bad}:6: sources[1] (v).fields: energy_wh: unit 'kW' is not one of Wh, W·h, kWh" in out
 
 
 def test_an_inventory_source_without_an_inventory_is_refused() -> None:

@@ -24,7 +24,9 @@ UNITS: Final[dict[str, dict[str, Conversion]]] = {
     "power_w": {"W": _SAME, "kW": Conversion(mul=1000), "mW": Conversion(div=1000)},
     "energy_wh": {
         "Wh": _SAME,
+        "W·h": _SAME,
         "kWh": Conversion(mul=1000),
+        "kW·h": Conversion(mul=1000),
         "MWh": Conversion(mul=1_000_000),
         "J": Conversion(div=3600),
         "kJ": Conversion(div=3.6),
