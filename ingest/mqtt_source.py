@@ -87,6 +87,8 @@ class MqttTarget:
     source_filters: tuple[str, ...] = ()
     """Topic filters of the sources beyond the contract (`ingest.adapters`), outside the root:
     subscribed too, at `qos`, and never taken for another instance's zones."""
+    contract: bool = True
+    """False: a source's own broker connection, subscribed to `source_filters` only."""
 
     def __post_init__(self) -> None:
         for zone in self.zones:
@@ -101,6 +103,8 @@ class MqttTarget:
     def topic_filters(self) -> list[str]:
         """What to subscribe to: one filter per zone, or the whole root; and the sources'."""
         extra = list(dict.fromkeys(self.source_filters))
+        if not self.contract:
+            return extra
         if not self.zones:
             return [f"{self.topic_root}/#", *extra]
         return [f"{self.topic_root}/{zone}/+/+" for zone in dict.fromkeys(self.zones)] + extra

@@ -9,12 +9,11 @@ finished once the sink has drained.
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import start_http_server
 
-from ingest.adapters.build import source_router as build_router
-from ingest.adapters.router import SourceRouter
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Limits
 from ingest.errors import (
@@ -34,6 +33,9 @@ from ingest.stages import batch_stage, decode_stage
 from luxtel.settings import Settings
 from models import Observation
 from rules.process import RulesProcess
+
+if TYPE_CHECKING:
+    from ingest.adapters.router import SourceRouter
 
 log = structlog.get_logger("luxtel")
 
@@ -59,14 +61,26 @@ def influx_target(settings: Settings) -> InfluxTarget:
     )
 
 
-def source_router(settings: Settings) -> SourceRouter | None:
-    """The sources beyond the contract, when there is a sources file (checked at load)."""
+def source_router(settings: Settings) -> "SourceRouter | None":
+    """The sources beyond the contract, when there is a sources file (checked at load;
+    imported only then: without one, `luxtel run` starts as before)."""
     if settings.sources.path is None:
         return None
+    from ingest.adapters.build import source_router as build_router
+
     return build_router(settings.sources.path, settings.inventory.path, settings.mqtt.topic_root)
 
 
-def mqtt_target(settings: Settings, sources: SourceRouter | None = None) -> MqttTarget:
+def own_broker_targets(sources: "SourceRouter | None", topic_root: str) -> list[MqttTarget]:
+    """The connections of the sources that name their own broker."""
+    if not sources:
+        return []
+    from ingest.adapters.build import own_broker_targets as targets
+
+    return targets(sources, topic_root)
+
+
+def mqtt_target(settings: Settings, sources: "SourceRouter | None" = None) -> MqttTarget:
     mqtt = settings.mqtt
     return MqttTarget(
         host=mqtt.host,
@@ -90,6 +104,20 @@ def mqtt_target(settings: Settings, sources: SourceRouter | None = None) -> Mqtt
     )
 
 
+async def _forward(
+    inbox: "asyncio.Queue[list[Inbound] | None]",
+    outbox: "asyncio.Queue[list[Inbound] | None]",
+    sources: int,
+) -> None:
+    """Chunks of the sources' own connections into the decoder's inbox, until each has ended."""
+    while sources:
+        chunk = await inbox.get()
+        if chunk is None:
+            sources -= 1
+        else:
+            await outbox.put(chunk)
+
+
 @dataclass
 class Pipeline:
     """One running ingest pipeline. `run()` returns once `stop` is set and all is drained."""
@@ -100,6 +128,7 @@ class Pipeline:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     metrics_port: int | None = None
     source: MqttSource = field(init=False)
+    own_sources: list[MqttSource] = field(init=False, default_factory=list)
     sink: Sink = field(init=False)
     rules: RulesProcess | None = field(init=False, default=None)
 
@@ -150,6 +179,15 @@ class Pipeline:
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
             source = MqttSource(mqtt_target(settings, sources), received, self.metrics)
+            # Sources with a broker of their own: one QoS 0 connection each, forwarded into
+            # `received` (their end markers are not: the city's connection's ends the decoder).
+            own: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(RECEIVED_QUEUE_CHUNKS)
+            own_sources = [
+                MqttSource(target, own, self.metrics)
+                for target in (
+                    own_broker_targets(sources, settings.mqtt.topic_root) if sources else []
+                )
+            ]
             dead_letters.set_publisher(source.publish)
             sink = Sink(
                 writer,
@@ -188,16 +226,30 @@ class Pipeline:
                     name="decoder",
                 )
                 group.create_task(source.run(), name="mqtt-source")
+                for extra in own_sources:
+                    group.create_task(extra.run(), name=f"mqtt-source-{extra.target.client_id}")
+                forwarder = (
+                    group.create_task(_forward(own, received, len(own_sources)), name="forward")
+                    if own_sources
+                    else None
+                )
                 self.source = source
+                self.own_sources = own_sources
                 self.ready.set()
                 await self.stop.wait()
                 log.info("stopping", action="draining to InfluxDB")
+                for extra in own_sources:
+                    await extra.stop()
+                if forwarder is not None:
+                    await forwarder
                 await source.stop()
                 await sink_task
                 if rules is not None and rules_task is not None:
                     rules.close()  # the decoder has ended: the rest goes to the rules process
                     await rules_task
                 await source.close()
+                for extra in own_sources:
+                    await extra.close()
         log.info("stopped")
 
     def _rules_process(self, source: MqttSource) -> RulesProcess | None:
@@ -236,6 +288,9 @@ class Pipeline:
             )
 
     async def wait_connected(self) -> None:
-        """Until the source holds a broker connection (for tests and `luxtel up`)."""
+        """Until the source holds a broker connection (for tests and `luxtel up`), and the
+        sources with a broker of their own theirs."""
         await self.ready.wait()
         await self.source.wait_connected()
+        for extra in self.own_sources:
+            await extra.wait_connected()

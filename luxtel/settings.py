@@ -355,10 +355,13 @@ def _check_sources(settings: Settings) -> None:
     check FILE`)."""
     if settings.sources.path is None:
         return
-    from ingest.adapters.build import SourcesError, source_router
+    from ingest.adapters.build import SourcesError, own_broker_targets, source_router
 
+    root = settings.mqtt.topic_root
     try:
-        source_router(settings.sources.path, settings.inventory.path, settings.mqtt.topic_root)
+        own_broker_targets(
+            source_router(settings.sources.path, settings.inventory.path, root), root
+        )
     except SourcesError as error:
         raise ConfigError(f"sources.path: {error}") from None
 

@@ -11,10 +11,6 @@ from typing import Annotated
 import orjson
 import typer
 
-from ingest.adapters.build import SourcesError, source_router
-from ingest.adapters.config import load_sources
-from ingest.decode import Limits, decode
-
 sources_app = typer.Typer(
     help="Sources beyond the contract.", no_args_is_help=True, add_completion=False
 )
@@ -56,6 +52,10 @@ def check(
 ) -> None:
     """Validate a sources file (exit 2 with file:line and key); with --sample, decode one
     payload as `luxtel run` would (exit 1 when it would be dead-lettered)."""
+    from ingest.adapters.build import SourcesError, source_router
+    from ingest.adapters.config import load_sources
+    from ingest.decode import Limits, decode
+
     topic_root, max_payload = "lighting", 1024 * 1024
     if config is not None:
         from luxtel.settings import ConfigError, load_settings

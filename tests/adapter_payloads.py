@@ -85,6 +85,11 @@ def vendor(ts_ms: int, values: dict[str, Any], faults: int = 0) -> bytes:
     return json.dumps({"t": ts_ms, "d": data}).encode()
 
 
+def json_reading(ts_ms: int, values: dict[str, Any]) -> bytes:
+    """The same reading in the contract's form."""
+    return json.dumps({"ts": ts_ms / 1000, **values}).encode()
+
+
 def sources_toml(prefix: str) -> str:
     """The example sources file, its topics moved under `prefix` (one test's own topics)."""
     text = (SAMPLES / "sources.example.toml").read_text()

@@ -115,3 +115,62 @@ def test_uplinks_bridged_at_qos_0_land_and_wait_for_luxtel_while_it_is_down(
         device.close()
     assert count(influxdb.url, influx_db, "telemetry") == 100
     assert not (tmp_path / "deadletter.jsonl").exists()
+
+
+def test_a_source_on_its_own_broker_connection_at_qos_0(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    mosquitto_factory: ServerFactory[MosquittoServer],
+    influxdb: InfluxDBServer,
+    influx_db: str,
+    topic_root: str,
+) -> None:
+    """luxtel subscribed directly to the stand-in (MQTT 3.1.1, QoS 0), beside the city's broker:
+    both land; stopping drains both."""
+    tts = mosquitto_factory()
+    secret = tmp_path / "tts.key"
+    secret.write_text("NNSXS.not-a-real-key\n")
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        '[[sources]]\nname = "tts"\nadapter = "thethingsstack"\ntopic = "v3/+/devices/+/up"\n'
+        f'broker = {{ url = "{tts.url}", username = "street-lighting@city", '
+        f'password_file = "{secret}" }}\n'
+    )
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,model,"
+        "installed_on\n"
+        + "".join(f"lum-{n},north,n-1,52.3,4.9,60,150,900,X,2024-01-01\n" for n in range(20))
+    )
+    settings = make_settings(tmp_path, mosquitto.url, influxdb.url, influx_db, topic_root)
+    settings = settings.model_copy(
+        update={
+            "sources": SourcesSettings(path=sources),
+            "inventory": InventorySettings(path=inventory),
+        }
+    )
+    values: dict[str, Any] = {"lamp_on": True, "power_w": 40.5, "energy_wh": 1000.0}
+    uplinks = [
+        (
+            f"v3/street-lighting@city/devices/lum-{n % 20}/up",
+            forms.tts(f"lum-{n % 20}", BASE_MS + n, {**values, "seq": n}),
+        )
+        for n in range(60)
+    ]
+    contract = [
+        (f"{topic_root}/north/c-{n}/telemetry", forms.json_reading(BASE_MS + n, values))
+        for n in range(10)
+    ]
+    with RunningPipeline(settings):  # connected and subscribed to both brokers
+        device = Publisher(tts.url)
+        device.publish(uplinks, qos=0)
+        device.close()
+        city = Publisher(mosquitto.url)
+        city.publish(contract)
+        city.close()
+        wait_until(
+            lambda: count(influxdb.url, influx_db, "telemetry") >= len(uplinks) + len(contract),
+            what="the uplinks and the contract readings",
+        )
+    assert count(influxdb.url, influx_db, "telemetry") == len(uplinks) + len(contract)
+    assert not (tmp_path / "deadletter.jsonl").exists()

@@ -97,3 +97,26 @@ def test_a_configuration_whose_sources_do_not_load_stops_with_the_key(tmp_path: 
     code, out = _run(str(EXAMPLE), "-c", str(config))
     assert code == 2
     assert "configuration error: sources.path" in out
+
+
+def test_a_source_broker_whose_password_file_is_missing_stops_with_the_key(
+    tmp_path: Path,
+) -> None:
+    from luxtel.settings import ConfigError, load_settings
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        '[[sources]]\nname = "tts"\nadapter = "chirpstack"\ntopic = "a/#"\n'
+        f'broker = {{ url = "mqtts://eu1.cloud.thethings.network:8883", '
+        f'password_file = "{tmp_path / "missing.key"}" }}\n'
+    )
+    config = tmp_path / "luxtel.toml"
+    config.write_text(f'[sources]\npath = "{sources}"\n')
+    with pytest.raises(ConfigError, match=r"source 'tts': cannot read broker\.password_file"):
+        load_settings(config)
+    sources.write_text(
+        '[[sources]]\nname = "tts"\nadapter = "chirpstack"\ntopic = "a/#"\n'
+        'broker = { url = "mqtt://user:pw@host:1883" }\n'
+    )
+    with pytest.raises(ConfigError, match="must not hold credentials"):
+        load_settings(config)

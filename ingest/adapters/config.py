@@ -18,6 +18,7 @@ from a fixed table (`units.py`), factors and offsets as numbers — nothing is e
     fields.driver_temp_c = { path = "$.temp", divide = 10 }
     fields.lamp_on = { path = "$.flags", bit = 0 }
     faults.lamp_failure = { path = "$.flags", bit = 4 }
+    # broker = { url = "mqtts://…", username = "…", password_file = "…" }: its own connection
 """
 
 import math
@@ -25,6 +26,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -203,6 +205,33 @@ def _check_where(value: str, allowed: tuple[str, ...], key: str) -> str:
     raise ValueError(f"{value!r} is not one of " + ", ".join(shown[a] for a in allowed))
 
 
+class BrokerSpec(_Strict):
+    """A source's own broker connection (The Things Stack's MQTT server, for one), instead of
+    the city's broker. At QoS 0 only: such a server offers nothing else, and what it delivers is
+    then never acknowledged — whatever it sends while luxtel is not connected is lost (the
+    README says when to bridge instead)."""
+
+    url: str
+    username: str | None = None
+    password_file: Path | None = None
+    """A file holding the password or API key (never the key itself in the sources file)."""
+    client_id: str | None = None
+    """Default: `luxtel-{source name}`."""
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    ca_file: Path | None = None
+    """CA bundle for mqtts:// (default: the system's)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"{url!r} must look like mqtt://host:port or mqtts://host:port")
+        if parts.username or parts.password:
+            raise ValueError("must not hold credentials; set username and password_file")
+        return url
+
+
 class SourceConfig(_Strict):
     """One `[[sources]]` table."""
 
@@ -219,6 +248,8 @@ class SourceConfig(_Strict):
     )
     """SenML only: record names (the end of the resolved name, e.g. `3305/1/5800`) and the
     field each gives, added to the IPSO defaults."""
+    broker: BrokerSpec | None = None
+    """Its own broker connection; none: the city's (`[mqtt]`)."""
 
     @field_validator("topic")
     @classmethod
@@ -271,7 +302,14 @@ class SourceConfig(_Strict):
     @model_validator(mode="after")
     def _per_adapter(self) -> "SourceConfig":
         if self.adapter == "luxtel":
-            custom = (self.device_id, self.zone, self.ts, self.fields or None, self.faults or None)
+            custom = (
+                self.device_id,
+                self.zone,
+                self.ts,
+                self.fields or None,
+                self.faults or None,
+                self.broker,
+            )
             if any(v is not None for v in custom) or self.names:
                 raise ValueError("a luxtel source takes the contract as it is: only name and topic")
             if not self.topic.endswith("/#") or "+" in self.topic:
@@ -371,6 +409,7 @@ def load_sources(path: Path) -> tuple[SourceConfig, ...]:
 
 
 __all__ = [
+    "BrokerSpec",
     "FieldSpec",
     "SourceConfig",
     "SourcesError",

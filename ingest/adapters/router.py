@@ -120,8 +120,15 @@ class SourceRouter:
 
     @property
     def topic_filters(self) -> list[str]:
-        """What the MQTT source subscribes to besides the contract's root."""
-        return ["/".join(levels) for levels, _ in self._adapters]
+        """What the MQTT source subscribes to on the city's broker besides the contract's root."""
+        return [
+            "/".join(levels) for levels, adapter in self._adapters if adapter.source.broker is None
+        ]
+
+    @property
+    def own_brokers(self) -> list[SourceConfig]:
+        """The sources with a broker connection of their own."""
+        return [adapter.source for _, adapter in self._adapters if adapter.source.broker]
 
     def __bool__(self) -> bool:
         return bool(self._adapters)
