@@ -242,7 +242,8 @@ class SourceRouter:
         limiter: RateLimiter | None,
         fast: bool,
     ) -> None:
-        """Decode one mapped reading as the contract's `telemetry` of its device and zone."""
+        """Decode one mapped reading as the contract's `telemetry` of its device and zone.
+        The rate limit counts per device on the receive time, as the contract's does."""
         if limiter is not None and not limiter.allow(mapped.device_id, received_ms / 1000):
             raise RejectionError(
                 Reason.RATE_LIMITED,
