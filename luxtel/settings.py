@@ -310,6 +310,15 @@ class RulesSettings(_Section):
     )
 
 
+class SourcesSettings(_Section):
+    path: Path | None = Field(
+        default=None,
+        description="The sources file (TOML, [[sources]] tables): topics beyond the contract's "
+        "and the adapter of each (chirpstack, thethingsstack, senml, mapping); luxtel also "
+        "subscribes to their topic filters. Check one with `luxtel sources check FILE`.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything `luxtel run` needs."""
 
@@ -328,6 +337,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     inventory: InventorySettings = InventorySettings()
     rules: RulesSettings = RulesSettings()
+    sources: SourcesSettings = SourcesSettings()
 
     @classmethod
     def settings_customise_sources(
