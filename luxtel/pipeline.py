@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import start_http_server
 
+from energy.upkeep import Upkeep
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Limits
 from ingest.errors import (
@@ -29,6 +30,7 @@ from ingest.rate_limit import RateLimiter
 from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
+from luxtel.rollups import rollup_upkeep
 from luxtel.settings import Settings
 from models import Observation
 from rules.process import RulesProcess
@@ -92,6 +94,7 @@ class Pipeline:
     source: MqttSource = field(init=False)
     sink: Sink = field(init=False)
     rules: RulesProcess | None = field(init=False, default=None)
+    upkeep: Upkeep | None = field(init=False, default=None)
 
     async def run(self) -> None:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
@@ -137,6 +140,7 @@ class Pipeline:
             observations = asyncio.Queue(settings.rules.queue_size)
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
+            self.upkeep = rollup_upkeep(settings, writer)
             source = MqttSource(mqtt_target(settings), received, self.metrics)
             dead_letters.set_publisher(source.publish)
             sink = Sink(
@@ -146,6 +150,7 @@ class Pipeline:
                 self.metrics,
                 source.ack,
                 create_database=settings.influx.create_database,
+                written=None if self.upkeep is None else self.upkeep.dirty.note,
             )
             self.sink = sink
             rules = self._rules_process(source)
@@ -176,12 +181,16 @@ class Pipeline:
                     name="decoder",
                 )
                 group.create_task(source.run(), name="mqtt-source")
+                upkeep_stop = asyncio.Event()
+                if self.upkeep is not None:
+                    group.create_task(self.upkeep.run(upkeep_stop), name="rollup-upkeep")
                 self.source = source
                 self.ready.set()
                 await self.stop.wait()
                 log.info("stopping", action="draining to InfluxDB")
                 await source.stop()
                 await sink_task
+                upkeep_stop.set()
                 if rules is not None and rules_task is not None:
                     rules.close()  # the decoder has ended: the rest goes to the rules process
                     await rules_task

@@ -1,0 +1,275 @@
+"""Hourly rollups in InfluxDB: built from raw telemetry, written, and read back into a report.
+
+- ``read_range`` pushes into a builder the telemetry of ``[start, end)`` and each device's nearest
+  reading on either side within ``max_interval_ms`` (two ``ORDER BY time DESC LIMIT 1`` /
+  ``LIMIT 1`` queries per series instead of ``max_interval_ms`` of readings), which is all an
+  hour's figures depend on (``energy.rollup``).
+- ``build`` (re)computes the rollups of whole hours and writes them to the rollup retention policy:
+  a point per device-hour, at the hour's start, so a rebuild overwrites (never doubles).
+- ``feed_report`` fills a report builder from rollups for the whole hours ``energy.rollup.plan``
+  allows and from raw readings for the rest: the period's edges, hours across a bin's edge
+  (half-hours for settlement, days of a zone with a half-hour offset) and hours whose rollups are
+  incomplete (a device without its point).
+
+Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from energy.counters import MS_PER_H
+from energy.inventory import Luminaire
+from energy.queries import select, stream, windows
+from energy.report import ReportBuilder
+from energy.rollup import (
+    FIELDS,
+    MEASUREMENT,
+    Rollup,
+    add_hour,
+    ceil_hour,
+    floor_hour,
+    from_record,
+    line,
+    merge,
+    plan,
+    rollup_builder,
+    rollups,
+)
+from energy.source import COLUMNS, push_series
+from ingest.influx import InfluxWriter
+
+WRITE_BATCH = 5000
+DEVICE_HOURS = 200_000
+"""Device-hours held at once (built or read back): ~100 MB of tallies at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupConfig:
+    """Where the rollups live and the arithmetic they were made with."""
+
+    retention_policy: str = "rollups"
+    gap_factor: float = 1.5
+    max_interval_ms: float = 12 * MS_PER_H
+
+
+def _in_time(statement: str, order_desc: bool) -> str:
+    suffix = " ORDER BY time DESC LIMIT 1" if order_desc else " LIMIT 1"
+    return statement + suffix
+
+
+async def read_range(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    start_ms: int,
+    end_ms: int,
+    *,
+    max_interval_ms: float,
+    zones: Sequence[str] = (),
+    window_ms: int = MS_PER_H * 24,
+) -> int:
+    """Push into ``builder`` each device's last reading before ``start_ms`` (within
+    ``max_interval_ms``), every reading of ``[start_ms, end_ms)``, then each device's first
+    reading from ``end_ms`` on (within ``max_interval_ms``); returns the readings read."""
+    rp = writer.target.retention_policy
+    reach = int(max_interval_ms)
+    read = 0
+    before = select(
+        "telemetry",
+        COLUMNS,
+        start_ms - reach,
+        start_ms,
+        zones=zones,
+        group_by_device=True,
+        retention_policy=rp,
+    )
+    async for series in stream(writer, _in_time(before, order_desc=True)):
+        read += push_series(builder, series)
+    for a, b in windows(start_ms, end_ms, window_ms):
+        statement = select(
+            "telemetry", COLUMNS, a, b, zones=zones, group_by_device=True, retention_policy=rp
+        )
+        async for series in stream(writer, statement):
+            read += push_series(builder, series)
+    after = select(
+        "telemetry",
+        COLUMNS,
+        end_ms,
+        end_ms + reach + 1,
+        zones=zones,
+        group_by_device=True,
+        retention_policy=rp,
+    )
+    async for series in stream(writer, _in_time(after, order_desc=False)):
+        read += push_series(builder, series)
+    return read
+
+
+def chunk_hours(devices: int) -> int:
+    """Hours per build or read-back step: ``DEVICE_HOURS`` device-hours, 1 to 168."""
+    return max(1, min(168, DEVICE_HOURS // max(devices, 1)))
+
+
+@dataclass(slots=True)
+class Built:
+    """What a build did: rows written, readings read, and the hours its intervals reached
+    outside the range (``reach``: earliest and latest reading pushed)."""
+
+    rows: int = 0
+    readings: int = 0
+    reach: tuple[int, int] | None = None
+
+
+async def build(
+    writer: InfluxWriter,
+    inventory: Mapping[str, Luminaire],
+    start_ms: int,
+    end_ms: int,
+    config: RollupConfig,
+    *,
+    advance: Callable[[int, int], None] | None = None,
+) -> Built:
+    """(Re)compute and write the rollups of the whole hours over ``[start_ms, end_ms)``
+    (widened to the hour), in steps of ``chunk_hours``; ``advance(ms, rows)`` after each."""
+    start_ms, end_ms = floor_hour(start_ms), ceil_hour(end_ms)
+    target = replace(writer.target, retention_policy=config.retention_policy)
+    step = chunk_hours(len(inventory)) * MS_PER_H
+    done = Built()
+    lo, hi = start_ms, end_ms
+    async with InfluxWriter(target) as out:
+        for a, b in windows(start_ms, end_ms, step):
+            builder = rollup_builder(
+                a,
+                b,
+                inventory,
+                gap_factor=config.gap_factor,
+                max_interval_ms=config.max_interval_ms,
+            )
+            done.readings += await read_range(
+                writer, builder, a, b, max_interval_ms=config.max_interval_ms
+            )
+            for s in builder.streams.values():
+                if s.first_ms is not None and s.last is not None:
+                    lo, hi = min(lo, s.first_ms), max(hi, s.last.t_ms)
+            rows = rollups(builder)
+            lines = [line(row) for row in rows]
+            for i in range(0, len(lines), WRITE_BATCH):
+                await out.write(lines[i : i + WRITE_BATCH])
+            done.rows += len(rows)
+            if advance is not None:
+                advance(b - a, len(rows))
+    done.reach = (lo, hi)
+    return done
+
+
+@dataclass(slots=True)
+class Sources:
+    """Where a report's figures came from."""
+
+    rollup_hours: int = 0
+    raw_ranges: list[tuple[int, int]] = field(default_factory=list)
+    incomplete_hours: int = 0
+    """Hours that could have come from rollups but lacked a device's point."""
+    readings: int = 0
+    rollup_rows: int = 0
+
+
+async def _read_back(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    hours: list[int],
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> tuple[set[int], int]:
+    """Add the rollups of ``hours`` to ``builder`` where every device of its inventory has
+    its point; returns the hours used and the rows added."""
+    wanted = set(builder.inventory)
+    used: set[int] = set()
+    rows_added = 0
+    if not hours:
+        return used, 0
+    step = chunk_hours(len(wanted)) * MS_PER_H
+    hour_set = set(hours)
+    for a, b in windows(hours[0], hours[-1] + MS_PER_H, step):
+        by_hour: dict[int, dict[str, Rollup]] = {}
+        statement = select(
+            MEASUREMENT,
+            [*FIELDS, "zone::tag", "circuit::tag"],
+            a,
+            b,
+            zones=zones,
+            group_by_device=True,
+            retention_policy=config.retention_policy,
+        )
+        async for series in stream(writer, statement):
+            device_id = series.tags.get("device_id", "")
+            if device_id not in wanted:
+                continue
+            for values in series.values:
+                record = dict(zip(series.columns, values, strict=True))
+                record["device_id"] = device_id
+                row = from_record(record)
+                if row.hour_ms in hour_set:
+                    by_hour.setdefault(row.hour_ms, {})[device_id] = row
+        for hour, rows in by_hour.items():
+            if len(rows) == len(wanted):
+                for row in rows.values():
+                    add_hour(builder, row)
+                used.add(hour)
+                rows_added += len(rows)
+    return used, rows_added
+
+
+async def feed_report(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    config: RollupConfig,
+    *,
+    zones: Sequence[str] = (),
+    window_ms: int = MS_PER_H * 24,
+    advance: Callable[[int, int], None] | None = None,
+) -> Sources:
+    """Fill ``builder`` (made with ``config``'s gap factor and max interval) from rollups
+    where they can stand for the raw readings, and from raw readings elsewhere; the caller
+    then calls ``builder.finish()``. ``advance(ms, points)`` as the parts are read."""
+    start, end = builder.start_ms, builder.end_ms
+    edge = max(
+        (lum.report_interval_s * 1000 * builder.gap_factor for lum in builder.inventory.values()),
+        default=0.0,
+    )
+    axes = [axis.edges for axis in builder.axes.values()]
+    candidates = plan(start, end, axes, edge, set(range(floor_hour(start), end, MS_PER_H)))
+    sources = Sources()
+    used, sources.rollup_rows = await _read_back(writer, builder, candidates.hours, config, zones)
+    sources.rollup_hours = len(used)
+    sources.incomplete_hours = len(candidates.hours) - len(used)
+    if advance is not None:
+        advance(len(used) * MS_PER_H, sources.rollup_rows)
+    final = plan(start, end, axes, edge, used)
+    sources.raw_ranges = final.raw
+    for a, b in final.raw:
+        part = ReportBuilder(
+            start,
+            end,
+            builder.inventory,
+            builder.axes,
+            gap_factor=builder.gap_factor,
+            max_interval_ms=builder.max_interval_ms,
+            accept=(a, b),
+        )
+        read = await read_range(
+            writer,
+            part,
+            a,
+            b,
+            max_interval_ms=builder.max_interval_ms,
+            zones=zones,
+            window_ms=window_ms,
+        )
+        part.finish()
+        merge(builder, part)
+        sources.readings += read
+        if advance is not None:
+            advance(b - a, read)
+    return sources
