@@ -58,9 +58,7 @@ def _readings(device: str) -> list[tuple[int, str]]:
     _, _, interval_s, kind = FLEET[device]
     rng = random.Random(device)
     energy = {"wrap": 2.0**32 - 400.0, "onboarding": 50_000.0}.get(kind, 1000.0)
-    first = START - 6 * H + (START + 20 * H if kind == "onboarding" else 0) - START + START
-    if kind == "onboarding":
-        first = START + 26 * H + 7 * 60_000
+    first = START + 26 * H + 7 * 60_000 if kind == "onboarding" else START - 6 * H
     out = []
     t = first
     while t < END + 6 * H:
@@ -116,7 +114,8 @@ def city(influxdb: InfluxDBServer, tmp_path: Path) -> Iterator[City]:
         f'[influx]\nurl = "{influxdb.url}"\ndatabase = "{database}"\n'
         f'[inventory]\npath = "{inventory}"\n[energy]\nmax_interval_h = 6\n'
     )
-    on_time, backlog = [], []
+    on_time: list[str] = []
+    backlog: list[str] = []
     for device in FLEET:
         for t, text in _readings(device):
             (backlog if device == "n2" and HOLE[0] <= t < HOLE[1] else on_time).append(text)
