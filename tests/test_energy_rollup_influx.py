@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from ingest.influx import InfluxTarget, InfluxWriter
-from servers import InfluxDBServer, create_database, query, quote_ident, write_points
+from luxtel.settings import EnergySettings, InventorySettings
+from servers import (
+    InfluxDBServer,
+    MosquittoServer,
+    create_database,
+    query,
+    quote_ident,
+    write_points,
+)
+from tests.support import Publisher, RunningPipeline, make_settings, reading, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -282,3 +292,51 @@ def test_a_late_backlog_out_of_order_is_rolled_up_again(city: City) -> None:
     assert after["n2"]["metered_kwh"] == pytest.approx(before["n2"]["metered_kwh"])
     assert after["n2"]["readings"] == before["n2"]["readings"] + len(city.backlog)
     _same(list(after.values()), raw)
+
+
+def test_luxtel_run_sets_retention_and_rolls_up_a_late_backlog(
+    mosquitto: MosquittoServer, influxdb: InfluxDBServer, tmp_path: Path
+) -> None:
+    """The upkeep inside `luxtel run`: the policies at start-up, then readings of hours already
+    closed (a gateway's backlog, published newest first) rolled up within a tick or two."""
+    database = f"run_{uuid.uuid4().hex[:8]}"
+    root = f"t{uuid.uuid4().hex[:8]}/lighting"
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on\nlum-1,north,C01,51.5,-0.1,40,100,900,LX,\n"
+    )
+    base = make_settings(tmp_path / "state", mosquitto.url, influxdb.url, database, root)
+    settings = base.model_copy(
+        update={
+            "inventory": InventorySettings(path=inventory),
+            "energy": EnergySettings(rollup_every_s=1),
+        }
+    )
+    now = int(time.time() * 1000)
+    first = now - now % H - 3 * H  # hours long closed
+    backlog = [
+        (f"{root}/north/lum-1/telemetry", reading(t, energy=1000.0 + 10 * i, seq=i))
+        for i, t in enumerate(range(first, first + 2 * H + 1, Q))
+    ]
+
+    def rolled_up() -> int:
+        statement = (
+            'SELECT sum("readings") FROM "rollups"."energy_hourly" '  # noqa: S608 (test data)
+            f"WHERE time >= {first}ms AND time < {first + 2 * H}ms"
+        )
+        series = query(influxdb.url, statement, db=database)["results"][0].get("series", [])
+        return int(series[0]["values"][0][1]) if series else 0
+
+    try:
+        with RunningPipeline(settings):
+            wait_until(lambda: (tmp_path / "state" / "rollups.json").exists(), what="a first tick")
+            publisher = Publisher(mosquitto.url)
+            publisher.publish(list(reversed(backlog)))
+            publisher.close()
+            wait_until(lambda: rolled_up() == 8, what="the backlog's two hours rolled up")
+        policies = query(influxdb.url, f"SHOW RETENTION POLICIES ON {quote_ident(database)}")
+        durations = {v[0]: v[1] for v in policies["results"][0]["series"][0]["values"]}
+        assert durations == {"autogen": "9600h0m0s", "rollups": "0s"}
+    finally:
+        query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
