@@ -255,7 +255,7 @@ def report(
             )
         raw_h = sum(y - x for x, y in used.raw_ranges) / 3_600_000
         _err.print(
-            f"{used.rollup_hours} whole hours from rollups ({used.rollup_rows:,} points), "
+            f"{used.rollup_hours} whole hours from rollups ({used.rollup_rows:,} sums), "
             f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
             + (
                 f"; {used.incomplete_hours} hour(s) lacked a device's rollup and were read raw"

@@ -45,7 +45,21 @@ FIELDS = (
     "resets",
     "gap",
     "method",
+    "via_counter",
+    "via_power",
 )
+SUMMED = (
+    "readings",
+    "counter_wh",
+    "power_wh",
+    "verified_wh",
+    "burning_h",
+    "dim_pct_h",
+    "flagged",
+    "resets",
+)
+"""The fields a reader adds up over hours (InfluxDB ``sum``); the methods are ``max`` of
+``via_counter`` and ``via_power`` (1 when the hour had an interval known that way)."""
 
 
 def floor_hour(t_ms: int) -> int:
@@ -196,7 +210,8 @@ def line(row: Rollup) -> str:
         f"power_wh={_float(row.power_wh)},verified_wh={_float(row.verified_wh)},"
         f"burning_h={_float(row.burning_h)},dim_pct_h={_float(row.dim_pct_h)},"
         f"baseline_wh={_float(row.baseline_wh)},flagged={row.flagged}i,resets={row.resets}i,"
-        f'gap={"true" if row.gap else "false"},method="{row.method}"'
+        f'gap={"true" if row.gap else "false"},method="{row.method}",'
+        f"via_counter={int('counter' in row.method)}i,via_power={int('power' in row.method)}i"
     )
     tags = f"circuit={row.circuit},device_id={row.device_id},zone={row.zone}"
     return f"{MEASUREMENT},{tags} {fields} {row.hour_ms}"
@@ -267,6 +282,51 @@ def plan(
 def _within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:
     i = bisect.bisect_right(edges, a) - 1
     return 0 <= i < len(edges) - 1 and b <= edges[i + 1]
+
+
+def add_sums(
+    builder: ReportBuilder, axis: str, index: int, device_id: str, sums: Mapping[str, float]
+) -> bool:
+    """Add one device's sums over hours of bin ``index`` of ``axis`` (``SUMMED`` and
+    ``via_counter``/``via_power``, as InfluxDB answers them) to the builder; False when the
+    device is not in its inventory."""
+    lum = builder.inventory.get(device_id)
+    if lum is None:
+        builder.unknown.add(device_id)
+        return False
+    spec = builder.axes[axis]
+    key = (spec.group_of(lum), index)
+    table = builder.tallies[axis]
+    tally = table.get(key)
+    if tally is None:
+        tally = table[key] = Tally()
+    tally.readings += int(sums.get("readings") or 0)
+    tally.counter_wh += sums.get("counter_wh") or 0.0
+    tally.power_wh += sums.get("power_wh") or 0.0
+    if sums.get("via_counter"):
+        tally.methods.add("counter")
+    if sums.get("via_power"):
+        tally.methods.add("power")
+    tally.verified_wh += sums.get("verified_wh") or 0.0
+    burn_ms = (sums.get("burning_h") or 0.0) * MS_PER_H
+    tally.burn_ms += burn_ms
+    tally.dim_ms += (sums.get("dim_pct_h") or 0.0) * MS_PER_H
+    tally.baseline_wh += lum.baseline_power_w * burn_ms / MS_PER_H
+    tally.flagged += int(sums.get("flagged") or 0)
+    tally.resets += int(sums.get("resets") or 0)
+    return True
+
+
+def runs(hours: Iterable[int], edges: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(start, end, bin)``: the hours merged into runs of consecutive hours inside one bin."""
+    out: list[tuple[int, int, int]] = []
+    for hour in sorted(hours):
+        index = bisect.bisect_right(edges, hour) - 1
+        if out and out[-1][1] == hour and out[-1][2] == index:
+            out[-1] = (out[-1][0], hour + MS_PER_H, index)
+        else:
+            out.append((hour, hour + MS_PER_H, index))
+    return out
 
 
 def add_hour(builder: ReportBuilder, row: Rollup) -> None:

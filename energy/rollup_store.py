@@ -21,21 +21,20 @@ from dataclasses import dataclass, field, replace
 
 from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
-from energy.queries import select, stream, windows
+from energy.queries import checked, select, stream, windows
 from energy.report import ReportBuilder
 from energy.rollup import (
-    FIELDS,
     MEASUREMENT,
-    Rollup,
-    add_hour,
+    SUMMED,
+    add_sums,
     ceil_hour,
     floor_hour,
-    from_record,
     line,
     merge,
     plan,
     rollup_builder,
     rollups,
+    runs,
 )
 from energy.source import COLUMNS, push_series
 from ingest.errors import InfluxRejectedError
@@ -174,6 +173,18 @@ class Sources:
     """Hours that could have come from rollups but lacked a device's point."""
     readings: int = 0
     rollup_rows: int = 0
+    """Device-sums InfluxDB answered (one per device per run of hours per axis)."""
+
+
+def _sums_statement(
+    config: RollupConfig, a: int, b: int, zones: Sequence[str], select_list: str, group: str
+) -> str:
+    where = [f"time >= {a * 1_000_000}", f"time < {b * 1_000_000}"]
+    if zones:
+        where.append("(" + " OR ".join(f"\"zone\" = '{checked('zone', z)}'" for z in zones) + ")")
+    source = f'"{checked("retention policy", config.retention_policy)}"."{MEASUREMENT}"'
+    # Every name passed `checked` and the times are integers: nothing is quoted through.
+    return f"SELECT {select_list} FROM {source} WHERE {' AND '.join(where)} GROUP BY {group}"  # noqa: S608
 
 
 async def _read_back(
@@ -183,48 +194,40 @@ async def _read_back(
     config: RollupConfig,
     zones: Sequence[str],
 ) -> tuple[set[int], int]:
-    """Add the rollups of ``hours`` to ``builder`` where every device of its inventory has
-    its point; returns the hours used and the rows added."""
-    wanted = set(builder.inventory)
-    used: set[int] = set()
-    rows_added = 0
+    """Add the rollups of ``hours`` to ``builder``, summed by InfluxDB: first which hours
+    hold a point for as many devices as the inventory has (``count`` per hour), then, per axis,
+    each device's sums over each run of such hours inside one bin. Returns the hours used and
+    the device-sums added."""
     if not hours:
-        return used, 0
-    step = chunk_hours(len(wanted)) * MS_PER_H
-    hour_set = set(hours)
-    for a, b in windows(hours[0], hours[-1] + MS_PER_H, step):
-        by_hour: dict[int, dict[str, Rollup]] = {}
-        statement = select(
-            MEASUREMENT,
-            [*FIELDS, "zone::tag", "circuit::tag"],
-            a,
-            b,
-            zones=zones,
-            group_by_device=True,
-            retention_policy=config.retention_policy,
-        )
-        try:
+        return set(), 0
+    wanted = len(builder.inventory)
+    counts: dict[int, int] = {}
+    statement = _sums_statement(
+        config, hours[0], hours[-1] + MS_PER_H, zones, 'count("readings")', "time(1h)"
+    )
+    try:
+        async for series in stream(writer, statement):
+            for t, n in series.values:
+                counts[int(t)] = int(n or 0)
+    except InfluxRejectedError as error:
+        if "retention policy not found" in error.message:
+            return set(), 0  # no rollups were ever made here: all raw
+        raise
+    used = {h for h in hours if counts.get(h) == wanted}
+    select_list = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in SUMMED]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+    )
+    added = 0
+    for name, axis in builder.axes.items():
+        for a, b, index in runs(used, axis.edges):
+            statement = _sums_statement(config, a, b, zones, select_list, '"device_id"')
             async for series in stream(writer, statement):
                 device_id = series.tags.get("device_id", "")
-                if device_id not in wanted:
-                    continue
                 for values in series.values:
-                    record = dict(zip(series.columns, values, strict=True))
-                    record["device_id"] = device_id
-                    row = from_record(record)
-                    if row.hour_ms in hour_set:
-                        by_hour.setdefault(row.hour_ms, {})[device_id] = row
-        except InfluxRejectedError as error:
-            if "retention policy not found" in error.message:
-                return used, rows_added  # no rollups were ever made here: all raw
-            raise
-        for hour, rows in by_hour.items():
-            if len(rows) == len(wanted):
-                for row in rows.values():
-                    add_hour(builder, row)
-                used.add(hour)
-                rows_added += len(rows)
-    return used, rows_added
+                    sums = dict(zip(series.columns, values, strict=True))
+                    added += add_sums(builder, name, index, device_id, sums)
+    return used, added
 
 
 async def feed_report(
