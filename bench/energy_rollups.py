@@ -47,6 +47,7 @@ from servers import InfluxDBServer, create_database, query  # noqa: E402
 H = 3_600_000
 Q = 15 * 60_000
 START = datetime(2026, 3, 1, tzinfo=UTC)
+LAST_CPU = [0.0]
 
 
 class CompactingInfluxDB(InfluxDBServer):
@@ -151,7 +152,7 @@ async def write_days(url: str, db: str, devices: int, days: int, start_ms: int) 
 
 
 def run(argv: list[str]) -> tuple[float, float, str]:
-    """Run a command; (wall s, peak RSS MiB, stderr tail)."""
+    """Run a command; (wall s, peak RSS MiB, stderr tail); its CPU s in ``LAST_CPU[0]``."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
@@ -160,6 +161,7 @@ def run(argv: list[str]) -> tuple[float, float, str]:
     out = process.stdout.read() if process.stdout else ""
     if status != 0:
         raise RuntimeError(f"{argv} failed: {err}{out}")
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss / 1024, err.strip().splitlines()[-1] if err.strip() else ""
 
 
@@ -217,12 +219,18 @@ def main() -> None:
         t0 = time.perf_counter()
         points = asyncio.run(write_days(server.url, db, args.devices, args.days, start_ms))
         wall = time.perf_counter() - t0
-        print(f"raw written: {points:,} points in {wall:.1f} s ({points / wall:,.0f}/s)")
+        print(
+            f"raw written: {points:,} points in {wall:.1f} s ({points / wall:,.0f}/s)", flush=True
+        )
         results["raw_points"] = points
 
         wall, rss, tail = run([*luxtel, "energy", "rollup", *period, "-c", str(toml)])
-        print(f"rollup build: {wall:.1f} s, peak RSS {rss:.0f} MiB — {tail}")
-        results["rollup_build"] = {"s": wall, "rss_mib": rss}
+        cpu_us = LAST_CPU[0] / points * 1e6
+        print(
+            f"rollup build: {wall:.1f} s, peak RSS {rss:.0f} MiB, luxtel CPU {LAST_CPU[0]:.1f} s "
+            f"= {cpu_us:.1f} µs a reading — {tail}"
+        )
+        results["rollup_build"] = {"s": wall, "rss_mib": rss, "cpu_us_per_reading": cpu_us}
 
         for source in ("rollups", "raw"):
             out = tmp / f"{source}.csv"
@@ -245,7 +253,10 @@ def main() -> None:
                 ]
             )
             kwh = total_kwh(out)
-            print(f"report from {source}: {wall:.1f} s, peak RSS {rss:.0f} MiB, {kwh:,.3f} kWh")
+            print(
+                f"report from {source}: {wall:.1f} s, peak RSS {rss:.0f} MiB, "
+                f"CPU {LAST_CPU[0]:.1f} s, {kwh:,.3f} kWh"
+            )
             results[f"report_{source}"] = {"s": wall, "rss_mib": rss, "kwh": kwh}
         same = (tmp / "rollups.csv").read_text() == (tmp / "raw.csv").read_text()
         print(f"  the two CSVs are {'identical' if same else 'DIFFERENT'}")

@@ -41,8 +41,8 @@ from ingest.errors import InfluxRejectedError
 from ingest.influx import InfluxWriter
 
 WRITE_BATCH = 5000
-DEVICE_HOURS = 200_000
-"""Device-hours held at once (built or read back): ~100 MB of tallies at most."""
+DEVICE_HOURS = 50_000
+"""Device-hours built at once: a few tens of MB of tallies and lines."""
 
 
 @dataclass(frozen=True, slots=True)
