@@ -255,7 +255,8 @@ def report(
             )
         raw_h = sum(y - x for x, y in used.raw_ranges) / 3_600_000
         _err.print(
-            f"{used.rollup_hours} whole hours from rollups ({used.rollup_rows:,} sums), "
+            f"{used.rollup_days} whole days and {used.rollup_hours} whole hours from rollups "
+            f"({used.rollup_rows:,} sums), "
             f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
             + (
                 f"; {used.incomplete_hours} hour(s) lacked a device's rollup and were read raw"
@@ -348,7 +349,8 @@ def rollup(
     built = _run(work, settings)
     _err.print(
         f"{built.rows:,} rollup points written ({len(lums)} luminaires × "
-        f"{(ceil_hour(b) - floor_hour(a)) // 3_600_000} hours) from {built.readings:,} readings"
+        f"{(ceil_hour(b) - floor_hour(a)) // 3_600_000} hours) from {built.readings:,} readings, "
+        f"and {built.days:,} daily points ({settings.energy.tz} days)"
     )
 
 

@@ -22,14 +22,21 @@ for the same hour, it overwrites the earlier point (same series, same time): nev
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from energy.counters import MS_PER_H, Sample
 from energy.inventory import Luminaire
+from energy.periods import day_edges, from_ms, local_midnight_ms
 from energy.report import Axis, ReportBuilder, Tally
 
 MEASUREMENT = "energy_hourly"
+DAY_MEASUREMENT = "energy_daily"
+"""Sums of a device's hourly rollups over a civil day (``energy.tz``), at local midnight, with
+``hours``: how many hourly points it summed (23, 24 or 25 when complete)."""
 HOUR_AXIS = "hour"
 FIELDS = (
     "readings",
@@ -253,30 +260,85 @@ class Plan:
 
 
 def plan(
-    start_ms: int, end_ms: int, axes: Iterable[Sequence[int]], edge_ms: float, usable: set[int]
+    start_ms: int,
+    end_ms: int,
+    axes: Iterable[Sequence[int]],
+    edge_ms: float,
+    usable: set[int],
+    taken: Sequence[tuple[int, int]] = (),
 ) -> Plan:
     """Which whole hours of ``[start_ms, end_ms)`` come from rollups: those at least
     ``edge_ms`` from both ends (the longest gap: the raw report may call a stretch at its edges
     ``edge`` where a rollup says ``missing``), inside one bin of every axis (an hour across a
-    bin's edge cannot be cut), and in ``usable`` (every device has its point). The rest, merged
-    into ranges, is read raw."""
+    bin's edge cannot be cut), in ``usable`` (every device has its point) and not in a
+    ``taken`` span (days read from daily rollups). The rest, merged into ranges, is read raw."""
     first, last = ceil_hour(int(start_ms + edge_ms)), floor_hour(int(end_ms - edge_ms))
     edge_lists = [list(edges) for edges in axes]
+    inside = [range(a, b) for a, b in taken]
     hours = []
     for hour in range(first, last, MS_PER_H):
-        if hour not in usable:
+        if hour not in usable or any(hour in span for span in inside):
             continue
         if all(_within_one_bin(edges, hour, hour + MS_PER_H) for edges in edge_lists):
             hours.append(hour)
+    covered = sorted([(h, h + MS_PER_H) for h in hours] + list(taken))
     raw: list[tuple[int, int]] = []
     t = start_ms
-    for hour in hours:
-        if hour > t:
-            raw.append((t, hour))
-        t = hour + MS_PER_H
+    for a, b in covered:
+        if a > t:
+            raw.append((t, a))
+        t = max(t, b)
     if t < end_ms:
         raw.append((t, end_ms))
     return Plan(hours, raw)
+
+
+def whole_days(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """The civil days of ``tz`` lying wholly inside ``[start_ms, end_ms)``."""
+    edges, _ = day_edges(start_ms, end_ms, tz)
+    out = []
+    for a, b in itertools.pairwise(edges):
+        day = from_ms(a).astimezone(tz).date()
+        if a == local_midnight_ms(day, tz) and b == local_midnight_ms(day + timedelta(days=1), tz):
+            out.append((a, b))
+    return out
+
+
+def days_touching(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """The civil days of ``tz`` that overlap ``[start_ms, end_ms)``, whole."""
+    first = from_ms(start_ms).astimezone(tz).date()
+    last = from_ms(end_ms - 1).astimezone(tz).date()
+    a = local_midnight_ms(first, tz)
+    b = local_midnight_ms(last + timedelta(days=1), tz)
+    return whole_days(a, b, tz)
+
+
+def candidate_days(
+    start_ms: int, end_ms: int, axes: Iterable[Sequence[int]], edge_ms: float, tz: ZoneInfo
+) -> list[tuple[int, int]]:
+    """The days a report may read from daily rollups: whole civil days at least ``edge_ms``
+    from its ends (as ``plan``), each inside one bin of every axis."""
+    first, last = ceil_hour(int(start_ms + edge_ms)), floor_hour(int(end_ms - edge_ms))
+    if last <= first:
+        return []
+    edge_lists = [list(edges) for edges in axes]
+    return [
+        (a, b)
+        for a, b in whole_days(first, last, tz)
+        if all(_within_one_bin(edges, a, b) for edges in edge_lists)
+    ]
+
+
+def day_line(lum: Luminaire, day_ms: int, sums: Mapping[str, float]) -> str:
+    """One device's civil day: the sums of its hourly rollups, ``hours`` of them."""
+    fields = ",".join(
+        f"{name}={int(sums.get(name) or 0)}i"
+        if name in ("readings", "flagged", "resets", "hours", "via_counter", "via_power")
+        else f"{name}={_float(sums.get(name) or 0.0)}"
+        for name in (*SUMMED, "via_counter", "via_power", "hours")
+    )
+    tags = f"circuit={lum.circuit},device_id={lum.device_id},zone={lum.zone}"
+    return f"{DAY_MEASUREMENT},{tags} {fields} {day_ms}"
 
 
 def _within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:

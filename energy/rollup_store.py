@@ -16,25 +16,30 @@ Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall c
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo
 
 from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.queries import checked, select, stream, windows
 from energy.report import ReportBuilder
 from energy.rollup import (
+    DAY_MEASUREMENT,
     MEASUREMENT,
     SUMMED,
     add_sums,
+    candidate_days,
     ceil_hour,
+    day_line,
+    days_touching,
     floor_hour,
     line,
     merge,
     plan,
     rollup_builder,
     rollups,
-    runs,
 )
 from energy.source import COLUMNS, push_series
 from ingest.errors import InfluxRejectedError
@@ -52,6 +57,8 @@ class RollupConfig:
     retention_policy: str = "rollups"
     gap_factor: float = 1.5
     max_interval_ms: float = 12 * MS_PER_H
+    tz: str = "UTC"
+    """The city's civil time, for the daily rollups."""
 
 
 def _in_time(statement: str, order_desc: bool) -> str:
@@ -119,6 +126,8 @@ class Built:
     rows: int = 0
     readings: int = 0
     reach: tuple[int, int] | None = None
+    days: int = 0
+    """Daily points written."""
 
 
 async def build(
@@ -159,14 +168,47 @@ async def build(
             done.rows += len(rows)
             if advance is not None:
                 advance(b - a, len(rows))
+        done.days = await build_days(writer, out, inventory, start_ms, end_ms, config)
     done.reach = (lo, hi)
     return done
+
+
+async def build_days(
+    writer: InfluxWriter,
+    out: InfluxWriter,
+    inventory: Mapping[str, Luminaire],
+    start_ms: int,
+    end_ms: int,
+    config: RollupConfig,
+) -> int:
+    """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)``: each
+    device's sums over the day's hourly points, summed by InfluxDB; returns the points."""
+    select_list = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in SUMMED]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+        + ['count("readings") AS "hours"']
+    )
+    written = 0
+    for a, b in days_touching(start_ms, end_ms, ZoneInfo(config.tz)):
+        statement = _sums_statement(config, a, b, (), select_list, '"device_id"')
+        lines = []
+        async for series in stream(writer, statement):
+            lum = inventory.get(series.tags.get("device_id", ""))
+            if lum is None:
+                continue
+            for values in series.values:
+                lines.append(day_line(lum, a, dict(zip(series.columns, values, strict=True))))
+        for i in range(0, len(lines), WRITE_BATCH):
+            await out.write(lines[i : i + WRITE_BATCH])
+        written += len(lines)
+    return written
 
 
 @dataclass(slots=True)
 class Sources:
     """Where a report's figures came from."""
 
+    rollup_days: int = 0
     rollup_hours: int = 0
     raw_ranges: list[tuple[int, int]] = field(default_factory=list)
     incomplete_hours: int = 0
@@ -177,14 +219,90 @@ class Sources:
 
 
 def _sums_statement(
-    config: RollupConfig, a: int, b: int, zones: Sequence[str], select_list: str, group: str
+    config: RollupConfig,
+    a: int,
+    b: int,
+    zones: Sequence[str],
+    select_list: str,
+    group: str,
+    measurement: str = MEASUREMENT,
 ) -> str:
     where = [f"time >= {a * 1_000_000}", f"time < {b * 1_000_000}"]
     if zones:
         where.append("(" + " OR ".join(f"\"zone\" = '{checked('zone', z)}'" for z in zones) + ")")
-    source = f'"{checked("retention policy", config.retention_policy)}"."{MEASUREMENT}"'
+    source = f'"{checked("retention policy", config.retention_policy)}"."{measurement}"'
     # Every name passed `checked` and the times are integers: nothing is quoted through.
     return f"SELECT {select_list} FROM {source} WHERE {' AND '.join(where)} GROUP BY {group}"  # noqa: S608
+
+
+async def _add_runs(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    spans: Sequence[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+    measurement: str,
+) -> int:
+    """Add each device's sums over each run of consecutive ``spans`` inside one bin, per
+    axis; returns the device-sums added."""
+    select_list = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in SUMMED]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+    )
+    added = 0
+    for name, axis in builder.axes.items():
+        merged: list[tuple[int, int, int]] = []
+        for a, b in sorted(spans):
+            index = bisect.bisect_right(axis.edges, a) - 1
+            if merged and merged[-1][1] == a and merged[-1][2] == index:
+                merged[-1] = (merged[-1][0], b, index)
+            else:
+                merged.append((a, b, index))
+        for a, b, index in merged:
+            statement = _sums_statement(
+                config, a, b, zones, select_list, '"device_id"', measurement
+            )
+            async for series in stream(writer, statement):
+                device_id = series.tags.get("device_id", "")
+                for values in series.values:
+                    sums = dict(zip(series.columns, values, strict=True))
+                    added += add_sums(builder, name, index, device_id, sums)
+    return added
+
+
+async def _read_back_days(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    days: list[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> tuple[list[tuple[int, int]], int]:
+    """Add the daily rollups of ``days`` where every device of the inventory has a point
+    summing all the day's hours; returns the days used and the device-sums added."""
+    if not days:
+        return [], 0
+    wanted = len(builder.inventory)
+    found: dict[int, tuple[int, int]] = {}
+    statement = _sums_statement(
+        config,
+        days[0][0],
+        days[-1][1],
+        zones,
+        'count("hours"), min("hours")',
+        "time(1h)",
+        DAY_MEASUREMENT,
+    )
+    try:
+        async for series in stream(writer, statement):
+            for t, n, least in series.values:
+                found[int(t)] = (int(n or 0), int(least or 0))
+    except InfluxRejectedError as error:
+        if "retention policy not found" in error.message:
+            return [], 0
+        raise
+    used = [(a, b) for a, b in days if found.get(floor_hour(a)) == (wanted, (b - a) // MS_PER_H)]
+    added = await _add_runs(writer, builder, used, config, zones, DAY_MEASUREMENT)
+    return used, added
 
 
 async def _read_back(
@@ -214,20 +332,8 @@ async def _read_back(
             return set(), 0  # no rollups were ever made here: all raw
         raise
     used = {h for h in hours if counts.get(h) == wanted}
-    select_list = ", ".join(
-        [f'sum("{name}") AS "{name}"' for name in SUMMED]
-        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
-    )
-    added = 0
-    for name, axis in builder.axes.items():
-        for a, b, index in runs(used, axis.edges):
-            statement = _sums_statement(config, a, b, zones, select_list, '"device_id"')
-            async for series in stream(writer, statement):
-                device_id = series.tags.get("device_id", "")
-                for values in series.values:
-                    sums = dict(zip(series.columns, values, strict=True))
-                    added += add_sums(builder, name, index, device_id, sums)
-    return used, added
+    spans = [(h, h + MS_PER_H) for h in sorted(used)]
+    return used, await _add_runs(writer, builder, spans, config, zones, MEASUREMENT)
 
 
 async def feed_report(
@@ -248,14 +354,19 @@ async def feed_report(
         default=0.0,
     )
     axes = [axis.edges for axis in builder.axes.values()]
-    candidates = plan(start, end, axes, edge, set(range(floor_hour(start), end, MS_PER_H)))
     sources = Sources()
-    used, sources.rollup_rows = await _read_back(writer, builder, candidates.hours, config, zones)
+    days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
+    used_days, sources.rollup_rows = await _read_back_days(writer, builder, days, config, zones)
+    sources.rollup_days = len(used_days)
+    every_hour = set(range(floor_hour(start), end, MS_PER_H))
+    candidates = plan(start, end, axes, edge, every_hour, used_days)
+    used, rows = await _read_back(writer, builder, candidates.hours, config, zones)
+    sources.rollup_rows += rows
     sources.rollup_hours = len(used)
     sources.incomplete_hours = len(candidates.hours) - len(used)
     if advance is not None:
-        advance(len(used) * MS_PER_H, sources.rollup_rows)
-    final = plan(start, end, axes, edge, used)
+        advance(sum(b - a for a, b in used_days) + len(used) * MS_PER_H, sources.rollup_rows)
+    final = plan(start, end, axes, edge, used, used_days)
     sources.raw_ranges = final.raw
     for a, b in final.raw:
         part = ReportBuilder(

@@ -21,6 +21,7 @@ def rollup_config(settings: Settings) -> RollupConfig:
         retention_policy=settings.influx.rollup_retention_policy,
         gap_factor=settings.energy.gap_factor,
         max_interval_ms=settings.energy.max_interval_h * MS_PER_H,
+        tz=settings.energy.tz,
     )
 
 

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -278,6 +279,15 @@ class RulesSettings(_Section):
 
 
 class EnergySettings(_Section):
+    @field_validator("tz")
+    @classmethod
+    def _check_tz(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone such as Europe/London") from None
+        return name
+
     rollups: bool = Field(
         default=True,
         description="Keep the hourly energy rollups up to date inside `luxtel run` (needs "
@@ -304,6 +314,11 @@ class EnergySettings(_Section):
     )
     gap_factor: float = Field(
         default=1.5, gt=1, description="A stretch longer than this many report intervals is a gap."
+    )
+    tz: str = Field(
+        default="UTC",
+        description="IANA time zone of the city's civil days, for the daily rollups (reports "
+        "by day or month in this zone read them).",
     )
     dirty_max_bytes: int = Field(
         default=1 << 20,

@@ -21,11 +21,14 @@ from energy.report import ALL, Axis, ReportBuilder, Row
 from energy.rollup import (
     Rollup,
     add_hour,
+    candidate_days,
     compute,
+    days_touching,
     from_record,
     line,
     merge,
     plan,
+    whole_days,
 )
 
 M = 60_000
@@ -314,3 +317,24 @@ def test_an_onboarding_just_after_midnight_keeps_the_day_flagged() -> None:
     north = [r for r in raw.rows("zone_day") if r.key == "north"]
     assert [r.gap for r in north] == [True, True]
     _same(via.rows("zone_day"), raw.rows("zone_day"))
+
+
+def test_daily_rollups_take_whole_civil_days_inside_one_bin() -> None:
+    spring = to_ms(datetime(2026, 3, 29, tzinfo=LONDON))
+    days = whole_days(spring - 5 * MS_PER_H, spring + 60 * MS_PER_H, LONDON)
+    assert [(b - a) // MS_PER_H for a, b in days] == [23, 24]  # 29 March is 23 h long
+    assert days[0][0] == spring
+    assert days_touching(spring + MS_PER_H, spring + 2 * MS_PER_H, LONDON) == [days[0]]
+    # a report from 28 March 00:00 to 31 March 00:00 by day: the 28th and the 30th are too
+    # close to the ends (the longest gap), the 29th is taken; by half-hours nothing is
+    start, end = (
+        to_ms(datetime(2026, 3, 28, tzinfo=LONDON)),
+        to_ms(datetime(2026, 3, 31, tzinfo=LONDON)),
+    )
+    by_day = [day_edges(start, end, LONDON)[0]]
+    assert candidate_days(start, end, by_day, 1.5 * Q, LONDON) == [days[0]]
+    kolkata = ZoneInfo("Asia/Kolkata")
+    assert candidate_days(start, end, by_day, 1.5 * Q, kolkata) == []  # days cut by London's
+    chosen = plan(start, end, by_day, 1.5 * Q, set(range(start, end, MS_PER_H)), [days[0]])
+    assert not any(days[0][0] <= h < days[0][1] for h in chosen.hours)
+    assert chosen.raw == [(start, start + MS_PER_H), (end - MS_PER_H, end)]
