@@ -379,18 +379,6 @@ def add_sums(
     return True
 
 
-def runs(hours: Iterable[int], edges: Sequence[int]) -> list[tuple[int, int, int]]:
-    """``(start, end, bin)``: the hours merged into runs of consecutive hours inside one bin."""
-    out: list[tuple[int, int, int]] = []
-    for hour in sorted(hours):
-        index = bisect.bisect_right(edges, hour) - 1
-        if out and out[-1][1] == hour and out[-1][2] == index:
-            out[-1] = (out[-1][0], hour + MS_PER_H, index)
-        else:
-            out.append((hour, hour + MS_PER_H, index))
-    return out
-
-
 def add_hour(builder: ReportBuilder, row: Rollup) -> None:
     """Add one rollup hour to every axis of a report builder (the hour lies in one bin of
     each, see ``plan``); a device not in the builder's inventory is left out."""
