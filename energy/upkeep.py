@@ -7,6 +7,7 @@ Instead each hour is rolled up **once, when it closes**, reading that hour plus 
 neighbouring readings (``rollup_store.read_range``), and again only when a reading for it is
 written late.
 
+- Every build also rewrites the daily rollups of the civil days it touches (``build_days``).
 - **Closing** (wall clock): hour ``h`` of reading time is closed once the wall clock passes
   ``h + 1 h + settle_s``; the watermark (the first hour not yet closed) is kept in
   ``state_dir/rollups.json``. On the first start it begins at the current hour (older hours:
