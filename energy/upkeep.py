@@ -146,7 +146,10 @@ class Upkeep:
         if recent < watermark:
             self._pending.append((recent, watermark))
         while not stop.is_set():
-            watermark = await self.tick(watermark)
+            try:
+                watermark = await self.tick(watermark)
+            except Exception as error:  # the rollups must never stop ingest
+                log.error("rollup_upkeep_error", error=repr(error), action="will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.every_s)
 
