@@ -320,13 +320,18 @@ async def _read_back(
         return set(), 0
     wanted = len(builder.inventory)
     counts: dict[int, int] = {}
-    statement = _sums_statement(
-        config, hours[0], hours[-1] + MS_PER_H, zones, 'count("readings")', "time(1h)"
-    )
+    stretches: list[tuple[int, int]] = []  # consecutive candidate hours: one count query each
+    for h in sorted(hours):
+        if stretches and stretches[-1][1] == h:
+            stretches[-1] = (stretches[-1][0], h + MS_PER_H)
+        else:
+            stretches.append((h, h + MS_PER_H))
     try:
-        async for series in stream(writer, statement):
-            for t, n in series.values:
-                counts[int(t)] = int(n or 0)
+        for a, b in stretches:
+            statement = _sums_statement(config, a, b, zones, 'count("readings")', "time(1h)")
+            async for series in stream(writer, statement):
+                for t, n in series.values:
+                    counts[int(t)] = int(n or 0)
     except InfluxRejectedError as error:
         if "retention policy not found" in error.message:
             return set(), 0  # no rollups were ever made here: all raw
