@@ -1,16 +1,17 @@
 """Rollup upkeep inside ``luxtel run``: one task that keeps the hourly rollups current.
 
-Why this shape (the evidence is in ``bench/README.md``): rebuilding recent hours on a timer
-re-reads every reading many times (a 12-hour reach around each hour), and the report's read rate
-is ~5 µs a reading, so that alone would cost ``luxtel run`` far more than its 10 % budget.
-Instead each hour is rolled up **once, when it closes**, reading that hour plus each device's two
-neighbouring readings (``rollup_store.read_range``), and again only when a reading for it is
-written late.
+Why this shape: rebuilding recent hours on a timer re-reads every reading many times (a 12-hour
+reach around each hour) at ~5 µs a reading read. Instead each hour is rolled up **once, when it
+closes**, reading that hour plus each device's two neighbouring readings
+(``rollup_store.read_range``), and again only when a reading for it is written late. Even so a
+build costs 9–12 µs of CPU per reading (``bench/README.md``, "Energy at city scale"): more than
+the issue's 10 % of ``luxtel run``'s cost per reading; cheaper would be to tally the readings as
+the decoder accepts them, which this does not do.
 
 - Every build also rewrites the daily rollups of the civil days it touches (``build_days``).
 - **Closing** (wall clock): hour ``h`` of reading time is closed once the wall clock passes
   ``h + 1 h + settle_s``; the watermark (the first hour not yet closed) is kept in
-  ``state_dir/rollups.json``. On the first start it begins at the current hour (older hours:
+  ``state_dir/rollups.json``. On the first start it begins ``recent_hours`` back (older hours:
   ``luxtel energy rollup --from … --to …``); after a stop, the hours missed are caught up.
 - **Dirty hours** (reading time): the sink calls ``DirtyHours.note`` with the lines it has just
   written to InfluxDB (after the write, so a spooled backlog counts when it is replayed). Hours
