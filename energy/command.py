@@ -26,7 +26,7 @@ from energy.queries import DAY_MS, QueryError, checked
 from energy.report import GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
 from energy.retention import RetentionError, ensure_retention
 from energy.rollup import ceil_hour, floor_hour
-from energy.rollup_store import Built, feed_report
+from energy.rollup_store import Built, delete_range, feed_report
 from energy.rollup_store import build as build_rollups
 from energy.settlement import write_settlement
 from energy.source import feed
@@ -316,8 +316,16 @@ def rollup(
         Path | None, typer.Option("--inventory", help="Inventory CSV (default inventory.path).")
     ] = None,
     tz: TzOption = "UTC",
+    delete_first: Annotated[
+        bool,
+        typer.Option(
+            "--delete-first",
+            help="Delete the range's rollups first: after moving a luminaire to another zone or "
+            "circuit in the inventory (its points under the old tags would stay).",
+        ),
+    ] = False,
 ) -> None:
-    """(Re)build the hourly energy rollups of the whole hours over [--from, --to).
+    """(Re)build the hourly and daily energy rollups of the whole hours over [--from, --to).
 
     Idempotent: a rebuilt hour overwrites its points (same series, same time). `luxtel run`
     keeps recent hours current by itself; use this for history, or after editing the
@@ -333,6 +341,11 @@ def rollup(
             try:
                 for statement in await ensure_retention(writer, retention):
                     _err.print(f"retention: {statement}")
+            except RetentionError as error:
+                raise _fail(str(error), 1) from None
+        if delete_first:
+            try:
+                await delete_range(writer, a, b, rollups)
             except RetentionError as error:
                 raise _fail(str(error), 1) from None
         with _progress() as bar:

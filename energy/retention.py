@@ -116,14 +116,16 @@ async def ensure_retention(writer: InfluxWriter, config: RetentionConfig) -> lis
             f"DURATION {_duration(config.rollup_days)}"
         )
     for statement in done:
-        await _post(writer, statement)
+        await post_statement(writer, statement)
     return done
 
 
-async def _post(writer: InfluxWriter, statement: str) -> None:
-    """A statement that changes the schema (InfluxDB 1.x wants them POSTed)."""
+async def post_statement(writer: InfluxWriter, statement: str) -> None:
+    """A statement that changes the schema or deletes (InfluxDB 1.x wants them POSTed);
+    RetentionError when refused."""
     try:
-        async with writer.session.post("query", params={"q": statement}) as response:
+        params = {"q": statement, "db": writer.target.database}
+        async with writer.session.post("query", params=params) as response:
             text = await response.text(errors="replace")
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as error:

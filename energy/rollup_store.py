@@ -25,6 +25,7 @@ from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.queries import checked, select, stream, windows
 from energy.report import ReportBuilder
+from energy.retention import post_statement
 from energy.rollup import (
     DAY_MEASUREMENT,
     MEASUREMENT,
@@ -171,6 +172,22 @@ async def build(
         done.days = await build_days(writer, out, inventory, start_ms, end_ms, config)
     done.reach = (lo, hi)
     return done
+
+
+async def delete_range(
+    writer: InfluxWriter, start_ms: int, end_ms: int, config: RollupConfig
+) -> None:
+    """Delete the hourly rollups of the hours over ``[start_ms, end_ms)`` and the daily ones
+    of the days touching it (before a rebuild after an inventory edit moved a luminaire to
+    another zone or circuit: its points under the old tags would stay beside the new ones).
+    Both measurements exist only in the rollup policy, so nothing else is touched."""
+    a, b = floor_hour(start_ms), ceil_hour(end_ms)
+    days = days_touching(a, b, ZoneInfo(config.tz))
+    spans = [(MEASUREMENT, a, b)] + ([(DAY_MEASUREMENT, days[0][0], days[-1][1])] if days else [])
+    for measurement, x, y in spans:
+        # integers and constants only
+        statement = f'DELETE FROM "{measurement}" WHERE time >= {x}ms AND time < {y}ms'  # noqa: S608
+        await post_statement(writer, statement)
 
 
 async def build_days(

@@ -358,3 +358,42 @@ def test_luxtel_run_sets_retention_and_rolls_up_a_late_backlog(
         assert durations == {"autogen": "9600h0m0s", "rollups": "0s"}
     finally:
         query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+def test_moving_a_luminaire_and_rebuilding_leaves_no_stale_points(city: City) -> None:
+    _rollup(city)
+    inventory = city.tmp / "inventory.csv"
+    inventory.write_text(inventory.read_text().replace("s3,south,C04", "s3,east,C05"))
+
+    def zones_of_s3() -> dict[str, int]:
+        answer = query(
+            city.url,
+            'SELECT count("readings") FROM "rollups"."energy_hourly" WHERE device_id = \'s3\' '
+            'GROUP BY "zone"',
+            db=city.database,
+        )
+        series = answer["results"][0].get("series", [])
+        return {s["tags"]["zone"]: s["values"][0][1] for s in series}
+
+    _rollup(city)
+    assert zones_of_s3() == {"south": 71, "east": 71}  # the old series stays beside the new
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    _, said = _report_said(city, "rollups", *args)
+    assert "0 whole days and 0 whole hours from rollups" in said  # 7 points an hour for 6: raw
+    _cli(
+        "rollup",
+        "--from",
+        "2026-03-28",
+        "--to",
+        "2026-03-31",
+        "-c",
+        str(city.toml),
+        "--tz",
+        "Europe/London",
+        "--delete-first",
+    )
+    assert zones_of_s3() == {"east": 71}
+    via, said = _report_said(city, "rollups", *args)
+    assert "1 whole days and 44 whole hours from rollups" in said
+    _same(via, _report(city, "raw", *args))
+    assert {r["zone"] for r in via} == {"north", "south", "east"}
