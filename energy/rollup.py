@@ -211,17 +211,18 @@ def _float(value: float) -> str:
 
 def line(row: Rollup) -> str:
     """The rollup as a line of line protocol (ms precision)."""
-    fields = (
-        f"readings={row.readings}i,expected={_float(row.expected)},"
-        f"metered_wh={_float(row.metered_wh)},counter_wh={_float(row.counter_wh)},"
-        f"power_wh={_float(row.power_wh)},verified_wh={_float(row.verified_wh)},"
-        f"burning_h={_float(row.burning_h)},dim_pct_h={_float(row.dim_pct_h)},"
-        f"baseline_wh={_float(row.baseline_wh)},flagged={row.flagged}i,resets={row.resets}i,"
-        f'gap={"true" if row.gap else "false"},method="{row.method}",'
-        f"via_counter={int('counter' in row.method)}i,via_power={int('power' in row.method)}i"
+    method = row.method
+    return (
+        f"{MEASUREMENT},circuit={row.circuit},device_id={row.device_id},zone={row.zone} "
+        f"readings={row.readings}i,expected={row.expected!r},"
+        f"metered_wh={row.counter_wh + row.power_wh!r},counter_wh={row.counter_wh!r},"
+        f"power_wh={row.power_wh!r},verified_wh={row.verified_wh!r},"
+        f"burning_h={row.burning_h!r},dim_pct_h={row.dim_pct_h!r},"
+        f"baseline_wh={row.baseline_wh!r},flagged={row.flagged}i,resets={row.resets}i,"
+        f'gap={"true" if row.flagged else "false"},method="{method}",'
+        f"via_counter={int('counter' in method)}i,via_power={int('power' in method)}i "
+        f"{row.hour_ms}"
     )
-    tags = f"circuit={row.circuit},device_id={row.device_id},zone={row.zone}"
-    return f"{MEASUREMENT},{tags} {fields} {row.hour_ms}"
 
 
 def from_record(record: Mapping[str, object]) -> Rollup:

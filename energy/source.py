@@ -17,8 +17,12 @@ from ingest.influx import InfluxWriter
 COLUMNS = ("energy_wh", "power_w", "lamp_on", "dim_pct")
 
 
+_NUMBERS = (float, int)
+"""Exact classes only: ``bool`` is an ``int`` subclass and must not pass as a number."""
+
+
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return float(value) if value.__class__ in _NUMBERS else None
 
 
 def push_series(builder: ReportBuilder, series: Series) -> int:
@@ -34,16 +38,17 @@ def push_series(builder: ReportBuilder, series: Series) -> int:
         at["dim_pct"],
     )
     push = builder.push
+    numbers = _NUMBERS
     for row in series.values:
-        lamp_on = row[il]
+        lamp_on, energy, power, dim = row[il], row[ie], row[ip], row[idim]
         push(
             device_id,
             Sample(
                 int(row[it]),
-                _number(row[ie]),
-                _number(row[ip]),
-                lamp_on if isinstance(lamp_on, bool) else None,
-                _number(row[idim]),
+                float(energy) if energy.__class__ in numbers else None,
+                float(power) if power.__class__ in numbers else None,
+                lamp_on if lamp_on.__class__ is bool else None,
+                float(dim) if dim.__class__ in numbers else None,
             ),
         )
     return len(series.values)
