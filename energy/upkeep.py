@@ -4,7 +4,7 @@ Why this shape: rebuilding recent hours on a timer re-reads every reading many t
 reach around each hour) at ~5 µs a reading read. Instead each hour is rolled up **once, when it
 closes**, reading that hour plus each device's two neighbouring readings
 (``rollup_store.read_range``), and again only when a reading for it is written late. Even so a
-build costs 9–12 µs of CPU per reading (``bench/README.md``, "Energy at city scale"): more than
+build costs ~7–11 µs of CPU per reading (``bench/README.md``, "Energy at city scale"): more than
 the issue's 10 % of ``luxtel run``'s cost per reading; cheaper would be to tally the readings as
 the decoder accepts them, which this does not do.
 
