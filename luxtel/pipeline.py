@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import start_http_server
 
+from energy.upkeep import Upkeep
 from influx.client import InfluxTarget, InfluxWriter
 from influx.errors import FatalInfluxError, InfluxRejectedError, InfluxUnavailableError
 from ingest.chunk_queue import ChunkQueue
@@ -28,6 +29,7 @@ from ingest.rate_limit import RateLimiter
 from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
+from luxtel.rollups import rollup_upkeep
 from luxtel.settings import ConfigError, Settings
 from mqtt.errors import MqttConnectError
 from rules.runtime.config import RulesConfig
@@ -171,6 +173,7 @@ class Pipeline:
     own_sources: list[MqttSource] = field(init=False, default_factory=list)
     sink: Sink = field(init=False)
     rules: RulesProcess | None = field(init=False, default=None)
+    upkeep: Upkeep | None = field(init=False, default=None)
 
     async def run(self) -> None:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
@@ -233,6 +236,7 @@ class Pipeline:
             )
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
+            self.upkeep = rollup_upkeep(settings, writer)
             source = MqttSource(
                 mqtt_target(settings, sources),
                 received,
@@ -258,6 +262,7 @@ class Pipeline:
                 source.ack,
                 create_database=settings.influx.create_database,
                 journal=journal.append if journal is not None else None,
+                written=None if self.upkeep is None else self.upkeep.dirty.note,
             )
             self.sink = sink
             rules = self._rules_process(source, journal)
@@ -294,6 +299,9 @@ class Pipeline:
                     if own_sources
                     else None
                 )
+                upkeep_stop = asyncio.Event()
+                if self.upkeep is not None:
+                    group.create_task(self.upkeep.run(upkeep_stop), name="rollup-upkeep")
                 self.source = source
                 self.own_sources = own_sources
                 self.ready.set()
@@ -306,6 +314,7 @@ class Pipeline:
                     await forwarder
                 await source.stop()
                 await sink_task
+                upkeep_stop.set()
                 if rules is not None and rules_task is not None:
                     rules.close()  # the sink has drained: everything is journaled
                     await rules_task
