@@ -1,9 +1,12 @@
-"""Energy: kWh per zone per day, burning hours, and savings against the replaced lamps.
+"""Energy: kWh per zone per day, burning hours, completeness, and savings against the baseline.
 
-A glance for the city, not the audit: `luxtel energy report` gives the auditor's figures (per
-device baselines, completeness). Here the baseline is one fleet-wide wattage — the inventory's
-mean `baseline_power_w`, editable on the dashboard — times the burning hours, and burning hours
-are readings with the lamp on × the fleet's reporting interval.
+Every panel reads the hourly rollups (`energy_hourly` in the `rollups` retention policy, kept by
+`luxtel run` and `luxtel energy rollup`), never raw telemetry: a year of a large city is
+100,000 × 8,760 points summed by InfluxDB instead of a `non_negative_difference` over 35 billion
+raw ones. The rollups hold the report's own arithmetic (resets, onboarding, intervals shared
+between hours), so these are the auditor's figures for whole hours, and the baseline is each
+luminaire's own (`baseline_power_w` of the inventory, over its verified burning hours). Days are
+UTC days; `luxtel energy report --by day --tz …` gives the city's civil days.
 """
 
 from __future__ import annotations
@@ -18,23 +21,30 @@ from dashboards.inventory import Inventory
 from dashboards.sdk import INFLUX, InfluxQL
 
 UID = "luxtel-energy"
+ROLLUPS = '"rollups"."energy_hourly"'
+"""The rollups' retention policy and measurement (`influx.rollup_retention_policy`)."""
 
 KWH_PER_ZONE_DAY = influxql(
-    'SELECT sum("d") / 1000 FROM (SELECT non_negative_difference("energy_wh") AS "d" '
-    'FROM "telemetry" WHERE $timeFilter AND @zone GROUP BY "device_id", "zone") '
-    'GROUP BY time(1d), "zone"'
+    'SELECT sum("metered_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone '
+    'GROUP BY time(1d), "zone"',
+    rollups=ROLLUPS,
 )
 BURNING_HOURS_PER_ZONE_DAY = influxql(
-    'SELECT count("lamp_on") * $report_interval_s / 3600 FROM "telemetry" '
-    'WHERE "lamp_on" = true AND $timeFilter AND @zone GROUP BY time(1d), "zone"'
+    'SELECT sum("burning_h") FROM @rollups WHERE $timeFilter AND @zone GROUP BY time(1d), "zone"',
+    rollups=ROLLUPS,
+)
+COMPLETENESS_PER_ZONE_DAY = influxql(
+    'SELECT sum("readings") / sum("expected") * 100 FROM @rollups WHERE $timeFilter AND @zone '
+    'GROUP BY time(1d), "zone"',
+    rollups=ROLLUPS,
 )
 BASELINE_KWH_PER_DAY = influxql(
-    'SELECT count("lamp_on") * $report_interval_s / 3600 * $baseline_w / 1000 '
-    'FROM "telemetry" WHERE "lamp_on" = true AND $timeFilter AND @zone GROUP BY time(1d)'
+    'SELECT sum("baseline_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY time(1d)',
+    rollups=ROLLUPS,
 )
-METERED_KWH_PER_DAY = influxql(
-    'SELECT sum("d") / 1000 FROM (SELECT non_negative_difference("energy_wh") AS "d" '
-    'FROM "telemetry" WHERE $timeFilter AND @zone GROUP BY "device_id") GROUP BY time(1d)'
+VERIFIED_KWH_PER_DAY = influxql(
+    'SELECT sum("verified_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY time(1d)',
+    rollups=ROLLUPS,
 )
 
 
@@ -53,30 +63,19 @@ def _bars(title: str, unit: str, description: str) -> timeseries.Panel:
 
 
 def energy_dashboard(inventory: Inventory) -> builder.Dashboard:
-    baseline = inventory.mean_baseline_w
+    """The energy dashboard (the inventory is in the rollups already: each point carries its
+    luminaire's baseline)."""
+    del inventory
     dash = (
         new_dashboard(
             UID,
             "luxtel: energy",
-            "Metered kWh per zone and day, burning hours, savings against the baseline lamps.",
+            "Metered kWh per zone and day, burning hours, completeness, savings against each "
+            "luminaire's baseline; from the hourly rollups.",
         )
         .time("now-30d", "now")
         .refresh("1h")
         .with_variable(zone_variable())
-        .with_variable(
-            builder.TextBoxVariable("baseline_w")
-            .label("Baseline W")
-            .description(
-                "Wattage of the lamps the LEDs replaced (fleet mean of the inventory's "
-                "baseline_power_w when built with one); set it when it says 0."
-            )
-            .default_value(f"{baseline:g}" if baseline is not None else "0")
-        )
-        .with_variable(
-            builder.ConstantVariable("report_interval_s")
-            .label("Reporting interval (s)")
-            .value(str(inventory.report_interval_s))
-        )
         .with_panel(
             _bars("Energy per zone per day", "kwatth", "Metered kWh (UTC days).").with_target(
                 InfluxQL(KWH_PER_ZONE_DAY).alias("$tag_zone")
@@ -86,18 +85,26 @@ def energy_dashboard(inventory: Inventory) -> builder.Dashboard:
             _bars(
                 "Burning hours per zone per day",
                 "h",
-                "Luminaire-hours lit: readings with the lamp on × the reporting interval.",
+                "Luminaire-hours lit, from the readings' lamp state and energy (verified "
+                "intervals only).",
             ).with_target(InfluxQL(BURNING_HOURS_PER_ZONE_DAY).alias("$tag_zone"))
+        )
+        .with_panel(
+            _bars(
+                "Data completeness per zone per day",
+                "percent",
+                "Readings received over readings expected: a gap is never a saving.",
+            ).with_target(InfluxQL(COMPLETENESS_PER_ZONE_DAY).alias("$tag_zone"))
         )
         .with_panel(
             _bars(
                 "Savings against the baseline",
                 "kwatth",
-                "Baseline kWh (burning hours × baseline W) against metered kWh; saved is the "
-                "difference.",
+                "Baseline kWh (each luminaire's baseline W over its verified burning hours) "
+                "against the verified metered kWh; saved is the difference.",
             )
             .with_target(InfluxQL(BASELINE_KWH_PER_DAY).alias("baseline").ref_id("A"))
-            .with_target(InfluxQL(METERED_KWH_PER_DAY).alias("metered").ref_id("B"))
+            .with_target(InfluxQL(VERIFIED_KWH_PER_DAY).alias("metered").ref_id("B"))
             .with_transformation(
                 model.DataTransformerConfig(
                     id_val="calculateField",
@@ -108,7 +115,7 @@ def energy_dashboard(inventory: Inventory) -> builder.Dashboard:
                     },
                 )
             )
-            .span(24)
+            .span(12)
         )
     )
     return number_panels(dash)

@@ -2,7 +2,10 @@
 export``).
 
 Pure core: ``counters`` (intervals from cumulative counters), ``integrate`` (energy from power),
-``completeness``, ``periods`` (day, month and half-hour edges), ``report`` (the rows). Shell:
-``queries`` and ``source`` (InfluxQL from validated identifiers, streamed), ``export``,
-``output``, ``plot``, ``settlement`` and ``command`` (the typer commands).
+``completeness``, ``periods`` (day, month and half-hour edges), ``report`` (the rows),
+``rollup`` (hourly rollups: device-hour tallies, their points, which hours a report may read from
+them). Shell: ``queries`` and ``source`` (InfluxQL from validated identifiers, streamed),
+``rollup_store`` (build rollups, read a report from them), ``retention`` (retention policies),
+``upkeep`` (the rollup task of ``luxtel run``), ``export``, ``output``, ``plot``, ``settlement``
+and ``command`` (the typer commands).
 """

@@ -19,6 +19,12 @@ Pure functions of the readings; no I/O, no clock.
 - **Gaps**: an interval longer than ``gap_factor`` × the device's report interval is a ``gap``:
   the counter still gives its energy, but what happened inside it (burning hours, a reset) is
   not known.
+- **Breaks**: two readings more than ``max_interval_ms`` apart (12 h by default) bound no
+  interval: the stretch between them is ``missing`` (its energy unknown) and the later reading
+  opens the counter anew, like an onboarding. Without this bound, whether a long silence's energy
+  was counted depended on how far before a period its reader looked, so a period split in two
+  could add up to more than the whole; with it, any reader that looks ``max_interval_ms`` around
+  its period (the report, the hourly rollups) sees the same intervals.
 - **Period boundaries** fall inside intervals; an interval's energy, burning time and dimming are
   shared between periods **in proportion to time** (linear share). So splitting a period anywhere
   never changes the total: the shares of one interval over any partition add up to the whole.
@@ -30,6 +36,7 @@ Pure functions of the readings; no I/O, no clock.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -148,10 +155,11 @@ class CounterStream:
     older than the last one cannot happen with InfluxDB's ordered answers and are refused.
     """
 
-    __slots__ = ("duplicates", "first_ms", "gap_ms", "last")
+    __slots__ = ("duplicates", "first_ms", "gap_ms", "last", "max_interval_ms")
 
-    def __init__(self, gap_ms: float) -> None:
+    def __init__(self, gap_ms: float, max_interval_ms: float = math.inf) -> None:
         self.gap_ms = gap_ms
+        self.max_interval_ms = max_interval_ms
         self.last: Sample | None = None
         self.first_ms: int | None = None
         self.duplicates = 0
@@ -167,12 +175,16 @@ class CounterStream:
         if sample.t_ms < last.t_ms:
             raise ValueError("readings must be pushed in time order")
         self.last = sample
+        if sample.t_ms - last.t_ms > self.max_interval_ms:
+            return Interval(last.t_ms, sample.t_ms, 0.0, 0.0, 0.0, "none", "missing")
         return interval_between(last, sample, self.gap_ms)
 
 
-def intervals(samples: Iterable[Sample], gap_ms: float) -> list[Interval]:
+def intervals(
+    samples: Iterable[Sample], gap_ms: float, max_interval_ms: float = math.inf
+) -> list[Interval]:
     """The intervals of one device's readings, in any order, duplicates counted once."""
-    stream = CounterStream(gap_ms)
+    stream = CounterStream(gap_ms, max_interval_ms)
     out: list[Interval] = []
     for sample in sorted(samples, key=lambda s: s.t_ms):
         interval = stream.push(sample)
@@ -181,16 +193,21 @@ def intervals(samples: Iterable[Sample], gap_ms: float) -> list[Interval]:
     return out
 
 
-def shares(start_ms: int, end_ms: int, edges: Sequence[int]) -> Iterator[tuple[int, float]]:
+def shares(
+    start_ms: int, end_ms: int, edges: Sequence[int], clip: tuple[int, int] | None = None
+) -> Iterator[tuple[int, float]]:
     """``(bin, fraction)`` of ``[start_ms, end_ms)`` falling in each bin ``[edges[i],
-    edges[i+1])`` it overlaps; parts outside ``[edges[0], edges[-1])`` are in no bin."""
+    edges[i+1])`` it overlaps; parts outside ``[edges[0], edges[-1])`` are in no bin, and with
+    ``clip`` only the part inside ``[clip[0], clip[1])`` counts (fractions of the whole)."""
     dt = end_ms - start_ms
     if dt <= 0 or end_ms <= edges[0] or start_ms >= edges[-1]:
         return
-    i = max(bisect.bisect_right(edges, start_ms) - 1, 0)
+    lo, hi = clip if clip is not None else (start_ms, end_ms)
+    lo, hi = max(lo, start_ms), min(hi, end_ms)
+    i = max(bisect.bisect_right(edges, lo) - 1, 0)
     last = len(edges) - 1
-    while i < last and edges[i] < end_ms:
-        overlap = min(end_ms, edges[i + 1]) - max(start_ms, edges[i])
+    while i < last and edges[i] < hi:
+        overlap = min(hi, edges[i + 1]) - max(lo, edges[i])
         if overlap > 0:
             yield i, overlap / dt
         i += 1

@@ -17,6 +17,7 @@ consumption from neither side of the subtraction and is never reported as a savi
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -142,6 +143,8 @@ class ReportBuilder:
         axes: Mapping[str, Axis],
         *,
         gap_factor: float = 1.5,
+        max_interval_ms: float = math.inf,
+        accept: tuple[int, int] | None = None,
     ) -> None:
         if end_ms <= start_ms:
             raise ValueError("the report period must end after it starts")
@@ -149,6 +152,10 @@ class ReportBuilder:
         self.inventory = inventory
         self.axes = dict(axes)
         self.gap_factor = gap_factor
+        self.max_interval_ms = max_interval_ms
+        self.accept = accept
+        """Only ``[accept[0], accept[1])`` of the period is tallied here (readings, shares of
+        intervals, resets): the part a report reads raw when the rest comes from rollups."""
         self.tallies: dict[str, dict[tuple[str, int], Tally]] = {name: {} for name in axes}
         self.streams: dict[str, CounterStream] = {}
         self.unknown: set[str] = set()
@@ -169,7 +176,8 @@ class ReportBuilder:
             if lum is None:
                 self.unknown.add(device_id)
                 return None
-            stream = CounterStream(gap_ms(lum.report_interval_s, self.gap_factor))
+            gap = gap_ms(lum.report_interval_s, self.gap_factor)
+            stream = CounterStream(gap, self.max_interval_ms)
             self.streams[device_id] = stream
             groups = [(name, axis, axis.group_of(lum)) for name, axis in self.axes.items()]
             device = self._devices[device_id] = _Device(lum, stream, groups, [None] * len(groups))
@@ -199,7 +207,8 @@ class ReportBuilder:
         interval = stream.push(sample)
         if stream.duplicates != before:
             return
-        if self.start_ms <= sample.t_ms < self.end_ms:
+        lo, hi = self.accept or (self.start_ms, self.end_ms)
+        if self.start_ms <= sample.t_ms < self.end_ms and lo <= sample.t_ms < hi:
             for k in range(len(device.groups)):
                 found = self._bin(device, k, sample.t_ms)
                 if found is not None:
@@ -215,21 +224,33 @@ class ReportBuilder:
 
     def _account(self, device: _Device, iv: Interval) -> None:
         baseline_w = device.lum.baseline_power_w
+        accept = self.accept
+        lo, hi = accept or (self.start_ms, self.end_ms)
         for k, (name, axis, group) in enumerate(device.groups):
             cached = device.bins[k]
-            if cached is not None and cached[0] <= iv.start_ms and iv.end_ms <= cached[1]:
+            if (
+                accept is None
+                and cached is not None
+                and cached[0] <= iv.start_ms
+                and iv.end_ms <= cached[1]
+            ):
                 cached[2].add(iv, 1.0, baseline_w)  # the common case: inside one bin
             else:
-                for index, fraction in shares(iv.start_ms, iv.end_ms, axis.edges):
+                for index, fraction in shares(iv.start_ms, iv.end_ms, axis.edges, accept):
                     self._tally(name, group, index).add(iv, fraction, baseline_w)
-            if iv.kind == "reset" and self.start_ms < iv.end_ms <= self.end_ms:
+            if iv.kind == "reset" and max(self.start_ms, lo) < iv.end_ms <= min(self.end_ms, hi):
                 index = bisect.bisect_left(axis.edges, iv.end_ms) - 1
                 self._tally(name, group, index).resets += 1
 
-    def finish(self) -> None:
-        """Account the stretches without readings: whole devices, and the period's edges."""
+    def finish(self, *, closed: bool = False) -> None:
+        """Account the stretches without readings: whole devices, and the period's edges.
+
+        ``closed``: the reader looked ``max_interval_ms`` around the period and found nothing
+        there, so a stretch without readings at an edge is ``missing`` however short its part
+        inside the period (the hourly rollups); otherwise one shorter than a gap is an ``edge``
+        (a report up to now, whose next readings have not come yet)."""
         for device_id, lum in self.inventory.items():
-            gap = gap_ms(lum.report_interval_s, self.gap_factor)
+            gap = -1.0 if closed else gap_ms(lum.report_interval_s, self.gap_factor)
             stream = self.streams.get(device_id)
             if stream is None or stream.last is None or stream.first_ms is None:
                 self.account(lum, uncovered(self.start_ms, self.end_ms, gap))

@@ -10,15 +10,48 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from energy.counters import Sample
-from energy.queries import select, stream, windows
+from energy.queries import Series, select, stream, windows
 from energy.report import ReportBuilder
 from influx.client import InfluxWriter
 
 COLUMNS = ("energy_wh", "power_w", "lamp_on", "dim_pct")
 
 
+_NUMBERS = (float, int)
+"""Exact classes only: ``bool`` is an ``int`` subclass and must not pass as a number."""
+
+
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return float(value) if value.__class__ in _NUMBERS else None
+
+
+def push_series(builder: ReportBuilder, series: Series) -> int:
+    """Push one device's piece of an answer (columns ``time`` and ``COLUMNS``) into
+    ``builder``; returns the readings pushed."""
+    device_id = series.tags.get("device_id", "")
+    at = {name: i for i, name in enumerate(series.columns)}
+    it, ie, ip, il, idim = (
+        at["time"],
+        at["energy_wh"],
+        at["power_w"],
+        at["lamp_on"],
+        at["dim_pct"],
+    )
+    push = builder.push
+    numbers = _NUMBERS
+    for row in series.values:
+        lamp_on, energy, power, dim = row[il], row[ie], row[ip], row[idim]
+        push(
+            device_id,
+            Sample(
+                int(row[it]),
+                float(energy) if energy.__class__ in numbers else None,
+                float(power) if power.__class__ in numbers else None,
+                lamp_on if lamp_on.__class__ is bool else None,
+                float(dim) if dim.__class__ in numbers else None,
+            ),
+        )
+    return len(series.values)
 
 
 async def feed(
@@ -46,29 +79,7 @@ async def feed(
             retention_policy=writer.target.retention_policy,
         )
         async for series in stream(writer, statement):
-            device_id = series.tags.get("device_id", "")
-            at = {name: i for i, name in enumerate(series.columns)}
-            it, ie, ip, il, idim = (
-                at["time"],
-                at["energy_wh"],
-                at["power_w"],
-                at["lamp_on"],
-                at["dim_pct"],
-            )
-            push = builder.push
-            for row in series.values:
-                lamp_on = row[il]
-                push(
-                    device_id,
-                    Sample(
-                        int(row[it]),
-                        _number(row[ie]),
-                        _number(row[ip]),
-                        lamp_on if isinstance(lamp_on, bool) else None,
-                        _number(row[idim]),
-                    ),
-                )
-            read += len(series.values)
+            read += push_series(builder, series)
         if advance is not None:
             advance(b - a, read - before)
     return read

@@ -14,15 +14,28 @@ What must hold, whatever the input:
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import atheris
 import orjson
 
 with atheris.instrument_imports():
+    from ingest.adapters import DeviceDirectory, SourceRouter, load_sources
     from ingest.decode import Limits, decode
     from models import ID_PATTERN, Reason
 
-LIMITS = Limits(topic_root="lighting", max_payload_bytes=64 * 1024)
+SOURCES = Path(__file__).resolve().parent.parent / "deploy" / "sources" / "sources.example.toml"
+"""The example sources (ChirpStack, The Things Stack, SenML, a vendor mapping): their topics
+(`application/…`, `v3/…`, `lwm2m/…`, `vendor/…`) go through the adapters."""
+DIRECTORY = DeviceDirectory(
+    zones={"lum-1": "north", "lum-0043": "north", "0024befffe804ff1": "south"},
+    by_eui={"0004a30b001c0530": "lum-0043"},
+)
+LIMITS = Limits(
+    topic_root="lighting",
+    max_payload_bytes=64 * 1024,
+    sources=SourceRouter(load_sources(SOURCES), "lighting", DIRECTORY),
+)
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 _ID = ID_PATTERN.strip("^$")
 LINE = re.compile(

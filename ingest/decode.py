@@ -32,6 +32,7 @@ from models.deadletter import PAYLOAD_KEPT_BYTES
 from models.timestamps import epoch_ms, from_epoch_ms
 
 if TYPE_CHECKING:
+    from ingest.adapters.router import SourceRouter
     from ingest.reading_lines import Checked
 
 TOPIC_CACHE = 65_536
@@ -53,6 +54,8 @@ class Limits:
     stamps: fast_path.Stamps = field(default_factory=fast_path.Stamps, compare=False, repr=False)
     """The receive stamps of readings without `ts` (memory, not a setting): shared by every
     message decoded with these limits, so one `Limits` per pipeline (bounded: see `Stamps`)."""
+    sources: "SourceRouter | None" = field(default=None, compare=False, repr=False)
+    """Sources beyond the contract (`ingest.adapters`): their topics go to their adapters."""
 
     skew_ms: int = field(init=False, compare=False, repr=False)
     """`max_clock_skew_s` in ms, worked out once (read for every reading on the fast path)."""
@@ -432,6 +435,14 @@ def decode_into(
     """`decode`, adding to `out`: what the ingester calls for every message of a chunk, which
     shares one `Decoded` and one receive time (`received_ms` is `epoch_ms(received_at)`). A
     retained message takes the full path (rare, and the fast path writes every reading)."""
+    sources = limits.sources
+    if (
+        sources is not None
+        and not name.startswith(sources.root_prefix)
+        and sources.decode_into(out, name, payload, received_at, received_ms, limits, limiter, fast)
+    ):
+        return
+
     try:
         try:
             topic = limits.topic(name)

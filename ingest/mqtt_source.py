@@ -125,6 +125,11 @@ class MqttTarget:
     connect_timeout_s: float = 15.0
     zones: tuple[str, ...] = ()
     """The zones to take (`{root}/{zone}/+/+` each); empty: all of them (`{root}/#`)."""
+    source_filters: tuple[str, ...] = ()
+    """Topic filters of the sources beyond the contract (`ingest.adapters`), outside the root:
+    subscribed too, at `qos`, and never taken for another instance's zones."""
+    contract: bool = True
+    """False: a source's own broker connection, subscribed to `source_filters` only."""
 
     def __post_init__(self) -> None:
         for zone in self.zones:
@@ -137,10 +142,13 @@ class MqttTarget:
 
     @property
     def topic_filters(self) -> list[str]:
-        """What to subscribe to: one filter per zone, or the whole root."""
+        """What to subscribe to: one filter per zone, or the whole root; and the sources'."""
+        extra = list(dict.fromkeys(self.source_filters))
+        if not self.contract:
+            return extra
         if not self.zones:
-            return [f"{self.topic_root}/#"]
-        return [f"{self.topic_root}/{zone}/+/+" for zone in dict.fromkeys(self.zones)]
+            return [f"{self.topic_root}/#", *extra]
+        return [f"{self.topic_root}/{zone}/+/+" for zone in dict.fromkeys(self.zones)] + extra
 
 
 class MqttSource:
@@ -186,6 +194,7 @@ class MqttSource:
         )
         """`{root}/{zone}/` of each zone taken, as received topics start (a tuple, for
         `bytes.startswith`); None: all zones."""
+        self._root = root + b"/"
         self._foreign: set[bytes] = set()
         """Zone levels of messages not taken, seen on the current connection."""
         self._unsubscribing: set[asyncio.Task[None]] = set()
@@ -557,7 +566,7 @@ class MqttSource:
         for packet in packets:
             topic = packet.topic
             delivery = register(packet.packet_id) if packet.qos else None
-            if topic.startswith(prefixes):
+            if topic.startswith(prefixes) or not topic.startswith(self._root):
                 text = topic.decode("utf-8", "backslashreplace")
                 chunk.append(Inbound(text, packet.payload, packet.retain, received_at, delivery))
                 continue

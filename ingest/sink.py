@@ -67,6 +67,7 @@ class Sink:
         retry: RetryPolicy | None = None,
         writes_in_flight: int = WRITES_IN_FLIGHT,
         journal: Callable[[list[Observation]], Awaitable[None]] | None = None,
+        written: Callable[[list[str]], None] | None = None,
     ) -> None:
         """`journal`: the rules' journal's append (`rules.runtime.journal`), when the rules are on:
         a
@@ -74,6 +75,8 @@ class Sink:
         the batches came (it waits while the journal is full: back-pressure)."""
         self._journal = journal
         self._writer = writer
+        self._written = written
+        """Told the lines of every write InfluxDB accepted (the rollups' dirty hours)."""
         self._writes_in_flight = writes_in_flight
         self._spool_lock = asyncio.Lock()
         self._spool = spool
@@ -206,8 +209,9 @@ class Sink:
         stand alone, dead-letter those and write the rest (rewriting a point that a partial
         write already stored is harmless: it is the same point)."""
         started = time.perf_counter()
+        lines = [point.line for point in points]
         try:
-            await self._writer.write([point.line for point in points])
+            await self._writer.write(lines)
         except InfluxRejectedError as error:
             if len(points) == 1:
                 await self._reject(points[0], error)
@@ -218,6 +222,8 @@ class Sink:
             return
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.points_written.inc(len(points))
+        if self._written is not None:
+            self._written(lines)
         self._mark_up()
 
     async def _reject(self, point: Point, error: InfluxRejectedError) -> None:

@@ -18,8 +18,9 @@ from luxtel.commands.rules import alerts_app, rules_app
 from luxtel.commands.simulate import simulate
 from luxtel.config_example import example_toml
 from luxtel.local_servers import ServerError
-from luxtel.pipeline import Pipeline, PipelineFailedError
+from luxtel.pipeline import Pipeline, PipelineFailedError, check_sources
 from luxtel.settings import ConfigError, Settings, load_settings
+from luxtel.sources_command import sources_app
 from luxtel.up import default_console, run_up
 from rules.evaluation.inventory import load_inventory
 from rules.language.errors import RuleFileError
@@ -84,6 +85,14 @@ def rule_files_or_exit(settings: Settings) -> None:
             raise fail(f"configuration error: {key}: {error.problems[0]}{extra}", 2) from None
 
 
+def source_files_or_exit(settings: Settings) -> None:
+    """The sources file must load, or `luxtel run` stops with exit status 2 naming the key."""
+    try:
+        check_sources(settings)
+    except ConfigError as error:
+        raise fail(f"configuration error: {error}", 2) from None
+
+
 async def run_pipeline(settings: Settings) -> None:
     """Run the pipeline until SIGINT or SIGTERM, then drain and return."""
     pipeline = Pipeline(settings)
@@ -99,6 +108,7 @@ def run(config: ConfigOption = None) -> None:
     """Run the pipeline: subscribe, validate, write to InfluxDB; stop with Ctrl-C or SIGTERM."""
     settings = settings_or_exit(config)
     rule_files_or_exit(settings)
+    source_files_or_exit(settings)
     configure_logging(settings.log.level, settings.log.format)
     try:
         asyncio.run(run_pipeline(settings))
@@ -110,6 +120,7 @@ def run(config: ConfigOption = None) -> None:
 app.command("simulate")(simulate)
 app.add_typer(dashboards_app, name="dashboards", help="Build and push the Grafana dashboards.")
 app.add_typer(rules_app, name="rules", help="Check rules files.")
+app.add_typer(sources_app, name="sources", help="Check sources files and try payloads.")
 app.add_typer(alerts_app, name="alerts", help="List, acknowledge and silence alerts.")
 app.add_typer(energy_app, name="energy", help="The energy auditor's reports.")
 app.command("export")(export)
@@ -138,10 +149,20 @@ def up(
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
     centre: Annotated[str, typer.Option(help="City centre as LAT,LON.")] = "31.2304,121.4737",
     tz: Annotated[str, typer.Option(help="IANA time zone of the city.")] = "Asia/Shanghai",
+    payload_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="The fleet's form: luxtel, chirpstack, tts or senml (see `luxtel simulate "
+            "--help`); luxtel then takes it with deploy/sources/sources.example.toml unless "
+            "the configuration names its sources.path.",
+        ),
+    ] = "luxtel",
 ) -> None:
     """Start a local Mosquitto and InfluxDB, the pipeline and a simulated city; Ctrl-C stops."""
     settings = settings_or_exit(config)
     rule_files_or_exit(settings)
+    source_files_or_exit(settings)
     try:
         lat, lon = (float(part) for part in centre.split(","))
         fleet = SimulationConfig(
@@ -153,6 +174,7 @@ def up(
             centre_lat=lat,
             centre_lon=lon,
             tz=tz,
+            payload_format=payload_format,
         )
         fleet.validate()
     except (ValueError, SimulationConfigError) as error:

@@ -10,10 +10,12 @@ drained.
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import start_http_server
 
+from energy.upkeep import Upkeep
 from influx.client import InfluxTarget, InfluxWriter
 from influx.errors import FatalInfluxError, InfluxRejectedError, InfluxUnavailableError
 from ingest.chunk_queue import ChunkQueue
@@ -27,11 +29,15 @@ from ingest.rate_limit import RateLimiter
 from ingest.sink import Sink
 from ingest.spool import Spool
 from ingest.stages import batch_stage, decode_stage
-from luxtel.settings import Settings
+from luxtel.rollups import rollup_upkeep
+from luxtel.settings import ConfigError, Settings
 from mqtt.errors import MqttConnectError
 from rules.runtime.config import RulesConfig
 from rules.runtime.journal_writer import JournalWriter
 from rules.runtime.process import RulesProcess
+
+if TYPE_CHECKING:
+    from ingest.adapters.router import SourceRouter
 
 log = structlog.get_logger("luxtel")
 
@@ -75,7 +81,41 @@ def rules_config(settings: Settings) -> RulesConfig:
     )
 
 
-def mqtt_target(settings: Settings) -> MqttTarget:
+def check_sources(settings: Settings) -> None:
+    """The sources file must load, with the inventory its sources need (`luxtel sources check
+    FILE` shows every problem); ConfigError naming `sources.path` otherwise. Only what runs the
+    pipeline checks it: loading the settings does not, so the crews' and auditors' commands
+    work while a sources file is being fixed."""
+    if settings.sources.path is None:
+        return
+    from ingest.adapters.build import SourcesError
+
+    try:
+        own_broker_targets(source_router(settings), settings.mqtt.topic_root)
+    except SourcesError as error:
+        raise ConfigError(f"sources.path: {error}") from None
+
+
+def source_router(settings: Settings) -> "SourceRouter | None":
+    """The sources beyond the contract, when there is a sources file (`check_sources`;
+    imported only then: without one, `luxtel run` starts as before)."""
+    if settings.sources.path is None:
+        return None
+    from ingest.adapters.build import source_router as build_router
+
+    return build_router(settings.sources.path, settings.inventory.path, settings.mqtt.topic_root)
+
+
+def own_broker_targets(sources: "SourceRouter | None", topic_root: str) -> list[MqttTarget]:
+    """The connections of the sources that name their own broker."""
+    if not sources:
+        return []
+    from ingest.adapters.build import own_broker_targets as targets
+
+    return targets(sources, topic_root)
+
+
+def mqtt_target(settings: Settings, sources: "SourceRouter | None" = None) -> MqttTarget:
     mqtt = settings.mqtt
     return MqttTarget(
         host=mqtt.host,
@@ -95,6 +135,7 @@ def mqtt_target(settings: Settings) -> MqttTarget:
         password=mqtt.password_value(),
         reconnect_max_s=mqtt.reconnect_max_s,
         zones=mqtt.zones,
+        source_filters=tuple(sources.topic_filters) if sources is not None else (),
     )
 
 
@@ -103,6 +144,20 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
+
+
+async def _forward(
+    inbox: "asyncio.Queue[list[Inbound] | None]",
+    outbox: "asyncio.Queue[list[Inbound] | None]",
+    sources: int,
+) -> None:
+    """Chunks of the sources' own connections into the decoder's inbox, until each has ended."""
+    while sources:
+        chunk = await inbox.get()
+        if chunk is None:
+            sources -= 1
+        else:
+            await outbox.put(chunk)
 
 
 @dataclass
@@ -115,8 +170,10 @@ class Pipeline:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     metrics_port: int | None = None
     source: MqttSource = field(init=False)
+    own_sources: list[MqttSource] = field(init=False, default_factory=list)
     sink: Sink = field(init=False)
     rules: RulesProcess | None = field(init=False, default=None)
+    upkeep: Upkeep | None = field(init=False, default=None)
 
     async def run(self) -> None:
         """Run until `stop` is set; raise PipelineFailedError on a fatal error."""
@@ -161,7 +218,9 @@ class Pipeline:
         )
         decoded: asyncio.Queue[Batch | None] = asyncio.Queue(DECODED_QUEUE_FRAGMENTS)
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(BATCH_QUEUE)
+        sources = source_router(settings)
         limits = Limits(
+            sources=sources if sources else None,
             topic_root=settings.mqtt.topic_root,
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
@@ -177,12 +236,23 @@ class Pipeline:
             )
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
+            self.upkeep = rollup_upkeep(settings, writer)
             source = MqttSource(
-                mqtt_target(settings),
+                mqtt_target(settings, sources),
                 received,
                 self.metrics,
                 output_queue_bytes=settings.ingest.output_queue_bytes,
             )
+            # Sources with a broker of their own: one QoS 0 connection each, forwarded into
+            # `received` (their end markers are not: the city's connection's ends the decoder).
+            own: asyncio.Queue[list[Inbound] | None] = asyncio.Queue(RECEIVED_QUEUE_CHUNKS)
+            own_sources = [
+                MqttSource(target, own, self.metrics)
+                for target in (
+                    own_broker_targets(sources, settings.mqtt.topic_root) if sources else []
+                )
+            ]
+
             dead_letters.set_publisher(source.publish)
             sink = Sink(
                 writer,
@@ -192,6 +262,7 @@ class Pipeline:
                 source.ack,
                 create_database=settings.influx.create_database,
                 journal=journal.append if journal is not None else None,
+                written=None if self.upkeep is None else self.upkeep.dirty.note,
             )
             self.sink = sink
             rules = self._rules_process(source, journal)
@@ -222,17 +293,35 @@ class Pipeline:
                     name="decoder",
                 )
                 group.create_task(source.run(), name="mqtt-source")
+                for extra in own_sources:
+                    group.create_task(extra.run(), name=f"mqtt-source-{extra.target.client_id}")
+                forwarder = (
+                    group.create_task(_forward(own, received, len(own_sources)), name="forward")
+                    if own_sources
+                    else None
+                )
+                upkeep_stop = asyncio.Event()
+                if self.upkeep is not None:
+                    group.create_task(self.upkeep.run(upkeep_stop), name="rollup-upkeep")
                 self.source = source
+                self.own_sources = own_sources
                 self.ready.set()
                 await self.stop.wait()
                 log.info("stopping", action="draining to InfluxDB")
                 sink.stopping()  # before the source: a full disk may hold its queue full
+                for extra in own_sources:
+                    await extra.stop()
+                if forwarder is not None:
+                    await forwarder
                 await source.stop()
                 await sink_task
+                upkeep_stop.set()
                 if rules is not None and rules_task is not None:
                     rules.close()  # the sink has drained: everything is journaled
                     await rules_task
                 await source.close()
+                for extra in own_sources:
+                    await extra.close()
         if journal is not None:
             journal.close()
         log.info("stopped")
@@ -275,6 +364,9 @@ class Pipeline:
             )
 
     async def wait_connected(self) -> None:
-        """Until the source holds a broker connection (for tests and `luxtel up`)."""
+        """Until the source holds a broker connection (for tests and `luxtel up`), and the
+        sources with a broker of their own theirs."""
         await self.ready.wait()
         await self.source.wait_connected()
+        for extra in self.own_sources:
+            await extra.wait_connected()

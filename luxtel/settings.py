@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -167,6 +168,28 @@ class InfluxSettings(_Section):
         default=True, description="Create the database when missing (InfluxDB 1.x only)."
     )
     timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one HTTP request.")
+    raw_retention_days: int = Field(
+        default=400,
+        ge=0,
+        description="Keep raw readings this many days (0: forever): the raw retention policy "
+        "(retention_policy, or the database's default) is altered to it at start-up, "
+        "InfluxDB 1.x only. 400 keeps a year-on-year month auditable.",
+    )
+    rollup_retention_policy: str = Field(
+        default="rollups",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+        description="Retention policy of the hourly energy rollups (created at start-up).",
+    )
+    rollup_retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="Keep rollups this many days (0: forever, the contract's life).",
+    )
+    manage_retention: bool = Field(
+        default=True,
+        description="Create and check the retention policies at start-up (InfluxDB 1.x; on "
+        "2.x/3.x set bucket retention instead, see README).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -322,6 +345,64 @@ class RulesSettings(_Section):
     )
 
 
+class SourcesSettings(_Section):
+    path: Path | None = Field(
+        default=None,
+        description="The sources file (TOML, [[sources]] tables): topics beyond the contract's "
+        "and the adapter of each (chirpstack, thethingsstack, senml, mapping); luxtel also "
+        "subscribes to their topic filters. Check one with `luxtel sources check FILE`.",
+    )
+
+
+class EnergySettings(_Section):
+    @field_validator("tz")
+    @classmethod
+    def _check_tz(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone such as Europe/London") from None
+        return name
+
+    rollups: bool = Field(
+        default=True,
+        description="Keep the hourly energy rollups up to date inside `luxtel run` (needs "
+        "inventory.path).",
+    )
+    rollup_every_s: float = Field(
+        default=300.0, ge=1, description="How often the rollup upkeep runs."
+    )
+    settle_s: float = Field(
+        default=1200.0,
+        ge=0,
+        description="An hour is rolled up this long after it ends (at least 1.5 of the "
+        "longest reporting interval); later readings for it rebuild it.",
+    )
+    recent_hours: int = Field(
+        default=3, ge=0, le=168, description="Hours rebuilt at start (dirty hours are not kept)."
+    )
+    max_interval_h: float = Field(
+        default=12.0,
+        gt=0,
+        le=168,
+        description="Readings further apart than this bound no interval: the energy between "
+        "them is unknown (reports and rollups alike).",
+    )
+    gap_factor: float = Field(
+        default=1.5, gt=1, description="A stretch longer than this many report intervals is a gap."
+    )
+    tz: str = Field(
+        default="UTC",
+        description="IANA time zone of the city's civil days, for the daily rollups (reports "
+        "by day or month in this zone read them).",
+    )
+    dirty_max_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Memory for the hours written late, awaiting a rebuild (beyond: one span).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything `luxtel run` needs."""
 
@@ -340,6 +421,8 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     inventory: InventorySettings = InventorySettings()
     rules: RulesSettings = RulesSettings()
+    sources: SourcesSettings = SourcesSettings()
+    energy: EnergySettings = EnergySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -49,6 +49,8 @@ PLAIN_EVERY_S = 5.0
 
 SHIPPED_RULES = Path("deploy") / "rules" / "streetlight.yaml"
 """The shipped rules, relative to a checkout of the repository."""
+SHIPPED_SOURCES = Path("deploy") / "sources" / "sources.example.toml"
+"""The example sources (`luxtel up --format chirpstack|tts|senml` takes the fleet with them)."""
 
 
 @dataclass
@@ -79,15 +81,28 @@ def local_settings(settings: Settings, stack: LocalStack, state_dir: Path) -> Se
     )
 
 
-def shipped_rules() -> Path | None:
+def shipped_rules(relative: Path = SHIPPED_RULES) -> Path | None:
     """The shipped rules file: in the checkout luxtel runs from (an editable install), else in
     the current directory's checkout; None when neither has it (an installed package without
     the repository: the rules stay off unless the configuration names a file)."""
     for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        path = root / SHIPPED_RULES
+        path = root / relative
         if path.is_file():
             return path
     return None
+
+
+def with_sources(settings: Settings, payload_format: str) -> Settings:
+    """For a fleet that publishes in another form than the contract's: the example sources
+    file, unless the configuration names its own."""
+    if payload_format == "luxtel" or settings.sources.path is not None:
+        return settings
+    sources = shipped_rules(SHIPPED_SOURCES)
+    if sources is None:
+        raise OSError(f"--format {payload_format} needs sources.path (no {SHIPPED_SOURCES} here)")
+    return settings.model_copy(
+        update={"sources": settings.sources.model_copy(update={"path": sources})}
+    )
 
 
 def with_rules(settings: Settings, inventory: Path, rules: Path | None) -> Settings:
@@ -142,6 +157,7 @@ async def run_up(
         # The rules engine reads the inventory as it starts, before the fleet would write it.
         write_inventory_csv(fleet.inventory_path, build_plan(fleet).fleet)
         local = with_rules(local, fleet.inventory_path, shipped_rules())
+        local = with_sources(local, fleet.payload_format)
         pipeline = Pipeline(local)
         state = SimulationState()
         stop_fleet = threading.Event()

@@ -34,3 +34,9 @@ class Reason(StrEnum):
     STATUS_EMPTY = "status_empty"
     RATE_LIMITED = "rate_limited"
     INFLUX_REJECTED = "influx_rejected"
+    # Sources beyond the contract (ingest/adapters): what did not map, and why.
+    UNMAPPED_FIELD = "unmapped_field"
+    UNKNOWN_DEVICE = "unknown_device"
+    UNIT_MISMATCH = "unit_mismatch"
+    INVALID_ZONE = "invalid_zone"
+    SENML_INVALID = "senml_invalid"

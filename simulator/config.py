@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from simulator.clock import MS_PER_DAY, to_ms
 from simulator.dimming import DimmingProfile
 from simulator.faults import parse_faults
+from simulator.formats import FORMATS
 from simulator.publisher import parse_mqtt_url
 
 PER_DEVICE_LIMIT = 2000
@@ -87,6 +88,9 @@ class SimulationConfig:
     nominal_voltage_v: float = 220.0
     firmware: str = "2.3.1"
     client_id: str = "luxtel-sim"
+    payload_format: str = "luxtel"
+    """The form of each reading (`simulator.formats`): the contract's, or a ChirpStack, The
+    Things Stack or SenML uplink on their topics."""
 
     @property
     def jitter_ms(self) -> int:
@@ -161,6 +165,10 @@ class SimulationConfig:
             raise ConfigError(
                 "--gateway publishes through gateways: use it with --connections shared or auto"
             )
+        if self.payload_format not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.payload_format != "luxtel" and self.gateway_batch > 0:
+            raise ConfigError("--gateway sends contract batches: use it with --format luxtel")
         if not _TOPIC_ROOT.match(self.topic_root):
             raise ConfigError(
                 f"--topic-root {self.topic_root!r} must be a topic without wildcards or end slashes"

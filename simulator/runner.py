@@ -129,6 +129,7 @@ def build_plan(config: SimulationConfig, now_ms: int | None = None) -> Plan:
         gateway_batch=config.gateway_batch,
         gateway_max_age_ms=config.gateway_max_age_ms,
         nominal_v=config.nominal_voltage_v,
+        payload_format=config.payload_format,
     )
     return Plan(config, times, fleet, episodes, schedule)
 

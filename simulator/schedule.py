@@ -23,12 +23,12 @@ from datetime import tzinfo
 from simulator.dimming import DimmingProfile
 from simulator.episodes import COUNTER_RESET, DRIVER_OVERTEMP, OFFLINE, Episode
 from simulator.fleet import Luminaire
+from simulator.formats import telemetry_message
 from simulator.physics import WH, EnergyCounter, LampModel, wh_reported
 from simulator.readings import (
     Reading,
     batch_payload,
     status_payload,
-    telemetry_payload,
     topic,
 )
 
@@ -143,8 +143,10 @@ class FleetSchedule:
         gateway_batch: int = 0,
         gateway_max_age_ms: int = 60_000,
         nominal_v: float = 220.0,
+        payload_format: str = "luxtel",
     ) -> None:
         self.start_ms = start_ms
+        self.payload_format = payload_format
         self.end_ms = end_ms
         self.root = topic_root
         self.emulate_will = emulate_will or gateway_batch > 0
@@ -293,10 +295,13 @@ class FleetSchedule:
                     if len(gw.readings) >= self.gateway_batch:
                         yield from self._flush(d.lum.gateway_id, t_ms)
                     continue
+                name, payload = telemetry_message(
+                    self.payload_format, self.root, d.lum.zone, reading
+                )
                 yield Publish(
                     t_ms,
-                    topic(self.root, d.lum.zone, d.lum.device_id, "telemetry"),
-                    telemetry_payload(reading),
+                    name,
+                    payload,
                     False,
                     d.lum.device_id,
                     "telemetry",

@@ -41,11 +41,11 @@ def _stack(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run_up_until(tmp_path: Path, enough: int) -> dict[str, Any]:
+def run_up_until(tmp_path: Path, enough: int, *more: str) -> dict[str, Any]:
     """Run `luxtel up` until InfluxDB holds `enough` readings, then Ctrl-C it; return the
     stack it reported, after checking it stopped with exit 0 and left no server behind."""
     process = subprocess.Popen(
-        [*LUXTEL, "up", "--devices", str(DEVICES), "--speed", "900", "--hours-back", "3"],
+        [*LUXTEL, "up", "--devices", str(DEVICES), "--speed", "900", "--hours-back", "3", *more],
         cwd=tmp_path,
         stdout=subprocess.PIPE,  # a pipe, as `luxtel up | tee up.log` gives it
         stderr=subprocess.STDOUT,
@@ -123,6 +123,15 @@ def test_up_shows_a_city_flowing_into_influxdb_and_stops_cleanly(tmp_path: Path)
     # A second `luxtel up` continues on the same data: the first run's readings are still there.
     second = run_up_until(tmp_path, first["count"] + 50)
     assert second["count"] >= first["count"] + 50
+
+
+def test_up_format_shows_the_city_flowing_through_an_adapter(tmp_path: Path) -> None:
+    (tmp_path / "luxtel.toml").write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[metrics]\nenabled = false\n'
+    )
+    run_up_until(tmp_path, 100, "--format", "senml")
+    deadletter = tmp_path / "state" / "up" / "luxtel" / "deadletter.jsonl"
+    assert not deadletter.exists(), deadletter.read_text()[:2000]
 
 
 def test_up_turns_the_rules_on_unless_the_configuration_names_its_own(tmp_path: Path) -> None:

@@ -24,11 +24,16 @@ from energy.output import write_rows
 from energy.periods import day_edges, half_hour_edges, month_edges, to_ms, whole
 from energy.queries import DAY_MS, QueryError, checked
 from energy.report import GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
+from energy.retention import RetentionError, ensure_retention
+from energy.rollup import ceil_hour, floor_hour
+from energy.rollup_store import Built, delete_range, feed_report
+from energy.rollup_store import build as build_rollups
 from energy.settlement import write_settlement
 from energy.source import feed
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
 from luxtel.pipeline import influx_target
+from luxtel.rollups import retention_config, rollup_config
 from luxtel.settings import ConfigError, Settings, load_settings
 
 energy_app = typer.Typer(
@@ -187,11 +192,26 @@ def report(
         typer.Option(help="kg CO₂ per kWh (default: China's 2022 national grid factor)."),
     ] = GRID_FACTOR_KG_PER_KWH,
     gap_factor: Annotated[
-        float, typer.Option(help="A stretch longer than this many report intervals is a gap.")
-    ] = 1.5,
+        float | None,
+        typer.Option(
+            help="A stretch longer than this many report intervals is a gap "
+            "(default energy.gap_factor, 1.5)."
+        ),
+    ] = None,
+    source: Annotated[
+        Literal["rollups", "raw"],
+        typer.Option(
+            "--source",
+            help="rollups: hourly rollups for whole hours, raw readings for the rest (the "
+            "edges, half-hours, hours without complete rollups); raw: raw readings only. "
+            "Both give the same figures.",
+        ),
+    ] = "rollups",
 ) -> None:
     """Metered kWh, burning hours, baseline, savings, CO₂ and data completeness for a period."""
     settings = _settings(config)
+    if gap_factor is None:
+        gap_factor = settings.energy.gap_factor
     zones = _names("zone", zone)
     city = _zone(tz)
     a, b = _period(start, end, city)
@@ -200,18 +220,55 @@ def report(
     if not grid_factor >= 0 or not gap_factor > 1:
         raise _fail("--grid-factor must be at least 0 and --gap-factor more than 1", 2)
     lums = _inventory(settings, inventory, zones)
+    max_interval = settings.energy.max_interval_h * 3_600_000
     builder = ReportBuilder(
         a,
         b,
         lums,
         _axes(by, a, b, city, plot is not None, settlement is not None),
         gap_factor=gap_factor,
+        max_interval_ms=max_interval,
     )
     longest = max(lum.report_interval_s for lum in lums.values()) * 1000
-    lookback = int(max(2 * longest * gap_factor, 3_600_000))
+    lookback = int(max(2 * longest * gap_factor, 3_600_000, max_interval))
     window = _window_ms(len(lums), min(lum.report_interval_s for lum in lums.values()))
+    rollups = rollup_config(settings)
+    if source == "rollups" and gap_factor != rollups.gap_factor:
+        _err.print(
+            f"note: the rollups were made with gap factor {rollups.gap_factor}: "
+            "reading raw readings only"
+        )
+        source = "raw"
+
+    async def from_rollups(writer: InfluxWriter) -> int:
+        with _progress() as bar:
+            task = bar.add_task("reading rollups and edges", total=b - a, points=0)
+            done = 0
+
+            def advance(ms: int, points: int) -> None:
+                nonlocal done
+                done += points
+                bar.update(task, advance=ms, points=done)
+
+            used = await feed_report(
+                writer, builder, rollups, zones=zones, window_ms=window, advance=advance
+            )
+        raw_h = sum(y - x for x, y in used.raw_ranges) / 3_600_000
+        _err.print(
+            f"{used.rollup_days} whole days and {used.rollup_hours} whole hours from rollups "
+            f"({used.rollup_rows:,} sums), "
+            f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
+            + (
+                f"; {used.incomplete_hours} hour(s) lacked a device's rollup and were read raw"
+                if used.incomplete_hours
+                else ""
+            )
+        )
+        return used.readings
 
     async def work(writer: InfluxWriter) -> int:
+        if source == "rollups":
+            return await from_rollups(writer)
         with _progress() as bar:
             task = bar.add_task("reading telemetry", total=b - a + 2 * lookback, points=0)
             done = 0
@@ -231,7 +288,8 @@ def report(
             )
 
     _run(work, settings)
-    builder.finish()
+    if source == "raw":
+        builder.finish()  # feed_report finishes the raw parts it reads itself
     if builder.unknown:
         some = ", ".join(sorted(builder.unknown)[:5])
         _err.print(
@@ -247,6 +305,66 @@ def report(
         plot_report(plot, zone_days, days, title=title, grid_factor=grid_factor)
     if settlement is not None:
         write_settlement(settlement, builder)
+
+
+@energy_app.command()
+def rollup(
+    start: FromOption,
+    end: ToOption,
+    config: ConfigOption = None,
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", help="Inventory CSV (default inventory.path).")
+    ] = None,
+    tz: TzOption = "UTC",
+    delete_first: Annotated[
+        bool,
+        typer.Option(
+            "--delete-first",
+            help="Delete the range's rollups first: after moving a luminaire to another zone or "
+            "circuit in the inventory (its points under the old tags would stay).",
+        ),
+    ] = False,
+) -> None:
+    """(Re)build the hourly and daily energy rollups of the whole hours over [--from, --to).
+
+    Idempotent: a rebuilt hour overwrites its points (same series, same time). `luxtel run`
+    keeps recent hours current by itself; use this for history, or after editing the
+    inventory. The retention policies are checked first (InfluxDB 1.x)."""
+    settings = _settings(config)
+    lums = _inventory(settings, inventory, [])
+    a, b = _period(start, end, _zone(tz))
+    rollups = rollup_config(settings)
+    retention = retention_config(settings)
+
+    async def work(writer: InfluxWriter) -> Built:
+        if retention is not None:
+            try:
+                for statement in await ensure_retention(writer, retention):
+                    _err.print(f"retention: {statement}")
+            except RetentionError as error:
+                raise _fail(str(error), 1) from None
+        if delete_first:
+            try:
+                await delete_range(writer, a, b, rollups)
+            except RetentionError as error:
+                raise _fail(str(error), 1) from None
+        with _progress() as bar:
+            task = bar.add_task("rolling up", total=ceil_hour(b) - floor_hour(a), points=0)
+            done = 0
+
+            def advance(ms: int, rows: int) -> None:
+                nonlocal done
+                done += rows
+                bar.update(task, advance=ms, points=done)
+
+            return await build_rollups(writer, lums, a, b, rollups, advance=advance)
+
+    built = _run(work, settings)
+    _err.print(
+        f"{built.rows:,} rollup points written ({len(lums)} luminaires × "
+        f"{(ceil_hour(b) - floor_hour(a)) // 3_600_000} hours) from {built.readings:,} readings, "
+        f"and {built.days:,} daily points ({settings.energy.tz} days)"
+    )
 
 
 def _window_ms(devices: int, interval_s: int, budget: int = 500_000) -> int:

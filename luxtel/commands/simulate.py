@@ -174,6 +174,16 @@ def simulate(
         int, typer.Option(help="Messages in flight before waiting for acknowledgements.")
     ] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    payload_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="The form of each reading: luxtel (the contract's telemetry), chirpstack "
+            "(ChirpStack v4 uplinks on application/…/event/up), tts (The Things Stack v3 on "
+            "v3/…/up) or senml (SenML packs on lwm2m/{device}/senml); luxtel takes them with "
+            "deploy/sources/sources.example.toml and the fleet's --inventory.",
+        ),
+    ] = "luxtel",
 ) -> None:
     """Publish the readings of a simulated fleet of street lights over MQTT, faults on request."""
     try:
@@ -207,6 +217,7 @@ def simulate(
             qos=qos,
             connections=_connections(connections),
             window=window,
+            payload_format=payload_format,
         )
         config.validate()
     except ConfigError as exc:

@@ -1,0 +1,419 @@
+"""Hourly energy rollups: one point per luminaire per hour, by the report's own arithmetic.
+
+Pure functions; no I/O, no clock. A rollup hour ``[h, h + 1 h)`` of one device holds what a
+``ReportBuilder`` bin of exactly that hour would tally (``energy.report.Tally``): the counter and
+power-integral Wh (intervals straddling the hour shared in proportion to time), the verified Wh,
+burning and dimming time, readings received and expected, the flagged intervals and resets.
+Summing hours therefore gives the raw report of any whole-hour span, to floating-point rounding.
+
+**Why the hours can be computed one range at a time.** The readers look ``max_interval_ms``
+around their period (``energy.counters``: readings further apart than that bound no interval),
+so an hour's figures depend only on the readings inside it and on each device's nearest reading
+on either side within that bound. A stretch without readings at a rollup range's edge is
+therefore ``missing`` (``ReportBuilder.finish(closed=True)``), exactly as a report over a longer
+period sees it. Only near a report's own edges does the raw report say ``edge`` for a short
+stretch, which is why ``plan`` leaves ``edge_ms`` at each end of a report to raw readings.
+
+The point written per device-hour (``line``): measurement ``energy_hourly``, tags ``circuit``,
+``device_id``, ``zone`` (bounded: from the inventory), time = the hour's start (ms). Written again
+for the same hour, it overwrites the earlier point (same series, same time): never doubled.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from energy.counters import MS_PER_H, Sample
+from energy.inventory import Luminaire
+from energy.periods import day_edges, from_ms, local_midnight_ms
+from energy.report import Axis, ReportBuilder, Tally
+
+MEASUREMENT = "energy_hourly"
+DAY_MEASUREMENT = "energy_daily"
+"""Sums of a device's hourly rollups over a civil day (``energy.tz``), at local midnight, with
+``hours``: how many hourly points it summed (23, 24 or 25 when complete)."""
+HOUR_AXIS = "hour"
+FIELDS = (
+    "readings",
+    "expected",
+    "metered_wh",
+    "counter_wh",
+    "power_wh",
+    "verified_wh",
+    "burning_h",
+    "dim_pct_h",
+    "baseline_wh",
+    "flagged",
+    "resets",
+    "gap",
+    "method",
+    "via_counter",
+    "via_power",
+)
+SUMMED = (
+    "readings",
+    "counter_wh",
+    "power_wh",
+    "verified_wh",
+    "burning_h",
+    "dim_pct_h",
+    "flagged",
+    "resets",
+)
+"""The fields a reader adds up over hours (InfluxDB ``sum``); the methods are ``max`` of
+``via_counter`` and ``via_power`` (1 when the hour had an interval known that way)."""
+
+
+def floor_hour(t_ms: int) -> int:
+    return t_ms - t_ms % MS_PER_H
+
+
+def ceil_hour(t_ms: int) -> int:
+    return -(-t_ms // MS_PER_H) * MS_PER_H
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One device's hour ``[hour_ms, hour_ms + 1 h)``."""
+
+    device_id: str
+    zone: str
+    circuit: str
+    hour_ms: int
+    readings: int
+    expected: float
+    counter_wh: float
+    power_wh: float
+    verified_wh: float
+    burning_h: float
+    dim_pct_h: float
+    """Σ dim % × burning hours: the mean dim level is ``dim_pct_h / burning_h``."""
+    baseline_wh: float
+    flagged: int
+    resets: int
+    method: str
+    """``counter``, ``power``, ``counter+power`` or ``none``: how the Wh were known."""
+
+    @property
+    def metered_wh(self) -> float:
+        return self.counter_wh + self.power_wh
+
+    @property
+    def gap(self) -> bool:
+        return self.flagged > 0
+
+    @classmethod
+    def of(cls, lum: Luminaire, hour_ms: int, t: Tally) -> Rollup:
+        return cls(
+            lum.device_id,
+            lum.zone,
+            lum.circuit,
+            hour_ms,
+            t.readings,
+            MS_PER_H / (lum.report_interval_s * 1000),
+            t.counter_wh,
+            t.power_wh,
+            t.verified_wh,
+            t.burn_ms / MS_PER_H,
+            t.dim_ms / MS_PER_H,
+            t.baseline_wh,
+            t.flagged,
+            t.resets,
+            "+".join(sorted(t.methods)) or "none",
+        )
+
+    def add_to(self, tally: Tally, baseline_w: float) -> None:
+        """Add this hour to a report's tally; the baseline from the inventory given now (a
+        corrected inventory needs no rebuild), over the hour's verified burning time."""
+        tally.readings += self.readings
+        tally.counter_wh += self.counter_wh
+        tally.power_wh += self.power_wh
+        if self.method != "none":
+            tally.methods.update(self.method.split("+"))
+        tally.verified_wh += self.verified_wh
+        burn_ms = self.burning_h * MS_PER_H
+        tally.burn_ms += burn_ms
+        tally.dim_ms += self.dim_pct_h * MS_PER_H
+        tally.baseline_wh += baseline_w * burn_ms / MS_PER_H
+        tally.flagged += self.flagged
+        tally.resets += self.resets
+
+
+def hour_edges(start_ms: int, end_ms: int) -> list[int]:
+    if start_ms % MS_PER_H or end_ms % MS_PER_H or end_ms <= start_ms:
+        raise ValueError("a rollup range is whole hours: start and end on the hour, end later")
+    return list(range(start_ms, end_ms + 1, MS_PER_H))
+
+
+def rollup_builder(
+    start_ms: int,
+    end_ms: int,
+    inventory: Mapping[str, Luminaire],
+    *,
+    gap_factor: float,
+    max_interval_ms: float,
+) -> ReportBuilder:
+    """A builder whose one axis is device × hour over ``[start_ms, end_ms)``; push the
+    readings of ``[start_ms, end_ms)`` and each device's nearest reading within
+    ``max_interval_ms`` on either side, then ``rollups(builder)``."""
+    edges = hour_edges(start_ms, end_ms)
+    axis = Axis(lambda lum: lum.device_id, edges, [str(e) for e in edges[:-1]])
+    return ReportBuilder(
+        start_ms,
+        end_ms,
+        inventory,
+        {HOUR_AXIS: axis},
+        gap_factor=gap_factor,
+        max_interval_ms=max_interval_ms,
+    )
+
+
+def rollups(builder: ReportBuilder) -> list[Rollup]:
+    """Every (device of the inventory, hour) of a ``rollup_builder`` after its readings."""
+    builder.finish(closed=True)
+    edges = builder.axes[HOUR_AXIS].edges
+    table = builder.tallies[HOUR_AXIS]
+    out = []
+    for device_id, lum in builder.inventory.items():
+        for index, hour in enumerate(edges[:-1]):
+            out.append(Rollup.of(lum, hour, table.get((device_id, index)) or Tally()))
+    return out
+
+
+def compute(
+    start_ms: int,
+    end_ms: int,
+    readings: Mapping[str, Iterable[Sample]],
+    inventory: Mapping[str, Luminaire],
+    *,
+    gap_factor: float = 1.5,
+    max_interval_ms: float,
+) -> list[Rollup]:
+    """The rollups of ``[start_ms, end_ms)`` from each device's readings (in any order; those
+    outside the range beyond ``max_interval_ms`` change nothing)."""
+    builder = rollup_builder(
+        start_ms, end_ms, inventory, gap_factor=gap_factor, max_interval_ms=max_interval_ms
+    )
+    for device_id, samples in readings.items():
+        for sample in sorted(samples, key=lambda s: s.t_ms):
+            builder.push(device_id, sample)
+    return rollups(builder)
+
+
+def _float(value: float) -> str:
+    return repr(float(value))
+
+
+def line(row: Rollup) -> str:
+    """The rollup as a line of line protocol (ms precision)."""
+    method = row.method
+    return (
+        f"{MEASUREMENT},circuit={row.circuit},device_id={row.device_id},zone={row.zone} "
+        f"readings={row.readings}i,expected={row.expected!r},"
+        f"metered_wh={row.counter_wh + row.power_wh!r},counter_wh={row.counter_wh!r},"
+        f"power_wh={row.power_wh!r},verified_wh={row.verified_wh!r},"
+        f"burning_h={row.burning_h!r},dim_pct_h={row.dim_pct_h!r},"
+        f"baseline_wh={row.baseline_wh!r},flagged={row.flagged}i,resets={row.resets}i,"
+        f'gap={"true" if row.flagged else "false"},method="{method}",'
+        f"via_counter={int('counter' in method)}i,via_power={int('power' in method)}i "
+        f"{row.hour_ms}"
+    )
+
+
+def from_record(record: Mapping[str, object]) -> Rollup:
+    """A rollup from a query's row (``time`` in ms, tags and fields by name)."""
+
+    def number(name: str) -> float:
+        value = record.get(name)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    return Rollup(
+        str(record.get("device_id", "")),
+        str(record.get("zone", "")),
+        str(record.get("circuit", "")),
+        int(number("time")),
+        int(number("readings")),
+        number("expected"),
+        number("counter_wh"),
+        number("power_wh"),
+        number("verified_wh"),
+        number("burning_h"),
+        number("dim_pct_h"),
+        number("baseline_wh"),
+        int(number("flagged")),
+        int(number("resets")),
+        str(record.get("method") or "none"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a report over ``[start, end)`` is read: ``hours`` from the rollups, ``raw`` ranges
+    from raw readings."""
+
+    hours: list[int]
+    raw: list[tuple[int, int]]
+
+
+def plan(
+    start_ms: int,
+    end_ms: int,
+    axes: Iterable[Sequence[int]],
+    edge_ms: float,
+    usable: set[int],
+    taken: Sequence[tuple[int, int]] = (),
+) -> Plan:
+    """Which whole hours of ``[start_ms, end_ms)`` come from rollups: those at least
+    ``edge_ms`` from both ends (the longest gap: the raw report may call a stretch at its edges
+    ``edge`` where a rollup says ``missing``), inside one bin of every axis (an hour across a
+    bin's edge cannot be cut), in ``usable`` (every device has its point) and not in a
+    ``taken`` span (days read from daily rollups). The rest, merged into ranges, is read raw."""
+    first, last = ceil_hour(int(start_ms + edge_ms)), floor_hour(int(end_ms - edge_ms))
+    edge_lists = [list(edges) for edges in axes]
+    inside = [range(a, b) for a, b in taken]
+    hours = []
+    for hour in range(first, last, MS_PER_H):
+        if hour not in usable or any(hour in span for span in inside):
+            continue
+        if all(_within_one_bin(edges, hour, hour + MS_PER_H) for edges in edge_lists):
+            hours.append(hour)
+    covered = sorted([(h, h + MS_PER_H) for h in hours] + list(taken))
+    raw: list[tuple[int, int]] = []
+    t = start_ms
+    for a, b in covered:
+        if a > t:
+            raw.append((t, a))
+        t = max(t, b)
+    if t < end_ms:
+        raw.append((t, end_ms))
+    return Plan(hours, raw)
+
+
+def whole_days(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """The civil days of ``tz`` lying wholly inside ``[start_ms, end_ms)``."""
+    edges, _ = day_edges(start_ms, end_ms, tz)
+    out = []
+    for a, b in itertools.pairwise(edges):
+        day = from_ms(a).astimezone(tz).date()
+        if a == local_midnight_ms(day, tz) and b == local_midnight_ms(day + timedelta(days=1), tz):
+            out.append((a, b))
+    return out
+
+
+def days_touching(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int, int]]:
+    """The civil days of ``tz`` that overlap ``[start_ms, end_ms)``, whole."""
+    first = from_ms(start_ms).astimezone(tz).date()
+    last = from_ms(end_ms - 1).astimezone(tz).date()
+    a = local_midnight_ms(first, tz)
+    b = local_midnight_ms(last + timedelta(days=1), tz)
+    return whole_days(a, b, tz)
+
+
+def candidate_days(
+    start_ms: int, end_ms: int, axes: Iterable[Sequence[int]], edge_ms: float, tz: ZoneInfo
+) -> list[tuple[int, int]]:
+    """The days a report may read from daily rollups: whole civil days at least ``edge_ms``
+    from its ends (as ``plan``), each inside one bin of every axis."""
+    first, last = ceil_hour(int(start_ms + edge_ms)), floor_hour(int(end_ms - edge_ms))
+    if last <= first:
+        return []
+    edge_lists = [list(edges) for edges in axes]
+    return [
+        (a, b)
+        for a, b in whole_days(first, last, tz)
+        if all(_within_one_bin(edges, a, b) for edges in edge_lists)
+    ]
+
+
+def day_line(lum: Luminaire, day_ms: int, sums: Mapping[str, float]) -> str:
+    """One device's civil day: the sums of its hourly rollups, ``hours`` of them."""
+    fields = ",".join(
+        f"{name}={int(sums.get(name) or 0)}i"
+        if name in ("readings", "flagged", "resets", "hours", "via_counter", "via_power")
+        else f"{name}={_float(sums.get(name) or 0.0)}"
+        for name in (*SUMMED, "via_counter", "via_power", "hours")
+    )
+    tags = f"circuit={lum.circuit},device_id={lum.device_id},zone={lum.zone}"
+    return f"{DAY_MEASUREMENT},{tags} {fields} {day_ms}"
+
+
+def _within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:
+    i = bisect.bisect_right(edges, a) - 1
+    return 0 <= i < len(edges) - 1 and b <= edges[i + 1]
+
+
+def add_sums(
+    builder: ReportBuilder, axis: str, index: int, device_id: str, sums: Mapping[str, float]
+) -> bool:
+    """Add one device's sums over hours of bin ``index`` of ``axis`` (``SUMMED`` and
+    ``via_counter``/``via_power``, as InfluxDB answers them) to the builder; False when the
+    device is not in its inventory."""
+    lum = builder.inventory.get(device_id)
+    if lum is None:
+        builder.unknown.add(device_id)
+        return False
+    spec = builder.axes[axis]
+    key = (spec.group_of(lum), index)
+    table = builder.tallies[axis]
+    tally = table.get(key)
+    if tally is None:
+        tally = table[key] = Tally()
+    tally.readings += int(sums.get("readings") or 0)
+    tally.counter_wh += sums.get("counter_wh") or 0.0
+    tally.power_wh += sums.get("power_wh") or 0.0
+    if sums.get("via_counter"):
+        tally.methods.add("counter")
+    if sums.get("via_power"):
+        tally.methods.add("power")
+    tally.verified_wh += sums.get("verified_wh") or 0.0
+    burn_ms = (sums.get("burning_h") or 0.0) * MS_PER_H
+    tally.burn_ms += burn_ms
+    tally.dim_ms += (sums.get("dim_pct_h") or 0.0) * MS_PER_H
+    tally.baseline_wh += lum.baseline_power_w * burn_ms / MS_PER_H
+    tally.flagged += int(sums.get("flagged") or 0)
+    tally.resets += int(sums.get("resets") or 0)
+    return True
+
+
+def add_hour(builder: ReportBuilder, row: Rollup) -> None:
+    """Add one rollup hour to every axis of a report builder (the hour lies in one bin of
+    each, see ``plan``); a device not in the builder's inventory is left out."""
+    lum = builder.inventory.get(row.device_id)
+    if lum is None:
+        builder.unknown.add(row.device_id)
+        return
+    for name, axis in builder.axes.items():
+        index = bisect.bisect_right(axis.edges, row.hour_ms) - 1
+        table = builder.tallies[name]
+        key = (axis.group_of(lum), index)
+        tally = table.get(key)
+        if tally is None:
+            tally = table[key] = Tally()
+        row.add_to(tally, lum.baseline_power_w)
+
+
+def merge(into: ReportBuilder, part: ReportBuilder) -> None:
+    """Add the tallies of a builder over part of the same period and axes."""
+    for name, table in part.tallies.items():
+        target = into.tallies[name]
+        for key, t in table.items():
+            tally = target.get(key)
+            if tally is None:
+                target[key] = tally = Tally()
+            tally.readings += t.readings
+            tally.counter_wh += t.counter_wh
+            tally.power_wh += t.power_wh
+            tally.methods |= t.methods
+            tally.verified_wh += t.verified_wh
+            tally.burn_ms += t.burn_ms
+            tally.dim_ms += t.dim_ms
+            tally.baseline_wh += t.baseline_wh
+            tally.flagged += t.flagged
+            tally.resets += t.resets
+    into.unknown |= part.unknown
+    into.duplicates += part.duplicates

@@ -1,0 +1,417 @@
+"""Hourly rollups in InfluxDB: built from raw telemetry, written, and read back into a report.
+
+- ``read_range`` pushes into a builder the telemetry of ``[start, end)`` and each device's nearest
+  reading on either side within ``max_interval_ms`` (two ``ORDER BY time DESC LIMIT 1`` /
+  ``LIMIT 1`` queries per series instead of ``max_interval_ms`` of readings), which is all an
+  hour's figures depend on (``energy.rollup``).
+- ``build`` (re)computes the rollups of whole hours and writes them to the rollup retention policy:
+  a point per device-hour, at the hour's start, so a rebuild overwrites (never doubles).
+- ``feed_report`` fills a report builder from rollups for the whole hours ``energy.rollup.plan``
+  allows and from raw readings for the rest: the period's edges, hours across a bin's edge
+  (half-hours for settlement, days of a zone with a half-hour offset) and hours whose rollups are
+  incomplete (a device without its point).
+
+Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo
+
+from energy.counters import MS_PER_H
+from energy.inventory import Luminaire
+from energy.queries import checked, select, stream, windows
+from energy.report import ReportBuilder
+from energy.retention import post_statement
+from energy.rollup import (
+    DAY_MEASUREMENT,
+    MEASUREMENT,
+    SUMMED,
+    add_sums,
+    candidate_days,
+    ceil_hour,
+    day_line,
+    days_touching,
+    floor_hour,
+    line,
+    merge,
+    plan,
+    rollup_builder,
+    rollups,
+)
+from energy.source import COLUMNS, push_series
+from influx.client import InfluxWriter
+from influx.errors import InfluxRejectedError
+
+WRITE_BATCH = 5000
+DEVICE_HOURS = 50_000
+"""Device-hours built at once: a few tens of MB of tallies and lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupConfig:
+    """Where the rollups live and the arithmetic they were made with."""
+
+    retention_policy: str = "rollups"
+    gap_factor: float = 1.5
+    max_interval_ms: float = 12 * MS_PER_H
+    tz: str = "UTC"
+    """The city's civil time, for the daily rollups."""
+
+
+def _in_time(statement: str, order_desc: bool) -> str:
+    suffix = " ORDER BY time DESC LIMIT 1" if order_desc else " LIMIT 1"
+    return statement + suffix
+
+
+async def read_range(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    start_ms: int,
+    end_ms: int,
+    *,
+    max_interval_ms: float,
+    zones: Sequence[str] = (),
+    window_ms: int = MS_PER_H * 24,
+) -> int:
+    """Push into ``builder`` each device's last reading before ``start_ms`` (within
+    ``max_interval_ms``), every reading of ``[start_ms, end_ms)``, then each device's first
+    reading from ``end_ms`` on (within ``max_interval_ms``); returns the readings read."""
+    rp = writer.target.retention_policy
+    reach = int(max_interval_ms)
+    read = 0
+    before = select(
+        "telemetry",
+        COLUMNS,
+        start_ms - reach,
+        start_ms,
+        zones=zones,
+        group_by_device=True,
+        retention_policy=rp,
+    )
+    async for series in stream(writer, _in_time(before, order_desc=True)):
+        read += push_series(builder, series)
+    for a, b in windows(start_ms, end_ms, window_ms):
+        statement = select(
+            "telemetry", COLUMNS, a, b, zones=zones, group_by_device=True, retention_policy=rp
+        )
+        async for series in stream(writer, statement):
+            read += push_series(builder, series)
+    after = select(
+        "telemetry",
+        COLUMNS,
+        end_ms,
+        end_ms + reach + 1,
+        zones=zones,
+        group_by_device=True,
+        retention_policy=rp,
+    )
+    async for series in stream(writer, _in_time(after, order_desc=False)):
+        read += push_series(builder, series)
+    return read
+
+
+def chunk_hours(devices: int) -> int:
+    """Hours per build or read-back step: ``DEVICE_HOURS`` device-hours, 1 to 168."""
+    return max(1, min(168, DEVICE_HOURS // max(devices, 1)))
+
+
+@dataclass(slots=True)
+class Built:
+    """What a build did: rows written, readings read, and the hours its intervals reached
+    outside the range (``reach``: earliest and latest reading pushed)."""
+
+    rows: int = 0
+    readings: int = 0
+    reach: tuple[int, int] | None = None
+    days: int = 0
+    """Daily points written."""
+
+
+async def build(
+    writer: InfluxWriter,
+    inventory: Mapping[str, Luminaire],
+    start_ms: int,
+    end_ms: int,
+    config: RollupConfig,
+    *,
+    advance: Callable[[int, int], None] | None = None,
+) -> Built:
+    """(Re)compute and write the rollups of the whole hours over ``[start_ms, end_ms)``
+    (widened to the hour), in steps of ``chunk_hours``; ``advance(ms, rows)`` after each."""
+    start_ms, end_ms = floor_hour(start_ms), ceil_hour(end_ms)
+    target = replace(writer.target, retention_policy=config.retention_policy)
+    step = chunk_hours(len(inventory)) * MS_PER_H
+    done = Built()
+    lo, hi = start_ms, end_ms
+    async with InfluxWriter(target) as out:
+        for a, b in windows(start_ms, end_ms, step):
+            builder = rollup_builder(
+                a,
+                b,
+                inventory,
+                gap_factor=config.gap_factor,
+                max_interval_ms=config.max_interval_ms,
+            )
+            done.readings += await read_range(
+                writer, builder, a, b, max_interval_ms=config.max_interval_ms
+            )
+            for s in builder.streams.values():
+                if s.first_ms is not None and s.last is not None:
+                    lo, hi = min(lo, s.first_ms), max(hi, s.last.t_ms)
+            rows = rollups(builder)
+            lines = [line(row) for row in rows]
+            for i in range(0, len(lines), WRITE_BATCH):
+                await out.write(lines[i : i + WRITE_BATCH])
+            done.rows += len(rows)
+            if advance is not None:
+                advance(b - a, len(rows))
+        done.days = await build_days(writer, out, inventory, start_ms, end_ms, config)
+    done.reach = (lo, hi)
+    return done
+
+
+async def delete_range(
+    writer: InfluxWriter, start_ms: int, end_ms: int, config: RollupConfig
+) -> None:
+    """Delete the hourly rollups of the hours over ``[start_ms, end_ms)`` and the daily ones
+    of the days touching it (before a rebuild after an inventory edit moved a luminaire to
+    another zone or circuit: its points under the old tags would stay beside the new ones).
+    Both measurements exist only in the rollup policy, so nothing else is touched."""
+    a, b = floor_hour(start_ms), ceil_hour(end_ms)
+    days = days_touching(a, b, ZoneInfo(config.tz))
+    spans = [(MEASUREMENT, a, b)] + ([(DAY_MEASUREMENT, days[0][0], days[-1][1])] if days else [])
+    for measurement, x, y in spans:
+        # integers and constants only
+        statement = f'DELETE FROM "{measurement}" WHERE time >= {x}ms AND time < {y}ms'  # noqa: S608
+        await post_statement(writer, statement)
+
+
+async def build_days(
+    writer: InfluxWriter,
+    out: InfluxWriter,
+    inventory: Mapping[str, Luminaire],
+    start_ms: int,
+    end_ms: int,
+    config: RollupConfig,
+) -> int:
+    """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)``: each
+    device's sums over the day's hourly points, summed by InfluxDB; returns the points."""
+    select_list = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in SUMMED]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+        + ['count("readings") AS "hours"']
+    )
+    written = 0
+    for a, b in days_touching(start_ms, end_ms, ZoneInfo(config.tz)):
+        statement = _sums_statement(config, a, b, (), select_list, '"device_id"')
+        lines = []
+        async for series in stream(writer, statement):
+            lum = inventory.get(series.tags.get("device_id", ""))
+            if lum is None:
+                continue
+            for values in series.values:
+                lines.append(day_line(lum, a, dict(zip(series.columns, values, strict=True))))
+        for i in range(0, len(lines), WRITE_BATCH):
+            await out.write(lines[i : i + WRITE_BATCH])
+        written += len(lines)
+    return written
+
+
+@dataclass(slots=True)
+class Sources:
+    """Where a report's figures came from."""
+
+    rollup_days: int = 0
+    rollup_hours: int = 0
+    raw_ranges: list[tuple[int, int]] = field(default_factory=list)
+    incomplete_hours: int = 0
+    """Hours that could have come from rollups but lacked a device's point."""
+    readings: int = 0
+    rollup_rows: int = 0
+    """Device-sums InfluxDB answered (one per device per run of hours per axis)."""
+
+
+def _sums_statement(
+    config: RollupConfig,
+    a: int,
+    b: int,
+    zones: Sequence[str],
+    select_list: str,
+    group: str,
+    measurement: str = MEASUREMENT,
+) -> str:
+    where = [f"time >= {a * 1_000_000}", f"time < {b * 1_000_000}"]
+    if zones:
+        where.append("(" + " OR ".join(f"\"zone\" = '{checked('zone', z)}'" for z in zones) + ")")
+    source = f'"{checked("retention policy", config.retention_policy)}"."{measurement}"'
+    # Every name passed `checked` and the times are integers: nothing is quoted through.
+    return f"SELECT {select_list} FROM {source} WHERE {' AND '.join(where)} GROUP BY {group}"  # noqa: S608
+
+
+async def _add_runs(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    spans: Sequence[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+    measurement: str,
+) -> int:
+    """Add each device's sums over each run of consecutive ``spans`` inside one bin, per
+    axis; returns the device-sums added."""
+    select_list = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in SUMMED]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+    )
+    added = 0
+    for name, axis in builder.axes.items():
+        merged: list[tuple[int, int, int]] = []
+        for a, b in sorted(spans):
+            index = bisect.bisect_right(axis.edges, a) - 1
+            if merged and merged[-1][1] == a and merged[-1][2] == index:
+                merged[-1] = (merged[-1][0], b, index)
+            else:
+                merged.append((a, b, index))
+        for a, b, index in merged:
+            statement = _sums_statement(
+                config, a, b, zones, select_list, '"device_id"', measurement
+            )
+            async for series in stream(writer, statement):
+                device_id = series.tags.get("device_id", "")
+                for values in series.values:
+                    sums = dict(zip(series.columns, values, strict=True))
+                    added += add_sums(builder, name, index, device_id, sums)
+    return added
+
+
+async def _read_back_days(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    days: list[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> tuple[list[tuple[int, int]], int]:
+    """Add the daily rollups of ``days`` where every device of the inventory has a point
+    summing all the day's hours; returns the days used and the device-sums added."""
+    if not days:
+        return [], 0
+    wanted = len(builder.inventory)
+    found: dict[int, tuple[int, int]] = {}
+    statement = _sums_statement(
+        config,
+        days[0][0],
+        days[-1][1],
+        zones,
+        'count("hours"), min("hours")',
+        "time(1h)",
+        DAY_MEASUREMENT,
+    )
+    try:
+        async for series in stream(writer, statement):
+            for t, n, least in series.values:
+                found[int(t)] = (int(n or 0), int(least or 0))
+    except InfluxRejectedError as error:
+        if "retention policy not found" in error.message:
+            return [], 0
+        raise
+    used = [(a, b) for a, b in days if found.get(floor_hour(a)) == (wanted, (b - a) // MS_PER_H)]
+    added = await _add_runs(writer, builder, used, config, zones, DAY_MEASUREMENT)
+    return used, added
+
+
+async def _read_back(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    hours: list[int],
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> tuple[set[int], int]:
+    """Add the rollups of ``hours`` to ``builder``, summed by InfluxDB: first which hours
+    hold a point for as many devices as the inventory has (``count`` per hour), then, per axis,
+    each device's sums over each run of such hours inside one bin. Returns the hours used and
+    the device-sums added."""
+    if not hours:
+        return set(), 0
+    wanted = len(builder.inventory)
+    counts: dict[int, int] = {}
+    stretches: list[tuple[int, int]] = []  # consecutive candidate hours: one count query each
+    for h in sorted(hours):
+        if stretches and stretches[-1][1] == h:
+            stretches[-1] = (stretches[-1][0], h + MS_PER_H)
+        else:
+            stretches.append((h, h + MS_PER_H))
+    try:
+        for a, b in stretches:
+            statement = _sums_statement(config, a, b, zones, 'count("readings")', "time(1h)")
+            async for series in stream(writer, statement):
+                for t, n in series.values:
+                    counts[int(t)] = int(n or 0)
+    except InfluxRejectedError as error:
+        if "retention policy not found" in error.message:
+            return set(), 0  # no rollups were ever made here: all raw
+        raise
+    used = {h for h in hours if counts.get(h) == wanted}
+    spans = [(h, h + MS_PER_H) for h in sorted(used)]
+    return used, await _add_runs(writer, builder, spans, config, zones, MEASUREMENT)
+
+
+async def feed_report(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    config: RollupConfig,
+    *,
+    zones: Sequence[str] = (),
+    window_ms: int = MS_PER_H * 24,
+    advance: Callable[[int, int], None] | None = None,
+) -> Sources:
+    """Fill ``builder`` (made with ``config``'s gap factor and max interval) from rollups
+    where they can stand for the raw readings, and from raw readings elsewhere; the caller
+    then calls ``builder.finish()``. ``advance(ms, points)`` as the parts are read."""
+    start, end = builder.start_ms, builder.end_ms
+    edge = max(
+        (lum.report_interval_s * 1000 * builder.gap_factor for lum in builder.inventory.values()),
+        default=0.0,
+    )
+    axes = [axis.edges for axis in builder.axes.values()]
+    sources = Sources()
+    days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
+    used_days, sources.rollup_rows = await _read_back_days(writer, builder, days, config, zones)
+    sources.rollup_days = len(used_days)
+    every_hour = set(range(floor_hour(start), end, MS_PER_H))
+    candidates = plan(start, end, axes, edge, every_hour, used_days)
+    used, rows = await _read_back(writer, builder, candidates.hours, config, zones)
+    sources.rollup_rows += rows
+    sources.rollup_hours = len(used)
+    sources.incomplete_hours = len(candidates.hours) - len(used)
+    if advance is not None:
+        advance(sum(b - a for a, b in used_days) + len(used) * MS_PER_H, sources.rollup_rows)
+    final = plan(start, end, axes, edge, used, used_days)
+    sources.raw_ranges = final.raw
+    for a, b in final.raw:
+        part = ReportBuilder(
+            start,
+            end,
+            builder.inventory,
+            builder.axes,
+            gap_factor=builder.gap_factor,
+            max_interval_ms=builder.max_interval_ms,
+            accept=(a, b),
+        )
+        read = await read_range(
+            writer,
+            part,
+            a,
+            b,
+            max_interval_ms=builder.max_interval_ms,
+            zones=zones,
+            window_ms=window_ms,
+        )
+        part.finish()
+        merge(builder, part)
+        sources.readings += read
+        if advance is not None:
+            advance(b - a, read)
+    return sources

@@ -1,0 +1,200 @@
+"""Rollup upkeep inside ``luxtel run``: one task that keeps the hourly rollups current.
+
+Why this shape: rebuilding recent hours on a timer re-reads every reading many times (a 12-hour
+reach around each hour) at ~5 µs a reading read. Instead each hour is rolled up **once, when it
+closes**, reading that hour plus each device's two neighbouring readings
+(``rollup_store.read_range``), and again only when a reading for it is written late. Even so a
+build costs ~7–11 µs of CPU per reading (``bench/README.md``, "Energy at city scale"): more than
+the issue's 10 % of ``luxtel run``'s cost per reading; cheaper would be to tally the readings as
+the decoder accepts them, which this does not do.
+
+- Every build also rewrites the daily rollups of the civil days it touches (``build_days``).
+- **Closing** (wall clock): hour ``h`` of reading time is closed once the wall clock passes
+  ``h + 1 h + settle_s``; the watermark (the first hour not yet closed) is kept in
+  ``state_dir/rollups.json``. On the first start it begins ``recent_hours`` back (older hours:
+  ``luxtel energy rollup --from … --to …``); after a stop, the hours missed are caught up.
+- **Dirty hours** (reading time): the sink calls ``DirtyHours.note`` with the lines it has just
+  written to InfluxDB (after the write, so a spooled backlog counts when it is replayed). Hours
+  already closed are rebuilt at the next tick, widened to the hours the intervals at the range's
+  edges reach (a late reading changes the interval before and after it). The set is bounded
+  (``max_bytes``); past it, the hours collapse into one span, rebuilt whole — nothing is lost.
+  Kept in memory: after a crash, the last ``recent_hours`` are rebuilt at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from energy.counters import MS_PER_H
+from energy.inventory import Luminaire
+from energy.retention import RetentionConfig, RetentionError, ensure_retention
+from energy.rollup import floor_hour
+from energy.rollup_store import RollupConfig, build
+from influx.client import InfluxWriter
+from influx.errors import InfluxError
+
+log = structlog.get_logger("luxtel.rollups")
+
+_HOUR_ENTRY_BYTES = 100
+"""What one hour costs in the set (a Python int and its slot), for the byte bound."""
+
+
+class DirtyHours:
+    """Hours (reading time) of telemetry written since the last ``take``, bounded in bytes."""
+
+    __slots__ = ("hours", "max_hours", "span")
+
+    def __init__(self, max_bytes: int = 1 << 20) -> None:
+        self.max_hours = max(1, max_bytes // _HOUR_ENTRY_BYTES)
+        self.hours: set[int] = set()
+        self.span: tuple[int, int] | None = None
+
+    def note(self, lines: Iterable[str]) -> None:
+        """The lines just written; only ``telemetry`` ones count. Each line ends with its
+        timestamp in ms (``InfluxWriter`` writes with ``precision=ms``)."""
+        hours = self.hours
+        hours.update(
+            int(text[text.rindex(" ") + 1 :]) // MS_PER_H
+            for text in lines
+            if text.startswith("telemetry,")
+        )
+        if len(hours) > self.max_hours:
+            lo, hi = min(hours), max(hours)
+            if self.span is not None:
+                lo, hi = min(lo, self.span[0]), max(hi, self.span[1])
+            self.span = (lo, hi)
+            hours.clear()
+
+    def take(self) -> list[tuple[int, int]]:
+        """The hours noted, as merged ``[start_ms, end_ms)`` ranges, and forget them."""
+        hours = sorted(self.hours)
+        if self.span is not None:
+            hours = sorted({*hours, *range(self.span[0], self.span[1] + 1)})
+        self.hours, self.span = set(), None
+        return ranges(h * MS_PER_H for h in hours)
+
+
+def ranges(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Hour starts (ms, sorted) merged into ``[start, end)`` ranges."""
+    out: list[tuple[int, int]] = []
+    for h in hours:
+        if out and out[-1][1] == h:
+            out[-1] = (out[-1][0], h + MS_PER_H)
+        else:
+            out.append((h, h + MS_PER_H))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class UpkeepConfig:
+    every_s: float = 300.0
+    settle_s: float = 1200.0
+    recent_hours: int = 3
+    rollups: RollupConfig = field(default_factory=RollupConfig)
+    retention: RetentionConfig | None = field(default_factory=RetentionConfig)
+
+
+class Upkeep:
+    """``run(stop)`` until ``stop`` is set: retention checked, closed hours rolled up, dirty
+    hours rebuilt, every ``every_s``. InfluxDB away: logged, tried again next tick."""
+
+    def __init__(
+        self,
+        writer: InfluxWriter,
+        inventory: Mapping[str, Luminaire],
+        state_path: Path,
+        config: UpkeepConfig,
+        dirty: DirtyHours,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.writer = writer
+        self.inventory = inventory
+        self.state_path = state_path
+        self.config = config
+        self.dirty = dirty
+        self.clock = clock
+        self.retention_checked = config.retention is None
+        self.cpu_s = 0.0
+        self.rows = 0
+        self._pending: list[tuple[int, int]] = []
+
+    def _load_watermark(self, now_ms: int) -> int:
+        try:
+            return int(json.loads(self.state_path.read_text())["watermark_ms"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return floor_hour(now_ms) - self.config.recent_hours * MS_PER_H
+
+    def _save_watermark(self, watermark_ms: int) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"watermark_ms": watermark_ms}))
+        os.replace(tmp, self.state_path)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        now_ms = int(self.clock() * 1000)
+        watermark = self._load_watermark(now_ms)
+        # After a crash the dirty hours in memory were lost: rebuild the last few.
+        recent = floor_hour(now_ms) - self.config.recent_hours * MS_PER_H
+        if recent < watermark:
+            self._pending.append((recent, watermark))
+        while not stop.is_set():
+            try:
+                watermark = await self.tick(watermark)
+            except Exception as error:  # the rollups must never stop ingest
+                log.error("rollup_upkeep_error", error=repr(error), action="will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.every_s)
+
+    async def tick(self, watermark: int) -> int:
+        """One round; returns the new watermark (unchanged when InfluxDB failed, and the work
+        is kept for the next round)."""
+        started = time.process_time()
+        closed = max(watermark, floor_hour(int((self.clock() - self.config.settle_s) * 1000)))
+        work = self._pending + [r for r in self.dirty.take() if r[0] < watermark]
+        self._pending = []
+        try:
+            if not self.retention_checked and self.config.retention is not None:
+                for statement in await ensure_retention(self.writer, self.config.retention):
+                    log.info("retention_set", statement=statement)
+                self.retention_checked = True
+            while work:
+                a, b = work[0]
+                await self._rebuild(a, min(b, watermark), watermark)
+                work.pop(0)
+            if closed > watermark:
+                await self._build(watermark, closed)
+                self._save_watermark(closed)
+            return closed
+        except (InfluxError, RetentionError) as error:
+            self._pending = work
+            log.warning("rollup_upkeep_failed", error=str(error), action="will retry")
+            return watermark
+        finally:
+            self.cpu_s += time.process_time() - started
+
+    async def _build(self, a: int, b: int) -> None:
+        if b > a:
+            built = await build(self.writer, self.inventory, a, b, self.config.rollups)
+            self.rows += built.rows
+
+    async def _rebuild(self, a: int, b: int, watermark: int) -> None:
+        """Rebuild ``[a, b)`` and the closed hours its edge intervals reach."""
+        if b <= a:
+            return
+        built = await build(self.writer, self.inventory, a, b, self.config.rollups)
+        self.rows += built.rows
+        if built.reach is not None:
+            lo, hi = built.reach
+            if lo < a:
+                await self._build(floor_hour(lo), a)
+            if hi >= b:
+                await self._build(b, min(floor_hour(hi) + MS_PER_H, watermark))

@@ -1,0 +1,399 @@
+"""Rollups on a real InfluxDB: `luxtel energy rollup` builds them idempotently into their own
+retention policy, `luxtel energy report` from rollups equals the raw report (whole hours, odd
+edges, DST days, settlement), and a backlog written late and out of order is rolled up again by
+the upkeep of `luxtel run`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner
+
+from energy.inventory import read_inventory
+from energy.periods import to_ms
+from energy.retention import RetentionConfig
+from energy.rollup_store import RollupConfig
+from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
+from influx.client import InfluxTarget, InfluxWriter
+from luxtel.commands.energy import energy_app
+from luxtel.settings import EnergySettings, InventorySettings
+from servers import (
+    InfluxDBServer,
+    MosquittoServer,
+    create_database,
+    query,
+    quote_ident,
+    write_points,
+)
+from tests.support import Publisher, RunningPipeline, make_settings, reading, wait_until
+
+pytestmark = pytest.mark.integration
+
+LONDON = ZoneInfo("Europe/London")
+H = 3_600_000
+Q = 15 * 60_000
+START = to_ms(datetime(2026, 3, 28, tzinfo=LONDON))
+END = to_ms(datetime(2026, 3, 31, tzinfo=LONDON))  # the spring-forward weekend: 29 March 23 h
+HOLE = (START + 42 * H, START + 46 * H)  # a night
+"""Device n2's readings in here arrive late (the backlog test)."""
+
+FLEET = {
+    # device: zone, circuit, report interval s, what happens
+    "n1": ("north", "C01", 900, "steady"),
+    "n2": ("north", "C01", 900, "reset"),
+    "n3": ("north", "C02", 900, "outage"),  # silent 3 h (a gap), then 14 h (a break)
+    "s1": ("south", "C03", 3600, "wrap"),  # hourly, wraps at 2^32 Wh
+    "s2": ("south", "C03", 900, "no_counter"),  # power only
+    "s3": ("south", "C04", 900, "onboarding"),  # first reading on the 29th, 50 kWh lifetime
+}
+
+
+def _lit(t: int) -> bool:
+    hour = datetime.fromtimestamp(t / 1000, LONDON).hour
+    return hour >= 18 or hour < 7
+
+
+def _readings(device: str) -> list[tuple[int, str]]:
+    _, _, interval_s, kind = FLEET[device]
+    rng = random.Random(device)
+    energy = {"wrap": 2.0**32 - 400.0, "onboarding": 50_000.0}.get(kind, 1000.0)
+    first = START + 26 * H + 7 * 60_000 if kind == "onboarding" else START - 6 * H
+    out = []
+    t = first
+    while t < END + 6 * H:
+        step = interval_s * 1000 + rng.randint(-60, 60) * 1000
+        if kind == "outage" and START + 10 * H <= t < START + 13 * H:
+            t += step
+            energy += 30.0
+            continue
+        if kind == "outage" and START + 40 * H <= t < START + 54 * H:
+            t += step
+            energy += 30.0
+            continue
+        on = _lit(t)
+        power = 40.0 if on else 0.0
+        energy += power * step / H
+        if kind == "reset" and START + 50 * H <= t < START + 50 * H + step:
+            energy = 3.0
+        if kind == "wrap" and energy >= 2.0**32:
+            energy -= 2.0**32
+        dim = 70 if on else 0
+        fields = f"lamp_on={str(on).lower()},power_w={power},dim_pct={dim}i"
+        if kind != "no_counter":
+            fields += f",energy_wh={energy!r}"
+        zone = FLEET[device][0]
+        out.append((t, f"telemetry,device_id={device},zone={zone} {fields} {t}"))
+        t += step
+    return out
+
+
+@dataclass(frozen=True)
+class City:
+    url: str
+    database: str
+    toml: Path
+    tmp: Path
+    backlog: list[str]
+
+
+@pytest.fixture
+def city(influxdb: InfluxDBServer, tmp_path: Path) -> Iterator[City]:
+    database = f"rollups_{uuid.uuid4().hex[:8]}"
+    create_database(influxdb.url, database)
+    inventory = tmp_path / "inventory.csv"
+    rows = [
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on"
+    ]
+    for device, (zone, circuit, interval, _) in FLEET.items():
+        rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
+    inventory.write_text("\n".join(rows) + "\n")
+    toml = tmp_path / "luxtel.toml"
+    toml.write_text(
+        f'[influx]\nurl = "{influxdb.url}"\ndatabase = "{database}"\n'
+        f'[inventory]\npath = "{inventory}"\n[energy]\nmax_interval_h = 6\n'
+        'tz = "Europe/London"\n'
+    )
+    on_time: list[str] = []
+    backlog: list[str] = []
+    for device in FLEET:
+        for t, text in _readings(device):
+            (backlog if device == "n2" and HOLE[0] <= t < HOLE[1] else on_time).append(text)
+    write_points(influxdb.url, database, on_time)
+    yield City(influxdb.url, database, toml, tmp_path, backlog)
+    query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(energy_app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _rollup(city: City, start: str = "2026-03-28", end: str = "2026-03-31") -> str:
+    return _cli(
+        "rollup", "--from", start, "--to", end, "-c", str(city.toml), "--tz", "Europe/London"
+    )
+
+
+def _report(city: City, source: str, *args: str) -> list[dict[str, Any]]:
+    return _report_said(city, source, *args)[0]
+
+
+def _report_said(city: City, source: str, *args: str) -> tuple[list[dict[str, Any]], str]:
+    """The rows, and what the command said on the way."""
+    out = city.tmp / f"{uuid.uuid4().hex[:6]}.json"
+    said = _cli(
+        "report",
+        "-c",
+        str(city.toml),
+        "--tz",
+        "Europe/London",
+        "--format",
+        "json",
+        "-o",
+        str(out),
+        "--source",
+        source,
+        *args,
+    )
+    rows: list[dict[str, Any]] = json.loads(out.read_text())
+    return rows, said
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for key in x:
+            if isinstance(x[key], float):
+                assert x[key] == pytest.approx(y[key], abs=2e-6), (key, x, y)
+            else:
+                assert x[key] == y[key], (key, x, y)
+
+
+def _count(city: City, policy: str) -> int:
+    statement = f'SELECT count("readings") FROM {quote_ident(policy)}."energy_hourly"'  # noqa: S608
+    answer = query(city.url, statement, db=city.database)
+    series = answer["results"][0].get("series", [])
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def test_rollups_land_in_their_own_policy_once_however_often_rebuilt(city: City) -> None:
+    output = _rollup(city)
+    assert "426 rollup points" in output  # 6 luminaires x 71 hours (29 March has 23)
+    policies = query(city.url, f"SHOW RETENTION POLICIES ON {quote_ident(city.database)}")
+    rows = {v[0]: v for v in policies["results"][0]["series"][0]["values"]}
+    assert rows["rollups"][1] == "0s"  # infinite
+    assert rows["rollups"][4] is False  # not the default: raw telemetry stays where it was
+    assert rows["autogen"][1] == "9600h0m0s"  # 400 days
+    assert rows["autogen"][4] is True
+    assert _count(city, "rollups") == 426
+    assert _count(city, "autogen") == 0
+    daily = query(
+        city.url,
+        'SELECT count("hours"), min("hours"), max("hours") FROM "rollups"."energy_daily" '
+        "GROUP BY time(1h) fill(none)",
+        db=city.database,
+    )
+    days = [v[1:] for v in daily["results"][0]["series"][0]["values"]]
+    assert days == [[6, 24, 24], [6, 23, 23], [6, 24, 24]]  # London days, 29 March has 23 h
+    _rollup(city)
+    _rollup(city, "2026-03-29T05:30:00Z", "2026-03-29T09:00:00Z")
+    assert _count(city, "rollups") == 426  # overwritten, never doubled
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--by", "device", "--from", "2026-03-28", "--to", "2026-03-31"),
+        ("--by", "zone", "--from", "2026-03-28T10:20:00Z", "--to", "2026-03-30T17:40:00Z"),
+        ("--by", "day", "--from", "2026-03-28T03:10:00+00:00", "--to", "2026-03-31"),
+        ("--by", "circuit", "--from", "2026-03-29", "--to", "2026-03-30"),
+        ("--by", "month", "--from", "2026-03-28", "--to", "2026-03-31"),
+    ],
+)
+def test_the_report_from_rollups_equals_the_raw_report(city: City, args: tuple[str, ...]) -> None:
+    _rollup(city)
+    raw = _report(city, "raw", *args)
+    via, said = _report_said(city, "rollups", *args)
+    _same(via, raw)
+    assert any(r["gap"] for r in raw)
+    if args[1] == "device":
+        # 29 March from the daily rollups; the other days' hours from hourly ones but for
+        # the first and last 2 h (the longest gap, 1.5 h, to the hour), read raw.
+        assert "1 whole days and 44 whole hours from rollups" in said
+        assert "4 h from raw readings" in said
+        resets = {r["device"]: r["resets"] for r in raw}
+        assert resets == {"n1": 0, "n2": 1, "n3": 0, "s1": 1, "s2": 0, "s3": 0}  # s1: the wrap
+        assert {r["device"]: r["method"] for r in raw}["s2"] == "power"
+
+
+def test_settlement_half_hours_stay_exact(city: City) -> None:
+    _rollup(city)
+    raw, via = city.tmp / "raw.csv", city.tmp / "via.csv"
+    period = ("--from", "2026-03-29", "--to", "2026-03-30", "--by", "circuit")
+    _report(city, "raw", *period, "--settlement", str(raw))
+    _report(city, "rollups", *period, "--settlement", str(via))
+    assert via.read_text() == raw.read_text()
+    assert len(raw.read_text().splitlines()) == 1 + 4 * 46  # 4 circuits, the 23 h day
+
+
+def test_missing_rollups_are_read_raw(city: City) -> None:
+    _rollup(city, "2026-03-28", "2026-03-29")  # only the first day rolled up
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    out = city.tmp / "z.json"
+    result = CliRunner().invoke(
+        energy_app,
+        [
+            "report",
+            "-c",
+            str(city.toml),
+            "--tz",
+            "Europe/London",
+            "--format",
+            "json",
+            "-o",
+            str(out),
+            *args,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "whole hours from rollups" in result.output
+    _same(json.loads(out.read_text()), _report(city, "raw", *args))
+
+
+def test_a_late_backlog_out_of_order_is_rolled_up_again(city: City) -> None:
+    inventory = read_inventory(Path(city.tmp / "inventory.csv"))
+    dirty = DirtyHours()
+    config = UpkeepConfig(
+        every_s=3600,
+        settle_s=1200,
+        rollups=RollupConfig(max_interval_ms=6 * H),
+        retention=RetentionConfig(),
+    )
+    now = END / 1000 + 7 * 3600
+    state = city.tmp / "rollups.json"
+    state.write_text(json.dumps({"watermark_ms": START - H}))
+
+    async def tick(watermark: int) -> tuple[int, int]:
+        async with InfluxWriter(InfluxTarget(city.url, city.database)) as writer:
+            upkeep = Upkeep(writer, inventory, state, config, dirty, clock=lambda: now)
+            return await upkeep.tick(watermark), upkeep.rows
+
+    # Every hour up to END + 6 h closes (the wall clock is 20 min past it, and 1 h more).
+    assert asyncio.run(tick(START - H)) == (END + 6 * H, 6 * 78)  # 1 + 71 + 6 hours
+    args = ("--by", "device", "--from", "2026-03-28", "--to", "2026-03-31")
+    before = {r["device"]: r for r in _report(city, "rollups", *args)}
+    late = list(reversed(city.backlog))
+    for i in range(0, len(late), 3):  # the gateway's backlog, newest first
+        write_points(city.url, city.database, late[i : i + 3])
+        dirty.note(late[i : i + 3])  # what the sink does after each write it made
+    watermark, rows = asyncio.run(tick(END + 6 * H))
+    assert watermark == END + 6 * H
+    assert rows >= 6 * 4  # the 4 hours of the hole (and the hours their intervals reach)
+    raw = _report(city, "raw", *args)
+    after = {r["device"]: r for r in _report(city, "rollups", *args)}
+    # The hole was a 4 h gap (its energy unverified); now its hours are verified.
+    assert after["n2"]["unverified_kwh"] < before["n2"]["unverified_kwh"] - 0.04
+    assert after["n2"]["metered_kwh"] == pytest.approx(before["n2"]["metered_kwh"])
+    assert after["n2"]["readings"] == before["n2"]["readings"] + len(city.backlog)
+    _same(list(after.values()), raw)
+
+
+def test_luxtel_run_sets_retention_and_rolls_up_a_late_backlog(
+    mosquitto: MosquittoServer, influxdb: InfluxDBServer, tmp_path: Path
+) -> None:
+    """The upkeep inside `luxtel run`: the policies at start-up, then readings of hours already
+    closed (a gateway's backlog, published newest first) rolled up within a tick or two."""
+    database = f"run_{uuid.uuid4().hex[:8]}"
+    root = f"t{uuid.uuid4().hex[:8]}/lighting"
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on\nlum-1,north,C01,51.5,-0.1,40,100,900,LX,\n"
+    )
+    base = make_settings(tmp_path / "state", mosquitto.url, influxdb.url, database, root)
+    settings = base.model_copy(
+        update={
+            "inventory": InventorySettings(path=inventory),
+            "energy": EnergySettings(rollup_every_s=1),
+        }
+    )
+    now = int(time.time() * 1000)
+    first = now - now % H - 3 * H  # hours long closed
+    backlog = [
+        (f"{root}/north/lum-1/telemetry", reading(t, energy=1000.0 + 10 * i, seq=i))
+        for i, t in enumerate(range(first, first + 2 * H + 1, Q))
+    ]
+
+    def rolled_up() -> int:
+        statement = (
+            'SELECT sum("readings") FROM "rollups"."energy_hourly" '  # noqa: S608 (test data)
+            f"WHERE time >= {first}ms AND time < {first + 2 * H}ms"
+        )
+        series = query(influxdb.url, statement, db=database)["results"][0].get("series", [])
+        return int(series[0]["values"][0][1]) if series else 0
+
+    try:
+        with RunningPipeline(settings):
+            wait_until(lambda: (tmp_path / "state" / "rollups.json").exists(), what="a first tick")
+            publisher = Publisher(mosquitto.url)
+            publisher.publish(list(reversed(backlog)))
+            publisher.close()
+            wait_until(lambda: rolled_up() == 8, what="the backlog's two hours rolled up")
+        policies = query(influxdb.url, f"SHOW RETENTION POLICIES ON {quote_ident(database)}")
+        durations = {v[0]: v[1] for v in policies["results"][0]["series"][0]["values"]}
+        assert durations == {"autogen": "9600h0m0s", "rollups": "0s"}
+    finally:
+        query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+def test_moving_a_luminaire_and_rebuilding_leaves_no_stale_points(city: City) -> None:
+    _rollup(city)
+    inventory = city.tmp / "inventory.csv"
+    inventory.write_text(inventory.read_text().replace("s3,south,C04", "s3,east,C05"))
+
+    def zones_of_s3() -> dict[str, int]:
+        answer = query(
+            city.url,
+            'SELECT count("readings") FROM "rollups"."energy_hourly" WHERE device_id = \'s3\' '
+            'GROUP BY "zone"',
+            db=city.database,
+        )
+        series = answer["results"][0].get("series", [])
+        return {s["tags"]["zone"]: s["values"][0][1] for s in series}
+
+    _rollup(city)
+    assert zones_of_s3() == {"south": 71, "east": 71}  # the old series stays beside the new
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    _, said = _report_said(city, "rollups", *args)
+    assert "0 whole days and 0 whole hours from rollups" in said  # 7 points an hour for 6: raw
+    _cli(
+        "rollup",
+        "--from",
+        "2026-03-28",
+        "--to",
+        "2026-03-31",
+        "-c",
+        str(city.toml),
+        "--tz",
+        "Europe/London",
+        "--delete-first",
+    )
+    assert zones_of_s3() == {"east": 71}
+    via, said = _report_said(city, "rollups", *args)
+    assert "1 whole days and 44 whole hours from rollups" in said
+    _same(via, _report(city, "raw", *args))
+    assert {r["zone"] for r in via} == {"north", "south", "east"}
