@@ -4,8 +4,9 @@ SQLite, and delivers notifications and `alerts` points with retries.
     engine = RulesEngine(rules_path, inventory, state_dir, notify, influx, publish)
     await engine.run(inbox)      # until cancelled, or until `None` arrives in the inbox
 
-Three tasks: the evaluator (observations as they come, and a timer tick for the deadman, group
-timers and `for`), the deliverer (the outbox's due items, retried with capped, jittered
+Three tasks: the evaluator (observations as they come, and a timer tick on the wall clock for
+the deadman, the silence after a status and the group timers; a reading rule's `for` counts in
+reading time and only readings move it: `rules.evaluator`), the deliverer (the outbox's due items, retried with capped, jittered
 backoff), and the snapshot writer (every `state_interval_s`, on a tick, each luminaire's state
 as `luminaire_state` points for the city map: `rules.state_points`). The evaluator never waits
 on a receiver or on InfluxDB, so a slow mail server cannot slow it; the inbox is the bounded
