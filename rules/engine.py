@@ -6,11 +6,12 @@ SQLite, and delivers notifications and `alerts` points with retries.
 
 Three tasks: the evaluator (observations as they come, and a timer tick on the wall clock for
 the deadman, the silence after a status and the group timers; a reading rule's `for` counts in
-reading time and only readings move it: `rules.evaluator`), the deliverer (the outbox's due items, retried with capped, jittered
-backoff), and the snapshot writer (every `state_interval_s`, on a tick, each luminaire's state
-as `luminaire_state` points for the city map: `rules.state_points`). The evaluator never waits
-on a receiver or on InfluxDB, so a slow mail server cannot slow it; the inbox is the bounded
-queue `ingest.stages.decode_stage` fills without waiting.
+reading time and only readings move it: `rules.evaluator`), the deliverer (the outbox's due
+items, retried with capped, jittered backoff), and the snapshot writer (every
+`state_interval_s`, on a tick, each luminaire's state as `luminaire_state` points for the city
+map: `rules.state_points`). The evaluator never waits on a receiver or on InfluxDB, so a slow
+mail server cannot slow it; the inbox is the bounded queue `ingest.stages.decode_stage` fills
+without waiting.
 """
 
 import asyncio
