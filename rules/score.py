@@ -21,7 +21,9 @@ The simulated fleet's messages (`simulator.build_plan`) go through the real deco
   switch off) is detectable from sunrise + that margin. The report says how many episodes
   that moved, and by how much; `--from-start` measures every delay from the start instead;
 - notifications per circuit outage: notifications about that circuit's supply loss that
-  carried newly firing alerts (the goal is one), and resolved notices;
+  carried newly firing alerts (the goal: the first within seconds of the first alert, and one
+  update once the rest of the circuit has reported), and resolved notices; and how long after
+  the outage began the crew had the first one;
 - evaluation: the process's CPU µs per observation in `evaluate()` (CPU, not wall time, so
   other work on a shared machine does not count; `python -m rules.bench` isolates it).
 
@@ -140,6 +142,8 @@ class Score:
     replay: Replay | None = None
     redelivered: int = 0
     """Messages delivered again after the outage."""
+    outage_told_min: dict[str, float] = field(default_factory=dict)
+    """circuit → minutes from the start of its outage to the crew's first notification."""
 
 
 def detectable_at(ep: Episode, device: Device, grace_min: float) -> datetime:
@@ -207,6 +211,8 @@ def run_score(
     groups: dict[str, Group] = {}
     firings: list[Alert] = []
     outage: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    told: dict[str, datetime] = {}
+    """circuit → when the crew was first told of its supply loss (the evaluation's time)."""
     total_notifications = 0
     readings = 0
     eval_s = 0.0
@@ -244,6 +250,7 @@ def run_score(
             if crew and labels.get("rule") == "supply_loss" and labels.get("circuit"):
                 counts = outage[labels["circuit"]]
                 if note.firing:
+                    told.setdefault(labels["circuit"], now)
                     counts[0] += 1
                 else:
                     counts[1] += 1
@@ -333,6 +340,14 @@ def run_score(
     score.firings = firings
     score.replay = replay
     score.redelivered = redelivered
+    began = {
+        ep.circuit: from_ms(ep.start_ms) for ep in plan.episodes if ep.kind == "circuit_outage"
+    }
+    score.outage_told_min = {
+        circuit: (at - began[circuit]).total_seconds() / 60
+        for circuit, at in told.items()
+        if circuit in began
+    }
     return score
 
 
@@ -482,8 +497,10 @@ def report(score: Score, console: Console) -> None:
             f"  false: {alert.rule} {alert.device_id} at {alert.fired_at}: {alert.summary}"
         )
     for circuit, (firing, resolved) in sorted(score.outage_notifications.items()):
+        told = score.outage_told_min.get(circuit)
+        when = f", the first {told:.1f} min after it began" if told is not None else ""
         console.print(
-            f"circuit outage {circuit}: {firing} crew notification(s) while firing, "
+            f"circuit outage {circuit}: {firing} crew notification(s) while firing{when}, "
             f"{resolved} resolved notice(s)"
         )
 

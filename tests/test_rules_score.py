@@ -60,7 +60,11 @@ def test_every_injected_fault_is_found_and_nothing_else() -> None:
         assert result.within_bound == result.detected, f"{kind}: later than for + an interval"
     assert score.false_alerts == []
     assert score.outage_notifications
-    assert all(firing == 1 for firing, _ in score.outage_notifications.values())
+    # The first within seconds of the first luminaire's supply_loss, the rest in one update.
+    assert all(firing in (1, 2) for firing, _ in score.outage_notifications.values())
+    assert score.outage_told_min.keys() == score.outage_notifications.keys()
+    interval_min, for_min = 15, 10
+    assert all(m <= interval_min + for_min + 3 for m in score.outage_told_min.values())
 
 
 def _firing(score: Score, *, deadman: bool) -> list[tuple[str, str, datetime, datetime | None]]:
