@@ -20,7 +20,7 @@ import itertools
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,11 @@ class RulesEngine:
         """Evaluate and deliver until cancelled or until `None` is received."""
         store = Store(self.state_path)
         self._store = store
-        self._state, self._groups = store.load()
-        self._saved = self._state
+        loaded, self._groups = store.load()
+        # Silence is counted from this start at the earliest: while luxtel was down it heard
+        # nobody, and what the broker held for it has yet to arrive (`EngineState.started_at`).
+        self._state = replace(loaded, started_at=self.clock())
+        self._saved = loaded
         log.info(
             "rules_started",
             rules=len(self.rules.rules),

@@ -21,12 +21,15 @@ Which clock decides what (the README's "How time works for rules"):
   when it has none, as a Last Will), judged in arrival order. A device sends a status when its
   state changes, so a status's verdict holds until its next status: a later status moves the
   device's alerts up to its own time before its verdict applies, and the timer tick moves them
-  by the silence since the device's last contact, `status_at + (now − last_seen_at)`: the
-  wall-clock time that passed without a word from it, counted from its newest status's time.
+  by the silence since the device's last contact (or since this run of evaluation began, as
+  for the deadman), `status_at + (now − last_seen_at)`: the wall-clock time that passed
+  without a word from it, counted from its newest status's time.
 - The deadman (`on: silence`) runs in *contact time*, luxtel's wall clock: it compares `now`
   with when the device was last heard from (the later of a message's `ts` and its receive
-  time), is checked on the timer tick only (silence sends no messages), and its transitions
-  are stamped `now` (pending, firing) and at the contact that ended it (resolved).
+  time, and of when this run of evaluation began: luxtel's own downtime is not the device's
+  silence, and the backlog the broker held for it comes after the start). It is checked on the
+  timer tick only (silence sends no messages); its transitions are stamped `now` (pending,
+  firing) and at the contact that ended it (resolved).
 
 Each alert's transitions are stamped in its rule's clock, in order (never resolved before
 fired).
@@ -77,7 +80,10 @@ class EngineState:
     """Everything evaluation carries from one call to the next (and SQLite keeps)."""
 
     started_at: datetime | None = None
-    """When evaluation began: a device never heard of is silent since then."""
+    """When this run of evaluation began (the engine sets it at each start): the deadman counts
+    silence from then at the earliest, since luxtel cannot tell a device's silence from its own
+    absence (a device never heard of is silent since then, one last heard before the restart
+    is silent once `limit` has passed since it)."""
     alerts: Mapping[AlertKey, Alert] = field(default_factory=dict)
     """Pending and firing alerts, one per (rule, device)."""
     resolved: Mapping[str, Alert] = field(default_factory=dict)
@@ -389,14 +395,14 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
         elif rule.source == "status":
             view = devices.get(alert.device_id)
             if view is not None and view.status_at is not None:
-                quiet = max(now - view.last_seen_at, timedelta(0))
+                quiet = max(now - max(view.last_seen_at, started), timedelta(0))
                 run.advance(rule, alert, view.status_at + quiet)
         elif rule.source == "silence" and alert.cleared_at is not None:
             run.advance(rule, alert, now)  # heard from again: keep_firing_for in contact time
     for rule in silence_rules:
         for device, limit in run.book.silences(rule):
             view = devices.get(device.device_id)
-            last = view.last_seen_at if view is not None else started
+            last = started if view is None else max(view.last_seen_at, started)
             silent_since = last + limit
             if now < silent_since:
                 continue

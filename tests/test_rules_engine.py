@@ -280,6 +280,51 @@ def test_a_redelivered_old_reading_does_not_reopen_a_repaired_fault(tmp_path: Pa
     assert rules.state.alerts == {}
 
 
+def test_a_restart_after_an_outage_is_not_every_luminaire_silent(tmp_path: Path) -> None:
+    """luxtel down for ten hours: at its first tick after the restart the deadman has nothing
+    to say (the backlog the broker held has yet to arrive); a luminaire that then stays
+    silent for its limit (3 × 15 min) is told."""
+    clock = Clock()
+    published: list[tuple[str, bytes]] = []
+    quiet = NotifyConfig({}, NO_ROUTE)
+    two = inventory(CIRCUIT[0], CIRCUIT[1])
+
+    async def before() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        task = asyncio.create_task(engine(tmp_path, quiet, clock, None, published, two).run(inbox))
+        await inbox.put([reading("lum-0", 0), reading("lum-1", 0)])
+        await settle()
+        await inbox.put(None)
+        await task
+
+    async def after() -> RulesEngine:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        rules = engine(tmp_path, quiet, clock, None, published, two)
+        task = asyncio.create_task(rules.run(inbox))
+        await settle()
+        assert rules.state.alerts == {}, "no silence alarm at the restart"
+        backlog = [_received(reading("lum-0", m), clock) for m in range(15, 300, 15)]
+        await inbox.put(backlog)
+        await until(lambda: rules.counters.observations == len(backlog), "the backlog")
+        clock.now = at(600 + 46)
+        await settle()
+        await inbox.put(None)
+        await task
+        return rules
+
+    asyncio.run(before())
+    clock.now = at(600)
+    rules = asyncio.run(after())
+    assert set(rules.state.alerts) == {
+        ("communication_loss", "lum-0"),
+        ("communication_loss", "lum-1"),
+    }
+    assert [t for t in _transitions(published) if t[0] == "communication_loss"] == [
+        ("communication_loss", "firing", at(646).isoformat()),
+        ("communication_loss", "firing", at(646).isoformat()),
+    ]
+
+
 def test_device_views_survive_a_restart(tmp_path: Path) -> None:
     """The previous reading `previous.*` reads is in SQLite, so a restart does not blind the
     rules that compare a reading with the one before, nor lets an old reading be judged again;

@@ -169,6 +169,23 @@ def test_a_device_never_heard_of_is_silent_since_start() -> None:
     assert {(a.rule, a.device_id) for a in state.alerts.values()} == {("silent", "b")}
 
 
+def test_the_deadman_counts_silence_from_the_start_of_evaluation() -> None:
+    """After a restart (a new `started_at`), a device last heard before it is silent only once
+    its limit has passed since the start: luxtel's own downtime is not the device's silence."""
+    rulebook = book(TEST_RULES, "a")
+    state, _ = evaluate(rulebook, EngineState(), at(0), [hot("a", 0, 40)])
+    restarted = replace(state, started_at=at(600))
+    state, _ = evaluate(rulebook, restarted, at(600))
+    assert not state.alerts
+    state, _ = evaluate(rulebook, state, at(644))
+    assert not state.alerts
+    state, transitions = evaluate(rulebook, state, at(645))
+    assert [(t.alert.rule, t.kind) for t in transitions] == [
+        ("silent", "pending"),
+        ("silent", "firing"),
+    ]
+
+
 def test_contact_is_the_later_of_sent_and_received_but_not_a_retained_replay() -> None:
     """A backlog delivered late (old `ts`, received now) is contact; a retained message the
     broker replays is not."""
@@ -284,6 +301,18 @@ def test_a_stale_status_counts_only_the_silence_after_it_was_heard() -> None:
     assert _offline(seen) == [("pending", at(0)), ("firing", at(1))]
     offline = state.alerts[("device_offline", "a")]
     assert offline.fired_at == at(1)
+
+
+def test_a_restart_is_not_silence_after_a_status() -> None:
+    """A Last Will heard just before luxtel went down for ten hours: after the restart the
+    minute of silence that fires device_offline counts from the start."""
+    rulebook = shipped()
+    state, _ = evaluate(rulebook, EngineState(), at(0), [status("a", 0, online=False)])
+    state = replace(state, started_at=at(600))
+    state, transitions = evaluate(rulebook, state, at(600.5))
+    assert _offline(transitions) == []
+    state, transitions = evaluate(rulebook, state, at(601.5))
+    assert _offline(transitions) == [("firing", at(1))]
 
 
 def test_shipped_rules_see_cycling_and_device_faults() -> None:
