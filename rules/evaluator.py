@@ -43,6 +43,7 @@ from typing import Any
 
 from models import Observation
 from rules.alerts import Alert, AlertKey, Transition
+from rules.bucket_map import BucketMap
 from rules.expressions import (
     HISTORY_READINGS,
     Bindings,
@@ -89,6 +90,8 @@ class EngineState:
     resolved: Mapping[str, Alert] = field(default_factory=dict)
     """Resolved alerts by id, until their resolved notice is handed over."""
     devices: Mapping[str, DeviceView] = field(default_factory=dict)
+    """Per luminaire heard from; `evaluate()` returns a `BucketMap`, updated at the cost of
+    what changed (any mapping is taken)."""
 
 
 class _Place:
@@ -153,9 +156,15 @@ class _Run:
         self.book = book
         self.alerts = dict(state.alerts)
         self.resolved = dict(state.resolved)
-        self.devices = dict(state.devices)
+        self.seen = BucketMap.of(state.devices)
+        self.devices: dict[str, DeviceView] = {}
+        """The views this call changed, over `seen`."""
         self.transitions: list[Transition] = []
         self.counters = counters
+
+    def device(self, device_id: str) -> DeviceView | None:
+        view = self.devices.get(device_id)
+        return self.seen.get(device_id) if view is None else view
 
     def count_error(self, rule: Rule) -> None:
         if self.counters is not None:
@@ -257,7 +266,9 @@ def evaluate(
         _observe(run, obs, reading_rules, status_rules, silence_rules)
     _tick(run, now, silence_rules if deadman else (), state.started_at or now)
     return (
-        EngineState(state.started_at or now, run.alerts, run.resolved, run.devices),
+        EngineState(
+            state.started_at or now, run.alerts, run.resolved, run.seen.evolve(run.devices)
+        ),
         run.transitions,
     )
 
@@ -270,7 +281,7 @@ def _observe(
     silence_rules: tuple[Rule, ...],
 ) -> None:
     device_id, at, reading = obs.device_id, obs.at, obs.reading
-    view = run.devices.get(device_id)
+    view = run.device(device_id)
     # Heard from when it was sent or when luxtel received it, whichever is later: the deadman
     # asks whether the controller is talking, so a backlog the broker held (luxtel restarted,
     # a gateway that buffered) counts as contact rather than raising a silence alarm for every
@@ -384,7 +395,7 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
     their device's silence since its last contact; the deadman (when `silence_rules`) looks at
     every luminaire. Reading alerts are left alone: only their device's readings move them."""
     rules = {rule.name: rule for rule in run.book.rules.rules}
-    devices = run.devices
+    device_view = run.device
     for key, alert in list(run.alerts.items()):
         rule = rules.get(alert.rule)
         if rule is None:  # the rule was removed from the file: its alerts end
@@ -393,15 +404,16 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
             else:
                 del run.alerts[key]
         elif rule.source == "status":
-            view = devices.get(alert.device_id)
+            view = device_view(alert.device_id)
             if view is not None and view.status_at is not None:
                 quiet = max(now - max(view.last_seen_at, started), timedelta(0))
                 run.advance(rule, alert, view.status_at + quiet)
         elif rule.source == "silence" and alert.cleared_at is not None:
             run.advance(rule, alert, now)  # heard from again: keep_firing_for in contact time
+    changed, seen = run.devices, run.seen
     for rule in silence_rules:
         for device, limit in run.book.silences(rule):
-            view = devices.get(device.device_id)
+            view = changed.get(device.device_id) or seen.get(device.device_id)
             last = started if view is None else max(view.last_seen_at, started)
             silent_since = last + limit
             if now < silent_since:
