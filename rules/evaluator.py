@@ -18,7 +18,10 @@ Which clock decides what (the README's "How time works for rules"):
   (`DeviceView.last_reading_at`: a QoS 1 redelivery, a retained replay, a reading overtaken by
   a newer one) gets no verdict: it is contact for the deadman, and nothing else.
 - Status rules run in the statuses' own time (`at`: the status's `ts`, or its receive time
-  when it has none, as a Last Will), judged in arrival order. A device sends a status when its
+  when it has none, as a Last Will). A status with a `ts` at or before the newest judged one
+  of its device gets no verdict (a redelivered old faults list re-opened a repaired fault);
+  one without a `ts` (a Last Will, stamped at receipt) is judged in arrival order, since no
+  `ts` orders it against the device's own statuses. A device sends a status when its
   state changes, so a status's verdict holds until its next status: a later status moves the
   device's alerts up to its own time before its verdict applies, and the timer tick moves them
   by the silence since the device's last contact (or since this run of evaluation began, as
@@ -74,6 +77,9 @@ class DeviceView:
     """The newest judged reading's `ts`: a reading at or before it gets no verdict."""
     status_at: datetime | None = None
     """The newest status's time (`at`): where the timer starts counting its silence."""
+    status_ts_at: datetime | None = None
+    """The newest judged status's own `ts`: a status with a `ts` at or before it gets no
+    verdict (one without, a Last Will, is judged in arrival order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,11 +318,23 @@ def _observe(
             previous = {**kept, "minutes_ago": (at - newest).total_seconds() / 60}
         if "previous" in wanted:
             kept = only(values, wanted["previous"])
-        view = DeviceView(obs.zone, last_seen, history, kept, at, view.status_at)
+        view = DeviceView(obs.zone, last_seen, history, kept, at, view.status_at, view.status_ts_at)
         rules = reading_rules
     else:
+        stated = view.status_ts_at
+        sent = obs.status is not None and obs.status.ts is not None
+        if sent and stated is not None and at <= stated:
+            # A status judged already (a QoS 1 redelivery), or older than one judged.
+            run.devices[device_id] = replace(view, last_seen_at=last_seen)
+            return
         status_at = at if view.status_at is None else max(view.status_at, at)
-        view = replace(view, zone=obs.zone, last_seen_at=last_seen, status_at=status_at)
+        view = replace(
+            view,
+            zone=obs.zone,
+            last_seen_at=last_seen,
+            status_at=status_at,
+            status_ts_at=at if sent else stated,
+        )
         history = view.lamp_history
         rules = status_rules
     run.devices[device_id] = view

@@ -328,9 +328,10 @@ def test_a_restart_after_an_outage_is_not_every_luminaire_silent(tmp_path: Path)
 def test_device_views_survive_a_restart(tmp_path: Path) -> None:
     """The previous reading `previous.*` reads is in SQLite, so a restart does not blind the
     rules that compare a reading with the one before, nor lets an old reading be judged again;
-    so is the newest status's time, where the timer counts a device's silence from."""
+    so are the newest status's time, where the timer counts a device's silence from, and the
+    newest status `ts` judged."""
     view = DeviceView(
-        "north", at(15), (True, False), {"lamp_on": False, "energy_wh": 7.5}, at(15), at(12)
+        "north", at(15), (True, False), {"lamp_on": False, "energy_wh": 7.5}, at(15), at(12), at(9)
     )
     state = EngineState(at(0), devices={"lum-0": view})
     store = Store(tmp_path / "rules.sqlite")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import Observation
+from models import Observation, Status
 from rules.alerts import Transition
 from rules.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
 from rules.loader import load_rules
@@ -313,6 +313,42 @@ def test_a_restart_is_not_silence_after_a_status() -> None:
     assert _offline(transitions) == []
     state, transitions = evaluate(rulebook, state, at(601.5))
     assert _offline(transitions) == [("firing", at(1))]
+
+
+def _rules_of(transitions: list[Transition], rule: str) -> list[tuple[str, datetime]]:
+    return [(t.kind, t.at) for t in transitions if t.alert.rule == rule]
+
+
+def test_a_redelivered_old_status_does_not_reopen_a_repaired_fault() -> None:
+    """A faults list, its repair, then the faults list again (QoS 1): the old status, `ts` and
+    all, gets no verdict."""
+    rulebook = shipped()
+    broken = status("a", 0, ts=at(0).isoformat(), faults=["driver_overtemp"])
+    repaired = status("a", 10, ts=at(10).isoformat(), faults=[])
+    state = EngineState()
+    seen: list[Transition] = []
+    for minute, obs in [(0, broken), (10, repaired), (12, broken), (13, repaired)]:
+        state, transitions = evaluate(rulebook, state, at(minute), [obs])
+        seen += transitions
+    assert _rules_of(seen, "device_fault") == [
+        ("pending", at(0)),
+        ("firing", at(0)),
+        ("resolved", at(10)),
+    ]
+
+
+def test_a_last_will_without_ts_is_judged_in_arrival_order() -> None:
+    """Replayed after an outage, a Last Will (no `ts`: stamped at receipt) comes before the
+    birth that followed it, whose `ts` is older than that receipt: the birth still answers it."""
+    rulebook = shipped()
+    arrival = at(600)
+    will = Observation("north", "a", arrival, arrival, status=Status(online=False))
+    birth = replace(status("a", 30, ts=at(30).isoformat(), online=True), received_at=arrival)
+    state, transitions = evaluate(rulebook, EngineState(), arrival, [will, birth])
+    assert _rules_of(transitions, "device_offline") == [("pending", arrival)]
+    assert not state.alerts
+    state, transitions = evaluate(rulebook, state, at(700))
+    assert _rules_of(transitions, "device_offline") == []
 
 
 def test_shipped_rules_see_cycling_and_device_faults() -> None:
