@@ -1,7 +1,7 @@
 """`BucketMap`: a mapping like a dict, whose `evolve` leaves the map it came from alone."""
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.bucket_map import BUCKET_SIZE, MIN_BUCKETS, BucketMap
@@ -10,7 +10,7 @@ keys = st.text(min_size=1, max_size=6)
 changes = st.dictionaries(keys, st.integers(), max_size=40)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, st.integers(), max_size=200), st.lists(changes, max_size=12))
 def test_it_reads_as_a_dict_and_evolving_it_changes_nothing_seen(
     start: dict[str, int], steps: list[dict[str, int]]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import Observation, Status
@@ -435,7 +435,7 @@ def _kept(transitions: list[Transition]) -> list[tuple[str, str, str, str, datet
     return [(t.alert.id, t.alert.rule, t.alert.device_id, t.kind, t.at) for t in transitions]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
