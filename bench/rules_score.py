@@ -2,6 +2,7 @@
 
     python -m bench.rules_score --devices 400 --days 2 --faults lamp_failure=0.02,offline=0.01,...
     python -m bench.rules_score --devices 200 --days 7 --faults ""        # a healthy week
+    python -m bench.rules_score --replay-backlog 8      # luxtel down 8 h, then the backlog at once
 
 The simulated fleet's messages (`simulator.build_plan`) go through the real decoder
 (`ingest.decode`, with observations on) into the pure evaluator and dispatcher, ticking every
@@ -20,9 +21,26 @@ The simulated fleet's messages (`simulator.build_plan`) go through the real deco
   switch off) is detectable from sunrise + that margin. The report says how many episodes
   that moved, and by how much; `--from-start` measures every delay from the start instead;
 - notifications per circuit outage: notifications about that circuit's supply loss that
-  carried newly firing alerts (the goal is one), and resolved notices;
+  carried newly firing alerts (the goal: the first within seconds of the first alert, and one
+  update once the rest of the circuit has reported), and resolved notices; and how long after
+  the outage began the crew had the first one;
 - evaluation: the process's CPU µs per observation in `evaluate()` (CPU, not wall time, so
   other work on a shared machine does not count; `python -m bench.rules_eval` isolates it).
+
+Reading rules fire in reading time, only when a later reading shows their condition held for
+`for` (`rules.evaluation.evaluator`): an episode that the end of the run cuts before that could
+happen
+(detectable + its fastest alarm's `for` + one report interval and the jitter, past the run's
+end) and that raised nothing is counted apart as "cut off", not as a miss.
+
+`--replay-backlog HOURS` scores a restart after an outage: luxtel (rules included) is down for
+HOURS from `--replay-from` (hours after the start; default: the backlog centred in the run),
+the broker holds what the fleet sends meanwhile, and when luxtel is back it all arrives at once,
+received then, after the messages of the last `--redeliver-min` minutes before the outage again
+(QoS 1 redeliveries of what was in flight: already judged, they must change nothing). The
+score must be the same as live: the same alerts of reading and status rules, fired at the same
+reading times. The deadman runs in contact time by definition, so a silence the outage hid is
+not raised again (a luminaire offline meanwhile is told by its Last Will's `device_offline`).
 """
 
 from __future__ import annotations
@@ -77,6 +95,20 @@ GRACE_PARAM: dict[str, str] = {"day_burning": "twilight_margin_min"}
 sunrise (the rules file's `params`)."""
 
 
+@dataclass(frozen=True)
+class Replay:
+    """luxtel down from `start` for `hours`, then the held backlog delivered at once, after
+    the messages of the last `redeliver_min` minutes before `start` again."""
+
+    start: datetime
+    hours: float
+    redeliver_min: float = 15.0
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(hours=self.hours)
+
+
 @dataclass
 class KindScore:
     episodes: int = 0
@@ -87,6 +119,9 @@ class KindScore:
     """Episodes detectable only after their start (day burning at dawn)."""
     deferred_s: float = 0.0
     """The longest such deferral."""
+    cut_off: int = 0
+    """Episodes not detected that the run ended on before their alarm could fire (not counted
+    in `episodes`)."""
 
 
 @dataclass
@@ -103,6 +138,13 @@ class Score:
     eval_us_per_observation: float
     grace_min: dict[str, float] = field(default_factory=dict)
     """The definitional grace, per kind, that delays were measured after (empty: from start)."""
+    firings: list[Alert] = field(default_factory=list)
+    """Every alert as it fired, in order."""
+    replay: Replay | None = None
+    redelivered: int = 0
+    """Messages delivered again after the outage."""
+    outage_told_min: dict[str, float] = field(default_factory=dict)
+    """circuit → minutes from the start of its outage to the crew's first notification."""
 
 
 def detectable_at(ep: Episode, device: Device, grace_min: float) -> datetime:
@@ -152,7 +194,10 @@ def run_score(
     tick_s: float = 60.0,
     *,
     from_start: bool = False,
+    replay: Replay | None = None,
 ) -> Score:
+    """Simulate the fleet, evaluate its messages (live, or with `replay`'s outage and
+    backlog), and score the alerts against the episodes."""
     plan = build_plan(config, now_ms=to_ms(config.end or datetime.now(UTC)))
     params = {"nominal_voltage_v": config.nominal_voltage_v}
     rules = load_rules(rules_path, params)
@@ -167,6 +212,8 @@ def run_score(
     groups: dict[str, Group] = {}
     firings: list[Alert] = []
     outage: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    told: dict[str, datetime] = {}
+    """circuit → when the crew was first told of its supply loss (the evaluation's time)."""
     total_notifications = 0
     readings = 0
     eval_s = 0.0
@@ -204,26 +251,68 @@ def run_score(
             if crew and labels.get("rule") == "supply_loss" and labels.get("circuit"):
                 counts = outage[labels["circuit"]]
                 if note.firing:
+                    told.setdefault(labels["circuit"], now)
                     counts[0] += 1
                 else:
                     counts[1] += 1
 
     end_ms = plan.time.end_ms
     assert end_ms is not None
-    for event in plan.schedule.events():
-        while event.t_ms >= next_tick:
-            step(next_tick)
-            next_tick += tick_ms
-        at = from_ms(event.t_ms)
+    down_ms, up_ms = (to_ms(replay.start), to_ms(replay.end)) if replay else (end_ms, end_ms)
+    redeliver_ms = int(replay.redeliver_min * 60_000) if replay else 0
+    redelivered = 0
+    held: list[tuple[int, Publish | Drop]] = []
+    """What the broker holds while luxtel is down: (sent at, event)."""
+    in_flight: list[tuple[int, Publish | Drop]] = []
+    """What luxtel received in the last `redeliver_min` before going down."""
+
+    def receive(event: Publish | Drop, received_ms: int) -> None:
+        nonlocal readings
+        at = from_ms(received_ms)
         if isinstance(event, Publish):
             decoded = decode(event.topic, event.payload, at, limits)
             buffer.extend(decoded.observations)
-            readings += event.readings
-        elif isinstance(event, Drop):
+            if received_ms == event.t_ms:  # counted once, when first received
+                readings += event.readings
+        else:  # the broker's Last Will: no `ts`, stamped when luxtel receives it
             zone = inventory.devices[event.device_id].zone
             buffer.append(Observation(zone, event.device_id, at, at, status=Status(online=False)))
+
+    def back_up() -> None:
+        """luxtel is back: what was in flight again, then the backlog, all received now."""
+        nonlocal readings, redelivered
+        redelivered += len(in_flight)
+        for _, event in in_flight:
+            receive(event, up_ms)
+        for _, event in held:
+            receive(event, up_ms)
+            if isinstance(event, Publish):
+                readings += event.readings
+        held.clear()
+        in_flight.clear()
+
+    for event in plan.schedule.events():
+        if not isinstance(event, Publish | Drop):
+            continue
+        if down_ms <= event.t_ms < up_ms:
+            held.append((event.t_ms, event))
+            continue
+        while event.t_ms >= next_tick:
+            if next_tick >= up_ms and held:
+                back_up()
+            if not down_ms <= next_tick < up_ms:
+                step(next_tick)
+            next_tick += tick_ms
+        if next_tick >= up_ms and held:
+            back_up()
+        receive(event, event.t_ms)
+        if event.t_ms >= down_ms - redeliver_ms and event.t_ms < down_ms:
+            in_flight.append((event.t_ms, event))
     while next_tick <= end_ms:
-        step(next_tick)
+        if next_tick >= up_ms and held:
+            back_up()
+        if not down_ms <= next_tick < up_ms:
+            step(next_tick)
         next_tick += tick_ms
     grace = {} if from_start else {k: float(rules.params[p]) for k, p in GRACE_PARAM.items()}
     detectable = {
@@ -246,8 +335,20 @@ def run_score(
         outage={k: (v[0], v[1]) for k, v in outage.items()},
         notifications=total_notifications,
         eval_us=eval_s / max(evaluated, 1) * 1e6,
+        run_end=from_ms(end_ms),
     )
     score.grace_min = grace
+    score.firings = firings
+    score.replay = replay
+    score.redelivered = redelivered
+    began = {
+        ep.circuit: from_ms(ep.start_ms) for ep in plan.episodes if ep.kind == "circuit_outage"
+    }
+    score.outage_told_min = {
+        circuit: (at - began[circuit]).total_seconds() / 60
+        for circuit, at in told.items()
+        if circuit in began
+    }
     return score
 
 
@@ -266,8 +367,10 @@ def _tally(
     outage: dict[str, tuple[int, int]],
     notifications: int,
     eval_us: float,
+    run_end: datetime,
 ) -> Score:
     slack = timedelta(seconds=2 * interval_s)
+    reading_late = timedelta(seconds=interval_s + jitter_s)
     by_device: dict[str, list[Episode]] = defaultdict(list)
     for ep in episodes:
         by_device[ep.device_id].append(ep)
@@ -276,7 +379,6 @@ def _tally(
         score = kinds[ep.kind]
         if not DETECTS[ep.kind]:
             continue
-        score.episodes += 1
         start, end = from_ms(ep.start_ms), from_ms(ep.end_ms)
         hits = [
             a
@@ -286,6 +388,12 @@ def _tally(
             and a.fired_at is not None
             and start <= a.fired_at <= end + slack
         ]
+        if not hits:
+            fastest = min(for_of.get(rule, timedelta(0)) for rule in DETECTS[ep.kind])
+            if detectable[id(ep)] + fastest + reading_late > run_end:
+                score.cut_off += 1  # no reading after it could show the alarm's `for`
+                continue
+        score.episodes += 1
         if not hits:
             continue
         first = min(hits, key=lambda a: a.fired_at or start)
@@ -319,7 +427,7 @@ def _tally(
         devices,
         days,
         readings,
-        {k: v for k, v in kinds.items() if v.episodes},
+        {k: v for k, v in kinds.items() if v.episodes or v.cut_off},
         false_alerts,
         other,
         outage,
@@ -339,6 +447,13 @@ def report(score: Score, console: Console) -> None:
         f"{score.devices} luminaires, {score.days:g} days, {score.readings} readings; "
         f"evaluation {score.eval_us_per_observation:.0f} CPU µs per observation"
     )
+    if score.replay is not None:
+        replay = score.replay
+        console.print(
+            f"replayed backlog: luxtel down {replay.hours:g} h from {replay.start:%Y-%m-%d %H:%M} "
+            f"UTC; the backlog delivered at once when back, after the last "
+            f"{replay.redeliver_min:g} min before the outage again ({score.redelivered} messages)"
+        )
     table = Table(
         "fault",
         "episodes",
@@ -350,6 +465,8 @@ def report(score: Score, console: Console) -> None:
         "within for+interval",
     )
     for kind, k in sorted(score.kinds.items()):
+        if not k.episodes:
+            continue
         delays = [d / 60 for d in k.delays_s] or [float("nan")]
         table.add_row(
             kind,
@@ -363,6 +480,11 @@ def report(score: Score, console: Console) -> None:
         )
     console.print(table)
     console.print(_delay_note(score))
+    cut = ", ".join(f"{kind} {k.cut_off}" for kind, k in sorted(score.kinds.items()) if k.cut_off)
+    if cut:
+        console.print(
+            f"cut off by the end of the run before their alarm could fire, not scored: {cut}"
+        )
     total = sum(k.episodes for k in score.kinds.values())
     found = sum(k.detected for k in score.kinds.values())
     if total:
@@ -376,8 +498,10 @@ def report(score: Score, console: Console) -> None:
             f"  false: {alert.rule} {alert.device_id} at {alert.fired_at}: {alert.summary}"
         )
     for circuit, (firing, resolved) in sorted(score.outage_notifications.items()):
+        told = score.outage_told_min.get(circuit)
+        when = f", the first {told:.1f} min after it began" if told is not None else ""
         console.print(
-            f"circuit outage {circuit}: {firing} crew notification(s) while firing, "
+            f"circuit outage {circuit}: {firing} crew notification(s) while firing{when}, "
             f"{resolved} resolved notice(s)"
         )
 
@@ -422,6 +546,15 @@ def main(
     from_start: bool = typer.Option(
         False, help="Measure every delay from the fault's start, with no definitional grace."
     ),
+    replay_backlog: float = typer.Option(
+        0.0, help="Hours luxtel is down, its backlog then delivered at once (0: live)."
+    ),
+    replay_from: float | None = typer.Option(
+        None, help="Hours after the start the outage begins (default: backlog centred in the run)."
+    ),
+    redeliver_min: float = typer.Option(
+        15.0, help="Minutes before the outage whose messages are delivered again after it."
+    ),
 ) -> None:
     """Simulate, evaluate and score."""
     begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
@@ -435,7 +568,11 @@ def main(
         connections="shared",
     )
     notify_config = load_notify(notify) if notify.exists() else None
-    score = run_score(config, rules, notify_config, tick_s, from_start=from_start)
+    replay = None
+    if replay_backlog > 0:
+        offset = (days * 24 - replay_backlog) / 2 if replay_from is None else replay_from
+        replay = Replay(begin + timedelta(hours=offset), replay_backlog, redeliver_min)
+    score = run_score(config, rules, notify_config, tick_s, from_start=from_start, replay=replay)
     report(score, Console(width=120))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from models import Observation
 from rules.evaluation.evaluator import DeviceView, EngineState
 from rules.evaluation.inventory import Inventory
 from rules.notify.config import NotifyConfig, parse_notify
+from rules.notify.routing import DEFAULTS, build_route
 from rules.runtime.engine import RulesEngine
 from rules.runtime.store import Store
 from servers import InfluxDBServer
@@ -40,6 +42,8 @@ __all__ = ["alertmanager", "smtp_server", "webhook"]  # fixtures used by name
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 CIRCUIT = [device(f"lum-{i}", circuit="C07") for i in range(4)]
+NO_ROUTE = build_route(DEFAULTS)
+"""Alerts recorded and published, nothing sent."""
 
 
 class Clock:
@@ -190,10 +194,145 @@ def test_a_failed_notification_stays_due_and_is_retried(tmp_path: Path, webhook:
     assert metric("luxtel_alerts_firing", {"rule": "cycling", "severity": "major"}) == 0
 
 
+def _transitions(published: list[tuple[str, bytes]]) -> list[tuple[str, str, str]]:
+    """(rule, state, at) of each published transition."""
+    out = []
+    for _, payload in published:
+        message = orjson.loads(payload)
+        out.append((message["rule"], message["state"], message["at"]))
+    return out
+
+
+def _received(obs: Observation, clock: Clock) -> Observation:
+    return replace(obs, received_at=clock.now)
+
+
+def test_a_stale_reading_does_not_fire_on_the_timer(tmp_path: Path) -> None:
+    """A 0 W reading sent an hour ago, then (15 min later in reading time) a normal one: the
+    timer ticks in between, but no reading showed the lamp dark for lamp_failure's 30 min."""
+    clock = Clock()
+    published: list[tuple[str, bytes]] = []
+    one = inventory(CIRCUIT[0])
+
+    async def scenario() -> RulesEngine:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        rules = engine(tmp_path, NotifyConfig({}, NO_ROUTE), clock, None, published, one)
+        task = asyncio.create_task(rules.run(inbox))
+        clock.now = at(60)
+        await inbox.put([_received(reading("lum-0", 0, power_w=0.0), clock)])
+        await until(lambda: rules.counters.observations == 1, "the stale reading evaluated")
+        await settle()
+        assert set(rules.state.alerts) == {("lamp_failure", "lum-0")}, "pending"
+        clock.now = at(61)
+        await inbox.put([_received(reading("lum-0", 15), clock)])
+        await until(lambda: rules.counters.observations == 2, "the next reading evaluated")
+        clock.now = at(100)
+        await settle()
+        await inbox.put(None)
+        await task
+        return rules
+
+    rules = asyncio.run(scenario())
+    assert _transitions(published) == []
+    assert rules.state.alerts == {}
+
+
+def test_a_redelivered_old_reading_does_not_reopen_a_repaired_fault(tmp_path: Path) -> None:
+    """A lamp failure fires, is repaired and resolves; luxtel restarts and one of its old 0 W
+    readings is delivered again (QoS 1): no verdict, no second FIRING. The device's newest
+    reading time survives the restart in SQLite."""
+    clock = Clock()
+    published: list[tuple[str, bytes]] = []
+    one = inventory(CIRCUIT[0])
+    quiet = NotifyConfig({}, NO_ROUTE)
+
+    async def first() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        task = asyncio.create_task(engine(tmp_path, quiet, clock, None, published, one).run(inbox))
+        for minute, watts in [(0, 0.0), (15, 0.0), (30, 0.0), (45, 60.0), (60, 60.0)]:
+            clock.now = at(minute)
+            await inbox.put([reading("lum-0", minute, power_w=watts)])
+            await settle()
+        await inbox.put(None)
+        await task
+
+    async def second() -> RulesEngine:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        rules = engine(tmp_path, quiet, clock, None, published, one)
+        task = asyncio.create_task(rules.run(inbox))
+        clock.now = at(70)
+        await inbox.put([_received(reading("lum-0", 30, power_w=0.0), clock)])
+        await until(lambda: rules.counters.observations == 1, "the redelivered reading evaluated")
+        clock.now = at(100)
+        await settle()
+        await inbox.put(None)
+        await task
+        return rules
+
+    asyncio.run(first())
+    fired = [
+        ("lamp_failure", "firing", at(30).isoformat()),
+        ("lamp_failure", "resolved", at(60).isoformat()),
+    ]
+    assert _transitions(published) == fired
+    rules = asyncio.run(second())
+    assert _transitions(published) == fired, "the redelivered reading changed nothing"
+    assert rules.state.alerts == {}
+
+
+def test_a_restart_after_an_outage_is_not_every_luminaire_silent(tmp_path: Path) -> None:
+    """luxtel down for ten hours: at its first tick after the restart the deadman has nothing
+    to say (the backlog the broker held has yet to arrive); a luminaire that then stays
+    silent for its limit (3 × 15 min) is told."""
+    clock = Clock()
+    published: list[tuple[str, bytes]] = []
+    quiet = NotifyConfig({}, NO_ROUTE)
+    two = inventory(CIRCUIT[0], CIRCUIT[1])
+
+    async def before() -> None:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        task = asyncio.create_task(engine(tmp_path, quiet, clock, None, published, two).run(inbox))
+        await inbox.put([reading("lum-0", 0), reading("lum-1", 0)])
+        await settle()
+        await inbox.put(None)
+        await task
+
+    async def after() -> RulesEngine:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        rules = engine(tmp_path, quiet, clock, None, published, two)
+        task = asyncio.create_task(rules.run(inbox))
+        await settle()
+        assert rules.state.alerts == {}, "no silence alarm at the restart"
+        backlog = [_received(reading("lum-0", m), clock) for m in range(15, 300, 15)]
+        await inbox.put(backlog)
+        await until(lambda: rules.counters.observations == len(backlog), "the backlog")
+        clock.now = at(600 + 46)
+        await settle()
+        await inbox.put(None)
+        await task
+        return rules
+
+    asyncio.run(before())
+    clock.now = at(600)
+    rules = asyncio.run(after())
+    assert set(rules.state.alerts) == {
+        ("communication_loss", "lum-0"),
+        ("communication_loss", "lum-1"),
+    }
+    assert [t for t in _transitions(published) if t[0] == "communication_loss"] == [
+        ("communication_loss", "firing", at(646).isoformat()),
+        ("communication_loss", "firing", at(646).isoformat()),
+    ]
+
+
 def test_device_views_survive_a_restart(tmp_path: Path) -> None:
     """The previous reading `previous.*` reads is in SQLite, so a restart does not blind the
-    rules that compare a reading with the one before."""
-    view = DeviceView("north", at(15), (True, False), {"lamp_on": False, "energy_wh": 7.5}, at(15))
+    rules that compare a reading with the one before, nor lets an old reading be judged again;
+    so are the newest status's time, where the timer counts a device's silence from, and the
+    newest status `ts` judged."""
+    view = DeviceView(
+        "north", at(15), (True, False), {"lamp_on": False, "energy_wh": 7.5}, at(15), at(12), at(9)
+    )
     state = EngineState(at(0), devices={"lum-0": view})
     store = Store(tmp_path / "rules.sqlite")
     store.save(EngineState(), state, {}, ["lum-0"], [], at(15))

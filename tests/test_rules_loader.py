@@ -14,7 +14,7 @@ from rules.evaluation.inventory import COLUMNS, load_inventory
 from rules.language.durations import format_duration, parse_duration
 from rules.language.errors import RuleFileError
 from rules.language.loader import load_rules
-from rules.notify.config import parse_notify
+from rules.notify.config import load_notify, parse_notify
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 NOTIFY_EXAMPLE = SHIPPED.parent / "notify.example.yaml"
@@ -117,11 +117,57 @@ def test_notify_file_problems_have_lines() -> None:
     text = "receivers:\n  - name: crew\n    apprise: ['json://x']\nroute:\n  receiver: nobody\n"
     with pytest.raises(RuleFileError) as caught:
         parse_notify(text, Path("n.yaml"))
-    assert "n.yaml:4: no receiver 'nobody'" in str(caught.value)
+    assert "n.yaml:5: no receiver 'nobody'" in str(caught.value)
     with pytest.raises(RuleFileError, match=r"n.yaml:4: route.matchers: .zone. is not a matcher"):
         parse_notify(
             "route:\n  receiver: a\n  group_wait: 1m\n  matchers:\n  - 'zone'\n", Path("n.yaml")
         )
+
+
+def test_the_example_routes_tell_critical_alarms_within_seconds() -> None:
+    """supply_loss (critical) has waited its 10-minute `for` already: the crew's route waits
+    seconds, not the 20 minutes that gather a silent circuit's communication_loss."""
+    notify = load_notify(NOTIFY_EXAMPLE)
+    labels = {"rule": "supply_loss", "alertname": "supply_loss", "severity": "critical"}
+    labels |= {"zone": "north", "device_id": "lum-1", "circuit": "C12"}
+    routes = notify.route.match(labels)
+    assert [r.receiver for r in routes] == ["city-alertmanager", "crew"]
+    assert all(r.group_wait <= timedelta(seconds=10) for r in routes)
+    assert routes[1].group_by == ("rule", "circuit")
+    silent = labels | {"rule": "communication_loss", "alertname": "communication_loss"}
+    silent["severity"] = "major"
+    crew = notify.route.match(silent)[-1]
+    assert (crew.receiver, crew.group_wait) == ("crew", timedelta(minutes=20))
+
+
+NESTED_ROUTES = """\
+receivers:
+  - name: crew
+    apprise: ['json://x']
+route:
+  receiver: crew
+  routes:
+    - matchers: ['severity=critical']
+      group_wait: 10s
+    - matchers: ['zone=north']
+      routes:
+        - matchers: ['rule=cycling']
+          receiver: north-crew
+"""
+
+
+def test_an_unknown_receiver_is_reported_at_its_own_line() -> None:
+    """The line that names it, once: not the `route:` line, nor again for every route below
+    that inherits it."""
+    with pytest.raises(RuleFileError) as caught:
+        parse_notify(NESTED_ROUTES, Path("n.yaml"))
+    assert [str(p) for p in caught.value.problems] == ["n.yaml:12: no receiver 'north-crew'"]
+    with pytest.raises(RuleFileError) as caught:
+        parse_notify(NESTED_ROUTES.replace("  receiver: crew\n", "  receiver: crews\n"), Path("n"))
+    assert [str(p) for p in caught.value.problems] == [
+        "n:5: no receiver 'crews'",
+        "n:12: no receiver 'north-crew'",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from bench.rules_score import DEFAULT_NOTIFY, DEFAULT_RULES, detectable_at, report, run_score
+from bench.rules_score import (
+    DEFAULT_NOTIFY,
+    DEFAULT_RULES,
+    Replay,
+    Score,
+    detectable_at,
+    report,
+    run_score,
+)
 from rules.evaluation.sun import sun_facts
 from rules.notify.config import load_notify
 from simulator import SimulationConfig
@@ -22,17 +30,19 @@ ALL_FAULTS = (
 )
 
 
+SMALL_FLEET = SimulationConfig(
+    devices=64,
+    zones=2,
+    circuits_per_zone=2,
+    start=START,
+    end=START + timedelta(days=1),
+    faults=ALL_FAULTS,
+    connections="shared",
+)
+
+
 def test_every_injected_fault_is_found_and_nothing_else() -> None:
-    config = SimulationConfig(
-        devices=64,
-        zones=2,
-        circuits_per_zone=2,
-        start=START,
-        end=START + timedelta(days=1),
-        faults=ALL_FAULTS,
-        connections="shared",
-    )
-    score = run_score(config, DEFAULT_RULES, load_notify(DEFAULT_NOTIFY))
+    score = run_score(SMALL_FLEET, DEFAULT_RULES, load_notify(DEFAULT_NOTIFY))
     report(score, Console(width=120))
     assert set(score.kinds) == {
         "lamp_failure",
@@ -50,7 +60,37 @@ def test_every_injected_fault_is_found_and_nothing_else() -> None:
         assert result.within_bound == result.detected, f"{kind}: later than for + an interval"
     assert score.false_alerts == []
     assert score.outage_notifications
-    assert all(firing == 1 for firing, _ in score.outage_notifications.values())
+    # The first within seconds of the first luminaire's supply_loss, the rest in one update.
+    assert all(firing in (1, 2) for firing, _ in score.outage_notifications.values())
+    assert score.outage_told_min.keys() == score.outage_notifications.keys()
+    interval_min, for_min = 15, 10
+    assert all(m <= interval_min + for_min + 3 for m in score.outage_told_min.values())
+
+
+def _firing(score: Score, *, deadman: bool) -> list[tuple[str, str, datetime, datetime | None]]:
+    return sorted(
+        (a.rule, a.device_id, a.active_at, a.fired_at)
+        for a in score.firings
+        if (a.rule == "communication_loss") is deadman
+    )
+
+
+def test_a_replayed_backlog_scores_as_live() -> None:
+    """luxtel down for ten hours over the fleet's night, the broker's backlog then delivered
+    at once after the last quarter hour's messages again: the same alerts of reading and
+    status rules as live, fired at the same reading times, and the same score."""
+    notify = load_notify(DEFAULT_NOTIFY)
+    live = run_score(SMALL_FLEET, DEFAULT_RULES, notify)
+    replay = Replay(START + timedelta(hours=8), 10.0, redeliver_min=15.0)
+    late = run_score(SMALL_FLEET, DEFAULT_RULES, notify, replay=replay)
+    report(late, Console(width=120))
+    assert late.redelivered > 0
+    inside = [a for a in live.firings if a.fired_at and replay.start <= a.fired_at < replay.end]
+    assert len({a.rule for a in inside}) >= 5, "the outage hides faults of several kinds"
+    assert _firing(late, deadman=False) == _firing(live, deadman=False)
+    assert late.kinds == live.kinds
+    assert late.false_alerts == live.false_alerts == []
+    assert late.readings == live.readings
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,41 @@
 """Rule evaluation as a pure function: `evaluate(book, state, now, observations)`.
 
 Time and data are arguments, nothing is read from a clock or a queue, so the same inputs give
-the same alerts (tests are tables of series and expected alerts per step). Observations carry
-their own time (`at`): a condition's verdict holds from that moment until the device's next
-observation says otherwise, and `for` / `keep_firing_for` are checked both when an observation
-arrives and at `now` (the timer tick), so an alert fires `for` after its first failing reading
-even when the device reports less often than that. The deadman (rules `on: silence`) is only
-ever checked at `now`: silence sends no messages.
+the same alerts (tests are tables of series and expected alerts per step).
+
+Which clock decides what (the README's "How time works for rules"):
+
+- Reading rules run in *reading time*, the readings' own `ts` (`Observation.at`). A reading
+  is a sample: it shows the condition at its `ts`. A pending alert fires once a later reading
+  of the device at or past `active_at + for` still shows the condition (or gives no verdict:
+  its `when` is false), so the condition held from `active_at` through that reading; it is
+  stamped `active_at + for`. A reading that shows the condition false drops it. A firing alert
+  whose condition cleared resolves the same way, once a reading at or past `cleared_at +
+  keep_firing_for` still shows it clear, stamped then. The wall clock (`now`) never moves
+  them: a reading's age is not time the condition held, and a backlog replayed hours late, in
+  chunks of any size, raises the same transitions, stamped alike, as the same readings
+  arriving live. A reading at or before the device's newest judged reading
+  (`DeviceView.last_reading_at`: a QoS 1 redelivery, a retained replay, a reading overtaken by
+  a newer one) gets no verdict: it is contact for the deadman, and nothing else.
+- Status rules run in the statuses' own time (`at`: the status's `ts`, or its receive time
+  when it has none, as a Last Will). A status with a `ts` at or before the newest judged one
+  of its device gets no verdict (a redelivered old faults list re-opened a repaired fault);
+  one without a `ts` (a Last Will, stamped at receipt) is judged in arrival order, since no
+  `ts` orders it against the device's own statuses. A device sends a status when its
+  state changes, so a status's verdict holds until its next status: a later status moves the
+  device's alerts up to its own time before its verdict applies, and the timer tick moves them
+  by the silence since the device's last contact (or since this run of evaluation began, as
+  for the deadman), `status_at + (now − last_seen_at)`: the wall-clock time that passed
+  without a word from it, counted from its newest status's time.
+- The deadman (`on: silence`) runs in *contact time*, luxtel's wall clock: it compares `now`
+  with when the device was last heard from (the later of a message's `ts` and its receive
+  time, and of when this run of evaluation began: luxtel's own downtime is not the device's
+  silence, and the backlog the broker held for it comes after the start). It is checked on the
+  timer tick only (silence sends no messages); its transitions are stamped `now` (pending,
+  firing) and at the contact that ended it (resolved).
+
+Each alert's transitions are stamped in its rule's clock, in order (never resolved before
+fired).
 """
 
 import math
@@ -17,6 +46,7 @@ from typing import Any
 
 from models import Observation
 from rules.evaluation.alerts import Alert, AlertKey, Transition
+from rules.evaluation.bucket_map import BucketMap
 from rules.evaluation.inventory import EMPTY, Device, Inventory
 from rules.evaluation.sun import SunClock
 from rules.language.expressions import (
@@ -39,10 +69,17 @@ class DeviceView:
 
     zone: str
     last_seen_at: datetime
+    """Contact time: the later of the newest message's `ts` and its receive time."""
     lamp_history: tuple[bool, ...] = ()
     last_reading: Mapping[str, Any] | None = None
     """The newest reading's fields that rules read as `previous.NAME` (None: none kept)."""
     last_reading_at: datetime | None = None
+    """The newest judged reading's `ts`: a reading at or before it gets no verdict."""
+    status_at: datetime | None = None
+    """The newest status's time (`at`): where the timer starts counting its silence."""
+    status_ts_at: datetime | None = None
+    """The newest judged status's own `ts`: a status with a `ts` at or before it gets no
+    verdict (one without, a Last Will, is judged in arrival order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +87,17 @@ class EngineState:
     """Everything evaluation carries from one call to the next (and SQLite keeps)."""
 
     started_at: datetime | None = None
-    """When evaluation began: a device never heard of is silent since then."""
+    """When this run of evaluation began (the engine sets it at each start): the deadman counts
+    silence from then at the earliest, since luxtel cannot tell a device's silence from its own
+    absence (a device never heard of is silent since then, one last heard before the restart
+    is silent once `limit` has passed since it)."""
     alerts: Mapping[AlertKey, Alert] = field(default_factory=dict)
     """Pending and firing alerts, one per (rule, device)."""
     resolved: Mapping[str, Alert] = field(default_factory=dict)
     """Resolved alerts by id, until their resolved notice is handed over."""
     devices: Mapping[str, DeviceView] = field(default_factory=dict)
+    """Per luminaire heard from; `evaluate()` returns a `BucketMap`, updated at the cost of
+    what changed (any mapping is taken)."""
 
 
 class _Place:
@@ -120,9 +162,15 @@ class _Run:
         self.book = book
         self.alerts = dict(state.alerts)
         self.resolved = dict(state.resolved)
-        self.devices = dict(state.devices)
+        self.seen = BucketMap.of(state.devices)
+        self.devices: dict[str, DeviceView] = {}
+        """The views this call changed, over `seen`."""
         self.transitions: list[Transition] = []
         self.counters = counters
+
+    def device(self, device_id: str) -> DeviceView | None:
+        view = self.devices.get(device_id)
+        return self.seen.get(device_id) if view is None else view
 
     def count_error(self, rule: Rule) -> None:
         if self.counters is not None:
@@ -130,6 +178,7 @@ class _Run:
 
     def fire(self, alert: Alert, at: datetime) -> Alert:
         fired = replace(alert, fired_at=at)
+        self.alerts[alert.key] = fired
         self.transitions.append(Transition(fired, "firing", at))
         return fired
 
@@ -139,12 +188,33 @@ class _Run:
         self.resolved[done.id] = done
         self.transitions.append(Transition(done, "resolved", at))
 
+    def advance(self, rule: Rule, alert: Alert, shown: datetime) -> Alert | None:
+        """Bring `alert` up to `shown`, the time up to which its device has shown that its last
+        verdict held (in the rule's clock): a pending alert fires at `active_at + for`, a
+        cleared one resolves at `cleared_at + keep_firing_for`, when that is not after `shown`.
+        Returns the alert, or None when it resolved."""
+        if alert.fired_at is None:
+            due = alert.active_at + rule.for_
+            return self.fire(alert, due) if due <= shown else alert
+        if alert.cleared_at is not None:
+            due = alert.cleared_at + rule.keep_firing_for
+            if due <= shown:
+                self.resolve(alert, due)
+                return None
+        return alert
+
     def verdict(
-        self, rule: Rule, device_id: str, zone: str, holds: bool, at: datetime, value: float
+        self,
+        rule: Rule,
+        alert: Alert | None,
+        device_id: str,
+        zone: str,
+        holds: bool,
+        at: datetime,
+        value: float,
     ) -> None:
-        """Apply one verdict of `rule` on a device at `at`."""
-        key = (rule.name, device_id)
-        alert = self.alerts.get(key)
+        """Apply one verdict of `rule` on a device at `at` (in the rule's clock); `alert` is
+        the device's alert of that rule, already `advance`d as far as the observation shows."""
         if holds:
             device = self.book.inventory.get(device_id)
             if alert is None:
@@ -154,21 +224,31 @@ class _Run:
                 since = alert.active_at
                 summary = _summary(rule, alert.device_id, alert.zone, device, since, value)
                 alert = replace(alert, cleared_at=None, value=value, summary=summary)
-            if alert.fired_at is None and at - alert.active_at >= rule.for_:
-                alert = self.fire(alert, at)
-            self.alerts[key] = alert
+            self.alerts[alert.key] = alert
+            if alert.fired_at is None and not rule.for_:
+                self.fire(alert, at)
             return
         if alert is None:
             return
         if alert.fired_at is None:
-            del self.alerts[key]
+            del self.alerts[alert.key]
             return
-        cleared = alert.cleared_at if alert.cleared_at is not None else at
         if alert.cleared_at is None:
-            alert = replace(alert, cleared_at=at)
-            self.alerts[key] = alert
-        if at - cleared >= rule.keep_firing_for:
-            self.resolve(alert, at)
+            # Not before it fired: a status older than the one that fired it, judged later.
+            alert = replace(alert, cleared_at=max(at, alert.fired_at))
+            self.alerts[alert.key] = alert
+            self.advance(rule, alert, alert.cleared_at or at)
+
+    def contact(self, rule: Rule, alert: Alert, heard: datetime) -> None:
+        """The device of a silence alert was heard from at `heard` (contact time): a pending
+        one is dropped, a firing one clears (and resolves after `keep_firing_for`, on the
+        timer)."""
+        if alert.fired_at is None:
+            del self.alerts[alert.key]
+        elif alert.cleared_at is None:
+            cleared = replace(alert, cleared_at=max(heard, alert.fired_at))
+            self.alerts[alert.key] = cleared
+            self.advance(rule, cleared, cleared.cleared_at or heard)
 
 
 def evaluate(
@@ -192,7 +272,9 @@ def evaluate(
         _observe(run, obs, reading_rules, status_rules, silence_rules)
     _tick(run, now, silence_rules if deadman else (), state.started_at or now)
     return (
-        EngineState(state.started_at or now, run.alerts, run.resolved, run.devices),
+        EngineState(
+            state.started_at or now, run.alerts, run.resolved, run.seen.evolve(run.devices)
+        ),
         run.transitions,
     )
 
@@ -205,21 +287,7 @@ def _observe(
     silence_rules: tuple[Rule, ...],
 ) -> None:
     device_id, at, reading = obs.device_id, obs.at, obs.reading
-    view = run.devices.get(device_id)
-    history = view.lamp_history if view is not None else ()
-    kept = view.last_reading if view is not None else None
-    kept_at = view.last_reading_at if view is not None else None
-    wanted = run.book.rules.fields.get("reading" if reading is not None else "status", {})
-    values: dict[str, Any] | None = None
-    previous: dict[str, Any] = {}
-    if reading is not None:
-        history = (*history, reading.lamp_on)[-HISTORY_READINGS:]
-        values = reading_map(reading)
-        newest = kept_at is None or at > kept_at
-        if newest and kept is not None and kept_at is not None:
-            previous = {**kept, "minutes_ago": (at - kept_at).total_seconds() / 60}
-        if newest and "previous" in wanted:
-            kept, kept_at = only(values, wanted["previous"]), at
+    view = run.device(device_id)
     # Heard from when it was sent or when luxtel received it, whichever is later: the deadman
     # asks whether the controller is talking, so a backlog the broker held (luxtel restarted,
     # a gateway that buffered) counts as contact rather than raising a silence alarm for every
@@ -227,16 +295,55 @@ def _observe(
     # broker is not contact.
     heard = at if obs.retained else max(at, obs.received_at)
     last_seen = heard if view is None else max(view.last_seen_at, heard)
-    run.devices[device_id] = DeviceView(obs.zone, last_seen, history, kept, kept_at)
     alerts = run.alerts
     for rule in silence_rules:
-        if (rule.name, device_id) in alerts:
-            run.verdict(rule, device_id, obs.zone, False, at, 0.0)
-    rules = reading_rules if reading is not None else status_rules
+        silent = alerts.get((rule.name, device_id))
+        if silent is not None:
+            run.contact(rule, silent, heard)
+    wanted = run.book.rules.fields.get("reading" if reading is not None else "status", {})
+    values: dict[str, Any] | None = None
+    previous: dict[str, Any] = {}
+    if view is None:
+        view = DeviceView(obs.zone, last_seen)
+    if reading is not None:
+        newest = view.last_reading_at
+        if newest is not None and at <= newest:
+            # Already judged, or older than a reading judged: contact, and nothing else.
+            run.devices[device_id] = replace(view, last_seen_at=last_seen)
+            return
+        history = (*view.lamp_history, reading.lamp_on)[-HISTORY_READINGS:]
+        values = reading_map(reading)
+        kept = view.last_reading
+        if kept is not None and newest is not None:
+            previous = {**kept, "minutes_ago": (at - newest).total_seconds() / 60}
+        if "previous" in wanted:
+            kept = only(values, wanted["previous"])
+        view = DeviceView(obs.zone, last_seen, history, kept, at, view.status_at, view.status_ts_at)
+        rules = reading_rules
+    else:
+        stated = view.status_ts_at
+        sent = obs.status is not None and obs.status.ts is not None
+        if sent and stated is not None and at <= stated:
+            # A status judged already (a QoS 1 redelivery), or older than one judged.
+            run.devices[device_id] = replace(view, last_seen_at=last_seen)
+            return
+        status_at = at if view.status_at is None else max(view.status_at, at)
+        view = replace(
+            view,
+            zone=obs.zone,
+            last_seen_at=last_seen,
+            status_at=status_at,
+            status_ts_at=at if sent else stated,
+        )
+        history = view.lamp_history
+        rules = status_rules
+    run.devices[device_id] = view
     if not rules:
         return
+    first = len(run.transitions)
     bindings = Bindings(_variables(run.book, obs, wanted, values, history, previous), wanted)
     variables = bindings.variables
+    status = reading is None
     for rule in rules:
         verdict = rule.verdict
         assert verdict is not None
@@ -251,15 +358,25 @@ def _observe(
         if holds is not True and holds is not False:
             if holds is not None or error is not None:
                 run.count_error(rule)  # not evaluable here, or not a boolean
-            continue  # null (`when` is false) or not: no verdict, the alert keeps its state
-        if holds is False and (rule.name, device_id) not in alerts:
+            holds = None  # null (`when` is false) or not: no verdict, the alert keeps its state
+        alert = alerts.get((rule.name, device_id))
+        if alert is not None and (status or holds is None or holds is (alert.fired_at is None)):
+            # How long the alert's state lasted: a status's verdict holds until the device's
+            # next status; a reading shows a pending alert's condition still held (or a
+            # cleared one's still not) up to its `ts` when its verdict agrees, or it has none.
+            alert = run.advance(rule, alert, at)
+        if holds is None or (holds is False and alert is None):
             continue  # what `verdict()` would conclude
         value = 1.0 if holds else 0.0
         if holds and rule.value is not None:
             number, _ = bindings.run(rule.value)
             if isinstance(number, int | float) and not isinstance(number, bool):
                 value = float(number)
-        run.verdict(rule, device_id, obs.zone, holds, at, value)
+        run.verdict(rule, alert, device_id, obs.zone, holds, at, value)
+    if len(run.transitions) - first > 1:
+        # One rule's alert fired (stamped when its `for` ended) after another's went pending
+        # at this observation: the device's transitions in time order.
+        run.transitions[first:] = sorted(run.transitions[first:], key=lambda t: t.at)
 
 
 def _variables(
@@ -292,24 +409,30 @@ def _variables(
 
 
 def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: datetime) -> None:
+    """The timer at `now` (wall clock): alerts of removed rules end; status alerts move by
+    their device's silence since its last contact; the deadman (when `silence_rules`) looks at
+    every luminaire. Reading alerts are left alone: only their device's readings move them."""
     rules = {rule.name: rule for rule in run.book.rules.rules}
+    device_view = run.device
     for key, alert in list(run.alerts.items()):
         rule = rules.get(alert.rule)
         if rule is None:  # the rule was removed from the file: its alerts end
             if alert.fired_at is not None:
-                run.resolve(alert, now)
+                run.resolve(alert, max(now, _last_stamp(alert)))
             else:
                 del run.alerts[key]
-            continue
-        if alert.fired_at is None and now - alert.active_at >= rule.for_:
-            run.alerts[key] = run.fire(alert, now)
-        elif alert.cleared_at is not None and now - alert.cleared_at >= rule.keep_firing_for:
-            run.resolve(alert, now)
-    devices = run.devices
+        elif rule.source == "status":
+            view = device_view(alert.device_id)
+            if view is not None and view.status_at is not None:
+                quiet = max(now - max(view.last_seen_at, started), timedelta(0))
+                run.advance(rule, alert, view.status_at + quiet)
+        elif rule.source == "silence" and alert.cleared_at is not None:
+            run.advance(rule, alert, now)  # heard from again: keep_firing_for in contact time
+    changed, seen = run.devices, run.seen
     for rule in silence_rules:
         for device, limit in run.book.silences(rule):
-            view = devices.get(device.device_id)
-            last = view.last_seen_at if view is not None else started
+            view = changed.get(device.device_id) or seen.get(device.device_id)
+            last = started if view is None else max(view.last_seen_at, started)
             silent_since = last + limit
             if now < silent_since:
                 continue
@@ -321,9 +444,14 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
                 found = _new_alert(rule, device.device_id, device.zone, device, silent_since, 0.0)
                 run.transitions.append(Transition(found, "pending", now))
             silent = replace(found, value=minutes, summary=summary)
-            if silent.fired_at is None and now - silent.active_at >= rule.for_:
-                silent = run.fire(silent, now)
             run.alerts[key] = silent
+            if silent.fired_at is None and now - silent.active_at >= rule.for_:
+                run.fire(silent, now)
+
+
+def _last_stamp(alert: Alert) -> datetime:
+    """The latest of an alert's own times: a transition stamped after it keeps them in order."""
+    return max(t for t in (alert.active_at, alert.fired_at, alert.cleared_at) if t is not None)
 
 
 def mark_sent(state: EngineState, ids: Iterable[str], at: datetime) -> EngineState:

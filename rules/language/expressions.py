@@ -11,7 +11,8 @@ without conversions):
 - `history`: `switches` (on/off changes over the device's last readings), `readings`;
 - `previous`: the device's previous reading (the same fields as `reading`, those that were
   sent) and `minutes_ago`, how long before this one it was taken; empty (`has(previous.lamp_on)`
-  is false) for a device's first reading, and for a reading older than one already seen;
+  is false) for a device's first reading (a reading older than one already seen is not
+  evaluated at all);
 - `params`: the rules file's constants.
 
 A condition that cannot be evaluated for an observation (a field it needs was not sent, a type

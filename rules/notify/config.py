@@ -71,6 +71,16 @@ NO_RECEIVERS = NotifyConfig({}, build_route(DEFAULTS))
 """Alerts are still grouped and recorded (InfluxDB, MQTT, `luxtel alerts list`); nothing is sent."""
 
 
+def _routes_as_written(
+    spec: RouteSpec, location: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], RouteSpec]]:
+    """Every route of the tree as written, with its place in the file, depth-first."""
+    found = [(location, spec)]
+    for index, child in enumerate(spec.routes):
+        found += _routes_as_written(child, (*location, "routes", index))
+    return found
+
+
 def load_notify(path: Path) -> NotifyConfig:
     return compile_notify(read_yaml(path))
 
@@ -108,11 +118,13 @@ def compile_notify(doc: LocatedDocument) -> NotifyConfig:
         receivers[receiver.name] = receiver.model_copy(update={"apprise": urls})
     route = build_route(spec.route)
     if receivers:
-        for node in route.walk():
-            if node.receiver not in receivers:
-                problems.append(
-                    Problem(doc.path, doc.line_of(("route",)), f"no receiver {node.receiver!r}")
-                )
+        for location, node in _routes_as_written(spec.route, ("route",)):
+            if node.receiver is None and location != ("route",):
+                continue  # inherited: reported where it is named
+            name = node.receiver or route.receiver
+            if name not in receivers:
+                line = doc.line_of((*location, "receiver"))
+                problems.append(Problem(doc.path, line, f"no receiver {name!r}"))
     if problems:
         raise RuleFileError(problems)
     return NotifyConfig(receivers, route, tuple(InhibitRule.of(r) for r in spec.inhibit_rules))

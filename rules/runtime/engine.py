@@ -4,15 +4,16 @@ SQLite, and delivers notifications and `alerts` points with retries.
     engine = RulesEngine(rules_path, inventory, state_dir, notify, influx, publish)
     await engine.run(inbox)      # until cancelled, or until `None` arrives in the inbox
 
-Three tasks: the evaluator (observations as they come, and a timer tick for the deadman, group
-timers and `for`), the deliverer (the outbox's due items, retried with capped, jittered
-backoff), and the snapshot writer (every `state_interval_s`, on a tick, each luminaire's state
-as `luminaire_state` points for the city map: `rules.runtime.state_points`). The evaluator never
-waits
-on a receiver or on InfluxDB, so a slow mail server cannot slow it. In `luxtel run` the inbox
-is filled from the journal (`rules.runtime.journal`) by the rules process: each chunk is a `Chunk`
-carrying the journal position after it, and the position the state reflects is committed with
-the state (`evaluated`, `committed`).
+Three tasks: the evaluator (observations as they come, and a timer tick on the wall clock for
+the deadman, the silence after a status and the group timers; a reading rule's `for` counts in
+reading time and only readings move it: `rules.evaluation.evaluator`), the deliverer (the
+outbox's due items, retried with capped, jittered backoff), and the snapshot writer (every
+`state_interval_s`, on a tick, each luminaire's state as `luminaire_state` points for the city
+map: `rules.runtime.state_points`). The evaluator never waits on a receiver or on InfluxDB, so a
+slow mail server cannot slow it. In `luxtel run` the inbox is filled from the journal
+(`rules.runtime.journal`) by the rules process: each chunk is a `Chunk` carrying the journal
+position after it, and the position the state reflects is committed with the state
+(`evaluated`, `committed`).
 """
 
 import asyncio
@@ -21,7 +22,7 @@ import itertools
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,11 @@ class RulesEngine:
         """Evaluate and deliver until cancelled or until `None` is received."""
         store = Store(self.state_path)
         self._store = store
-        self._state, self._groups = store.load()
-        self._saved = self._state
+        loaded, self._groups = store.load()
+        # Silence is counted from this start at the earliest: while luxtel was down it heard
+        # nobody, and what the broker held for it has yet to arrive (`EngineState.started_at`).
+        self._state = replace(loaded, started_at=self.clock())
+        self._saved = loaded
         self.committed = self.evaluated = self._received = store.position()
         log.info(
             "rules_started",

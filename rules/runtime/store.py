@@ -217,6 +217,8 @@ class Store:
                 tuple(data["lamps"]),
                 data.get("last_reading"),
                 _dt(data.get("last_reading_at")),
+                _dt(data.get("status_at")),
+                _dt(data.get("status_ts_at")),
             )
         groups = {
             key: _group_from_json(body)
@@ -275,6 +277,8 @@ class Store:
                             "lamps": list(view.lamp_history),
                             "last_reading": view.last_reading,
                             "last_reading_at": view.last_reading_at,
+                            "status_at": view.status_at,
+                            "status_ts_at": view.status_ts_at,
                         }
                     )
                     rows.append((device_id, body))
