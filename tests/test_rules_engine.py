@@ -325,6 +325,42 @@ def test_a_restart_after_an_outage_is_not_every_luminaire_silent(tmp_path: Path)
     ]
 
 
+def test_rules_behind_the_journal_judge_silence_at_what_they_have_read(tmp_path: Path) -> None:
+    """The rules process an hour behind the journal (a backlog after a power cut, a slow
+    disk): the deadman judges silence at the time luxtel received what the rules have read so
+    far (`contact`), not at the wall clock — the luminaires' newer readings are in the journal,
+    unread. Once caught up (`contact` None) the wall clock judges again."""
+    clock = Clock()
+    published: list[tuple[str, bytes]] = []
+    quiet = NotifyConfig({}, NO_ROUTE)
+    two = inventory(CIRCUIT[0], CIRCUIT[1])
+    heard_until: list[datetime | None] = [at(5)]
+
+    async def main() -> RulesEngine:
+        inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue()
+        rules = engine(tmp_path, quiet, clock, None, published, two)
+        rules.contact = lambda: heard_until[0]
+        task = asyncio.create_task(rules.run(inbox))
+        await inbox.put(
+            [_received(reading("lum-0", 0), clock), _received(reading("lum-1", 0), clock)]
+        )
+        await until(lambda: rules.counters.observations == 2, "the readings")
+        clock.now = at(60)
+        await settle()
+        assert rules.state.alerts == {}, "an hour of the rules' own lag is no silence"
+        heard_until[0] = None
+        await settle()
+        await inbox.put(None)
+        await task
+        return rules
+
+    rules = asyncio.run(main())
+    assert set(rules.state.alerts) == {
+        ("communication_loss", "lum-0"),
+        ("communication_loss", "lum-1"),
+    }
+
+
 def test_device_views_survive_a_restart(tmp_path: Path) -> None:
     """The previous reading `previous.*` reads is in SQLite, so a restart does not blind the
     rules that compare a reading with the one before, nor lets an old reading be judged again;

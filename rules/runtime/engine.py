@@ -120,6 +120,12 @@ class RulesEngine:
         self.influx = influx
         self.publish = publish
         self.clock = clock
+        self.contact: Callable[[], datetime | None] | None = None
+        """While the rules lag behind what luxtel received (the journal): the wall-clock time
+        up to which luxtel had received what they have read; None when caught up. The timers
+        (the deadman, a status's silence) judge at that time rather than at `clock()`, so
+        their own lag is not taken for luminaires falling silent (`rules.runtime.worker` sets
+        it from the journal records' append times)."""
         self.tick_s = tick_s
         self.state_interval_s = state_interval_s
         self.state_policy = StatePolicy.of(self.rules)
@@ -253,7 +259,11 @@ class RulesEngine:
         now = self.clock()
         old = self._state
         began = time.perf_counter()
-        new, transitions = evaluate(self.book, old, now, observations, self.errors, deadman=timers)
+        heard_until = self.contact() if self.contact is not None else None
+        timers_at = now if heard_until is None else min(now, heard_until)
+        new, transitions = evaluate(
+            self.book, old, timers_at, observations, self.errors, deadman=timers
+        )
         firing = [a for a in new.alerts.values() if a.fired_at is not None]
         result = dispatch(
             self.notify.route,

@@ -26,6 +26,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -216,7 +217,11 @@ async def _run(
     durable = _Durable()
     async with asyncio.TaskGroup() as group:
         listener = group.create_task(_listen(reader, durable), name="rules-channel")
-        feeder = group.create_task(_feed(journal, durable, inbox, listener), name="rules-feed")
+        contact = _Contact()
+        engine.contact = contact
+        feeder = group.create_task(
+            _feed(journal, durable, inbox, listener, contact), name="rules-feed"
+        )
         watcher = group.create_task(_watch_parent(config.parent_pid, reader), name="rules-parent")
         reporter = group.create_task(_report(parent, registry), name="rules-metrics")
         positions = group.create_task(_positions(parent, engine, journal), name="rules-positions")
@@ -226,6 +231,18 @@ async def _run(
     _send_positions(parent, engine)
     parent.send(Kind.METRICS, encode_metrics(list(registry.collect())))
     log.info("rules_process_stopped", pid=os.getpid())
+
+
+class _Contact:
+    """How far the feeder has read, in luxtel's receive time (`RulesEngine.contact`): the
+    append time (wall clock) of the newest record put in the inbox while more durable records
+    wait behind it; None once it has read up to the durable end."""
+
+    def __init__(self) -> None:
+        self.heard_until: datetime | None = None
+
+    def __call__(self) -> datetime | None:
+        return self.heard_until
 
 
 class _Durable:
@@ -252,13 +269,16 @@ async def _feed(
     durable: _Durable,
     inbox: asyncio.Queue[list[Observation] | None],
     listener: "asyncio.Task[None]",
+    contact: _Contact,
 ) -> None:
     """Journal records into the inbox, as the parent reports them durable, until the channel
-    ends; then `None`, which ends the engine (what was not read is read by the next process)."""
+    ends; then `None`, which ends the engine (what was not read is read by the next process).
+    `contact` follows how far behind it reads."""
     ended = asyncio.ensure_future(asyncio.shield(listener))
     try:
         while not listener.done():
             if durable.end is None or not journal.has_more(durable.end):
+                contact.heard_until = None  # caught up: the wall clock judges silences
                 durable.moved.clear()
                 moved = asyncio.ensure_future(durable.moved.wait())
                 waiting: set[asyncio.Future[Any]] = {moved, ended}
@@ -266,6 +286,7 @@ async def _feed(
                 moved.cancel()
                 continue
             for record in journal.read(durable.end, READ_BYTES):
+                contact.heard_until = datetime.fromtimestamp(record.appended_at, UTC)
                 await inbox.put(journal.decode(record))
                 if listener.done():
                     break
