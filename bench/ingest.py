@@ -481,9 +481,6 @@ class Result:
     rules_evaluated: int | None = None
     """luxtel-rules: journaled observations its rules engine evaluated, each once
     (luxtel_rules_evaluated_total)."""
-    rules_dropped: int | None = None
-    """luxtel-rules: readings its rules engine did not take (luxtel_observations_dropped_total:
-    0 since the journal, which makes the rules lag instead)."""
     rules_lag: int | None = None
     """luxtel-rules: observations still to evaluate when the benchmark stopped waiting
     (luxtel_rules_lag_observations): 0 when the rules caught up."""
@@ -552,7 +549,6 @@ def median_result(runs: list[Result]) -> Result:
     merged.other_points = worst.other_points
     for name in (
         "rules_evaluated",
-        "rules_dropped",
         "rules_lag",
         "rules_settle_seconds",
         "alerts_written",
@@ -948,20 +944,19 @@ def settle_rules(run: Run, name: str, port: int, done_at: float | None, result: 
     after `RULES_SETTLE_QUIET_S` without progress. The positions reach /metrics from the rules
     process five times a second, so this waits a fraction of a second longer than needed."""
     expected = run.args.readings
-    last: tuple[int, int] | None = None
+    last: int | None = None
     last_change = time.monotonic()
     while True:
         with contextlib.suppress(OSError, http.client.HTTPException):
             samples = luxtel_metrics(port)
             evaluated = samples.get("luxtel_rules_evaluated_total")
-            dropped = samples.get("luxtel_observations_dropped_total", 0.0)
             if evaluated is not None:
-                now = (int(evaluated), int(dropped))
-                result.rules_evaluated, result.rules_dropped = now
+                now = int(evaluated)
+                result.rules_evaluated = now
                 result.rules_lag = int(samples.get("luxtel_rules_lag_observations", 0.0))
                 if done_at is not None:
                     result.rules_settle_seconds = max(0.0, time.time() - done_at)
-                if sum(now) >= expected and result.rules_lag == 0:
+                if now >= expected and result.rules_lag == 0:
                     return
                 if now != last:
                     last, last_change = now, time.monotonic()
@@ -970,7 +965,7 @@ def settle_rules(run: Run, name: str, port: int, done_at: float | None, result: 
                 f"[yellow]{name}[/]: its rules engine made no progress for "
                 f"{RULES_SETTLE_QUIET_S:g} s: "
                 + (
-                    f"{last[0]:,} evaluated and {last[1]:,} dropped of {expected:,} readings"
+                    f"{last:,} evaluated of {expected:,} readings"
                     if last is not None
                     else "no rules counters on its /metrics"
                 )
@@ -1406,8 +1401,7 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
         console.print(
             f"{r.contender}: the rules engine evaluated {r.rules_evaluated:,} of "
             f"{args.readings:,} readings published, "
-            + (f"dropped {r.rules_dropped:,}" if r.rules_dropped else "dropped none")
-            + (f", {r.rules_lag:,} still to evaluate (lag)" if r.rules_lag else ", no lag left")
+            + (f"{r.rules_lag:,} still to evaluate (lag)" if r.rules_lag else "no lag left")
             + f"{settle}; its CPU is counted up to then. Points it wrote beside the readings: "
             + (", ".join(f"{n:,} {m}" for m, n in r.other_points.items()) or "none")
             + " (in shards of their own, which the latency poller leaves out)."

@@ -56,12 +56,6 @@ class IngestMetrics:
         self.mqtt_connects = Counter(
             "luxtel_mqtt_connects", "Successful broker connections.", registry=r
         )
-        self.observations_dropped = Counter(
-            "luxtel_observations_dropped",
-            "Observations the rules engine could not take in time (its queue or its process's "
-            "channel was full, or its process was not running).",
-            registry=r,
-        )
         self.unacked = Gauge(
             "luxtel_unacked_messages", "Messages received and not yet acknowledged.", registry=r
         )

@@ -6,6 +6,7 @@
   (RabbitMQ takes 5-15 s to start), started only by the tests that ask for them.
 - ``mosquitto_factory`` and ``influxdb_factory``: start servers of a test's own (each in a fresh
   directory unless given one) for tests that stop, restart or kill them; they end with the test.
+- ``prometheus_factory``: a Prometheus of a test's own, scraping the targets it is given.
 
 When a test fails, the log tails of the servers it used are appended to its report. When a
 server binary is missing the fixtures fail (never skip), naming the setup to run.
@@ -31,6 +32,7 @@ from servers import (
     query,
     quote_ident,
 )
+from servers.prometheus import PrometheusServer
 
 ServerT = TypeVar("ServerT", bound=ServerProcess)
 
@@ -129,6 +131,16 @@ def influxdb_factory(
 ) -> Iterator[ServerFactory[InfluxDBServer]]:
     """Start InfluxDB servers of this test's own: ``influxdb_factory(auth_enabled=True)``."""
     factory = ServerFactory(InfluxDBServer, tmp_path_factory, "influxdb")
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def prometheus_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerFactory[PrometheusServer]]:
+    """Start Prometheus servers of this test's own: ``prometheus_factory(targets=["h:p"])``."""
+    factory = ServerFactory(PrometheusServer, tmp_path_factory, "prometheus")
     yield factory
     factory.stop_all()
 

@@ -19,6 +19,7 @@ from dashboards.interpolate import TimeRange, Variable, escape_regex, interpolat
 from dashboards.inventory import Place, make_inventory, read_inventory
 from ingest.metrics import IngestMetrics
 from luxtel.commands.dashboards import dashboards_app
+from rules.runtime.journal_writer import JournalMetrics
 from rules.runtime.state_points import STATE_CODES
 from simulator.fleet import build_fleet, write_inventory_csv
 
@@ -86,7 +87,9 @@ def test_health_dashboard_asks_only_for_exported_metrics() -> None:
     metrics = IngestMetrics()
     metrics.rejected.labels(reason="wrong_type").inc()  # labelled series exist once used
     metrics.queue_depth.labels(queue="decoded").set(1)
+    metrics.disk_full.labels(what="spool").set(0)
     registry = metrics.registry
+    JournalMetrics(registry)  # the rules' lag and journal, on the same /metrics
     exported = {sample.name for metric in registry.collect() for sample in metric.samples}
     model = build_dashboards()["luxtel-health.json"]
     asked = {

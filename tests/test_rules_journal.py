@@ -183,7 +183,6 @@ def test_a_rules_process_killed_mid_stream_evaluates_everything_once(
             os.kill(pid, signal.SIGKILL)
             wait_until(lambda: process_gone(pid), 30, "the child killed")
             assert_each_once(alerts, webhook, ids)
-            assert running.metric("luxtel_observations_dropped_total") == 0
             wait_until(lambda: running.metric("luxtel_rules_lag_observations") == 0, 60, "no lag")
     finally:
         publisher.close()
@@ -323,7 +322,6 @@ def test_a_stopped_rules_process_lags_instead_of_dropping(
                 wait_until(
                     lambda: count(influxdb.url, influx_db, "telemetry") == total, 120, "ingested"
                 )
-                assert running.metric("luxtel_observations_dropped_total") == 0
                 wait_until(
                     lambda: running.metric("luxtel_rules_lag_observations") == total,
                     30,
@@ -341,7 +339,6 @@ def test_a_stopped_rules_process_lags_instead_of_dropping(
                 lambda: running.metric("luxtel_rules_lag_observations") == 0, 30, "no lag left"
             )
             assert running.metric("luxtel_rules_evaluated_total") == total
-            assert running.metric("luxtel_observations_dropped_total") == 0
             assert_each_once(alerts, webhook, ids)
     finally:
         publisher.close()
@@ -396,7 +393,6 @@ def test_a_full_journal_holds_ingest_back_and_loses_nothing(
                 "every observation evaluated",
             )
             assert running.metric("luxtel_rules_journal_full") == 0
-            assert running.metric("luxtel_observations_dropped_total") == 0
             assert_each_once(alerts, webhook, ids)
             wait_until(lambda: running.metric("luxtel_unacked_messages") == 0, 30, "all acked")
     finally:
