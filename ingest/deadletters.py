@@ -91,9 +91,6 @@ class DeadLetterLog:
         """Dead letter on disk: the current file and the rotated segments."""
         return self._current + sum(segment.size for segment in self._rotated)
 
-    def set_publisher(self, publish: Callable[[str, bytes], None]) -> None:
-        self._publish = publish
-
     def give_up_when_full(self) -> None:
         """Stopping: a write held by a full disk raises `DiskFullError` instead of waiting."""
         self._disk.give_up()

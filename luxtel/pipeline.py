@@ -204,15 +204,6 @@ class Pipeline:
     async def _run_stages(self) -> None:
         settings = self.settings
         spool = Spool(settings.state_dir / "spool", settings.ingest.spool_max_bytes)
-        dead_letters = DeadLetterLog(
-            settings.state_dir / "deadletter.jsonl",
-            self.metrics,
-            bounds=DeadLetterBounds(
-                settings.deadletter.max_bytes,
-                settings.deadletter.segment_bytes,
-                settings.deadletter.payload_kept_bytes,
-            ),
-        )
         received: asyncio.Queue[list[Inbound] | None] = ChunkQueue(
             RECEIVED_QUEUE_CHUNKS, settings.ingest.received_queue_bytes
         )
@@ -252,8 +243,16 @@ class Pipeline:
                     own_broker_targets(sources, settings.mqtt.topic_root) if sources else []
                 )
             ]
-
-            dead_letters.set_publisher(source.publish)
+            dead_letters = DeadLetterLog(
+                settings.state_dir / "deadletter.jsonl",
+                self.metrics,
+                publish=source.publish,
+                bounds=DeadLetterBounds(
+                    settings.deadletter.max_bytes,
+                    settings.deadletter.segment_bytes,
+                    settings.deadletter.payload_kept_bytes,
+                ),
+            )
             sink = Sink(
                 writer,
                 spool,
