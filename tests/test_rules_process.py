@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -33,6 +34,7 @@ from rules.language.errors import RuleFileError
 from rules.runtime.journal import Body
 from rules.runtime.journal_writer import JournalWriter
 from rules.runtime.process import RulesProcess
+from rules.runtime.store import Store
 from servers import InfluxDBServer, MosquittoServer, free_port
 from tests.rules_fixtures import HOT_RULES, Webhook, webhook
 from tests.rules_fixtures import reading as observation
@@ -176,6 +178,20 @@ def test_the_rules_run_in_a_process_of_their_own_that_stopping_ends(
     assert running.metric("luxtel_rules_process_up") == 0
 
 
+def unsent(settings: Settings) -> int | None:
+    """The rules' outbox items not yet sent (None while the store is busy)."""
+    try:
+        store = Store(settings.state_dir / "rules.sqlite")
+    except sqlite3.OperationalError:
+        return None
+    try:
+        return store.outbox_counts()["unsent"]
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        store.close()
+
+
 @pytest.mark.integration
 def test_a_killed_rules_process_is_restarted_and_does_not_notify_again(
     tmp_path: Path,
@@ -205,6 +221,9 @@ def test_a_killed_rules_process_is_restarted_and_does_not_notify_again(
             publisher.publish([driver_at(topic_root, "lum-1")])
             wait_until(lambda: notified("lum-1") == 1, 60, "lum-1's notification")
             wait_until(lambda: alerts.on("lum-1") == 1, 60, "lum-1's alert on MQTT")
+            # Delivery is at least once: a kill between a send and its record repeats it. The
+            # kill comes once the sends are recorded, so a second notification is a defect.
+            wait_until(lambda: unsent(settings) == 0, 60, "lum-1's sends recorded")
             os.kill(first, signal.SIGKILL)
             publisher.publish([driver_at(topic_root, "lum-3", 20.0)])  # ingest goes on meanwhile
             wait_until(
