@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -194,8 +194,6 @@ class Webhook:
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     hook = Webhook(free_port())
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
 
     async def receive(request: web.Request) -> web.Response:
         if hook.fail:
@@ -203,12 +201,27 @@ def webhook() -> Iterator[Webhook]:
         hook.received.append(orjson.loads(await request.read()))
         return web.Response(text="ok")
 
+    stop = serve_http(hook.port, receive, "webhook")
+    yield hook
+    stop()
+
+
+def serve_http(
+    port: int,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    name: str = "http",
+) -> Callable[[], None]:
+    """An aiohttp server answering every POST with `handler`, on `port` of loopback, in a
+    thread of its own with its own event loop; returns what stops it."""
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+
     async def serve() -> web.AppRunner:
         app = web.Application()
-        app.router.add_post("/{tail:.*}", receive)
+        app.router.add_post("/{tail:.*}", handler)
         runner = web.AppRunner(app)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", hook.port).start()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         return runner
 
     def main() -> None:
@@ -218,9 +231,12 @@ def webhook() -> Iterator[Webhook]:
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
 
-    thread = threading.Thread(target=main, name="webhook", daemon=True)
+    thread = threading.Thread(target=main, name=name, daemon=True)
     thread.start()
-    ready.wait(10)
-    yield hook
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    assert ready.wait(10), f"the {name} server did not start"
+
+    def stop() -> None:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+    return stop

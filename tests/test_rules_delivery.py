@@ -22,7 +22,7 @@ from models import Observation
 from rules.notify.apprise_log import refused_for_good
 from rules.runtime.store import OutboxEntry, Store
 from servers import free_port
-from tests.rules_fixtures import at
+from tests.rules_fixtures import at, serve_http
 from tests.test_rules_engine import Clock, engine, feed, notify_to, settle, until
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -39,42 +39,21 @@ class Http:
 
 @pytest.fixture
 def http() -> Iterator[Callable[[Handler], Http]]:
-    loops: list[tuple[asyncio.AbstractEventLoop, threading.Thread]] = []
+    stops: list[Callable[[], None]] = []
 
     def start(handler: Handler) -> Http:
         server = Http(free_port())
-        ready = threading.Event()
-        loop = asyncio.new_event_loop()
 
         async def counted(request: web.Request) -> web.Response:
             server.requests[request.path] = server.requests.get(request.path, 0) + 1
             return await handler(request)
 
-        async def serve() -> web.AppRunner:
-            app = web.Application()
-            app.router.add_post("/{tail:.*}", counted)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", server.port).start()
-            return runner
-
-        def main() -> None:
-            asyncio.set_event_loop(loop)
-            runner = loop.run_until_complete(serve())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-
-        thread = threading.Thread(target=main, name="http", daemon=True)
-        thread.start()
-        assert ready.wait(10)
-        loops.append((loop, thread))
+        stops.append(serve_http(server.port, counted))
         return server
 
     yield start
-    for loop, thread in loops:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    for stop in stops:
+        stop()
 
 
 def run_until_refused(state_dir: Path, receiver: str) -> int:
