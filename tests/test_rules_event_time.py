@@ -83,6 +83,46 @@ EXPECTED = [
 ]
 """(rule, device, state, minute of the hour it is stamped at): the only transitions."""
 
+SHIPPED = Path(__file__).parent.parent / "deploy" / "rules" / "streetlight.yaml"
+
+SHIPPED_EXPECTED = [
+    ("lamp_failure", "lum2", "firing", 40),
+    ("lamp_failure", "lum2", "resolved", 60),
+]
+"""The shipped rules' transitions: `lamp_failure` holds 30 minutes (pending at 10, firing at
+40) and stays clear 15 to resolve (clear from 45, resolved at 60); nothing else applies (the
+readings carry no voltage, power factor or driver temperature, and the counters agree with
+the power, so no cycling)."""
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    """A rules file, the transitions the hour raises under it, and where its luminaires stand."""
+
+    text: str
+    expected: list[tuple[str, str, str, int]]
+    at_midnight: bool
+    """Whether the luminaires stand where the hour is the middle of the night (the shipped
+    lamp_failure judges only in the dark, away from twilight); else in Shanghai."""
+
+    def place(self, base: datetime) -> tuple[float, float]:
+        """(lat, lon): on the equator at the longitude of local midnight at minute 30 of the
+        hour starting at `base` (the night runs ~18:00 to ~06:00 there all year)."""
+        if not self.at_midnight:
+            return 31.2, 121.4
+        middle = base + timedelta(minutes=30)
+        hours = middle.hour + middle.minute / 60
+        lon = -15.0 * hours
+        return 0.0, lon + 360.0 if lon < -180.0 else lon
+
+
+FOCUSED = Rulebook(RULES, EXPECTED, at_midnight=False)
+
+
+def power(name: str, minute: int) -> float:
+    """What `name` draws at `minute`: 0 W while faulty, its rated 60 W otherwise."""
+    return 0.0 if minute in FAULTY.get(name, ()) else 60.0
+
 
 @dataclass(frozen=True)
 class Run:
@@ -92,16 +132,18 @@ class Run:
     prefix: str
     base: datetime
     """Minute 0 of the hour, in reading time."""
+    expected: list[tuple[str, str, str, int]]
 
     def device(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
     def message(self, name: str, minute: int) -> tuple[str, bytes]:
         """`name`'s reading at `minute` of the hour: the same bytes every time it is asked."""
-        power = 0.0 if minute in FAULTY.get(name, ()) else 60.0
         ts_ms = int((self.base + timedelta(minutes=minute)).timestamp() * 1000)
         topic = f"{self.settings.mqtt.topic_root}/north/{self.device(name)}/telemetry"
-        return topic, reading(ts_ms, power=power, energy=1000.0 + minute, seq=minute)
+        # The counter agrees with the power drawn since the previous reading.
+        energy = 1000.0 + sum(power(name, k) * STEP_MIN / 60 for k in HOUR if k < minute)
+        return topic, reading(ts_ms, power=power(name, minute), energy=energy, seq=minute)
 
     def slots(self) -> list[list[tuple[str, bytes]]]:
         """The hour's readings by 5-minute slot, in `ts` order."""
@@ -119,6 +161,7 @@ def make_run(
     influx_db: str,
     name: str,
     notify: Path | None = None,
+    book: Rulebook = FOCUSED,
 ) -> Run:
     """A run with a topic root, state dir, client id and device ids of its own; its hour starts
     80 minutes ago (whole minutes)."""
@@ -126,13 +169,16 @@ def make_run(
     directory.mkdir()
     prefix = f"{name}{uuid.uuid4().hex[:4]}-"
     rules = directory / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(book.text)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=80)
+    lat, lon = book.place(start)
     inventory = directory / "inventory.csv"
     inventory.write_text(
         ",".join(COLUMNS)
         + "\n"
         + "".join(
-            f"{prefix}{d},north,C01,31.2,121.4,60,100,{STEP_MIN * 60},LX-M60,2024-01-01\n"
+            f"{prefix}{d},north,C01,{lat},{lon},60,100,{STEP_MIN * 60},LX-M60,2024-01-01\n"
             for d in DEVICES
         )
     )
@@ -150,8 +196,7 @@ def make_run(
             "metrics": MetricsSettings(enabled=True, port=0),
         }
     )
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    return Run(settings, prefix, now - timedelta(minutes=80))
+    return Run(settings, prefix, start, book.expected)
 
 
 class AlertWatcher:
@@ -237,24 +282,30 @@ def settle(running: RunningPipeline, run: Run, watcher: AlertWatcher, evaluated:
     """Wait until the rules evaluated `evaluated` observations and the expected transitions
     came, then a little longer for anything unexpected (a deadman tick, a late transition)."""
     wait_until(evaluated_at_least(running, evaluated), 60, f"{evaluated} evaluated")
-    wait_until(lambda: len(watcher.of(run)) >= len(EXPECTED), 60, "the expected transitions")
+    wait_until(lambda: len(watcher.of(run)) >= len(run.expected), 60, "the expected transitions")
     time.sleep(1.5)  # ~7 ticks of 0.2 s: a spurious alert would come meanwhile
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    "book",
+    [FOCUSED, Rulebook(SHIPPED.read_text(), SHIPPED_EXPECTED, at_midnight=True)],
+    ids=["focused", "shipped"],
+)
 def test_a_fault_in_a_replayed_backlog_raises_the_alerts_of_the_live_run(
     tmp_path: Path,
     mosquitto: MosquittoServer,
     influxdb: InfluxDBServer,
     influx_db: str,
     alerts: AlertWatcher,
+    book: Rulebook,
 ) -> None:
     """Run A gets the hour live (published in `ts` order to a running luxtel, slot by slot
     with timer ticks in between); run B gets it as a backlog the broker queued for luxtel's
     persistent session while it was stopped. Both raise the same transitions, stamped at the
     same reading times, and nothing else."""
-    live = make_run(tmp_path, mosquitto, influxdb, influx_db, "a")
-    backlog = make_run(tmp_path, mosquitto, influxdb, influx_db, "b")
+    live = make_run(tmp_path, mosquitto, influxdb, influx_db, "a", book=book)
+    backlog = make_run(tmp_path, mosquitto, influxdb, influx_db, "b", book=book)
     total = len(live.hour())
     publisher = Publisher(mosquitto.url)
     try:
@@ -277,10 +328,10 @@ def test_a_fault_in_a_replayed_backlog_raises_the_alerts_of_the_live_run(
     finally:
         publisher.close()
 
-    assert alerts.of(live) == EXPECTED
+    assert alerts.of(live) == book.expected
     assert alerts.of(backlog) == alerts.of(live)
-    wait_until(lambda: len(alert_points(backlog, influxdb)) >= len(EXPECTED), 30, "the points")
-    assert alert_points(live, influxdb) == EXPECTED
+    wait_until(lambda: len(alert_points(backlog, influxdb)) >= len(book.expected), 30, "points")
+    assert alert_points(live, influxdb) == book.expected
     assert alert_points(backlog, influxdb) == alert_points(live, influxdb)
 
 
