@@ -278,6 +278,11 @@ def evaluated_at_least(running: RunningPipeline, goal: float) -> Callable[[], bo
     return lambda: running.metric("luxtel_rules_evaluated_total") >= goal
 
 
+def observed_at_least(running: RunningPipeline, goal: float) -> Callable[[], bool]:
+    """Whether the rules have received `goal` observations (evaluated or given no verdict)."""
+    return lambda: running.metric("luxtel_rules_observations_total") >= goal
+
+
 def settle(running: RunningPipeline, run: Run, watcher: AlertWatcher, evaluated: int) -> None:
     """Wait until the rules evaluated `evaluated` observations and the expected transitions
     came, then a little longer for anything unexpected (a deadman tick, a late transition)."""
@@ -336,7 +341,7 @@ def test_a_fault_in_a_replayed_backlog_raises_the_alerts_of_the_live_run(
 
 
 @pytest.mark.integration
-def test_an_old_reading_redelivered_after_its_fault_resolved_changes_nothing(
+def test_an_old_reading_redelivered_out_of_order_changes_nothing(
     tmp_path: Path,
     mosquitto: MosquittoServer,
     influxdb: InfluxDBServer,
@@ -344,8 +349,10 @@ def test_an_old_reading_redelivered_after_its_fault_resolved_changes_nothing(
     alerts: AlertWatcher,
     webhook: Webhook,
 ) -> None:
-    """lum2's lamp failure fires and resolves (notified both times); then its 0 W reading of
-    minute 35 arrives again, byte for byte: the rules see it, and give it no verdict."""
+    """lum2's lamp failure fires (notified); its normal reading of minute 5 arrives again, byte
+    for byte: the failure stays firing, and later resolves at minute 55 as if it had not come.
+    Once resolved (notified), its 0 W reading of minute 35 arrives again: no transition, no
+    notice, no point, the same alert state. The rules see both, and give them no verdict."""
     notify = tmp_path / "notify.yaml"
     notify.write_text(
         f"receivers:\n  - name: crew\n    apprise: ['json://127.0.0.1:{webhook.port}/hook']\n"
@@ -376,8 +383,16 @@ def test_an_old_reading_redelivered_after_its_fault_resolved_changes_nothing(
             split = (40 // STEP_MIN + 1) * len(DEVICES)
             publisher.publish(hour[:split])
             wait_until(lambda: len(notifications()) == 1, 60, "the FIRING notice")
+            wait_until(observed_at_least(running, split), 60, "the first part at the rules")
+            firing = state()
+            assert '"firing"' in firing, firing
+            publisher.publish([run.message("lum2", 5)])
+            wait_until(observed_at_least(running, split + 1), 60, "the old reading at the rules")
+            time.sleep(1.0)  # ~5 ticks: a transition would come meanwhile
+            assert alerts.of(run) == EXPECTED[:1]
+            assert state() == firing
             publisher.publish(hour[split:])
-            settle(running, run, alerts, total)
+            settle(running, run, alerts, total + 1)
             assert alerts.of(run) == EXPECTED
             wait_until(lambda: len(notifications()) == 2, 60, "the RESOLVED notice")
             transitions = alerts.of(run)
@@ -386,11 +401,7 @@ def test_an_old_reading_redelivered_after_its_fault_resolved_changes_nothing(
             observed = running.metric("luxtel_rules_observations_total")
 
             publisher.publish([run.message("lum2", 35)])
-            wait_until(
-                lambda: running.metric("luxtel_rules_observations_total") == observed + 1,
-                60,
-                "the redelivered reading at the rules",
-            )
+            wait_until(observed_at_least(running, observed + 1), 60, "the old reading at the rules")
             time.sleep(2.0)  # ~10 ticks, and the webhook's group_interval: a notice would come
             assert alerts.of(run) == transitions
             assert len(notifications()) == 2, notifications()
