@@ -77,15 +77,18 @@ never an alert)."""
 
 DEVICES = ("lum1", "lum2", "lum3")
 
-EXPECTED = [
+Transition = tuple[str, str, str, float]
+"""(rule, device without its run's prefix, state, minute of the hour it is stamped at)."""
+
+EXPECTED: list[Transition] = [
     ("lamp_failure", "lum2", "firing", 30),
     ("lamp_failure", "lum2", "resolved", 55),
 ]
-"""(rule, device, state, minute of the hour it is stamped at): the only transitions."""
+"""The only transitions of the focused rules."""
 
 SHIPPED = Path(__file__).parent.parent / "deploy" / "rules" / "streetlight.yaml"
 
-SHIPPED_EXPECTED = [
+SHIPPED_EXPECTED: list[Transition] = [
     ("lamp_failure", "lum2", "firing", 40),
     ("lamp_failure", "lum2", "resolved", 60),
 ]
@@ -100,7 +103,7 @@ class Rulebook:
     """A rules file, the transitions the hour raises under it, and where its luminaires stand."""
 
     text: str
-    expected: list[tuple[str, str, str, int]]
+    expected: list[Transition]
     at_midnight: bool
     """Whether the luminaires stand where the hour is the middle of the night (the shipped
     lamp_failure judges only in the dark, away from twilight); else in Shanghai."""
@@ -132,7 +135,7 @@ class Run:
     prefix: str
     base: datetime
     """Minute 0 of the hour, in reading time."""
-    expected: list[tuple[str, str, str, int]]
+    expected: list[Transition]
 
     def device(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -216,7 +219,7 @@ class AlertWatcher:
         self.client.loop_start()
         assert subscribed.wait(30), "the broker did not acknowledge the subscription"
 
-    def of(self, run: Run) -> list[tuple[str, str, str, int]]:
+    def of(self, run: Run) -> list[Transition]:
         """`run`'s transitions as (rule, device without prefix, state, minute of the hour of
         `at`), in arrival order."""
         found = []
@@ -247,14 +250,13 @@ def alerts(mosquitto: MosquittoServer) -> Iterator[AlertWatcher]:
     watcher.close()
 
 
-def minute_of(run: Run, at: datetime) -> int:
-    """The minute of `run`'s hour `at` falls on (asserted whole)."""
-    seconds = (at - run.base).total_seconds()
-    assert seconds % 60 == 0, f"{at} is not on a whole minute of the hour"
-    return int(seconds // 60)
+def minute_of(run: Run, at: datetime) -> float:
+    """The minute of `run`'s hour `at` falls on: a whole one for a transition stamped in
+    reading time, a fraction (far past 60) for one stamped at the wall clock."""
+    return (at - run.base).total_seconds() / 60
 
 
-def alert_points(run: Run, influxdb: InfluxDBServer) -> list[tuple[str, str, str, int]]:
+def alert_points(run: Run, influxdb: InfluxDBServer) -> list[Transition]:
     """`run`'s points in InfluxDB's `alerts`, as `AlertWatcher.of` gives them, in time order."""
     database = run.settings.influx.database
     found = []
