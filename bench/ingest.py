@@ -1045,11 +1045,11 @@ def profile_summary(path: Path, top: int = 15) -> str:
         shown = [(k, n) for k, n in ranked if n < 0.8 * total][:top]
         return "\n".join(f"  {n / total:6.1%}  {key}" for key, n in shown)
 
-    processes = "".join(
+    per_process = "".join(
         f"  {n / total:6.1%}  {key}\n" for key, n in sorted(by_process.items(), key=lambda i: -i[1])
     )
     return (
-        f"{total} samples. {'Processes:' if processes else ''}\n{processes}"
+        f"{total} samples. {'Processes:' if per_process else ''}\n{per_process}"
         f"Functions, with what they call:\n{best(inclusive)}\n"
         f"Files the samples fall in:\n{best(by_file)}"
     )
