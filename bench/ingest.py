@@ -1033,6 +1033,8 @@ def profile_summary(path: Path, top: int = 15) -> str:
                 and "multiprocessing" not in f
                 and "(<string>" not in f
             ]
+            if not frames:  # in the process's start alone
+                continue
         for frame in {_function(f) for f in frames}:
             inclusive[frame] = inclusive.get(frame, 0) + samples
         where = frames[-1].rpartition("(")[2].rpartition(":")[0] or frames[-1]
