@@ -998,18 +998,22 @@ def dead_letter_summary(path: Path) -> dict[str, int]:
 def start_profiler(directory: Path, name: str, pid: int, work: Path) -> Child:
     directory.mkdir(parents=True, exist_ok=True)
     py_spy = shutil.which("py-spy", path=PATH) or "py-spy"
+    # --subprocesses: luxtel-rules' rules engine runs in a child process of `luxtel run`.
     argv = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+    argv += ["--subprocesses"]
     argv += ["--format", "raw", "--output", str(directory / f"{name}.txt")]
     return Child("py-spy", argv, work / "py-spy.log", work)
 
 
 def profile_summary(path: Path, top: int = 15) -> str:
-    """From a collapsed-stack profile: the functions holding most samples (including what they
-    call; leaving out the event loop and the other frames under nearly every sample), and the
-    files where the samples themselves fall."""
+    """From a collapsed-stack profile: the samples per process (py-spy's `process PID:"command"`
+    root frames, when it sampled subprocesses too), the functions holding most samples
+    (including what they call; leaving out the event loop and the other frames under nearly
+    every sample), and the files where the samples themselves fall."""
     total = 0
     inclusive: dict[str, int] = {}
     by_file: dict[str, int] = {}
+    by_process: dict[str, int] = {}
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -1017,6 +1021,20 @@ def profile_summary(path: Path, top: int = 15) -> str:
         samples = int(count)
         total += samples
         frames = stack.split(";")
+        processes = [f for f in frames if f.startswith("process ")]
+        if processes:
+            process = processes[-1]
+            by_process[process[:80]] = by_process.get(process[:80], 0) + samples
+            # The child's own start (spawn's bootstrap; its command line holds a `;` too).
+            frames = [
+                f
+                for f in frames
+                if not f.startswith("process ")
+                and "multiprocessing" not in f
+                and "(<string>" not in f
+            ]
+            if not frames:  # in the process's start alone
+                continue
         for frame in {_function(f) for f in frames}:
             inclusive[frame] = inclusive.get(frame, 0) + samples
         where = frames[-1].rpartition("(")[2].rpartition(":")[0] or frames[-1]
@@ -1029,8 +1047,12 @@ def profile_summary(path: Path, top: int = 15) -> str:
         shown = [(k, n) for k, n in ranked if n < 0.8 * total][:top]
         return "\n".join(f"  {n / total:6.1%}  {key}" for key, n in shown)
 
+    per_process = "".join(
+        f"  {n / total:6.1%}  {key}\n" for key, n in sorted(by_process.items(), key=lambda i: -i[1])
+    )
     return (
-        f"{total} samples. Functions, with what they call:\n{best(inclusive)}\n"
+        f"{total} samples. {'Processes:' if per_process else ''}\n{per_process}"
+        f"Functions, with what they call:\n{best(inclusive)}\n"
         f"Files the samples fall in:\n{best(by_file)}"
     )
 

@@ -54,7 +54,7 @@ from rules.language.expressions import (
     Bindings,
     device_map,
     history_facts,
-    only,
+    only_reading,
     reading_map,
     status_map,
 )
@@ -317,7 +317,7 @@ def _observe(
         if kept is not None and newest is not None:
             previous = {**kept, "minutes_ago": (at - newest).total_seconds() / 60}
         if "previous" in wanted:
-            kept = only(values, wanted["previous"])
+            kept = only_reading(values, wanted["previous"])
         view = DeviceView(obs.zone, last_seen, history, kept, at, view.status_at, view.status_ts_at)
         rules = reading_rules
     else:

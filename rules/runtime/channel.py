@@ -125,18 +125,28 @@ def _model_part(model: BaseModel | None) -> list[Any] | None:
 
 def decode_observations(body: bytes) -> list[Observation]:
     """The chunk `encode_observations` encoded, equal to the original."""
-    return [
-        Observation(
-            zone,
-            device_id,
-            datetime.fromisoformat(at),
-            datetime.fromisoformat(received_at),
-            None if reading is None else _model(BatchReading if reading[0] else Reading, reading),
-            None if status is None else _model(Status, status),
-            retained,
+    parse = datetime.fromisoformat
+    observations = []
+    for zone, device_id, at, received_at, retained, part, status in orjson.loads(body):
+        reading = None
+        if part is not None:  # `_model(...)` inline: the hot path
+            batch, values, fields_set, extra = part
+            if (ts := values.get("ts")) is not None:
+                values["ts"] = parse(ts)
+            # The values are the decoder's, validated already.
+            reading = from_checked(BatchReading if batch else Reading, values, fields_set, extra)
+        observations.append(
+            Observation(
+                zone,
+                device_id,
+                parse(at),
+                parse(received_at),
+                reading,
+                None if status is None else _model(Status, status),
+                retained,
+            )
         )
-        for zone, device_id, at, received_at, retained, reading, status in orjson.loads(body)
-    ]
+    return observations
 
 
 def _model(model_class: type[ModelT], part: list[Any]) -> ModelT:
