@@ -153,6 +153,50 @@ def test_a_full_spool_holds_back_and_resumes_when_space_returns(
         stop(process, log)
 
 
+def start_on_small_fs(
+    tmp_path: Path,
+    small_fs: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxDBServer,
+    topic_root: str,
+    database: str,
+) -> tuple[Path, Path, subprocess.Popen[bytes]]:
+    """`luxtel run` with its state on the small filesystem and a database of its own."""
+    create_database(influxdb.url, database)
+    config = write_config(tmp_path, small_fs / "state", mosquitto.url, influxdb.url, topic_root)
+    config.write_text(config.read_text().replace('"lighting"', f'"{database}"'))
+    log = tmp_path / "luxtel.log"
+    return config, log, start_luxtel(config, log)
+
+
+def flood_until_the_dead_letter_is_full(
+    small_fs: Path,
+    publisher: Publisher,
+    topic_root: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    leave: int,
+    bad: int,
+    good: int,
+) -> Path:
+    """Once luxtel is connected: fill the filesystem but `leave` bytes, publish `bad` rejected
+    payloads (numbered) and `good` readings, until luxtel reports the dead letter's disk full
+    (or exits). Returns the filler file (delete it to give the space back)."""
+    wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
+    filler = fill(small_fs, leave=leave)
+    flood = [(f"{topic_root}/z1/flooder/telemetry", b"%05d" % i + b"x" * 900) for i in range(bad)]
+    publisher.publish(flood)
+    publisher.publish(stream(topic_root, 0, good))
+    wait_until(
+        lambda: (
+            process.poll() is not None or metric(log, "luxtel_disk_full", what="deadletter") == 1
+        ),
+        what="disk full reported",
+    )
+    return filler
+
+
 def test_a_full_disk_under_the_dead_letter_holds_back_and_resumes(
     tmp_path: Path,
     small_fs: Path,
@@ -161,27 +205,14 @@ def test_a_full_disk_under_the_dead_letter_holds_back_and_resumes(
     topic_root: str,
 ) -> None:
     database = f"full_{topic_root[1:9]}"
-    create_database(influxdb.url, database)
-    config = write_config(tmp_path, small_fs / "state", mosquitto.url, influxdb.url, topic_root)
-    config.write_text(config.read_text().replace('"lighting"', f'"{database}"'))
-    log = tmp_path / "luxtel.log"
-    process = start_luxtel(config, log)
+    config, log, process = start_on_small_fs(
+        tmp_path, small_fs, mosquitto, influxdb, topic_root, database
+    )
     publisher = Publisher(mosquitto.url)
     try:
-        wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
-        filler = fill(small_fs, leave=64 * 1024)
         bad = 400
-        flood = [
-            (f"{topic_root}/z1/flooder/telemetry", b"%05d" % i + b"x" * 900) for i in range(bad)
-        ]
-        publisher.publish(flood)
-        publisher.publish(stream(topic_root, 0, 500))
-        wait_until(
-            lambda: (
-                process.poll() is not None
-                or metric(log, "luxtel_disk_full", what="deadletter") == 1
-            ),
-            what="disk full reported",
+        filler = flood_until_the_dead_letter_is_full(
+            small_fs, publisher, topic_root, process, log, leave=64 * 1024, bad=bad, good=500
         )
         time.sleep(3)
         assert process.poll() is None, log.read_text()[-3000:]
@@ -236,27 +267,14 @@ def test_sigterm_on_a_full_disk_exits_and_the_next_run_takes_what_was_held(
     topic_root: str,
 ) -> None:
     database = f"term_{topic_root[1:9]}"
-    create_database(influxdb.url, database)
-    config = write_config(tmp_path, small_fs / "state", mosquitto.url, influxdb.url, topic_root)
-    config.write_text(config.read_text().replace('"lighting"', f'"{database}"'))
-    log = tmp_path / "luxtel.log"
-    process = start_luxtel(config, log)
+    config, log, process = start_on_small_fs(
+        tmp_path, small_fs, mosquitto, influxdb, topic_root, database
+    )
     publisher = Publisher(mosquitto.url)
     try:
-        wait_until(lambda: "mqtt_connected" in log.read_text(), what="luxtel connected")
-        filler = fill(small_fs, leave=32 * 1024)
         bad = 200
-        flood = [
-            (f"{topic_root}/z1/flooder/telemetry", b"%05d" % i + b"x" * 900) for i in range(bad)
-        ]
-        publisher.publish(flood)
-        publisher.publish(stream(topic_root, 0, 300))
-        wait_until(
-            lambda: (
-                process.poll() is not None
-                or metric(log, "luxtel_disk_full", what="deadletter") == 1
-            ),
-            what="disk full reported",
+        filler = flood_until_the_dead_letter_is_full(
+            small_fs, publisher, topic_root, process, log, leave=32 * 1024, bad=bad, good=300
         )
         process.terminate()
         assert process.wait(30) == 1, log.read_text()[-3000:]
