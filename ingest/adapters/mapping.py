@@ -15,13 +15,13 @@ without one it is stored at its receive time, as a contract reading without `ts`
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from ingest.adapters.config import FieldSpec, SourceConfig, TsSpec
 from ingest.adapters.directory import DeviceDirectory, normalise_eui
-from ingest.adapters.paths import MISSING, compile_path, format_path, lookup
+from ingest.adapters.paths import MISSING, Getter, compile_path, format_path, getter
 from ingest.adapters.units import Conversion, conversion
 from ingest.decode import RejectionError
 from models import Reason, is_identifier
@@ -60,6 +60,10 @@ class Mapped(NamedTuple):
     position: int | None = None
 
 
+_new_mapped = tuple.__new__
+"""`Mapped(...)` without the named tuple's Python-level `__new__` (all five fields given)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A part of a message (a SenML pack's reading) that could not be mapped."""
@@ -81,6 +85,11 @@ class Where:
     kind: str
     steps: tuple[str | int, ...] = ()
     level: int = 0
+    get: Getter = field(init=False, repr=False, compare=False)
+    """The value at `steps` (or MISSING), compiled once (`paths.getter`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "get", getter(self.steps))
 
     @classmethod
     def of(cls, text: str) -> "Where":
@@ -105,7 +114,9 @@ def device_of(where: Where, levels: list[str], body: Any, directory: DeviceDirec
     if where.kind == "topic":
         value: Any = levels[where.level] if where.level < len(levels) else MISSING
     else:
-        value = lookup(body, where.steps)
+        value = where.get(body)
+    if value.__class__ is str and value in KNOWN_IDS and where.kind != "eui":
+        return value  # a device already found valid: the common case, one set look-up
     if value is MISSING or value is None:
         raise RejectionError(Reason.UNMAPPED_FIELD, f"device_id: {where.describe()} not found")
     if type(value) is not str:
@@ -153,7 +164,9 @@ def zone_of(
     if where.kind == "topic":
         value: Any = levels[where.level] if where.level < len(levels) else MISSING
     else:
-        value = lookup(body, where.steps)
+        value = where.get(body)
+    if value.__class__ is str and value in KNOWN_IDS:
+        return value  # a zone already found valid
     if value is MISSING or value is None:
         raise RejectionError(Reason.UNMAPPED_FIELD, f"zone: {where.describe()} not found")
     if type(value) is not str or not _valid(value):
@@ -179,6 +192,11 @@ class FieldRule:
     divide: float = 1.0
     offset: float = 0.0
     unit: Conversion | None = None
+    get: Getter = field(init=False, repr=False, compare=False)
+    """The value at `steps` (or MISSING), compiled once (`paths.getter`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "get", getter(self.steps))
 
     @classmethod
     def of(cls, name: str, spec: str | FieldSpec) -> "FieldRule":
@@ -250,7 +268,7 @@ def bit_flags(rules: tuple[tuple[str, FieldRule], ...], body: Any) -> list[str] 
     faults: list[str] = []
     present = False
     for code, rule in rules:
-        value = lookup(body, rule.steps)
+        value = rule.get(body)
         if value is MISSING or value is None:
             continue
         present = True
@@ -268,7 +286,7 @@ _NOTHING: Final[dict[str, Any]] = {}
 
 
 def _unmapped(rule: FieldRule, body: Any) -> RejectionError:
-    found = lookup(body, rule.steps)
+    found = rule.get(body)
     return RejectionError(
         Reason.UNMAPPED_FIELD,
         f"{rule.name}: path {format_path(rule.steps)} "
@@ -294,6 +312,7 @@ class Mapper:
         if isinstance(ts, str):
             ts = None if ts == "none" else TsSpec(path=ts)
         self.ts_steps = None if ts is None else compile_path(ts.path)
+        self._ts_get = None if self.ts_steps is None else getter(self.ts_steps)
         self.ts_ms = ts is not None and ts.unit == "ms"
         self.rules = tuple(FieldRule.of(name, spec) for name, spec in source.fields.items())
         groups: dict[tuple[str | int, ...], list[tuple[str, FieldRule, bool, bool]]] = {}
@@ -305,10 +324,10 @@ class Mapper:
                 continue
             whole_int = rule.kind is int and not rule.converts
             groups.setdefault(rule.steps[:-1], []).append((key, rule, rule.plain, whole_int))
-        self._groups = tuple((parent, tuple(members)) for parent, members in groups.items())
+        self._groups = tuple((getter(parent), tuple(members)) for parent, members in groups.items())
         """The rules whose last step is a key, by the object that holds their values
-        (`$.object` for most of an uplink's): each such object is found once per message, its
-        fields by one `get` each."""
+        (`$.object` for most of an uplink's, found by its compiled getter): each such object is
+        found once per message, its fields by one `get` each."""
         self._indexed = tuple(indexed)
         """The rules whose last step is an index (`$.values[0]`)."""
         self.faults = tuple(
@@ -324,12 +343,12 @@ class Mapper:
         device_id = device_of(self.device, levels, body, self.directory)
         zone = zone_of(self.zone, levels, body, device_id, self.directory)
         reading: dict[str, Any] = {}
-        if self.ts_steps is not None:
-            ts = lookup(body, self.ts_steps)
+        if self._ts_get is not None:
+            ts = self._ts_get(body)
             if ts is not MISSING and ts is not None:
-                reading["ts"] = self._ts(ts)
-        for parent_steps, members in self._groups:
-            parent = lookup(body, parent_steps) if parent_steps else body
+                reading["ts"] = self._ts(ts) if self.ts_ms else ts
+        for parent_of, members in self._groups:
+            parent = parent_of(body)
             get = parent.get if type(parent) is dict else _NOTHING.get
             for key, rule, plain, whole_int in members:
                 value = get(key)
@@ -342,14 +361,14 @@ class Mapper:
                 else:
                     reading[rule.name] = convert(rule, value)
         for rule in self._indexed:
-            value = lookup(body, rule.steps)
+            value = rule.get(body)
             if value is MISSING or value is None:
                 if rule.required:
                     raise _unmapped(rule, body)
                 continue
             reading[rule.name] = convert(rule, value)
         faults = bit_flags(self.faults, body) if self.faults else None
-        return [Mapped(zone, device_id, reading, faults)]
+        return [_new_mapped(Mapped, (zone, device_id, reading, faults, None))]
 
     def _ts(self, value: Any) -> Any:
         """Epoch ms as epoch seconds (the contract's number: the nearest double to N / 1000

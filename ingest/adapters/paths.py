@@ -7,6 +7,8 @@ loaded, into a tuple of keys; their depth is bounded (`MAX_DEPTH`).
 """
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
 MAX_DEPTH: Final = 16
@@ -73,3 +75,67 @@ def lookup(document: Any, steps: tuple[str | int, ...]) -> Any:
 def format_path(steps: tuple[str | int, ...]) -> str:
     """The text of a compiled path."""
     return "$" + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
+
+
+Getter = Callable[[Any], Any]
+
+
+def getter(steps: tuple[str | int, ...]) -> Getter:
+    """`lookup` for one compiled path, as a function of the document: made once when the
+    sources file is loaded, so a message pays plain indexing and no loop over steps.
+
+    A path of keys only is walked by indexing inside one `try`: indexing a list, a string, a
+    number, a bool or None with a key raises TypeError and a missing key KeyError, which is
+    exactly what `lookup` calls not found (JSON objects have only string keys). A path with an
+    index keeps `lookup`'s checks (a string is indexable, and must not be)."""
+    if any(not isinstance(step, str) for step in steps):
+        return partial(_lookup_flipped, steps)
+    if not steps:
+        return _same
+    if len(steps) == 1:
+        (key,) = steps
+
+        def one(document: Any) -> Any:
+            if type(document) is dict:
+                return document.get(key, MISSING)
+            return MISSING
+
+        return one
+    if len(steps) == 2:
+        first, second = steps
+
+        def two(document: Any) -> Any:
+            try:
+                return document[first][second]
+            except (KeyError, TypeError):
+                return MISSING
+
+        return two
+    if len(steps) == 3:
+        first, second, third = steps
+
+        def three(document: Any) -> Any:
+            try:
+                return document[first][second][third]
+            except (KeyError, TypeError):
+                return MISSING
+
+        return three
+
+    def many(document: Any) -> Any:
+        try:
+            for step in steps:
+                document = document[step]
+        except (KeyError, TypeError):
+            return MISSING
+        return document
+
+    return many
+
+
+def _same(document: Any) -> Any:
+    return document
+
+
+def _lookup_flipped(steps: tuple[str | int, ...], document: Any) -> Any:
+    return lookup(document, steps)
