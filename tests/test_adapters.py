@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ingest.adapters import DeviceDirectory, SourceRouter, SourcesError, parse_sources
 from ingest.adapters.config import filter_matches
-from ingest.adapters.paths import MAX_DEPTH, MISSING, PathError, compile_path, lookup
+from ingest.adapters.paths import MAX_DEPTH, MISSING, PathError, compile_path, getter, lookup
 from ingest.decode import Decoded, Limits, decode
 from models import ID_PATTERN, Reason
 from models.deadletter import PAYLOAD_KEPT_BYTES
@@ -142,6 +142,16 @@ def test_lookup_never_raises_and_agrees_with_walking(doc: Any, steps: list[str |
             assert found is MISSING
             return
     assert found is value
+
+
+key_steps = st.lists(st.sampled_from(["a", "b", "object", "d", "0"]), max_size=MAX_DEPTH)
+
+
+@given(json_values, steps_strategy | key_steps)
+def test_a_compiled_getter_finds_what_lookup_finds(doc: Any, steps: list[str | int]) -> None:
+    """The getters made once per path (plain indexing for keys-only paths, up to 3 steps
+    unrolled) agree with `lookup` on any JSON, the strings and scalars on the way included."""
+    assert getter(tuple(steps))(doc) is lookup(doc, tuple(steps))
 
 
 # ---- the sources file ----------------------------------------------------------------------
