@@ -31,6 +31,7 @@ from ingest.adapters.mapping import (
     Mapped,
     Rejected,
     Where,
+    _new_mapped,
     device_of,
     shown,
     whole,
@@ -65,6 +66,9 @@ _KNOWN: Final = frozenset(
 )
 _PLAIN: Final = frozenset(("n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"))
 """A record's fields that are not base fields."""
+_SIMPLE: Final = frozenset(("n", "u", "v"))
+"""A record with no other field and a number in `v` (nearly every record of a pack after the
+first) needs none of the checks for base fields, other value kinds, sums or times."""
 
 
 def _number(record: dict[str, Any], key: str, index: int) -> float:
@@ -103,9 +107,34 @@ class SenmlAdapter:
         groups: dict[tuple[str, float], dict[str, Any]] = {}
         resolved = self._resolved
         bn, bt, bu, bv, bs = "", 0.0, None, 0.0, 0.0
+        group: dict[str, Any] = {}
+        group_prefix: str | None = None
+        group_time = 0.0
         for index, record in enumerate(body):
-            if type(record) is not dict:
+            if record.__class__ is not dict:
                 raise RejectionError(Reason.SENML_INVALID, f"record {index} is not an object")
+            v = record.get("v")
+            if (v.__class__ is float or v.__class__ is int) and _SIMPLE.issuperset(record):
+                n = record.get("n", "")
+                if n.__class__ is not str:
+                    raise RejectionError(Reason.SENML_INVALID, f"record {index}: n is not a string")
+                name = bn + n
+                if not name:
+                    raise RejectionError(Reason.SENML_INVALID, f"record {index} has no name")
+                found = resolved.get(name)
+                field, prefix, plain_unit = self._field(name) if found is None else found
+                if field is None:
+                    continue
+                value: Any = bv + v if bv else v
+                unit = record.get("u", bu)
+                if prefix != group_prefix or bt != group_time:
+                    group = groups.setdefault((prefix, bt), {})
+                    group_prefix, group_time = prefix, bt
+                if plain_unit is not None and (unit is None or unit == plain_unit):
+                    group[field] = value
+                else:
+                    group[field] = self._convert(field, value, unit, name)
+                continue
             if not _KNOWN.issuperset(record):
                 for key in record:
                     if key not in _KNOWN and key.endswith("_"):
@@ -148,9 +177,8 @@ class SenmlAdapter:
             if kinds > 1:
                 present = ", ".join(key for key in _VALUE_KEYS if key in record)
                 raise RejectionError(Reason.SENML_INVALID, f"record {index} ({name}) has {present}")
-            v = record.get("v")
             if v.__class__ is float or v.__class__ is int:  # (orjson: ints within 64 bits)
-                value: Any = bv + v if bv else v
+                value = bv + v if bv else v
             elif "v" in record:
                 value = _number(record, "v", index)  # raises: not a number
             elif kinds:
@@ -163,9 +191,9 @@ class SenmlAdapter:
                 )
             unit = record.get("u", bu)
             time = bt if "t" not in record else bt + _number(record, "t", index)
-            group = groups.get((prefix, time))
-            if group is None:
-                group = groups[(prefix, time)] = {}
+            if prefix != group_prefix or time != group_time:
+                group = groups.setdefault((prefix, time), {})
+                group_prefix, group_time = prefix, time
             if plain_unit is not None and (unit is None or unit == plain_unit):
                 group[field] = value  # a float field in its contract unit: as it is
             else:
@@ -226,14 +254,17 @@ class SenmlAdapter:
                 Reason.UNMAPPED_FIELD,
                 "the pack holds no record whose name luxtel maps (e.g. 3305/0/5800, power_w)",
             )
-        received_ms = epoch_ms(received_at)
         out: list[Mapped | Rejected] = []
         for index, ((prefix, time), reading) in enumerate(groups.items()):
             try:
                 device_id = self._device(prefix, levels, body)
                 zone = zone_of(self.zone, levels, body, device_id, self.directory)
-                missing = [f for f in ("lamp_on", "power_w", "energy_wh") if f not in reading]
-                if missing:
+                if (
+                    "lamp_on" not in reading
+                    or "power_w" not in reading
+                    or "energy_wh" not in reading
+                ):
+                    missing = [f for f in ("lamp_on", "power_w", "energy_wh") if f not in reading]
                     raise RejectionError(
                         Reason.UNMAPPED_FIELD,
                         f"{', '.join(missing)}: no record for "
@@ -243,8 +274,8 @@ class SenmlAdapter:
                 if time >= RELATIVE_LIMIT:
                     reading = {"ts": time, **reading}
                 elif time != 0:
-                    reading = {"ts": received_ms / 1000 + time, **reading}
-                out.append(Mapped(zone, device_id, reading, position=index))
+                    reading = {"ts": epoch_ms(received_at) / 1000 + time, **reading}
+                out.append(_new_mapped(Mapped, (zone, device_id, reading, None, index)))
             except RejectionError as error:
                 out.append(Rejected(index, error))
         return out
