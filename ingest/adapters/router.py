@@ -189,7 +189,15 @@ class SourceRouter:
             return True
         plain = fast and limiter is None and not limits.observe
         for result in results:
-            tried = plain and isinstance(result, Mapped) and result.faults is None
+            # Fault flags equal to those last written for the device write no status point.
+            tried = (
+                plain
+                and isinstance(result, Mapped)
+                and (
+                    result.faults is None
+                    or self._faults_seen.get(result.device_id) == result.faults
+                )
+            )
             if tried and self._plain(result, name, received_ms, limits, out):  # type: ignore[arg-type]
                 continue
             try:
@@ -227,10 +235,11 @@ class SourceRouter:
 
     @staticmethod
     def _plain(mapped: Mapped, name: str, received_ms: int, limits: Limits, out: Decoded) -> bool:
-        """`_emit` for the common reading (no rate limit, no fault flags, not observed): the
-        contract's C fast path straight on the reading's JSON, without the `Topic` and the
-        delivery `_emit` makes for the full path. False when the fast path does not take it
-        (`_emit` then decides everything, as before)."""
+        """`_emit` for the common reading (no rate limit, not observed, no fault flags or the
+        same as last written for the device, so no status point): the contract's C fast path
+        straight on the reading's JSON, without the `Topic` and the delivery `_emit` makes for
+        the full path. False when the fast path does not take it (`_emit` then decides
+        everything, as before)."""
         try:
             payload = orjson.dumps(mapped.reading)
         except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
