@@ -194,9 +194,14 @@ class FieldRule:
     unit: Conversion | None = None
     get: Getter = field(init=False, repr=False, compare=False)
     """The value at `steps` (or MISSING), compiled once (`paths.getter`)."""
+    converts: bool = field(init=False, repr=False, compare=False)
+    """Whether the value is scaled, divided, offset or converted from a unit (set once: it is
+    asked for every value `convert` converts)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "get", getter(self.steps))
+        converts = self.scale != 1 or self.divide != 1 or self.offset != 0 or self.unit is not None
+        object.__setattr__(self, "converts", converts)
 
     @classmethod
     def of(cls, name: str, spec: str | FieldSpec) -> "FieldRule":
@@ -215,10 +220,6 @@ class FieldRule:
             spec.offset,
             None if spec.unit is None else conversion(name, spec.unit),
         )
-
-    @property
-    def converts(self) -> bool:
-        return self.scale != 1 or self.divide != 1 or self.offset != 0 or self.unit is not None
 
     @property
     def plain(self) -> bool:
@@ -315,7 +316,7 @@ class Mapper:
         self._ts_get = None if self.ts_steps is None else getter(self.ts_steps)
         self.ts_ms = ts is not None and ts.unit == "ms"
         self.rules = tuple(FieldRule.of(name, spec) for name, spec in source.fields.items())
-        groups: dict[tuple[str | int, ...], list[tuple[str, FieldRule, bool, bool]]] = {}
+        groups: dict[tuple[str | int, ...], list[tuple[str, str, FieldRule, bool, bool]]] = {}
         indexed: list[FieldRule] = []
         for rule in self.rules:
             key = rule.steps[-1]
@@ -323,7 +324,9 @@ class Mapper:
                 indexed.append(rule)
                 continue
             whole_int = rule.kind is int and not rule.converts
-            groups.setdefault(rule.steps[:-1], []).append((key, rule, rule.plain, whole_int))
+            groups.setdefault(rule.steps[:-1], []).append(
+                (key, rule.name, rule, rule.plain, whole_int)
+            )
         self._groups = tuple((getter(parent), tuple(members)) for parent, members in groups.items())
         """The rules whose last step is a key, by the object that holds their values
         (`$.object` for most of an uplink's, found by its compiled getter): each such object is
@@ -350,16 +353,16 @@ class Mapper:
         for parent_of, members in self._groups:
             parent = parent_of(body)
             get = parent.get if type(parent) is dict else _NOTHING.get
-            for key, rule, plain, whole_int in members:
+            for key, name, rule, plain, whole_int in members:
                 value = get(key)
                 if value is None:  # absent or null
                     if rule.required:
                         raise _unmapped(rule, body)
                     continue
-                if plain or (whole_int and type(value) is int):
-                    reading[rule.name] = value
+                if plain or (whole_int and value.__class__ is int):
+                    reading[name] = value
                 else:
-                    reading[rule.name] = convert(rule, value)
+                    reading[name] = convert(rule, value)
         for rule in self._indexed:
             value = rule.get(body)
             if value is MISSING or value is None:
