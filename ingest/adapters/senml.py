@@ -80,6 +80,20 @@ def _number(record: dict[str, Any], key: str, index: int) -> float:
     return value
 
 
+def _new_group(
+    groups: dict[tuple[str, float], dict[str, Any]], prefix: str, time: float, received_at: datetime
+) -> dict[str, Any]:
+    """The reading of one device at one time, begun with its `ts`: an epoch time as it is, a
+    relative one from the receive time, none for 0 (stored at its receive time)."""
+    group: dict[str, Any] = {}
+    if time >= RELATIVE_LIMIT:
+        group["ts"] = time
+    elif time != 0:
+        group["ts"] = epoch_ms(received_at) / 1000 + time
+    groups[(prefix, time)] = group
+    return group
+
+
 class SenmlAdapter:
     """A compiled `senml` source."""
 
@@ -128,7 +142,12 @@ class SenmlAdapter:
                 value: Any = bv + v if bv else v
                 unit = record.get("u", bu)
                 if prefix != group_prefix or bt != group_time:
-                    group = groups.setdefault((prefix, bt), {})
+                    found_group = groups.get((prefix, bt))
+                    group = (
+                        _new_group(groups, prefix, bt, received_at)
+                        if found_group is None
+                        else found_group
+                    )
                     group_prefix, group_time = prefix, bt
                 if plain_unit is not None and (unit is None or unit == plain_unit):
                     group[field] = value
@@ -192,7 +211,12 @@ class SenmlAdapter:
             unit = record.get("u", bu)
             time = bt if "t" not in record else bt + _number(record, "t", index)
             if prefix != group_prefix or time != group_time:
-                group = groups.setdefault((prefix, time), {})
+                found_group = groups.get((prefix, time))
+                group = (
+                    _new_group(groups, prefix, time, received_at)
+                    if found_group is None
+                    else found_group
+                )
                 group_prefix, group_time = prefix, time
             if plain_unit is not None and (unit is None or unit == plain_unit):
                 group[field] = value  # a float field in its contract unit: as it is
@@ -255,7 +279,7 @@ class SenmlAdapter:
                 "the pack holds no record whose name luxtel maps (e.g. 3305/0/5800, power_w)",
             )
         out: list[Mapped | Rejected] = []
-        for index, ((prefix, time), reading) in enumerate(groups.items()):
+        for index, ((prefix, _), reading) in enumerate(groups.items()):
             try:
                 device_id = self._device(prefix, levels, body)
                 zone = zone_of(self.zone, levels, body, device_id, self.directory)
@@ -271,10 +295,6 @@ class SenmlAdapter:
                         + ", ".join(n for n, f in self.names.items() if f in missing)
                         + f" of device {device_id!r}",
                     )
-                if time >= RELATIVE_LIMIT:
-                    reading = {"ts": time, **reading}
-                elif time != 0:
-                    reading = {"ts": epoch_ms(received_at) / 1000 + time, **reading}
                 out.append(_new_mapped(Mapped, (zone, device_id, reading, None, index)))
             except RejectionError as error:
                 out.append(Rejected(index, error))
