@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from energy.inventory import read_inventory
 from energy.periods import to_ms
-from energy.retention import RetentionConfig
+from energy.retention import RetentionConfig, ensure_retention
 from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
@@ -196,6 +196,7 @@ def test_rollups_land_in_their_own_policy_once_however_often_rebuilt(city: City)
     policies = query(city.url, f"SHOW RETENTION POLICIES ON {quote_ident(city.database)}")
     rows = {v[0]: v for v in policies["results"][0]["series"][0]["values"]}
     assert rows["rollups"][1] == "0s"  # infinite
+    assert rows["rollups"][2] == "8736h0m0s"  # 52-week shards: a month's report reads one or two
     assert rows["rollups"][4] is False  # not the default: raw telemetry stays where it was
     assert rows["autogen"][1] == "9600h0m0s"  # 400 days
     assert rows["autogen"][4] is True
@@ -358,6 +359,33 @@ def test_luxtel_run_sets_retention_and_rolls_up_a_late_backlog(
         assert durations == {"autogen": "9600h0m0s", "rollups": "0s"}
     finally:
         query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+def test_an_existing_rollup_policy_gets_long_shards_and_keeps_its_duration(
+    influxdb: InfluxDBServer, influx_db: str
+) -> None:
+    """A rollup policy made before the shard duration was set (InfluxDB's 7-day default for an
+    infinite policy) is altered to 52-week shards; a finite one to shards as long as itself."""
+    create = (
+        f"CREATE RETENTION POLICY rollups ON {quote_ident(influx_db)} DURATION INF REPLICATION 1"
+    )
+    query(influxdb.url, create)
+
+    def shards() -> dict[str, tuple[str, str]]:
+        answer = query(influxdb.url, f"SHOW RETENTION POLICIES ON {quote_ident(influx_db)}")
+        return {v[0]: (v[1], v[2]) for v in answer["results"][0]["series"][0]["values"]}
+
+    assert shards()["rollups"] == ("0s", "168h0m0s")
+
+    async def ensure(config: RetentionConfig) -> list[str]:
+        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
+            return await ensure_retention(writer, config)
+
+    assert any("SHARD DURATION 364d" in s for s in asyncio.run(ensure(RetentionConfig())))
+    assert shards()["rollups"] == ("0s", "8736h0m0s")
+    assert asyncio.run(ensure(RetentionConfig())) == []  # nothing left to change
+    asyncio.run(ensure(RetentionConfig(rollup_days=30)))
+    assert shards()["rollups"] == ("720h0m0s", "720h0m0s")
 
 
 def test_moving_a_luminaire_and_rebuilding_leaves_no_stale_points(city: City) -> None:
