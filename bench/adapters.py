@@ -43,19 +43,10 @@ import orjson  # noqa: E402
 from ingest.adapters import DeviceDirectory, SourceRouter, parse_sources  # noqa: E402
 from ingest.decode import Decoded, Limits, decode_into  # noqa: E402
 from models.timestamps import epoch_ms  # noqa: E402
+from simulator.formats import SENML_RESOURCES  # noqa: E402
 
 SAMPLES = ROOT / "deploy" / "sources"
 CHUNK = 500
-IPSO = (
-    ("power_w", "3305/0/5800", "W"),
-    ("energy_wh", "3305/0/5805", "Wh"),
-    ("power_factor", "3305/0/5820", "/"),
-    ("dim_pct", "3311/0/5851", "%"),
-    ("voltage_v", "3316/0/5700", "V"),
-    ("current_a", "3317/0/5700", "A"),
-    ("driver_temp_c", "3303/0/5700", "Cel"),
-    ("lux", "3301/0/5700", "lx"),
-)
 
 
 def _publisher() -> Any:
@@ -101,7 +92,7 @@ def senml(zone: str, device: str, body: dict[str, Any], template: Any) -> tuple[
             "vb": body["lamp_on"],
         }
     ]
-    pack += [{"n": n, "u": u, "v": body[f]} for f, n, u in IPSO if f in body]
+    pack += [{"n": n, "u": u, "v": body[f]} for f, n, u in SENML_RESOURCES if f in body]
     return f"lwm2m/{device}/senml", orjson.dumps(pack)
 
 

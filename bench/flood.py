@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.ingest import luxtel_metrics as metrics  # noqa: E402
 from servers import InfluxDBServer, MosquittoServer, create_database, query  # noqa: E402
 
 POLL_S = 0.2
@@ -59,22 +59,6 @@ def publisher(url: str, name: str) -> paho.Client:
     client.connect(host, int(port), keepalive=60)
     client.loop_start()
     return client
-
-
-def metrics(port: int) -> dict[str, float]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                samples[key] = float(value)
-    return samples
 
 
 def rejected(samples: dict[str, float]) -> float:

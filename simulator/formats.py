@@ -73,7 +73,7 @@ def tts(r: Reading) -> tuple[str, bytes]:
     return f"v3/{TTS_APPLICATION}/devices/{r.device_id}/up", orjson.dumps(body)
 
 
-_SENML: Final = (
+SENML_RESOURCES: Final = (
     ("power_w", "3305/0/5800", "W"),
     ("energy_wh", "3305/0/5805", "Wh"),
     ("power_factor", "3305/0/5820", "/"),
@@ -83,6 +83,7 @@ _SENML: Final = (
     ("driver_temp_c", "3303/0/5700", "Cel"),
     ("lux", "3301/0/5700", "lx"),
 )
+"""Each contract field as SenML sends it: (field, IPSO object/instance/resource, SenML unit)."""
 
 
 def senml(r: Reading) -> tuple[str, bytes]:
@@ -95,7 +96,7 @@ def senml(r: Reading) -> tuple[str, bytes]:
             "vb": values["lamp_on"],
         }
     ]
-    for field, name, unit in _SENML:
+    for field, name, unit in SENML_RESOURCES:
         if values.get(field) is not None:
             pack.append({"n": name, "u": unit, "v": values[field]})
     return f"lwm2m/{r.device_id}/senml", orjson.dumps(pack)
