@@ -52,6 +52,7 @@ from rules.evaluation.sun import SunClock
 from rules.language.expressions import (
     HISTORY_READINGS,
     Bindings,
+    Expression,
     device_map,
     history_facts,
     only_reading,
@@ -59,7 +60,7 @@ from rules.language.expressions import (
     status_map,
 )
 from rules.language.loader import Rule, RuleSet
-from rules.language.native import NotMirroredError
+from rules.language.native import Native, NotMirroredError
 from rules.notify.templates import render
 
 
@@ -167,6 +168,10 @@ class _Run:
         """The views this call changed, over `seen`."""
         self.transitions: list[Transition] = []
         self.counters = counters
+        self.alerted = {device_id for _, device_id in self.alerts}
+        """Devices with an alert in `alerts`, or that had one during this call (a superset:
+        an alert removed leaves its device here). A device not in it has no alert to look up,
+        to move or to clear: its observations only need their conditions run."""
 
     def device(self, device_id: str) -> DeviceView | None:
         view = self.devices.get(device_id)
@@ -225,6 +230,7 @@ class _Run:
                 summary = _summary(rule, alert.device_id, alert.zone, device, since, value)
                 alert = replace(alert, cleared_at=None, value=value, summary=summary)
             self.alerts[alert.key] = alert
+            self.alerted.add(device_id)
             if alert.fired_at is None and not rule.for_:
                 self.fire(alert, at)
             return
@@ -265,8 +271,8 @@ def evaluate(
     device of the inventory: the engine asks for it on its timer tick only (`deadman=False`
     when it evaluates a batch of observations)."""
     run = _Run(book, state, counters)
-    reading_rules = book.rules.of_source("reading")
-    status_rules = book.rules.of_source("status")
+    reading_rules = _verdicts(book.rules.of_source("reading"))
+    status_rules = _verdicts(book.rules.of_source("status"))
     silence_rules = book.rules.of_source("silence")
     for obs in observations:
         _observe(run, obs, reading_rules, status_rules, silence_rules)
@@ -279,11 +285,24 @@ def evaluate(
     )
 
 
+_Verdict = tuple[Rule, Expression, Native | None]
+"""A rule with its verdict expression and that expression's Python function."""
+
+
+def _verdicts(rules: tuple[Rule, ...]) -> tuple[_Verdict, ...]:
+    """The rules' verdicts, looked up once per call rather than per observation."""
+    found = []
+    for rule in rules:
+        assert rule.verdict is not None
+        found.append((rule, rule.verdict, rule.verdict.native))
+    return tuple(found)
+
+
 def _observe(
     run: _Run,
     obs: Observation,
-    reading_rules: tuple[Rule, ...],
-    status_rules: tuple[Rule, ...],
+    reading_rules: tuple[_Verdict, ...],
+    status_rules: tuple[_Verdict, ...],
     silence_rules: tuple[Rule, ...],
 ) -> None:
     device_id, at, reading = obs.device_id, obs.at, obs.reading
@@ -296,10 +315,12 @@ def _observe(
     heard = at if obs.retained else max(at, obs.received_at)
     last_seen = heard if view is None else max(view.last_seen_at, heard)
     alerts = run.alerts
-    for rule in silence_rules:
-        silent = alerts.get((rule.name, device_id))
-        if silent is not None:
-            run.contact(rule, silent, heard)
+    quiet = device_id not in run.alerted
+    if not quiet:
+        for rule in silence_rules:
+            silent = alerts.get((rule.name, device_id))
+            if silent is not None:
+                run.contact(rule, silent, heard)
     wanted = run.book.rules.fields.get("reading" if reading is not None else "status", {})
     values: dict[str, Any] | None = None
     previous: dict[str, Any] = {}
@@ -344,10 +365,8 @@ def _observe(
     bindings = Bindings(_variables(run.book, obs, wanted, values, history, previous), wanted)
     variables = bindings.variables
     status = reading is None
-    for rule in rules:
-        verdict = rule.verdict
-        assert verdict is not None
-        native, error = verdict.native, None
+    for rule, verdict, native in rules:
+        error = None
         if native is None:
             holds, error = bindings.cel(verdict)
         else:
@@ -355,11 +374,13 @@ def _observe(
                 holds = native(variables)
             except NotMirroredError:
                 holds, error = bindings.cel(verdict)
+        if holds is False and quiet:
+            continue  # no alert to move or clear: the verdict changes nothing (the hot path)
         if holds is not True and holds is not False:
             if holds is not None or error is not None:
                 run.count_error(rule)  # not evaluable here, or not a boolean
             holds = None  # null (`when` is false) or not: no verdict, the alert keeps its state
-        alert = alerts.get((rule.name, device_id))
+        alert = None if quiet else alerts.get((rule.name, device_id))
         if alert is not None and (status or holds is None or holds is (alert.fired_at is None)):
             # How long the alert's state lasted: a status's verdict holds until the device's
             # next status; a reading shows a pending alert's condition still held (or a
@@ -445,6 +466,7 @@ def _tick(run: _Run, now: datetime, silence_rules: tuple[Rule, ...], started: da
                 run.transitions.append(Transition(found, "pending", now))
             silent = replace(found, value=minutes, summary=summary)
             run.alerts[key] = silent
+            run.alerted.add(device.device_id)
             if silent.fired_at is None and now - silent.active_at >= rule.for_:
                 run.fire(silent, now)
 
