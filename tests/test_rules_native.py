@@ -19,7 +19,7 @@ from bench.rules_score import ALL_FAULTS, DEFAULT_RULES
 from models import Observation
 from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
 from rules.language.loader import load_rules
-from rules.language.native import NotMirroredError, translate
+from rules.language.native import ASK_CEL, NotMirroredError, fuse, translate
 from simulator import SimulationConfig
 
 _FLOATS = ["0.0", "1.5", "2.0", "100.0", "1e3", "2.5e-1", "0.1"]
@@ -162,6 +162,48 @@ def test_a_function_answers_as_cel_or_not_at_all(source: str, bound: dict[str, A
         return
     assert evaluable, f"{source}: CEL cannot evaluate it, the function said {answer!r}"
     assert _same(answer, expected), f"{source}: {answer!r}, CEL {expected!r}"
+
+
+def _compiles(source: str) -> bool:
+    try:
+        cel.compile(source)
+    except Exception:
+        return False
+    return True
+
+
+def _each(natives: tuple[Any, ...], bound: dict[str, Any]) -> list[Any]:
+    """What running the functions one by one gives: each result, ASK_CEL where there is none
+    or it does not answer."""
+    out = []
+    for native in natives:
+        try:
+            out.append(ASK_CEL if native is None else native(bound))
+        except NotMirroredError:
+            out.append(ASK_CEL)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(expressions, max_size=6), variables)
+def test_fused_functions_give_each_function_s_result(
+    sources: list[str], bound: dict[str, Any]
+) -> None:
+    """`fuse` runs the functions as one: the same results (and ASK_CEL where one does not
+    answer); with `changes_only`, None exactly when every result is False or None."""
+    natives = [translate(source) for source in sources if _compiles(source)]
+    expected = _each(tuple(natives), bound)
+    each = fuse(tuple(natives), changes_only=False)(bound)
+    assert each is not None
+    assert len(each) == len(expected)
+    for got, want in zip(each, expected, strict=True):
+        assert got is want if want is ASK_CEL else _same(got, want), (sources, got, want)
+    changes = fuse(tuple(natives), changes_only=True)(bound)
+    if all(r is False or r is None for r in expected):
+        assert changes is None
+    else:
+        assert changes is not None
+        assert [r is ASK_CEL for r in changes] == [r is ASK_CEL for r in expected]
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from models import Observation
 from rules.evaluation.alerts import Alert, AlertKey, Transition
@@ -60,7 +60,7 @@ from rules.language.expressions import (
     status_map,
 )
 from rules.language.loader import Rule, RuleSet
-from rules.language.native import Native, NotMirroredError
+from rules.language.native import ASK_CEL, Fused, fuse
 from rules.notify.templates import render
 
 
@@ -125,6 +125,16 @@ class Rulebook:
     _silences: dict[str, tuple[tuple[Device, timedelta], ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _verdicts: dict[str, "_Verdicts"] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def verdicts(self, source: Literal["reading", "status"]) -> "_Verdicts":
+        """The verdicts of the rules on `source`, fused once per Rulebook."""
+        found = self._verdicts.get(source)
+        if found is None:
+            found = self._verdicts[source] = _Verdicts.of(self.rules.of_source(source))
+        return found
 
     def place(self, device_id: str) -> _Place | None:
         """The luminaire's `_Place`, None when it is not in the inventory."""
@@ -271,8 +281,8 @@ def evaluate(
     device of the inventory: the engine asks for it on its timer tick only (`deadman=False`
     when it evaluates a batch of observations)."""
     run = _Run(book, state, counters)
-    reading_rules = _verdicts(book.rules.of_source("reading"))
-    status_rules = _verdicts(book.rules.of_source("status"))
+    reading_rules = book.verdicts("reading")
+    status_rules = book.verdicts("status")
     silence_rules = book.rules.of_source("silence")
     for obs in observations:
         _observe(run, obs, reading_rules, status_rules, silence_rules)
@@ -285,24 +295,35 @@ def evaluate(
     )
 
 
-_Verdict = tuple[Rule, Expression, Native | None]
-"""A rule with its verdict expression and that expression's Python function."""
+@dataclass(frozen=True, slots=True)
+class _Verdicts:
+    """One source's rules with their verdict expressions, and those expressions' functions run
+    as one (`rules.language.native.fuse`): `each` gives every result, `changes` None when they
+    change nothing for a device without alerts."""
 
+    rules: tuple[tuple[Rule, Expression], ...]
+    each: Fused
+    changes: Fused
 
-def _verdicts(rules: tuple[Rule, ...]) -> tuple[_Verdict, ...]:
-    """The rules' verdicts, looked up once per call rather than per observation."""
-    found = []
-    for rule in rules:
-        assert rule.verdict is not None
-        found.append((rule, rule.verdict, rule.verdict.native))
-    return tuple(found)
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> "_Verdicts":
+        pairs = []
+        for rule in rules:
+            assert rule.verdict is not None
+            pairs.append((rule, rule.verdict))
+        natives = tuple(verdict.native for _, verdict in pairs)
+        return cls(
+            tuple(pairs),
+            fuse(natives, changes_only=False),
+            fuse(natives, changes_only=True),
+        )
 
 
 def _observe(
     run: _Run,
     obs: Observation,
-    reading_rules: tuple[_Verdict, ...],
-    status_rules: tuple[_Verdict, ...],
+    reading_rules: "_Verdicts",
+    status_rules: "_Verdicts",
     silence_rules: tuple[Rule, ...],
 ) -> None:
     device_id, at, reading = obs.device_id, obs.at, obs.reading
@@ -359,23 +380,21 @@ def _observe(
         history = view.lamp_history
         rules = status_rules
     run.devices[device_id] = view
-    if not rules:
+    if not rules.rules:
         return
-    first = len(run.transitions)
     bindings = Bindings(_variables(run.book, obs, wanted, values, history, previous), wanted)
     variables = bindings.variables
+    results = rules.changes(variables) if quiet else rules.each(variables)
+    if results is None:
+        return  # no alert to move or clear, and no verdict that would open one (the hot path)
+    first = len(run.transitions)
     status = reading is None
-    for rule, verdict, native in rules:
+    for (rule, verdict), holds in zip(rules.rules, results, strict=True):
         error = None
-        if native is None:
+        if holds is ASK_CEL:
             holds, error = bindings.cel(verdict)
-        else:
-            try:  # `bindings.run(verdict)` without its call: the hot path
-                holds = native(variables)
-            except NotMirroredError:
-                holds, error = bindings.cel(verdict)
         if holds is False and quiet:
-            continue  # no alert to move or clear: the verdict changes nothing (the hot path)
+            continue  # no alert to move or clear: the verdict changes nothing
         if holds is not True and holds is not False:
             if holds is not None or error is not None:
                 run.count_error(rule)  # not evaluable here, or not a boolean

@@ -259,3 +259,35 @@ class _Writer:
             self.line(depth + 1, "raise _N")
         self.line(depth, f"{out} = float({argument})")
         return out, float
+
+
+ASK_CEL: Any = object()
+"""A fused result standing for an expression its function cannot answer (or that has none):
+ask CEL (`fuse`)."""
+
+Fused = Callable[[Variables], tuple[Any, ...] | None]
+
+
+def fuse(natives: tuple[Native | None, ...], *, changes_only: bool) -> Fused:
+    """One function running `natives` in turn on the same variables: the tuple of their results,
+    `ASK_CEL` where a function raised `NotMirroredError` or there is none. With `changes_only`
+    it returns None instead when every result is False or None (null): what the verdicts of a
+    device without alerts come to when they change nothing (`rules.evaluation.evaluator`), so
+    its observation costs one call. Generated once per rule set, like the functions themselves:
+    the text holds generated names only."""
+    slots = [f"r{i}" for i in range(len(natives))]
+    lines = [f"def make(_N, _A, {', '.join(f'f{i}' for i in range(len(natives)))}):"]
+    lines.append("    def fused(v):")
+    for i, native in enumerate(natives):
+        if native is None:
+            lines.append(f"        r{i} = _A")
+        else:
+            lines += [f"        try: r{i} = f{i}(v)", f"        except _N: r{i} = _A"]
+    if changes_only:
+        quiet = " and ".join(f"({r} is False or {r} is None)" for r in slots) or "True"
+        lines.append(f"        if {quiet}: return None")
+    lines += [f"        return ({''.join(f'{r}, ' for r in slots)})", "    return fused"]
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<rules.language.native.fuse>", "exec"), namespace)  # noqa: S102 (see the module doc)
+    made: Fused = namespace["make"](NotMirroredError, ASK_CEL, *natives)
+    return made
