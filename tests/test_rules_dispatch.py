@@ -284,7 +284,7 @@ def dispatch_at(
         at(minute),
         rules=rules,
         inventory=inventory(),
-        **({"fired": fired} if fired else {}),
+        fired=fired,
     )
 
 

@@ -287,6 +287,7 @@ class RulesEngine:
             silences=store.silences(),
             acked=store.acked(),
             inhibit_rules=self.notify.inhibit_rules,
+            fired={t.alert.id for t in transitions if t.kind == "firing"},
         )
         new = mark_sent(new, result.handled, now)
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)

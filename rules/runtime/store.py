@@ -212,6 +212,7 @@ def _group_to_json(group: Group) -> bytes:
     data = asdict(group)
     data["labels"] = [list(pair) for pair in group.labels]
     data["notified_firing"] = sorted(group.notified_firing)
+    data["unnotified"] = sorted(group.unnotified)
     return orjson.dumps(data)
 
 
@@ -221,6 +222,7 @@ def _group_from_json(body: bytes) -> Group:
         data[key] = _dt(data[key])
     data["labels"] = tuple((k, v) for k, v in data["labels"])
     data["notified_firing"] = frozenset(data["notified_firing"])
+    data["unnotified"] = frozenset(data.get("unnotified", ()))  # absent in earlier versions
     return Group(**data)
 
 
