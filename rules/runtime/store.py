@@ -17,14 +17,16 @@ give-ups, which `luxtel alerts list` shows — once past `keep` or once the outb
 `max_bytes` (down to three quarters of it, so a prune is not paid per notification). A row's
 bytes are an estimate: its body, target and error plus `ROW_OVERHEAD`. Rows not yet delivered
 are never pruned: when they alone pass the bound, `OutboxSize.over` says so (the engine logs it
-and exports it) and the outbox grows until the receiver takes them. The failed attempts of
-pruned rows are kept as a total (`meta.pruned_failed_attempts`), so `luxtel alerts list`'s count
-never goes down.
+and exports it), the outbox grows until the receivers take them, and delivered rows are kept
+to a quarter of the bound meanwhile (pruned once past it, not on every delivery). The failed
+attempts of pruned rows are kept as a total (`meta.pruned_failed_attempts`), so `luxtel alerts
+list`'s count never goes down.
 
 What bounds the file: SQLite reuses the pages pruned rows free (no VACUUM, auto_vacuum off), so
 `rules.sqlite` stays at its high-water mark: the other tables (alerts, device views: one row per
-luminaire, groups, silences) plus about `max_bytes` of outbox, and more only while undelivered
-rows pass it. The WAL beside it is checkpointed back into it every 1000 pages (SQLite's
+luminaire, groups, silences) plus `max_bytes` of outbox (at most a quarter more while
+undelivered rows fill most of it) and b-tree slack, and more only while undelivered rows alone
+pass it. The WAL beside it is checkpointed back into it every 1000 pages (SQLite's
 default, ~4 MiB), and removed on close.
 
 What a cycle owes is an `OutboxEntry` (kind, receiver, index, body); the table keeps the
@@ -438,8 +440,15 @@ class Store:
         self._db.execute(update, args)
         self._undelivered_bytes -= before
         self._delivered_bytes += self._row_size(item_id)
-        if self._delivered_bytes + self._undelivered_bytes > self.bound.max_bytes:
+        if self._prunable():
             self._prune_bytes()
+
+    def _prunable(self) -> bool:
+        """Past the bound, with more than a quarter of it delivered: while undelivered rows
+        alone pass the bound, a prune per delivery would scan them all every time."""
+        bound = self.bound.max_bytes
+        delivered = self._delivered_bytes
+        return delivered + self._undelivered_bytes > bound and delivered > bound // 4
 
     def outbox_size(self) -> OutboxSize:
         return OutboxSize(self._delivered_bytes, self._undelivered_bytes, self.bound.max_bytes)
@@ -456,7 +465,7 @@ class Store:
                 "WHERE COALESCE(sent_at, gave_up_at) < ?",
                 (cutoff,),
             )
-        if self._delivered_bytes + self._undelivered_bytes > self.bound.max_bytes:
+        if self._prunable():
             self._prune_bytes()
         return self.outbox_size()
 
