@@ -118,16 +118,19 @@ def dispatch(
     members: dict[str, list[Alert]] = {}
     routes: dict[str, Route] = {}
     handled: set[str] = set()
+    joined: dict[str, set[str]] = {}
+    """Per group, the alerts seen firing in it for the first time since its last notice."""
     out = dict(groups)
     muted = inhibited(inhibit_rules, firing)
     for alert in (*firing, *resolved):
         labels = alert.label_set()
-        if alert.id in muted or any(s.mutes(labels, now) for s in silences):
+        ident = alert.id  # a hash: computed once
+        if ident in muted or any(s.mutes(labels, now) for s in silences):
             if alert.resolved_at is not None:
-                handled.add(alert.id)
+                handled.add(ident)
             continue
         # Seen firing now: still firing, or fired and resolved within this cycle.
-        seen_firing = alert.resolved_at is None or alert.id in fired
+        seen_firing = alert.resolved_at is None or ident in fired
         for target in route.match(labels):
             key = group_key(target, labels)
             members.setdefault(key, []).append(alert)
@@ -142,8 +145,15 @@ def dispatch(
                     now + target.group_wait,
                 )
             group = out.get(key)
-            if seen_firing and group is not None and alert.id not in group.notified_firing:
-                out[key] = replace(group, unnotified=group.unnotified | {alert.id})
+            if (
+                seen_firing
+                and group is not None
+                and ident not in group.notified_firing
+                and ident not in group.unnotified
+            ):
+                joined.setdefault(key, set()).add(ident)
+    for key, ids in joined.items():
+        out[key] = replace(out[key], unnotified=out[key].unnotified | ids)
     notifications: list[Notification] = []
     for key, group in list(out.items()):
         if group.next_flush_at > now:
