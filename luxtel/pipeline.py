@@ -76,6 +76,8 @@ def rules_config(settings: Settings) -> RulesConfig:
         zones=settings.mqtt.zones,
         tick_s=rules.tick_s,
         state_interval_s=rules.state_interval_s,
+        outbox_max_bytes=rules.outbox_max_bytes,
+        outbox_keep_s=rules.outbox_keep_s,
         log_level=settings.log.level,
         log_format=settings.log.format,
     )

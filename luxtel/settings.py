@@ -343,6 +343,20 @@ class RulesSettings(_Section):
         "alarm, silent) to InfluxDB `luminaire_state`, the city map's data; 0: never. The map "
         "looks 5 minutes back, hence at most 240 s.",
     )
+    outbox_max_bytes: int = Field(
+        default=8 * 1024**2,
+        ge=64 * 1024,
+        description="The rules' outbox in the state database ({state_dir}/rules.sqlite): past "
+        "this, notifications and alert points already delivered or given up are pruned, oldest "
+        "first (give-ups last, `luxtel alerts list` shows them). Undelivered ones are never "
+        "pruned: when they alone pass it, the log and luxtel_rules_outbox_over_bound say so.",
+    )
+    outbox_keep_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="How long the rules' outbox keeps a delivered or given-up notification "
+        "(`luxtel alerts list` shows give-ups that long at most).",
+    )
 
 
 class SourcesSettings(_Section):

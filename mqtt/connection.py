@@ -256,6 +256,8 @@ class MqttConnection(asyncio.Protocol):
         self._first_bytes = True
         self._paused = False
         self._resting = False
+        self._disconnecting = False
+        """A DISCONNECT was sent: nothing more is sent, and what arrives is dropped."""
         self._last_in = self._last_out = self._loop.time()
         self._ping_sent: float | None = None
         self._keepalive_s = options.keepalive_s
@@ -319,11 +321,28 @@ class MqttConnection(asyncio.Protocol):
                 return await future
 
     async def disconnect(self, timeout_s: float) -> None:
-        """Send what is pending and a normal DISCONNECT (the session stays), then close."""
-        if self._transport is not None and not self._transport.is_closing():
+        """Send what is pending and a normal DISCONNECT (the session stays), then wait until
+        the broker closes the connection (`timeout_s` at most) and close it.
+
+        The broker's close is the sign that it has read everything sent before the DISCONNECT,
+        the acknowledgements above all (MQTT 5 §3.14.4 and 3.1.1 §3.14.4: on DISCONNECT the
+        server closes the connection). Closing at once is not enough: a broker reads a
+        connection's bytes when it gets to them, and one that first writes to it — a message
+        that has just come — finds it closed and drops it with those acknowledgements unread,
+        so their messages come again in the next session (Mosquitto under load does:
+        `tests/test_mqtt_zones.py`). Meanwhile the sending side is shut (TCP: a FIN after the
+        DISCONNECT; TLS cannot, and waits for the broker alone) and what still arrives is read
+        and dropped, unacknowledged: the broker keeps it for the session."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
             self._send(encode_disconnect(version=self.version))
             self._flush()
-            self._transport.close()
+            self._disconnecting = True
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            if transport.can_write_eof():
+                transport.write_eof()
+            transport.resume_reading()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await asyncio.shield(self.closed)
@@ -358,7 +377,7 @@ class MqttConnection(asyncio.Protocol):
         self._send(data)
 
     def _send(self, data: bytes) -> None:
-        if self._transport is None or self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing() or self._disconnecting:
             return
         self._out += data
         if not self._flush_scheduled:
@@ -367,6 +386,9 @@ class MqttConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._disconnecting:
+            self._out.clear()
+            return
         if self._out and self._transport is not None and not self._transport.is_closing():
             self._transport.write(bytes(self._out))
             self._last_out = self._loop.time()
@@ -421,6 +443,8 @@ class MqttConnection(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._disconnecting:
+            return
         if self._first_bytes:
             self._first_bytes = False
             if data[0] != CONNACK << 4:  # MQTT: a server's first packet is its CONNACK

@@ -260,3 +260,80 @@ def test_inhibit_rule_problems_have_lines() -> None:
     text = INHIBIT.replace('"rule=communication_loss"', '"rule"')
     with pytest.raises(RuleFileError, match=r"n.yaml:5: inhibit_rules.0.target_matchers: "):
         parse_notify(text, Path("n.yaml"))
+
+
+WAIT = """\
+receivers: [{name: crew, apprise: ['json://x']}]
+route: {receiver: crew, group_by: [circuit], group_wait: 1m, group_interval: 5m}
+"""
+
+
+def dispatch_at(
+    minute: float,
+    groups: dict[str, Group],
+    alerts: list[Alert],
+    fired: frozenset[str] = frozenset(),
+) -> Dispatched:
+    """One cycle's dispatch of `alerts` (firing or resolved) on `WAIT`'s route."""
+    rules = load_rules(SHIPPED, {"nominal_voltage_v": 220.0})
+    return dispatch(
+        parse_notify(WAIT).route,
+        groups,
+        [a for a in alerts if a.resolved_at is None],
+        [a for a in alerts if a.resolved_at is not None],
+        at(minute),
+        rules=rules,
+        inventory=inventory(),
+        fired=fired,
+    )
+
+
+def test_an_alert_resolved_before_the_first_flush_is_told_once_as_resolved() -> None:
+    """Fired at minute 1, resolved at minute 1.5, the group's first flush at minute 2: one
+    notification, carrying it as resolved with both times; nothing more after."""
+    firing = alert("lamp_failure", "a")
+    done = replace(firing, resolved_at=at(1.5))
+    first = dispatch_at(1, {}, [firing])
+    assert first.notifications == []
+    waiting = dispatch_at(1.5, dict(first.groups), [done])
+    assert waiting.notifications == []
+    assert firing.id not in waiting.handled, "its notice is still owed: keep the alert"
+    flushed = dispatch_at(2, dict(waiting.groups), [done])
+    [note] = flushed.notifications
+    assert (note.firing, note.resolved) == ((), (done,))
+    assert note.title == "RESOLVED: lamp_failure a"
+    assert "fired 2026-01-10 14:01:00 UTC, resolved 2026-01-10 14:01:30 UTC" in note.body
+    assert flushed.handled == {firing.id}
+    assert flushed.groups == {}
+    assert dispatch_at(7, dict(flushed.groups), []).notifications == []
+
+
+def test_an_alert_fired_and_resolved_in_one_cycle_is_told_at_the_first_flush() -> None:
+    firing = alert("lamp_failure", "a")
+    done = replace(firing, resolved_at=at(1.5))
+    first = dispatch_at(1.5, {}, [done], frozenset({firing.id}))
+    assert first.notifications == []
+    assert firing.id not in first.handled
+    flushed = dispatch_at(2.5, dict(first.groups), [done])
+    assert [(n.firing, n.resolved) for n in flushed.notifications] == [((), (done,))]
+    assert flushed.handled == {firing.id}
+    assert flushed.groups == {}
+
+
+def test_an_alert_that_fires_and_resolves_between_two_flushes_is_told_at_the_next() -> None:
+    """The incident was told at minute 2 (a firing); b fires at minute 3 and resolves at 4,
+    before the next flush at 7: that flush tells a still firing and b resolved."""
+    a = alert("lamp_failure", "a")
+    b = replace(alert("lamp_failure", "b"), fired_at=at(3))
+    b_done = replace(b, resolved_at=at(4))
+    groups = dict(dispatch_at(1, {}, [a]).groups)
+    told = dispatch_at(2, groups, [a])
+    assert [len(n.firing) for n in told.notifications] == [1]
+    groups = dict(dispatch_at(3, dict(told.groups), [a, b]).groups)
+    quiet = dispatch_at(4, groups, [a, b_done])
+    assert quiet.notifications == []
+    assert b.id not in quiet.handled
+    later = dispatch_at(7, dict(quiet.groups), [a, b_done])
+    assert [(n.firing, n.resolved) for n in later.notifications] == [((a,), (b_done,))]
+    assert b.id in later.handled
+    assert dispatch_at(12, dict(later.groups), [a]).notifications == []

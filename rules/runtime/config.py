@@ -21,5 +21,8 @@ class RulesConfig:
     """The zones this instance takes (`mqtt.zones`); empty: all."""
     tick_s: float
     state_interval_s: float
+    outbox_max_bytes: int
+    """The outbox's bound (`rules.runtime.store.OutboxBound`)."""
+    outbox_keep_s: float
     log_level: Literal["debug", "info", "warning", "error"]
     log_format: Literal["console", "json"]

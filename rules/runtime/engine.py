@@ -49,7 +49,14 @@ from rules.notify.receivers import Integration, integration_for, notification_en
 from rules.runtime.journal import Chunk, Position
 from rules.runtime.metrics import RulesMetrics
 from rules.runtime.state_points import SnapshotEncoder, StatePolicy
-from rules.runtime.store import OutboxEntry, OutboxItem, Store
+from rules.runtime.store import (
+    DEFAULT_BOUND,
+    OutboxBound,
+    OutboxEntry,
+    OutboxItem,
+    OutboxSize,
+    Store,
+)
 
 log = structlog.get_logger("luxtel.rules")
 
@@ -108,11 +115,13 @@ class RulesEngine:
         params: Mapping[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
         state_interval_s: float = 60.0,
+        outbox: OutboxBound = DEFAULT_BOUND,
     ) -> None:
         """`registry`: where the engine's Prometheus metrics go (the pipeline's); None keeps
         them in a registry of their own (`self.metrics.registry`). `state_interval_s`: the
         least time between two `luminaire_state` snapshots (taken on a tick); 0, or no
-        `influx`, writes none."""
+        `influx`, writes none. `outbox`: how much delivered history the outbox keeps
+        (`rules.runtime.store`)."""
         self.rules = load_rules(rules_path, params)
         self.book = Rulebook(self.rules, inventory)
         self.state_path = state_dir / STATE_FILE
@@ -128,6 +137,8 @@ class RulesEngine:
         it from the journal records' append times)."""
         self.tick_s = tick_s
         self.state_interval_s = state_interval_s
+        self.outbox = outbox
+        self._outbox_over = False
         self.state_policy = StatePolicy.of(self.rules)
         self._encoder = SnapshotEncoder(inventory)
         self.counters = EngineCounters()
@@ -155,7 +166,7 @@ class RulesEngine:
 
     async def run(self, inbox: "Inbox") -> None:
         """Evaluate and deliver until cancelled or until `None` is received."""
-        store = Store(self.state_path)
+        store = Store(self.state_path, self.outbox)
         self._store = store
         loaded, self._groups = store.load()
         # Silence is counted from this start at the earliest: while luxtel was down it heard
@@ -276,6 +287,7 @@ class RulesEngine:
             silences=store.silences(),
             acked=store.acked(),
             inhibit_rules=self.notify.inhibit_rules,
+            fired={t.alert.id for t in transitions if t.kind == "firing"},
         )
         new = mark_sent(new, result.handled, now)
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
@@ -378,6 +390,29 @@ class RulesEngine:
                     lambda item, retry, error: self._record(store, item, retry, error),
                 )
         self.metrics.outbox_due.set(store.unsent())
+        self._outbox_size(store.prune(self.clock()))
+
+    def _outbox_size(self, size: OutboxSize) -> None:
+        """The outbox's bytes to the metrics; undelivered rows past the bound (never pruned)
+        said once as they pass it, and once as they are back under it."""
+        self.metrics.outbox(size)
+        if size.over == self._outbox_over:
+            return
+        self._outbox_over = size.over
+        if size.over:
+            log.warning(
+                "outbox_over_bound",
+                undelivered_bytes=size.undelivered_bytes,
+                max_bytes=size.max_bytes,
+                action="nothing decided on is dropped: the outbox grows until the receivers "
+                "take it (luxtel alerts list shows the failures; luxtel_rules_outbox_over_bound)",
+            )
+        else:
+            log.info(
+                "outbox_back_under_bound",
+                undelivered_bytes=size.undelivered_bytes,
+                max_bytes=size.max_bytes,
+            )
 
     def _integration(self, session: aiohttp.ClientSession, item: OutboxItem) -> Integration:
         if item.kind == "influx":

@@ -13,6 +13,10 @@
   attempts that failed (retried unless refused for good); `channel` is apprise, alertmanager
   or influx (receiver `influxdb`: the `alerts` points);
 - `luxtel_rules_outbox_due`: outbox items not delivered yet (due now or waiting for a retry);
+- `luxtel_rules_outbox_bytes{state}`: the outbox's bytes (estimated, `rules.runtime.store`),
+  `delivered` (delivered or given up: pruned past the bound) and `undelivered` (never pruned);
+  `luxtel_rules_outbox_max_bytes`: the bound (`rules.outbox_max_bytes`);
+  `luxtel_rules_outbox_over_bound`: 1 while undelivered rows alone pass it;
 - `luxtel_rules_state_points_total`, `luxtel_rules_state_failures_total`: `luminaire_state`
   points written for the city map, and snapshots given up on an InfluxDB error (the next one
   replaces it).
@@ -24,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from rules.evaluation.alerts import Alert
 from rules.language.loader import RuleSet
+from rules.runtime.store import OutboxSize
 
 
 class RulesMetrics:
@@ -69,6 +74,20 @@ class RulesMetrics:
         self.outbox_due = Gauge(
             "luxtel_rules_outbox_due", "Outbox items not yet delivered.", registry=r
         )
+        self.outbox_bytes = Gauge(
+            "luxtel_rules_outbox_bytes",
+            "The outbox's bytes (estimated): delivered (pruned past the bound) and undelivered.",
+            ["state"],
+            registry=r,
+        )
+        self.outbox_max_bytes = Gauge(
+            "luxtel_rules_outbox_max_bytes", "The outbox's bound in bytes.", registry=r
+        )
+        self.outbox_over_bound = Gauge(
+            "luxtel_rules_outbox_over_bound",
+            "1 while undelivered outbox rows alone pass the bound (they are never pruned).",
+            registry=r,
+        )
         self.state_points = Counter(
             "luxtel_rules_state_points",
             "luminaire_state points written (each luminaire's state, for the city map).",
@@ -96,6 +115,12 @@ class RulesMetrics:
             self.firing.labels(rule_name, severity).set(count)
         for (rule_name, severity), count in pending.items():
             self.pending.labels(rule_name, severity).set(count)
+
+    def outbox(self, size: OutboxSize) -> None:
+        self.outbox_bytes.labels("delivered").set(size.delivered_bytes)
+        self.outbox_bytes.labels("undelivered").set(size.undelivered_bytes)
+        self.outbox_max_bytes.set(size.max_bytes)
+        self.outbox_over_bound.set(1 if size.over else 0)
 
     def errors(self, totals: Mapping[str, int]) -> None:
         """Bring the error counters up to the evaluator's running totals."""

@@ -26,7 +26,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,7 +55,7 @@ from rules.runtime.channel import (
 from rules.runtime.config import RulesConfig
 from rules.runtime.engine import STATE_FILE, RulesEngine
 from rules.runtime.journal_reader import JournalReader
-from rules.runtime.store import Store
+from rules.runtime.store import OutboxBound, Store
 
 log = structlog.get_logger("luxtel.rules")
 
@@ -106,6 +106,7 @@ def build_engine(
         tick_s=config.tick_s,
         registry=registry,
         state_interval_s=config.state_interval_s,
+        outbox=OutboxBound(config.outbox_max_bytes, timedelta(seconds=config.outbox_keep_s)),
     )
 
 
