@@ -180,6 +180,8 @@ def test_the_rules_get_back_what_the_decoder_made(
     assert handed.observations == [], "with hand_over, everything is in `handed`"
     assert [p.line for p in handed.points] == [p.line for p in made.points]
     assert len(handed.handed) == len(made.observations)
+    if not fast:
+        assert all(isinstance(h, Observation) for h in handed.handed), "models on the full path"
     got = through_journal(
         tmp_path_factory.mktemp("journal"), [handed.handed[:split], handed.handed[split:]]
     )
