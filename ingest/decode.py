@@ -61,7 +61,8 @@ class Limits:
     """With `observe`: put them in `Decoded.handed` rather than `Decoded.observations`, a
     reading the fast path checked as plain data (`models.ObservedReading`) rather than an
     `Observation` with a `Reading` model — what `luxtel run` journals for its rules process,
-    which reads nothing of the model (building it cost ~3 µs of CPU a reading)."""
+    which reads nothing of the model (building it cost ~5.5 µs of CPU a reading, this ~1:
+    `python bench/journal.py`)."""
     payload_kept_bytes: int = PAYLOAD_KEPT_BYTES
     """How much of a rejected payload its dead-letter record keeps (`DeadLetter.of`)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)

@@ -17,8 +17,9 @@ class SentReading:
     """A reading as the rules process gets it back from the journal: its measured fields sent
     (`fields`, None for one sent as null; `device_id` and `ts` are the observation's) — what
     the rules read of a reading (`lamp_on`, `rules.language.expressions.reading_map`), without
-    a model: the decoder validated the values before they were journaled, and building a
-    `Reading` again cost the rules process ~1 µs an observation for nothing it reads."""
+    a model: the decoder validated the values before they were journaled, and rebuilding the
+    models cost the rules process ~3.5 µs an observation (`python bench/journal.py`) for
+    nothing it reads."""
 
     __slots__ = ("fields", "lamp_on")
 
@@ -81,8 +82,8 @@ class Observation:
 
 ObservedReading: TypeAlias = tuple[str, str, int, datetime, bool, SentValues]
 """A reading the decoder's fast path checked, as plain data for the rules' journal rather than
-an `Observation` with a `Reading` model (what `luxtel run` hands its rules: building the model
-cost it ~3 µs a reading, and nothing in it reads the model): zone, device_id, `at` in epoch
+an `Observation` with a `Reading` model (what `luxtel run` hands its rules: building those cost
+it ~5.5 µs a reading, and nothing in it reads them): zone, device_id, `at` in epoch
 microseconds (the reading's `ts`, or the receive stamp it was written with), `received_at`,
 `retained`, and its measured fields sent (`SentValues`)."""
 
