@@ -2,10 +2,13 @@
 
     python bench/journal.py [--devices 200] [--hours 24] [--batch 5000] [--batches 40] [--dir D]
 
-A simulated fleet's messages (every fault kind) are decoded by the real decoder first, outside
-the timing (`bench.rules_eval.observations_of`); then, in batches of `--batch` observations (the
-sink's batch, `ingest.batch_size`, default 5000):
+A simulated fleet's messages (every fault kind) are decoded by the real decoder as `luxtel run`
+decodes them with the rules on (`Limits(observe=True, hand_over=True)`: a reading its fast path
+checked is handed over as plain data, `models.ObservedReading`); then, in batches of `--batch`
+observations (the sink's batch, `ingest.batch_size`, default 5000):
 
+- build: what decoding the messages costs more, in CPU per observation, than decoding them with
+  the rules off (each pass decodes every message once, with fresh limits; best of three);
 - encode: `rules.runtime.journal.encode_record` (what the parent pays in CPU per observation);
 - append: `JournalWriter.append` of each batch — encode, write, fsync (one per batch) — wall
   and CPU time per observation, on `--dir` (default: a temporary directory under the state
@@ -30,18 +33,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rules_eval import observations_of
 from bench.rules_score import ALL_FAULTS
 from common.gc_settings import tune_for_ingest
-from models import Observation
+from ingest.decode import Decoded, Limits, decode_into
+from models import Handed
+from models.timestamps import epoch_ms
 from rules.runtime.journal import START, encode_record
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
-from simulator import SimulationConfig
+from simulator import SimulationConfig, build_plan
+from simulator.clock import from_ms, to_ms
+from simulator.schedule import Publish
+
+Message = tuple[str, bytes, datetime]
 
 
-def batches_of(observations: list[Observation], size: int, count: int) -> list[list[Observation]]:
-    out: list[list[Observation]] = []
+def messages_of(config: SimulationConfig) -> list[Message]:
+    """The simulated fleet's messages: topic, payload, receive time (its publish time)."""
+    assert config.end is not None
+    plan = build_plan(config, now_ms=to_ms(config.end))
+    return [
+        (event.topic, event.payload, from_ms(event.t_ms))
+        for event in plan.schedule.events()
+        if isinstance(event, Publish)
+    ]
+
+
+def decode_all(messages: list[Message], topic_root: str, rules: bool) -> tuple[float, Decoded]:
+    """CPU seconds to decode every message as `luxtel run` does (rules on or off), and what it
+    gave."""
+    limits = Limits(topic_root=topic_root, max_clock_skew_s=1e9, observe=rules, hand_over=rules)
+    out = Decoded()
+    began = time.process_time()
+    for topic, payload, received_at in messages:
+        decode_into(out, topic, payload, received_at, epoch_ms(received_at), limits)
+    return time.process_time() - began, out
+
+
+def batches_of(observations: list[Handed], size: int, count: int) -> list[list[Handed]]:
+    out: list[list[Handed]] = []
     position = 0
     while len(out) < count:
         batch = observations[position : position + size]
@@ -53,7 +83,7 @@ def batches_of(observations: list[Observation], size: int, count: int) -> list[l
     return out
 
 
-async def append_all(journal: JournalWriter, batches: list[list[Observation]]) -> None:
+async def append_all(journal: JournalWriter, batches: list[list[Handed]]) -> None:
     for batch in batches:
         await journal.append(batch)
 
@@ -76,8 +106,12 @@ def main() -> None:
         seed=1,
         connections="shared",
     )
-    _, observations = observations_of(config)
+    messages = messages_of(config)
     tune_for_ingest()
+    off = min(decode_all(messages, config.topic_root, False)[0] for _ in range(3))
+    on = [decode_all(messages, config.topic_root, True) for _ in range(3)]
+    observations = on[0][1].handed
+    build_us = (min(cpu for cpu, _ in on) - off) / len(observations) * 1e6
     batches = batches_of(observations, args.batch, args.batches)
     total = sum(len(b) for b in batches)
 
@@ -107,6 +141,7 @@ def main() -> None:
         f"{total:,} observations in {len(batches)} batches of {args.batch}, "
         f"{sum(sizes) / total:.0f} bytes each in the journal"
     )
+    print(f"build, in the decoder (CPU):   {build_us:.2f} µs per observation")
     print(f"encode (CPU):                  {us(encode_cpu)} per observation")
     print(
         f"append: encode, write, fsync:  {us(append_cpu)} CPU, {us(append_wall)} wall per "

@@ -29,6 +29,7 @@ import atheris
 
 with atheris.instrument_imports():
     from ingest.decode import Decoded, Limits, decode_into
+    from models import Reading
     from models.timestamps import epoch_ms
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
@@ -83,8 +84,8 @@ def summary(decoded: Decoded) -> list[Any]:
                 o.device_id,
                 o.at,
                 o.received_at,
-                None if o.reading is None else o.reading.model_dump(),
-                None if o.reading is None else o.reading.model_fields_set,
+                o.reading.model_dump() if isinstance(o.reading, Reading) else None,
+                o.reading.model_fields_set if isinstance(o.reading, Reading) else None,
             )
             for o in decoded.observations
         ],

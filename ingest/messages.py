@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from ingest.decode import Point
-from models import DeadLetter, Observation
+from models import DeadLetter, Handed, Observation
 from mqtt.acks import Delivery
 
 
@@ -35,6 +35,8 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
+    handed: list[Handed] = field(default_factory=list)
+    """The same for the rules' journal, as `luxtel run` hands them (`Limits.hand_over`)."""
 
     def __len__(self) -> int:
         return len(self.points)

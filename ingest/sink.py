@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,7 +31,7 @@ from ingest.disk_full import RETRY_MAX_S, RETRY_MIN_S, DiskFull, is_disk_full
 from ingest.messages import Batch
 from ingest.metrics import IngestMetrics
 from ingest.spool import Segment, Spool, SpoolFullError
-from models import DeadLetter, Observation, Reason
+from models import DeadLetter, Handed, Reason
 from mqtt.acks import Delivery
 
 log = structlog.get_logger("luxtel.sink")
@@ -66,7 +66,7 @@ class Sink:
         create_database: bool = True,
         retry: RetryPolicy | None = None,
         writes_in_flight: int = WRITES_IN_FLIGHT,
-        journal: Callable[[list[Observation]], Awaitable[None]] | None = None,
+        journal: Callable[[Sequence[Handed]], Awaitable[None]] | None = None,
         written: Callable[[list[str]], None] | None = None,
     ) -> None:
         """`journal`: the rules' journal's append (`rules.runtime.journal`), when the rules are on:
@@ -125,7 +125,7 @@ class Sink:
     async def deliver(self, batch: Batch) -> None:
         """Make one batch safe, then acknowledge its messages."""
         if self._journal is not None:  # first: appends keep the batches' order
-            await self._journal(batch.observations)
+            await self._journal(batch.handed or batch.observations)
         await self._dead_letters.keep(batch.dead_letters)
         if batch.points:
             await self._store(batch.points)

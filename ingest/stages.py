@@ -11,7 +11,7 @@ from ingest.decode import Decoded, Limits, decode_into
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.rate_limit import RateLimiter
-from models import Observation
+from models import Handed, Observation
 from models.timestamps import epoch_ms
 
 
@@ -21,13 +21,18 @@ def decode_chunk(
     metrics: IngestMetrics,
     limiter: RateLimiter | None = None,
     observations: list[Observation] | None = None,
+    handed: list[Handed] | None = None,
 ) -> Batch:
     """Decode a chunk of messages into one batch fragment, and the accepted readings into
-    `observations` when given. A message the broker flagged retained is decoded like any other
-    (a broker may wrongly flag queued messages so: amqtt), except that its readings and
-    statuses without `ts` are not written again, only observed (marked retained) and counted
-    (`luxtel_retained_skipped_total`); those with `ts` are written, the same point again."""
-    out = Decoded(observations=[] if observations is None else observations)
+    `observations` when given (`handed`, with `limits.hand_over`). A message the broker
+    flagged retained is decoded like any other (a broker may wrongly flag queued messages so:
+    amqtt), except that its readings and statuses without `ts` are not written again, only
+    observed (marked retained) and counted (`luxtel_retained_skipped_total`); those with `ts`
+    are written, the same point again."""
+    out = Decoded(
+        observations=[] if observations is None else observations,
+        handed=[] if handed is None else handed,
+    )
     deliveries = []
     received_at = None
     received_ms = 0
@@ -68,9 +73,12 @@ async def decode_stage(
     while (chunk := await inbox.get()) is not None:
         received_depth.set(inbox.qsize())
         seen: list[Observation] | None = [] if limits.observe else None
-        fragment = decode_chunk(chunk, limits, metrics, limiter, seen)
+        handed: list[Handed] | None = [] if limits.hand_over else None
+        fragment = decode_chunk(chunk, limits, metrics, limiter, seen, handed)
         if seen:
             fragment.observations = seen
+        if handed:
+            fragment.handed = handed
         await outbox.put(fragment)
         # Queue.get/put return at once when they need not wait: without this turn, a backlog
         # keeps this loop busy and the sink's writes (and their timeouts) starve behind it.
@@ -141,11 +149,13 @@ async def batch_stage(
                 or fragment.deliveries
                 or fragment.dead_letters
                 or fragment.observations
+                or fragment.handed
             ):
                 pending.points.extend(fragment.points)
                 pending.dead_letters.extend(fragment.dead_letters)
                 pending.deliveries.extend(fragment.deliveries)
                 pending.observations.extend(fragment.observations)
+                pending.handed.extend(fragment.handed)
                 if deadline is None:
                     deadline = loop.time() + flush_interval_s
                     timer = loop.call_at(deadline, tick)
@@ -166,7 +176,13 @@ async def batch_stage(
                 batches_depth.set(outbox.qsize())
                 pending, deadline, timer = Batch(), None, None
                 idle_timer, idle = None, False
-        if pending.points or pending.deliveries or pending.dead_letters or pending.observations:
+        if (
+            pending.points
+            or pending.deliveries
+            or pending.dead_letters
+            or pending.observations
+            or pending.handed
+        ):
             await outbox.put(pending)
         await outbox.put(None)
     finally:

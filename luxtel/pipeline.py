@@ -218,6 +218,7 @@ class Pipeline:
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_clock_skew_s=settings.ingest.max_clock_skew_s,
             observe=settings.rules.path is not None,
+            hand_over=settings.rules.path is not None,
             payload_kept_bytes=settings.deadletter.payload_kept_bytes,
         )
         journal = None

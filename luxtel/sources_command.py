@@ -10,6 +10,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from pydantic import BaseModel
 
 sources_app = typer.Typer(
     help="Sources beyond the contract.", no_args_is_help=True, add_completion=False
@@ -97,7 +98,7 @@ def check(
     typer.echo(f"{topic}: {taker}")
     for observation in decoded.observations:
         shown = observation.reading or observation.status
-        assert shown is not None
+        assert isinstance(shown, BaseModel), "the decoder's observations hold models"
         values = shown.model_dump(mode="json", exclude_none=True, exclude={"device_id"})
         head = {"zone": observation.zone, "device_id": observation.device_id}
         kind = "reading" if observation.reading is not None else "status"

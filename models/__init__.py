@@ -2,7 +2,7 @@
 
 from models.deadletter import DeadLetter
 from models.identifiers import ID_PATTERN, Identifier, is_identifier
-from models.observation import Observation
+from models.observation import Handed, Observation, ObservedReading, SentReading, SentValues
 from models.reading import BatchReading, Reading
 from models.reasons import Reason
 from models.status import Status
@@ -13,10 +13,14 @@ __all__ = [
     "ID_PATTERN",
     "BatchReading",
     "DeadLetter",
+    "Handed",
     "Identifier",
     "Observation",
+    "ObservedReading",
     "Reading",
     "Reason",
+    "SentReading",
+    "SentValues",
     "Status",
     "is_identifier",
 ]

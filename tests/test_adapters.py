@@ -21,7 +21,7 @@ from ingest.adapters import DeviceDirectory, SourceRouter, SourcesError, parse_s
 from ingest.adapters.config import filter_matches
 from ingest.adapters.paths import MAX_DEPTH, MISSING, PathError, compile_path, getter, lookup
 from ingest.decode import Decoded, Limits, decode
-from models import ID_PATTERN, Reason
+from models import ID_PATTERN, Reading, Reason
 from models.deadletter import PAYLOAD_KEPT_BYTES
 from tests import adapter_payloads as forms
 
@@ -648,7 +648,7 @@ def test_mapped_readings_are_observed_for_the_rules_and_rate_limited_per_device(
     [seen] = decoded.observations
     assert (seen.zone, seen.device_id, seen.received_at) == ("north", "lum-1", NOW)
     assert seen.at == datetime.fromtimestamp(TS_MS / 1000, UTC)
-    assert seen.reading is not None
+    assert isinstance(seen.reading, Reading)
     assert seen.reading.power_w == VALUES["power_w"]
     limiter = RateLimiter(1.0, 1)
     first = decode(TOPICS["chirpstack"], payload, NOW, LIMITS, limiter)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ingest import fast_path
 from ingest.decode import Decoded, Limits, decode, decode_into
+from models import Reading
 from models.timestamps import epoch_ms, from_epoch_ms
 from servers import InfluxDBServer, query, write_points
 
@@ -188,8 +189,8 @@ def same(fast: Decoded, full: Decoded) -> None:
             b.at,
             b.received_at,
         )
-        assert a.reading is not None
-        assert b.reading is not None
+        assert isinstance(a.reading, Reading)
+        assert isinstance(b.reading, Reading)
         assert a.reading.model_dump() == b.reading.model_dump()
         assert a.reading.model_fields_set == b.reading.model_fields_set
 
@@ -360,7 +361,7 @@ def test_readings_without_ts_are_stamped_alike_on_both_paths_and_never_share_a_m
     stamped: dict[str, list[int]] = {}
     written = iter(decoded["full"].points)
     for seen in decoded["full"].observations:
-        assert seen.reading is not None
+        assert isinstance(seen.reading, Reading)
         if seen.retained and seen.reading.ts is None:
             continue  # observed, not written
         point = next(written)

@@ -136,7 +136,7 @@ def test_a_full_journal_holds_the_append_until_the_rules_commit(tmp_path: Path) 
     journal = JournalWriter(tmp_path, 1 << 20, registry)
 
     async def main() -> None:
-        big = chunk(1000)
+        big = chunk(2000)  # a record of ~400 KB: two fill the journal past its 1 MiB
         while journal.lag_bytes < (1 << 20) - 600_000:
             await journal.append(big)
         held = asyncio.create_task(journal.append(big))
@@ -150,7 +150,7 @@ def test_a_full_journal_holds_the_append_until_the_rules_commit(tmp_path: Path) 
         journal.consumed(end, end)
         await asyncio.wait_for(held, 10)
         assert registry.get_sample_value("luxtel_rules_journal_full") == 0
-        assert journal.end.seq == end.seq + 1000
+        assert journal.end.seq == end.seq + 2000
 
     asyncio.run(main())
 
@@ -234,7 +234,7 @@ def test_every_observation_is_read_once_in_order_whatever_the_sizes(
 def test_an_append_that_fails_is_retried_and_leaves_only_whole_records(tmp_path: Path) -> None:
     """The next segment cannot be created (a directory stands in its way, as a full disk would
     refuse it): the append waits and retries, and once the way is clear it completes."""
-    journal = JournalWriter(tmp_path, 64 << 20, segment_bytes=1000)
+    journal = JournalWriter(tmp_path, 64 << 20, segment_bytes=500)  # under a record of 4
 
     async def main() -> None:
         await journal.append(chunk(4))

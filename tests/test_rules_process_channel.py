@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import BaseModel
 
 from ingest.decode import Limits, decode
 from models import BatchReading, Observation, Reading, Status
@@ -50,7 +51,8 @@ def assert_same(sent: list[Observation], received: list[Observation]) -> None:
             if model_before is None:
                 assert model_after is None
                 continue
-            assert model_after is not None
+            assert isinstance(model_before, BaseModel)
+            assert isinstance(model_after, BaseModel)
             assert type(model_after) is type(model_before)
             assert model_after.model_fields_set == model_before.model_fields_set
             assert model_after.model_extra == model_before.model_extra

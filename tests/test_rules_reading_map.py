@@ -58,7 +58,7 @@ def test_the_hot_path_forms_give_what_the_definitions_give(
     )
     [observation] = decoded.observations
     reading = observation.reading
-    assert reading is not None
+    assert isinstance(reading, Reading)
     mapped = reading_map(reading)
     assert list(mapped.items()) == list(defined_map(reading).items())
     assert list(only_reading(mapped, names).items()) == list(only(mapped, names).items())

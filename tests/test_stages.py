@@ -7,7 +7,7 @@ from ingest.decode import Limits, Point
 from ingest.messages import Batch, Inbound
 from ingest.metrics import IngestMetrics
 from ingest.stages import batch_stage, decode_chunk, decode_stage
-from models import Observation
+from models import Observation, Reading
 from models.timestamps import epoch_ms, from_epoch_ms
 from mqtt.acks import Delivery
 
@@ -152,7 +152,7 @@ def test_accepted_readings_are_observed_and_retained_ones_marked() -> None:
     seen: list[Observation] = []
     result = decode_chunk(chunk, limits, IngestMetrics(), observations=seen)
     assert [(o.device_id, o.retained) for o in seen] == [("d1", False), ("d2", True), ("d4", False)]
-    assert seen[0].reading is not None
+    assert isinstance(seen[0].reading, Reading)
     assert seen[0].reading.power_w == 10.0
     assert seen[1].status is not None
     assert seen[1].status.online is False

@@ -32,7 +32,7 @@ from typing import Any
 
 import cel
 
-from models import Reading, Status
+from models import Reading, SentReading, Status
 from rules.evaluation.inventory import Device
 from rules.language.native import Native, NotMirroredError, translate
 
@@ -85,12 +85,16 @@ class Expression:
             return None, f"{type(error).__name__}: {error}"
 
 
-def reading_map(reading: Reading) -> dict[str, Any]:
-    """The sent fields of a reading, numbers as doubles (booleans stay booleans)."""
-    fields = reading.__dict__  # every field of the model: read directly, the hot path
+def reading_map(reading: Reading | SentReading) -> dict[str, Any]:
+    """The sent fields of a reading, numbers as doubles (booleans stay booleans); a field sent
+    as null is left out, as one not sent. A `Reading` model or, in the rules process, the
+    `SentReading` read back from the journal: the same map for the same reading."""
+    # Read directly, the hot path: every field of the model, or the fields sent.
+    fields = reading.fields if isinstance(reading, SentReading) else reading.__dict__
+    get = fields.get
     out: dict[str, Any] = {}
     for name in _READING_FIELDS:
-        value = fields[name]
+        value = get(name)
         if value is None:
             continue
         out[name] = value if value.__class__ is bool else float(value)

@@ -10,23 +10,27 @@ pair, and the compact forms of what crosses it.
                                     `encode_position`s), for the lag and the journal's bound
 
 Observations themselves do not cross the channel: they go through the journal
-(`rules.runtime.journal`), in the form `encode_observations` gives them.
+(`rules.runtime.journal`), in the form `encode_handed` gives them.
 
 A frame is a 4-byte big-endian length, then the kind (one byte) and the body. Every body is
 JSON (orjson) or raw bytes: nothing from the channel is unpickled.
 
-Observations are journaled compact because the parent pays for the encoding on the ingest path:
-pickling the pydantic models cost ~13–16 µs per observation, this form ~1.3–1.8 µs with
-`luxtel run`'s collector settings (`python bench/journal.py`), and a journal file is never
-unpickled. The child rebuilds the models as unpickling would (fields, fields set, extra
-fields), without validating again what the decoder validated (~6–7 µs, reading included).
+Observations are journaled as plain data because the parent pays for them on the ingest path
+and the child again before it evaluates. Version 2 of the form (`encode_handed`): a reading is
+the fields it sent, as the decoder's fast path checked them (`models.ObservedReading`: no model
+is built in the parent), and comes back as an `Observation` whose reading is a `SentReading` —
+what the rules read of a reading, nothing validated or modelled again. Statuses (rare) keep the
+models' form of version 1, rebuilt as unpickling would. Version 1 (`encode_observations`: every
+observation with its models' fields, fields set and extra fields; pickling had cost ~13–16 µs
+an observation) is still read, for a journal an earlier luxtel left. The costs, per observation
+(`python bench/journal.py`): see the README's journal section.
 """
 
 import asyncio
 import math
 import struct
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -34,8 +38,10 @@ import orjson
 from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel
 
-from models import BatchReading, Observation, Reading, Status
+from models import BatchReading, Handed, Observation, ObservedReading, Reading, SentReading, Status
 from models.checked import from_checked
+from models.observation import sent_values
+from models.timestamps import EPOCH
 
 MAX_FRAME_BYTES = 64 << 20
 """Far above any real frame: a larger length means the stream is corrupt."""
@@ -93,9 +99,71 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[Kind, bytes] | None:
         raise ChannelError(f"unknown frame kind {kind}") from None
 
 
+JOURNAL_FORMAT = 2
+"""The version of `encode_handed`'s form (1: `encode_observations`'s)."""
+
+_US = timedelta(microseconds=1)
+
+
+class FormatError(ValueError):
+    """A journal body of a form this version does not read."""
+
+
+def encode_handed(handed: Sequence[Handed]) -> bytes:
+    """A chunk of observations, in order, as version 2: `[2, [entry, ...]]`, where an entry of
+    6 is a reading — zone, device_id, `at` in epoch µs, `received_at`, retained, and the
+    measured fields sent (`models.ObservedReading`, as the decoder's fast path gives it, or
+    made so from a `Reading` model) — and an entry of 7 a status, as version 1 has it."""
+    return orjson.dumps(
+        (
+            JOURNAL_FORMAT,
+            [h if h.__class__ is tuple else _entry(h) for h in handed],
+        )
+    )
+
+
+def _entry(handed: Handed) -> ObservedReading | list[Any]:
+    if isinstance(handed, tuple):
+        return handed
+    o, reading = handed, handed.reading
+    if reading is None:
+        return [o.zone, o.device_id, o.at, o.received_at, o.retained, None, _model_part(o.status)]
+    fields = reading.fields if isinstance(reading, SentReading) else sent_values(reading)
+    return (o.zone, o.device_id, (o.at - EPOCH) // _US, o.received_at, o.retained, fields)
+
+
+def decode_handed(body: bytes) -> list[Observation]:
+    """The chunk `encode_handed` encoded (or `encode_observations`: version 1), as the rules
+    see it: the same zone, device, times, retained flag, `lamp_on` and `reading_map`; a
+    status's model equal to the original."""
+    data = orjson.loads(body)
+    if data.__class__ is not list or not data or data[0].__class__ is list:
+        return _observations_v1(data)  # a list of entries (or anything else: it fails there)
+    version, entries = data
+    if version != JOURNAL_FORMAT:
+        raise FormatError(f"journal record of format {version!r}: this version reads 1 and 2")
+    parse = datetime.fromisoformat
+    epoch, us = EPOCH, _US
+    new, sent = Observation, SentReading
+    received_text, received_at = None, epoch
+    observations = []
+    for entry in entries:
+        if len(entry) == 6:
+            zone, device_id, at_us, received, retained, fields = entry
+            if received != received_text:  # a chunk's readings share theirs, as a rule
+                received_text, received_at = received, parse(received)
+            observations.append(
+                new(zone, device_id, epoch + at_us * us, received_at, sent(fields), None, retained)
+            )
+        else:
+            observations += _observations_v1([entry])
+    return observations
+
+
 def encode_observations(observations: list[Observation]) -> bytes:
-    """A chunk of observations, compact: one JSON array per observation, the models as their
-    fields, the names of the fields sent, and the extra fields."""
+    """A chunk of observations as version 1 (a journal an earlier luxtel left holds it): one
+    JSON array per observation, the models as their fields, the names of the fields sent, and
+    the extra fields."""
     return orjson.dumps(
         [
             [
@@ -112,9 +180,11 @@ def encode_observations(observations: list[Observation]) -> bytes:
     )
 
 
-def _model_part(model: BaseModel | None) -> list[Any] | None:
+def _model_part(model: BaseModel | SentReading | None) -> list[Any] | None:
     if model is None:
         return None
+    if isinstance(model, SentReading):
+        raise TypeError("a SentReading has no version 1 form (it is only read back)")
     return [
         type(model) is BatchReading,
         model.__dict__,
@@ -125,9 +195,13 @@ def _model_part(model: BaseModel | None) -> list[Any] | None:
 
 def decode_observations(body: bytes) -> list[Observation]:
     """The chunk `encode_observations` encoded, equal to the original."""
+    return _observations_v1(orjson.loads(body))
+
+
+def _observations_v1(entries: list[Any]) -> list[Observation]:
     parse = datetime.fromisoformat
     observations = []
-    for zone, device_id, at, received_at, retained, part, status in orjson.loads(body):
+    for zone, device_id, at, received_at, retained, part, status in entries:
         reading = None
         if part is not None:  # `_model(...)` inline: the hot path
             batch, values, fields_set, extra = part

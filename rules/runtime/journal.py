@@ -12,15 +12,14 @@ of `luxtel run`, `rules.runtime.journal_reader` the side of the rules process.
 An append-only log of segment files (`{offset:020d}-{seq:020d}.journal`, named by the offset
 of their first byte and the sequence number of their first observation). `luxtel run`'s sink
 appends one record per batch — the batch's observations, encoded as
-`rules.runtime.channel.encode_observations` does — and fsyncs it before the batch's messages are
-acknowledged to the broker, so an acknowledged observation is on disk. The rules process
-reads the records at its own pace, up to the end the parent last reported as durable, and
-commits its read `Position` in the same SQLite transaction as the alert state and the outbox
-(`rules.runtime.store`): after a `kill -9` it goes on from the committed position, re-evaluating at
-most
-what it had not committed (whose effects were not committed either), so nothing is evaluated
-twice in effect and nothing acknowledged is skipped. Segments wholly before the committed
-position are deleted by the rules process.
+`rules.runtime.channel.encode_handed` does (version 2; version 1 is still read) — and fsyncs it
+before the batch's messages are acknowledged to the broker, so an acknowledged observation is on
+disk. The rules process reads the records at its own pace, up to the end the parent last
+reported as durable, and commits its read `Position` in the same SQLite transaction as the alert
+state and the outbox (`rules.runtime.store`): after a `kill -9` it goes on from the committed
+position, re-evaluating at most what it had not committed (whose effects were not committed
+either), so nothing is evaluated twice in effect and nothing acknowledged is skipped. Segments
+wholly before the committed position are deleted by the rules process.
 
 Bounded in bytes: when the records not yet committed by the rules and the next one would exceed
 `max_bytes`, `append` waits (and says so once in the log) until the rules commit further — the
@@ -38,12 +37,13 @@ fsync, so before any acknowledgement) is cut off when the writer opens the journ
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from models import Observation
-from rules.runtime.channel import decode_observations, encode_observations
+from models import Handed, Observation
+from rules.runtime.channel import decode_handed, encode_handed
 
 SUFFIX = ".journal"
 UNREADABLE_SUFFIX = ".unreadable"
@@ -100,7 +100,7 @@ class Record:
     body: bytes
 
     def observations(self) -> Chunk:
-        return Chunk(decode_observations(self.body), self.end)
+        return Chunk(decode_handed(self.body), self.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +112,8 @@ class Body:
     count: int
 
     @classmethod
-    def of(cls, observations: list[Observation]) -> "Body":
-        data = encode_observations(observations)
+    def of(cls, observations: Sequence[Handed]) -> "Body":
+        data = encode_handed(observations)
         return cls(data, zlib.crc32(data), len(observations))
 
     def record(self, seq: int, appended_at: float) -> bytes:
@@ -123,7 +123,7 @@ class Body:
         return struct.pack("<II", len(self.data), zlib.crc32(rest, self.crc)) + rest + self.data
 
 
-def encode_record(observations: list[Observation], seq: int, appended_at: float) -> bytes:
+def encode_record(observations: Sequence[Handed], seq: int, appended_at: float) -> bytes:
     return Body.of(observations).record(seq, appended_at)
 
 

@@ -9,14 +9,14 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from models import Observation
+from models import Handed
 from rules.runtime.journal import (
     HEADER,
     MAX_SEGMENT_BYTES,
@@ -176,7 +176,7 @@ class JournalWriter:
         """Bytes the rules have not committed."""
         return self.end.offset - self.committed.offset
 
-    async def append(self, observations: list[Observation]) -> None:
+    async def append(self, observations: Sequence[Handed]) -> None:
         """Append a batch's observations durably (written and fsynced); waits while the
         journal is at its bound. Appends keep the order of their calls."""
         if not observations:

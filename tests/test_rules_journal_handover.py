@@ -1,0 +1,250 @@
+"""What the rules process gets back from the journal is what the decoder made (issue 15: the
+hand-over without models). For any messages — telemetry and gateway batches, through the C fast
+path or the pydantic path, readings with and without `ts`, fields sent as null, unknown fields,
+statuses, retained messages — every observation `luxtel run` hands over
+(`Limits.hand_over`), appended to a real journal and read back, gives the rules the same zone,
+device, times, retained flag, `lamp_on` and `reading_map` (entries and order), and the same
+status, as the decoder's own observation of the same message (`Limits.observe`, with models);
+a record of the previous format (version 1) is still read, one of a later format set aside."""
+
+import asyncio
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.decode import Decoded, Limits, decode_into
+from ingest.messages import Inbound
+from ingest.metrics import IngestMetrics
+from ingest.stages import decode_chunk
+from models import Handed, Observation, Reading, SentReading
+from models.timestamps import epoch_ms
+from rules.language.expressions import reading_map
+from rules.runtime.channel import encode_observations
+from rules.runtime.journal import START, Body
+from rules.runtime.journal_reader import JournalReader
+from rules.runtime.journal_writer import JournalWriter
+from tests.rules_fixtures import reading
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
+SKEW_S = 300.0
+
+OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    "voltage_v": st.floats(0, 600) | st.integers(0, 600),
+    "current_a": st.floats(0, 50),
+    "power_factor": st.floats(0, 1) | st.sampled_from([0, 1]),
+    "dim_pct": st.integers(0, 100),
+    "driver_temp_c": st.floats(-60, 200) | st.integers(-60, 200),
+    "lux": st.floats(0, 1e6) | st.integers(0, 10**6),
+    "seq": st.integers(0, 2**63 - 1) | st.integers(0, 9),
+}
+TIMESTAMPS = (
+    st.integers(-3 * 86_400_000_000, int(SKEW_S * 1e6)).map(
+        lambda us: (NOW + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+    )
+    | st.integers(-86_400_000, 0).map(lambda ms: (NOW + timedelta(milliseconds=ms)).timestamp())
+    | st.sampled_from(["2026-11-24T19:59:00.250+08:00", "2026-11-24T11:59:00.1234567Z"])
+)
+DEVICES = st.sampled_from(["lum-1", "lum-2", "lum-3"])
+
+
+@st.composite
+def reading_bodies(draw: st.DrawFn, device: str | None) -> dict[str, Any]:
+    """A valid reading of `device` (None: no `device_id`, or null): each optional field left
+    out, sent as null or sent; `ts` left out, null, a string or epoch seconds; now and then an
+    unknown field (the fast path leaves those to the pydantic path)."""
+    body: dict[str, Any] = {
+        "lamp_on": draw(st.booleans()),
+        "power_w": draw(st.floats(0, 5000) | st.integers(0, 5000)),
+        "energy_wh": draw(st.floats(0, 1e12) | st.integers(0, 10**12)),
+    }
+    for name, values in OPTIONAL.items():
+        choice = draw(st.integers(0, 2))
+        if choice:
+            body[name] = None if choice == 1 else draw(values)
+    choice = draw(st.integers(0, 3))
+    if choice:
+        body["ts"] = None if choice == 1 else draw(TIMESTAMPS)
+    if device is not None:
+        body["device_id"] = device
+    elif draw(st.integers(0, 4)) == 0:
+        body["device_id"] = None
+    if draw(st.integers(0, 7)) == 0:
+        body["rssi"] = draw(st.integers(-120, 0) | st.none())
+    return {name: body[name] for name in draw(st.permutations(list(body)))}
+
+
+@st.composite
+def status_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    body: dict[str, Any] = {"online": draw(st.booleans())}
+    if draw(st.booleans()):
+        body["faults"] = draw(st.lists(st.sampled_from(["lamp_failure", "driver_overtemp"])))
+    if draw(st.booleans()):
+        body["firmware"] = "2.3.1"
+    if draw(st.booleans()):
+        body["ts"] = draw(TIMESTAMPS)
+    return body
+
+
+STEPS_US = st.sampled_from([0, 0, 0, 300, 1000, 2500, 60_000, -1000])
+"""How the receive time moves from one message to the next (as in tests/test_fast_path.py)."""
+
+
+@st.composite
+def message_lists(draw: st.DrawFn) -> list[tuple[str, bytes, int, bool]]:
+    """(topic, payload, receive-time step in µs, retained): telemetry, batches and statuses."""
+    messages = []
+    for _ in range(draw(st.integers(1, 10))):
+        step, retained = draw(STEPS_US), draw(st.integers(0, 7)) == 0
+        device = draw(DEVICES)
+        kind = draw(st.sampled_from(["telemetry", "telemetry", "batch", "status"]))
+        body: Any
+        if kind == "telemetry":
+            body = draw(reading_bodies(None if draw(st.booleans()) else device))
+            topic = f"lighting/north/{device}/telemetry"
+        elif kind == "batch":
+            body = [draw(reading_bodies(draw(DEVICES))) for _ in range(draw(st.integers(1, 4)))]
+            topic = "lighting/south/gw-1/batch"
+        else:
+            body = draw(status_bodies())
+            topic = f"lighting/north/{device}/status"
+        messages.append((topic, json.dumps(body).encode(), step, retained))
+    return messages
+
+
+def decoded(messages: list[tuple[str, bytes, int, bool]], fast: bool, hand_over: bool) -> Decoded:
+    """The messages decoded in order as the ingester decodes them, with fresh limits (so both
+    decodings stamp readings without `ts` alike)."""
+    limits = Limits(
+        topic_root="lighting", max_clock_skew_s=SKEW_S, observe=True, hand_over=hand_over
+    )
+    out = Decoded()
+    received_at = NOW
+    for topic, payload, step_us, retained in messages:
+        received_at += timedelta(microseconds=step_us)
+        decode_into(
+            out, topic, payload, received_at, epoch_ms(received_at), limits, None, fast, retained
+        )
+    return out
+
+
+def through_journal(directory: Path, chunks: list[list[Handed]]) -> list[Observation]:
+    """Appended to a real journal, as the sink does, and read back as the rules process does."""
+    journal = JournalWriter(directory, 64 << 20)
+
+    async def append() -> None:
+        for handed in chunks:
+            await journal.append(handed)
+
+    asyncio.run(append())
+    journal.close()
+    reader = JournalReader(directory, START)
+    out: list[Observation] = []
+    while records := reader.read(journal.end.offset):
+        for record in records:
+            out += reader.decode(record)
+    return out
+
+
+def rules_view(observation: Observation) -> tuple[Any, ...]:
+    """What the rules read of an observation (`rules.evaluation.evaluator`)."""
+    got = observation.reading
+    seen = None if got is None else (got.lamp_on, list(reading_map(got).items()))
+    return (
+        observation.zone,
+        observation.device_id,
+        observation.at,
+        observation.at.utcoffset(),
+        observation.received_at,
+        observation.retained,
+        seen,
+        observation.status,
+    )
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=message_lists(), fast=st.booleans(), split=st.integers(0, 10))
+def test_the_rules_get_back_what_the_decoder_made(
+    tmp_path_factory: pytest.TempPathFactory,
+    messages: list[tuple[str, bytes, int, bool]],
+    fast: bool,
+    split: int,
+) -> None:
+    made = decoded(messages, fast, hand_over=False)
+    handed = decoded(messages, fast, hand_over=True)
+    assert handed.observations == [], "with hand_over, everything is in `handed`"
+    assert [p.line for p in handed.points] == [p.line for p in made.points]
+    assert len(handed.handed) == len(made.observations)
+    if not fast:
+        assert all(isinstance(h, Observation) for h in handed.handed), "models on the full path"
+    got = through_journal(
+        tmp_path_factory.mktemp("journal"), [handed.handed[:split], handed.handed[split:]]
+    )
+    assert [rules_view(o) for o in got] == [rules_view(o) for o in made.observations]
+    assert got == made.observations, "equal, a SentReading to the Reading that sent its fields"
+    for before, after in zip(made.observations, got, strict=True):
+        assert isinstance(after.reading, SentReading) == (before.reading is not None)
+        assert isinstance(before.reading, Reading) == (before.reading is not None)
+
+
+def test_the_fast_path_hands_plain_data_and_the_full_path_observations_in_order() -> None:
+    """A plain reading is handed as the C module's plain data, no model built; one the fast path
+    leaves (an unknown field) and a status as Observations: one list, in the messages' order."""
+    limits = Limits(topic_root="lighting", observe=True, hand_over=True)
+    plain = b'{"lamp_on": true, "power_w": 40.0, "energy_wh": 1.5, "lux": null}'
+    odd = b'{"lamp_on": false, "power_w": 0, "energy_wh": 2, "rssi": -80}'
+    chunk = [
+        Inbound("lighting/z/d1/telemetry", plain, False, NOW, None),
+        Inbound("lighting/z/d1/telemetry", odd, False, NOW, None),
+        Inbound("lighting/z/d1/status", b'{"online": true}', False, NOW, None),
+    ]
+    handed: list[Handed] = []
+    decode_chunk(chunk, limits, IngestMetrics(), handed=handed)
+    first, second, third = handed
+    assert first == ("z", "d1", epoch_ms(NOW) * 1000, NOW, False, {**json.loads(plain)})
+    assert isinstance(second, Observation)
+    assert isinstance(second.reading, Reading)
+    assert isinstance(third, Observation)
+    assert third.status is not None
+
+
+def test_a_record_of_the_previous_format_is_still_read(tmp_path: Path) -> None:
+    """A journal an earlier luxtel left (version 1, every observation with its models) is read
+    after an upgrade: nothing it held is lost."""
+    old = [reading("d1", 0.0, power_w=3.0), reading("d2", 60.0, power_w=0.0)]
+    body = encode_observations(old)
+    journal = JournalWriter(tmp_path, 64 << 20)
+
+    async def main() -> None:
+        await journal.append_encoded(Body(body, zlib.crc32(body), len(old)))
+        await journal.append(old)
+
+    asyncio.run(main())
+    reader = JournalReader(tmp_path, START)
+    first, second = (reader.decode(record) for record in reader.read(journal.end.offset))
+    assert list(first) == old
+    assert [type(o.reading) for o in first] == [Reading, Reading]
+    assert list(second) == old
+    assert [type(o.reading) for o in second] == [SentReading, SentReading]
+    assert [rules_view(o) for o in second] == [rules_view(o) for o in old]
+
+
+def test_a_record_of_a_later_format_is_set_aside(tmp_path: Path) -> None:
+    later = b'[3, [["north", "d1"]]]'
+    journal = JournalWriter(tmp_path, 64 << 20)
+
+    async def main() -> None:
+        await journal.append_encoded(Body(later, zlib.crc32(later), 1))
+        await journal.append([reading("d1", 0.0)])
+
+    asyncio.run(main())
+    reader = JournalReader(tmp_path, START)
+    got = [reader.decode(record) for record in reader.read(journal.end.offset)]
+    assert [len(c) for c in got] == [0, 1]
+    (kept,) = tmp_path.glob("*.unreadable")
+    assert kept.read_bytes() == later
