@@ -1,29 +1,33 @@
 """Energy for a whole city: a month's report and a year of the dashboard from the rollup levels,
 at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale that fits.
 
-    python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200] [--keep]
+    python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
+        [--device-rollups] [--raw-edges] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
-city's data set is the rollups themselves, written as fast as InfluxDB takes them:
+city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
+figures: lit 18:00–06:00 UTC at ~28 W; 25 luminaires a circuit, ``--zone-size`` a zone):
 
-1. Per-luminaire daily rollups (``energy_daily``) for the 30 days of March 2026, as
-   ``energy.rollup.day_line`` writes them; per-luminaire hourly rollups (``energy_hourly``,
-   ``energy.rollup.line``) only for the first and last day (the hours a report of the month reads
-   from them); raw telemetry only for the hours a report reads raw (an hour at each end of the
-   month, with an hour around each for the intervals across them). Figures are synthetic: lit
-   18:00–06:00 UTC at ~28 W.
-2. The group levels by luxtel's own statements (``energy.rollup_groups.into_statement``, what
-   ``build`` runs): ``energy_group_hourly`` over the two days' hours, ``energy_group_daily`` and
-   ``energy_zone_daily`` per day, computed inside InfluxDB.
-3. ``luxtel energy report`` for the month ``--by zone``, ``--by circuit`` and ``--by device``,
-   each a process of its own (wall time; peak RSS by GNU ``/usr/bin/time``).
-4. The dashboard's per-zone-per-day panel query over a year, every zone selected (Grafana's
-   "All" as the regex of every zone): the month's ``energy_zone_daily`` from step 2 and the other
-   335 days written directly (copies of it).
-5. At ``--small-devices`` luminaires × 30 days of raw 15-minute telemetry
-   (``bench/energy_rollups.py``'s writer): ``luxtel energy rollup`` (the real build, group levels
-   included), the report ``--by zone`` from rollups and from raw readings (CSVs compared byte for
-   byte), and InfluxDB's own ``non_negative_difference`` query.
+1. The levels a report by zone, circuit, day or month reads: ``energy_group_daily`` for the 30
+   days of March 2026, ``energy_group_hourly`` for the first and last day and the hour on either
+   side of the month (whose ``reporting`` lets the report read no raw hour at all), and
+   ``energy_zone_daily`` for the dashboard. By default written directly (``group_lines``: what
+   luxtel's INTO statements compute from the per-luminaire points ``hour_rollup`` makes; checked
+   against the INTO path at 2,000 luminaires: the same kWh). ``--device-rollups`` writes the
+   per-luminaire points instead (``energy_daily`` via ``energy.rollup.day_line`` for 30 days,
+   ``energy_hourly`` via ``energy.rollup.line`` for those hours) and computes the group levels
+   from them with luxtel's own ``into_statement`` (what ``build`` runs); needed for ``--by
+   device``; ~10 min at 100,000. ``--raw-edges`` adds raw telemetry for 3 h at each end.
+2. ``luxtel energy report`` for the month ``--by zone`` and ``--by circuit`` (and ``--by device``
+   with ``--device-rollups``), each a process of its own (wall time; peak RSS by GNU
+   ``/usr/bin/time``).
+3. The dashboard's per-zone-per-day panel query over a year, every zone selected (Grafana's
+   "All" as the regex of every zone), and its savings query: the month's ``energy_zone_daily``
+   and the other 335 days written directly (copies of it).
+4. At ``--small-devices`` luminaires × 30 days of raw 15-minute telemetry
+   (``bench/energy_rollups.py``'s writer), in the same run: ``luxtel energy rollup`` (the real
+   build, group levels included), the report ``--by zone`` from rollups and from raw readings
+   (CSVs compared byte for byte), and InfluxDB's own ``non_negative_difference`` query.
 
 Not a test: nothing is asserted on time. Servers and data live in a temporary directory removed
 at the end (``--keep`` keeps it).
@@ -128,11 +132,10 @@ def hour_rollup(lum: Luminaire, i: int, hour_ms: int) -> Rollup:
     )
 
 
-def hourly_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
-    for day in days:
-        for hour in range(day, day + DAY, H):
-            for i, lum in enumerate(lums):
-                yield line(hour_rollup(lum, i, hour))
+def hourly_lines(lums: list[Luminaire], hours: list[int]) -> Iterator[str]:
+    for hour in hours:
+        for i, lum in enumerate(lums):
+            yield line(hour_rollup(lum, i, hour))
 
 
 def daily_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
@@ -294,6 +297,12 @@ def main() -> None:
     parser.add_argument("--zone-size", type=int, default=1000)
     parser.add_argument("--small-devices", type=int, default=200)
     parser.add_argument(
+        "--raw-edges",
+        action="store_true",
+        help="also write raw telemetry around the month's two ends (read only when a "
+        "luminaire did not report in the hours around the month)",
+    )
+    parser.add_argument(
         "--device-rollups",
         action="store_true",
         help="also write the per-luminaire daily and edge-day hourly rollups and compute the "
@@ -326,7 +335,9 @@ def main() -> None:
             f'[inventory]\npath = "{tmp / "inventory.csv"}"\n'
         )
         days = [start_ms + d * DAY for d in range(DAYS)]
-        edge_days = [days[0], days[-1]]
+        # the first and last day's hours, and the hour on either side of the month
+        spans = [(start_ms - H, start_ms + DAY), (end_ms - DAY, end_ms + H)]
+        hours = [h for a, b in spans for h in range(a, b, H)]
 
         def raw_edges() -> int:
             a = asyncio.run(
@@ -336,7 +347,8 @@ def main() -> None:
                 write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, end_ms + H))
             )
 
-        timed("raw telemetry: 3 h at each end of the month", results, "write_raw", raw_edges)
+        if args.raw_edges:
+            timed("raw telemetry: 3 h at each end of the month", results, "write_raw", raw_edges)
 
         if args.device_rollups:
             timed(
@@ -346,15 +358,15 @@ def main() -> None:
                 lambda: asyncio.run(write(server.url, db, RP, daily_lines(lums, days))),
             )
             timed(
-                "energy_hourly: the first and last day",
+                "energy_hourly: the first and last day, and the hour on either side",
                 results,
                 "write_hourly",
-                lambda: asyncio.run(write(server.url, db, RP, hourly_lines(lums, edge_days))),
+                lambda: asyncio.run(write(server.url, db, RP, hourly_lines(lums, hours))),
             )
 
             def into_hours() -> int:
-                for day in edge_days:
-                    post_query(server.url, db, into_statement(RP, GROUP_HOURLY, day, day + DAY))
+                for a, b in spans:
+                    post_query(server.url, db, into_statement(RP, GROUP_HOURLY, a, b))
                 return 0
 
             def into_days() -> int:
@@ -371,7 +383,6 @@ def main() -> None:
                 into_days,
             )
         else:
-            hours = [h for day in edge_days for h in range(day, day + DAY, H)]
             for measurement, times, span_h in (
                 (GROUP_HOURLY, hours, 1),
                 (GROUP_DAILY, days, 24),

@@ -14,6 +14,9 @@ therefore ``missing`` (``ReportBuilder.finish(closed=True)``), exactly as a repo
 period sees it. Only near a report's own edges does the raw report say ``edge`` for a short
 stretch, which is why ``plan`` leaves ``edge_ms`` at each end of a report to raw readings.
 
+``reported`` is 1 when the hour holds a reading of the device (summed per group, it says whether
+every luminaire reported in the hours around a report, see ``energy.rollup_groups``).
+
 The point written per device-hour (``line``): measurement ``energy_hourly``, tags ``circuit``,
 ``device_id``, ``zone`` (bounded: from the inventory), time = the hour's start (ms). Written again
 for the same hour, it overwrites the earlier point (same series, same time): never doubled.
@@ -234,7 +237,7 @@ def line(row: Rollup) -> str:
         f"baseline_wh={row.baseline_wh!r},flagged={row.flagged}i,resets={row.resets}i,"
         f'gap={"true" if row.flagged else "false"},method="{method}",'
         f"via_counter={int('counter' in method)}i,via_power={int('power' in method)}i,"
-        f"inventory_crc={row.inventory_crc}i {row.hour_ms}"
+        f"inventory_crc={row.inventory_crc}i,reported={int(row.readings > 0)}i {row.hour_ms}"
     )
 
 

@@ -261,6 +261,9 @@ class Sources:
     rollup_rows: int = 0
     """Sums InfluxDB answered (one per device, or per (zone, circuit), per run of hours per
     axis)."""
+    edge_ms: float = 0.0
+    """How far from the report's ends hours were left to raw readings (0 when every luminaire
+    reported just outside them, ``energy.rollup_groups``)."""
     group_days: int = 0
     group_hours: int = 0
     """Of ``rollup_days`` and ``rollup_hours``, those read per (zone, circuit)."""
@@ -443,6 +446,28 @@ async def _per_time(
     return found
 
 
+async def _edges_reported(
+    writer: InfluxWriter, builder: ReportBuilder, config: RollupConfig, zones: Sequence[str]
+) -> bool:
+    """Whether every luminaire of the inventory has a reading in the last whole hour ending by
+    the report's start and in the first beginning from its end, by ``energy_group_hourly``'s
+    ``reporting`` (its groups agreeing with the inventory); then no stretch at the report's ends
+    is an ``edge`` for the raw report, and its whole hours there may come from rollups. False
+    when the look-back (``max_interval_ms``) is under 2 h: such a reading may lie beyond it."""
+    if builder.max_interval_ms < 2 * MS_PER_H:
+        return False
+    wanted = len(builder.inventory)
+    for h in (floor_hour(builder.start_ms) - MS_PER_H, ceil_hour(builder.end_ms)):
+        span = [(h, h + MS_PER_H)]
+        select_list = 'sum("reporting"), sum("luminaires")'
+        found = await _per_time(writer, span, config, zones, select_list, GROUP_HOURLY)
+        if found.get(h) != (wanted, wanted):
+            return False
+        if not await _group_check(writer, builder, span, config, zones, GROUP_HOURLY):
+            return False
+    return True
+
+
 async def _read_back_group_days(
     writer: InfluxWriter,
     builder: ReportBuilder,
@@ -543,6 +568,9 @@ async def feed_report(
     )
     axes = [axis.edges for axis in builder.axes.values()]
     sources = Sources()
+    if await _edges_reported(writer, builder, config, zones):
+        edge = 0.0
+    sources.edge_ms = edge
     days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
     group_days: list[tuple[int, int]] = []
     if groupable(builder):

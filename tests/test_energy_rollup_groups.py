@@ -175,3 +175,25 @@ def test_a_late_backlog_rebuilds_its_groups_hours_and_days(city: City) -> None:
     assert after == _report(city, "raw", *args)
     north = next(r for r in after if r["zone"] == "north")
     assert north["readings"] == before["north"]["readings"] + len(city.backlog)
+
+
+@pytest.mark.parametrize("by", ["zone", "device", "day"])
+@pytest.mark.parametrize(
+    ("period", "raw_h"),
+    [
+        (("2026-03-28", "2026-03-31"), "0 h"),
+        (("2026-03-28T10:20:00Z", "2026-03-30T17:40:00Z"), "1.33333 h"),  # the partial hours
+    ],
+)
+def test_when_every_luminaire_reported_around_the_period_no_whole_hour_is_read_raw(
+    city: City, by: str, period: tuple[str, str], raw_h: str
+) -> None:
+    _rollup(city, "2026-03-27", "2026-04-01")  # the hours around the period too
+    args = ("--by", by, "--zone", "north", "--from", *period[:1], "--to", period[1])
+    via, said = _said(city, *args)
+    assert f", {raw_h} from raw readings" in said
+    assert via == _report(city, "raw", *args)
+    everyone = ("--by", by, "--from", *period[:1], "--to", period[1])  # s3 starts on the 29th
+    via, said = _said(city, *everyone)
+    assert f", {raw_h} from raw readings" not in said
+    assert via == _report(city, "raw", *everyone)
