@@ -165,7 +165,7 @@ def group_lines(
 ) -> Iterator[str]:
     """Per (zone, circuit) (or per zone) points of ``span_h`` hours each, holding what
     ``into_statement`` computes from the per-luminaire points ``hour_rollup`` makes (sums, max
-    of the methods, ``luminaires``, daily ``hours``), for ``--direct`` runs."""
+    of the methods, ``luminaires``, daily ``hours``, hourly ``reporting``)."""
     per_zone = measurement == ZONE_DAILY
     groups: dict[tuple[str, ...], list[tuple[int, Luminaire]]] = {}
     for i, lum in enumerate(lums):
@@ -205,6 +205,8 @@ def group_lines(
             }
             if span_h > 1:
                 ints["hours"] = lit_h * n
+            else:
+                ints["reporting"] = n  # every luminaire reported every hour
             fields += "," + ",".join(f"{k}={v}i" for k, v in ints.items())
             fields += f",expected={float(4 * span_h * n)!r}"
             tags = ",".join(f"{k}={v}" for k, v in zip(("zone", "circuit"), key, strict=False))
@@ -458,6 +460,9 @@ def main() -> None:
 
         # The raw path, at a scale that fits, in the same run.
         small = args.small_devices
+        if not small:
+            print(json.dumps(results))
+            return
         sdb = "small"
         create_database(server.url, sdb)
         small_inventory(tmp / "small.csv", small)

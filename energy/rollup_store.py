@@ -17,9 +17,12 @@ Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall c
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
+
+import structlog
 
 from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
@@ -55,6 +58,8 @@ from energy.rollup_groups import (
 from energy.source import COLUMNS, push_series
 from influx.client import InfluxWriter
 from influx.errors import InfluxRejectedError
+
+log = structlog.get_logger("luxtel.rollups")
 
 WRITE_BATCH = 5000
 DEVICE_HOURS = 50_000
@@ -176,7 +181,7 @@ async def build(
             lines = [line(row) for row in rows]
             for i in range(0, len(lines), WRITE_BATCH):
                 await out.write(lines[i : i + WRITE_BATCH])
-            await _into(writer, into_statement(config.retention_policy, GROUP_HOURLY, a, b))
+            await _into(writer, config, GROUP_HOURLY, a, b)
             done.rows += len(rows)
             if advance is not None:
                 advance(b - a, len(rows))
@@ -236,16 +241,29 @@ async def build_days(
             await out.write(lines[i : i + WRITE_BATCH])
         written += len(lines)
         for level in (GROUP_DAILY, ZONE_DAILY):
-            await _into(writer, into_statement(config.retention_policy, level, a, b))
+            await _into(writer, config, level, a, b)
     return written
 
 
-async def _into(writer: InfluxWriter, statement: str) -> None:
-    """Run a ``SELECT … INTO`` (InfluxDB wants it POSTed); refused: ``InfluxRejectedError``."""
+async def _into(writer: InfluxWriter, config: RollupConfig, level: str, a: int, b: int) -> None:
+    """Compute ``level`` over ``[a, b)`` inside InfluxDB (``into_statement``, POSTed).
+
+    Refused (an InfluxDB without ``SELECT … INTO``, e.g. 2.x's v1 API): a warning, the level's
+    points of the span deleted where InfluxDB allows it, and the build carries on; reports then
+    read the per-luminaire rollups (the level is absent or fails their checks). InfluxDB away:
+    ``InfluxUnavailableError`` as from any query, and the build is tried again."""
     try:
-        await post_statement(writer, statement)
+        await post_statement(writer, into_statement(config.retention_policy, level, a, b))
     except RetentionError as error:
-        raise InfluxRejectedError(400, str(error)) from None
+        log.warning(
+            "rollup_group_level_refused",
+            level=level,
+            error=str(error),
+            action="reports read the per-luminaire rollups",
+        )
+        statement = f'DELETE FROM "{level}" WHERE time >= {a}ms AND time < {b}ms'  # noqa: S608
+        with contextlib.suppress(RetentionError):
+            await post_statement(writer, statement)
 
 
 @dataclass(slots=True)
