@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
 import pytest
 
@@ -16,7 +18,7 @@ from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
-from servers import query, write_points
+from servers import query, quote_ident, write_points
 from tests.test_energy_rollup_influx import (
     END,
     START,
@@ -197,3 +199,24 @@ def test_when_every_luminaire_reported_around_the_period_no_whole_hour_is_read_r
     via, said = _said(city, *everyone)
     assert f", {raw_h} from raw readings" not in said
     assert via == _report(city, "raw", *everyone)
+
+
+def test_a_refused_group_level_leaves_the_build_and_the_report_right(city: City) -> None:
+    """A field of another type where the 29th's group sums go (a shard InfluxDB will not write
+    them into): the INTO is refused, the build carries on, the level's day is deleted, and the
+    report reads that day from the per-luminaire rollups."""
+    database = quote_ident(city.database)
+    query(city.url, f"CREATE RETENTION POLICY rollups ON {database} DURATION INF REPLICATION 1")
+    day = START + 24 * H  # 29 March, London midnight (UTC+0 until 01:00)
+    params = urlencode({"db": city.database, "rp": "rollups", "precision": "ms"})
+    body = f'energy_group_daily,circuit=C01,zone=north readings="text" {day}'.encode()
+    with urlopen(Request(f"{city.url}/write?{params}", data=body), timeout=10) as answer:  # noqa: S310
+        assert answer.status == 204
+    _rollup(city)  # exits 0 (asserted)
+    conflicting = _rows(city, 'SELECT "readings" FROM "rollups"."energy_group_daily" GROUP BY *')
+    assert all(not isinstance(r["readings"], str) for r in conflicting)
+    assert all(r["time"] != "2026-03-29T00:00:00Z" for r in conflicting)  # the day deleted
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    via, said = _said(city, *args)
+    assert "1 whole days and 44 whole hours from rollups (0 days and 44 hours per zone" in said
+    assert via == _report(city, "raw", *args)
