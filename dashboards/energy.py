@@ -1,12 +1,16 @@
 """Energy: kWh per zone per day, burning hours, completeness, and savings against the baseline.
 
-Every panel reads the hourly rollups (`energy_hourly` in the `rollups` retention policy, kept by
-`luxtel run` and `luxtel energy rollup`), never raw telemetry: a year of a large city is
-100,000 × 8,760 points summed by InfluxDB instead of a `non_negative_difference` over 35 billion
-raw ones. The rollups hold the report's own arithmetic (resets, onboarding, intervals shared
-between hours), so these are the auditor's figures for whole hours, and the baseline is each
-luminaire's own (`baseline_power_w` of the inventory, over its verified burning hours). Days are
-UTC days; `luxtel energy report --by day --tz …` gives the city's civil days.
+Every panel reads the per-zone daily rollups (`energy_zone_daily` in the `rollups` retention
+policy, `energy.rollup_groups`: kept by `luxtel run` and `luxtel energy rollup`, computed by
+InfluxDB from the per-luminaire rollups), never raw telemetry nor per-luminaire points: a year of
+a city is one point per zone per civil day (36,500 for 100 zones) instead of a
+`non_negative_difference` over 35 billion raw readings. The rollups hold the report's own
+arithmetic (resets, onboarding, intervals shared between hours), so these are the auditor's
+figures for whole civil days of `energy.tz` (each point at its day's local midnight), and the
+baseline is each luminaire's own (`baseline_power_w` of the inventory, over its verified burning
+hours, summed into the zone's `baseline_wh`). The per-day sums over zones group by 15 minutes
+with `fill(none)`: each civil day's points share their local midnight, so each bar is one civil
+day, at its start, in any time zone.
 """
 
 from __future__ import annotations
@@ -21,29 +25,30 @@ from dashboards.inventory import Inventory
 from dashboards.sdk import INFLUX, InfluxQL
 
 UID = "luxtel-energy"
-ROLLUPS = '"rollups"."energy_hourly"'
-"""The rollups' retention policy and measurement (`influx.rollup_retention_policy`)."""
+ROLLUPS = '"rollups"."energy_zone_daily"'
+"""The rollups' retention policy and the per-zone daily level (`influx.rollup_retention_policy`)."""
 
 KWH_PER_ZONE_DAY = influxql(
-    'SELECT sum("metered_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone '
-    'GROUP BY time(1d), "zone"',
+    'SELECT "metered_wh" / 1000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY "zone"',
     rollups=ROLLUPS,
 )
 BURNING_HOURS_PER_ZONE_DAY = influxql(
-    'SELECT sum("burning_h") FROM @rollups WHERE $timeFilter AND @zone GROUP BY time(1d), "zone"',
+    'SELECT "burning_h" FROM @rollups WHERE $timeFilter AND @zone GROUP BY "zone"',
     rollups=ROLLUPS,
 )
 COMPLETENESS_PER_ZONE_DAY = influxql(
-    'SELECT sum("readings") / sum("expected") * 100 FROM @rollups WHERE $timeFilter AND @zone '
-    'GROUP BY time(1d), "zone"',
+    'SELECT "readings" / "expected" * 100 FROM @rollups WHERE $timeFilter AND @zone '
+    'GROUP BY "zone"',
     rollups=ROLLUPS,
 )
 BASELINE_KWH_PER_DAY = influxql(
-    'SELECT sum("baseline_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY time(1d)',
+    'SELECT sum("baseline_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone '
+    "GROUP BY time(15m) fill(none)",
     rollups=ROLLUPS,
 )
 VERIFIED_KWH_PER_DAY = influxql(
-    'SELECT sum("verified_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY time(1d)',
+    'SELECT sum("verified_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone '
+    "GROUP BY time(15m) fill(none)",
     rollups=ROLLUPS,
 )
 
@@ -71,15 +76,15 @@ def energy_dashboard(inventory: Inventory) -> builder.Dashboard:
             UID,
             "luxtel: energy",
             "Metered kWh per zone and day, burning hours, completeness, savings against each "
-            "luminaire's baseline; from the hourly rollups.",
+            "luminaire's baseline; from the per-zone daily rollups.",
         )
         .time("now-30d", "now")
         .refresh("1h")
         .with_variable(zone_variable())
         .with_panel(
-            _bars("Energy per zone per day", "kwatth", "Metered kWh (UTC days).").with_target(
-                InfluxQL(KWH_PER_ZONE_DAY).alias("$tag_zone")
-            )
+            _bars(
+                "Energy per zone per day", "kwatth", "Metered kWh (civil days of energy.tz)."
+            ).with_target(InfluxQL(KWH_PER_ZONE_DAY).alias("$tag_zone"))
         )
         .with_panel(
             _bars(

@@ -106,6 +106,10 @@ class Axis:
     group_of: Callable[[Luminaire], str]
     edges: list[int]
     labels: list[str]
+    by: str = ""
+    """Which inventory column ``group_of`` reads: ``zone``, ``circuit``, ``device_id``, or
+    ``ALL`` for one group; empty when it is something else. Rollups per (zone, circuit) can
+    stand for per-device ones only on axes by zone, circuit or ``ALL``."""
 
 
 def _group(by: By) -> Callable[[Luminaire], str]:

@@ -14,6 +14,9 @@ therefore ``missing`` (``ReportBuilder.finish(closed=True)``), exactly as a repo
 period sees it. Only near a report's own edges does the raw report say ``edge`` for a short
 stretch, which is why ``plan`` leaves ``edge_ms`` at each end of a report to raw readings.
 
+``reported`` is 1 when the hour holds a reading of the device (summed per group, it says whether
+every luminaire reported in the hours around a report, see ``energy.rollup_groups``).
+
 The point written per device-hour (``line``): measurement ``energy_hourly``, tags ``circuit``,
 ``device_id``, ``zone`` (bounded: from the inventory), time = the hour's start (ms). Written again
 for the same hour, it overwrites the earlier point (same series, same time): never doubled.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,6 +73,15 @@ SUMMED = (
 ``via_counter`` and ``via_power`` (1 when the hour had an interval known that way)."""
 
 
+def inventory_crc(lum: Luminaire) -> int:
+    """CRC-32 of what a rollup's figures depend on in the inventory: the device, its zone and
+    circuit (the tags) and its baseline W. Summed over a group's luminaires it tells whether a
+    rollup per (zone, circuit) was built from the inventory a report now reads (``energy.
+    rollup_groups``)."""
+    text = f"{lum.device_id}\x1f{lum.zone}\x1f{lum.circuit}\x1f{float(lum.baseline_power_w)!r}"
+    return zlib.crc32(text.encode())
+
+
 def floor_hour(t_ms: int) -> int:
     return t_ms - t_ms % MS_PER_H
 
@@ -98,6 +111,8 @@ class Rollup:
     resets: int
     method: str
     """``counter``, ``power``, ``counter+power`` or ``none``: how the Wh were known."""
+    inventory_crc: int = 0
+    """``inventory_crc`` of the luminaire's inventory entry the hour was built with."""
 
     @property
     def metered_wh(self) -> float:
@@ -125,6 +140,7 @@ class Rollup:
             t.flagged,
             t.resets,
             "+".join(sorted(t.methods)) or "none",
+            inventory_crc(lum),
         )
 
     def add_to(self, tally: Tally, baseline_w: float) -> None:
@@ -220,8 +236,8 @@ def line(row: Rollup) -> str:
         f"burning_h={row.burning_h!r},dim_pct_h={row.dim_pct_h!r},"
         f"baseline_wh={row.baseline_wh!r},flagged={row.flagged}i,resets={row.resets}i,"
         f'gap={"true" if row.flagged else "false"},method="{method}",'
-        f"via_counter={int('counter' in method)}i,via_power={int('power' in method)}i "
-        f"{row.hour_ms}"
+        f"via_counter={int('counter' in method)}i,via_power={int('power' in method)}i,"
+        f"inventory_crc={row.inventory_crc}i,reported={int(row.readings > 0)}i {row.hour_ms}"
     )
 
 
@@ -248,6 +264,7 @@ def from_record(record: Mapping[str, object]) -> Rollup:
         int(number("flagged")),
         int(number("resets")),
         str(record.get("method") or "none"),
+        int(number("inventory_crc")),
     )
 
 
@@ -330,13 +347,26 @@ def candidate_days(
     ]
 
 
+DAY_SUMMED = (*SUMMED, "metered_wh", "baseline_wh", "expected")
+"""What a daily point sums of its hours, beside ``via_counter``/``via_power`` (max), ``hours``
+(count) and ``inventory_crc``."""
+_INTEGERS = frozenset(
+    ("readings", "flagged", "resets", "hours", "via_counter", "via_power", "inventory_crc")
+)
+
+
 def day_line(lum: Luminaire, day_ms: int, sums: Mapping[str, float]) -> str:
-    """One device's civil day: the sums of its hourly rollups, ``hours`` of them."""
+    """One device's civil day: the sums of its hourly rollups, ``hours`` of them. Its
+    ``inventory_crc`` is its hours' when they all agree (``crc_lo`` = ``crc_hi``), else -1:
+    hours built from different inventories make a day no group sum may stand on."""
+    lo, hi = sums.get("crc_lo"), sums.get("crc_hi")
+    crc = int(hi) if lo is not None and lo == hi else -1
+    values = {**sums, "inventory_crc": crc}
     fields = ",".join(
-        f"{name}={int(sums.get(name) or 0)}i"
-        if name in ("readings", "flagged", "resets", "hours", "via_counter", "via_power")
-        else f"{name}={_float(sums.get(name) or 0.0)}"
-        for name in (*SUMMED, "via_counter", "via_power", "hours")
+        f"{name}={int(values.get(name) or 0)}i"
+        if name in _INTEGERS
+        else f"{name}={_float(values.get(name) or 0.0)}"
+        for name in (*DAY_SUMMED, "via_counter", "via_power", "hours", "inventory_crc")
     )
     tags = f"circuit={lum.circuit},device_id={lum.device_id},zone={lum.zone}"
     return f"{DAY_MEASUREMENT},{tags} {fields} {day_ms}"

@@ -17,17 +17,21 @@ Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall c
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
+
+import structlog
 
 from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.queries import checked, select, stream, windows
 from energy.report import ReportBuilder
-from energy.retention import post_statement
+from energy.retention import RetentionError, post_statement
 from energy.rollup import (
     DAY_MEASUREMENT,
+    DAY_SUMMED,
     MEASUREMENT,
     SUMMED,
     add_sums,
@@ -42,9 +46,20 @@ from energy.rollup import (
     rollup_builder,
     rollups,
 )
+from energy.rollup_groups import (
+    GROUP_DAILY,
+    GROUP_HOURLY,
+    ZONE_DAILY,
+    GroupCheck,
+    add_group_sums,
+    groupable,
+    into_statement,
+)
 from energy.source import COLUMNS, push_series
 from influx.client import InfluxWriter
 from influx.errors import InfluxRejectedError
+
+log = structlog.get_logger("luxtel.rollups")
 
 WRITE_BATCH = 5000
 DEVICE_HOURS = 50_000
@@ -166,6 +181,7 @@ async def build(
             lines = [line(row) for row in rows]
             for i in range(0, len(lines), WRITE_BATCH):
                 await out.write(lines[i : i + WRITE_BATCH])
+            await _into(writer, config, GROUP_HOURLY, a, b)
             done.rows += len(rows)
             if advance is not None:
                 advance(b - a, len(rows))
@@ -180,10 +196,13 @@ async def delete_range(
     """Delete the hourly rollups of the hours over ``[start_ms, end_ms)`` and the daily ones
     of the days touching it (before a rebuild after an inventory edit moved a luminaire to
     another zone or circuit: its points under the old tags would stay beside the new ones).
-    Both measurements exist only in the rollup policy, so nothing else is touched."""
+    The per-group levels of the same hours and days go too. These measurements exist only in
+    the rollup policy, so nothing else is touched."""
     a, b = floor_hour(start_ms), ceil_hour(end_ms)
     days = days_touching(a, b, ZoneInfo(config.tz))
-    spans = [(MEASUREMENT, a, b)] + ([(DAY_MEASUREMENT, days[0][0], days[-1][1])] if days else [])
+    spans = [(MEASUREMENT, a, b), (GROUP_HOURLY, a, b)]
+    if days:
+        spans += [(m, days[0][0], days[-1][1]) for m in (DAY_MEASUREMENT, GROUP_DAILY, ZONE_DAILY)]
     for measurement, x, y in spans:
         # integers and constants only
         statement = f'DELETE FROM "{measurement}" WHERE time >= {x}ms AND time < {y}ms'  # noqa: S608
@@ -199,11 +218,14 @@ async def build_days(
     config: RollupConfig,
 ) -> int:
     """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)``: each
-    device's sums over the day's hourly points, summed by InfluxDB; returns the points."""
+    device's sums over the day's hourly points, summed by InfluxDB, then the day's sums per
+    (zone, circuit) and per zone (``energy.rollup_groups``, computed by InfluxDB from the daily
+    points just written); returns the per-device points."""
     select_list = ", ".join(
-        [f'sum("{name}") AS "{name}"' for name in SUMMED]
+        [f'sum("{name}") AS "{name}"' for name in DAY_SUMMED]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
         + ['count("readings") AS "hours"']
+        + ['min("inventory_crc") AS "crc_lo"', 'max("inventory_crc") AS "crc_hi"']
     )
     written = 0
     for a, b in days_touching(start_ms, end_ms, ZoneInfo(config.tz)):
@@ -218,7 +240,30 @@ async def build_days(
         for i in range(0, len(lines), WRITE_BATCH):
             await out.write(lines[i : i + WRITE_BATCH])
         written += len(lines)
+        for level in (GROUP_DAILY, ZONE_DAILY):
+            await _into(writer, config, level, a, b)
     return written
+
+
+async def _into(writer: InfluxWriter, config: RollupConfig, level: str, a: int, b: int) -> None:
+    """Compute ``level`` over ``[a, b)`` inside InfluxDB (``into_statement``, POSTed).
+
+    Refused (an InfluxDB without ``SELECT … INTO``, e.g. 2.x's v1 API): a warning, the level's
+    points of the span deleted where InfluxDB allows it, and the build carries on; reports then
+    read the per-luminaire rollups (the level is absent or fails their checks). InfluxDB away:
+    ``InfluxUnavailableError`` as from any query, and the build is tried again."""
+    try:
+        await post_statement(writer, into_statement(config.retention_policy, level, a, b))
+    except RetentionError as error:
+        log.warning(
+            "rollup_group_level_refused",
+            level=level,
+            error=str(error),
+            action="reports read the per-luminaire rollups",
+        )
+        statement = f'DELETE FROM "{level}" WHERE time >= {a}ms AND time < {b}ms'  # noqa: S608
+        with contextlib.suppress(RetentionError):
+            await post_statement(writer, statement)
 
 
 @dataclass(slots=True)
@@ -232,7 +277,14 @@ class Sources:
     """Hours that could have come from rollups but lacked a device's point."""
     readings: int = 0
     rollup_rows: int = 0
-    """Device-sums InfluxDB answered (one per device per run of hours per axis)."""
+    """Sums InfluxDB answered (one per device, or per (zone, circuit), per run of hours per
+    axis)."""
+    edge_ms: float = 0.0
+    """How far from the report's ends hours were left to raw readings (0 when every luminaire
+    reported just outside them, ``energy.rollup_groups``)."""
+    group_days: int = 0
+    group_hours: int = 0
+    """Of ``rollup_days`` and ``rollup_hours``, those read per (zone, circuit)."""
 
 
 def _sums_statement(
@@ -268,14 +320,7 @@ async def _add_runs(
     )
     added = 0
     for name, axis in builder.axes.items():
-        merged: list[tuple[int, int, int]] = []
-        for a, b in sorted(spans):
-            index = bisect.bisect_right(axis.edges, a) - 1
-            if merged and merged[-1][1] == a and merged[-1][2] == index:
-                merged[-1] = (merged[-1][0], b, index)
-            else:
-                merged.append((a, b, index))
-        for a, b, index in merged:
+        for a, b, index in _runs(axis.edges, spans):
             statement = _sums_statement(
                 config, a, b, zones, select_list, '"device_id"', measurement
             )
@@ -320,6 +365,170 @@ async def _read_back_days(
     used = [(a, b) for a, b in days if found.get(floor_hour(a)) == (wanted, (b - a) // MS_PER_H)]
     added = await _add_runs(writer, builder, used, config, zones, DAY_MEASUREMENT)
     return used, added
+
+
+_CHECKED = ("n_lo", "n_hi", "crc_lo", "crc_hi")
+
+
+async def _group_check(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    spans: Sequence[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+    measurement: str,
+) -> bool:
+    """Whether every (zone, circuit) point of ``measurement`` over ``spans`` (first to last)
+    holds the luminaires and ``inventory_crc`` of the report's inventory (``GroupCheck``)."""
+    select_list = (
+        'min("luminaires") AS "n_lo", max("luminaires") AS "n_hi", '
+        'min("inventory_crc") AS "crc_lo", max("inventory_crc") AS "crc_hi"'
+    )
+    statement = _sums_statement(
+        config, spans[0][0], spans[-1][1], zones, select_list, '"zone", "circuit"', measurement
+    )
+    groups: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+    async for series in stream(writer, statement):
+        group = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+        for values in series.values:
+            row = dict(zip(series.columns, values, strict=True))
+            n_lo, n_hi, crc_lo, crc_hi = (int(row.get(k) or 0) for k in _CHECKED)
+            groups[group] = (n_lo, n_hi, crc_lo, crc_hi)
+    return GroupCheck(groups).agrees(builder.inventory)
+
+
+async def _add_group_runs(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    spans: Sequence[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+    measurement: str,
+) -> int:
+    """Add each (zone, circuit)'s sums over each run of consecutive ``spans`` inside one bin,
+    per axis; returns the group-sums added."""
+    select_list = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, "baseline_wh")]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+    )
+    added = 0
+    for name, axis in builder.axes.items():
+        for a, b, index in _runs(axis.edges, spans):
+            statement = _sums_statement(
+                config, a, b, zones, select_list, '"zone", "circuit"', measurement
+            )
+            async for series in stream(writer, statement):
+                group = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+                for values in series.values:
+                    add_group_sums(
+                        builder, name, index, group, dict(zip(series.columns, values, strict=True))
+                    )
+                    added += 1
+    return added
+
+
+def _runs(edges: Sequence[int], spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Consecutive ``spans`` merged while inside one bin of ``edges``: (start, end, bin)."""
+    merged: list[tuple[int, int, int]] = []
+    for a, b in sorted(spans):
+        index = bisect.bisect_right(edges, a) - 1
+        if merged and merged[-1][1] == a and merged[-1][2] == index:
+            merged[-1] = (merged[-1][0], b, index)
+        else:
+            merged.append((a, b, index))
+    return merged
+
+
+async def _per_time(
+    writer: InfluxWriter,
+    spans: Sequence[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+    select_list: str,
+    measurement: str,
+) -> dict[int, tuple[int, ...]]:
+    """``select_list`` per hour (``GROUP BY time(1h)``) over ``spans`` (first to last); {} when
+    the rollup policy does not exist."""
+    found: dict[int, tuple[int, ...]] = {}
+    statement = _sums_statement(
+        config, spans[0][0], spans[-1][1], zones, select_list, "time(1h)", measurement
+    )
+    try:
+        async for series in stream(writer, statement):
+            for t, *values in series.values:
+                found[int(t)] = tuple(int(v or 0) for v in values)
+    except InfluxRejectedError as error:
+        if "retention policy not found" in error.message:
+            return {}
+        raise
+    return found
+
+
+async def _edges_reported(
+    writer: InfluxWriter, builder: ReportBuilder, config: RollupConfig, zones: Sequence[str]
+) -> bool:
+    """Whether every luminaire of the inventory has a reading in the last whole hour ending by
+    the report's start and in the first beginning from its end, by ``energy_group_hourly``'s
+    ``reporting`` (its groups agreeing with the inventory); then no stretch at the report's ends
+    is an ``edge`` for the raw report, and its whole hours there may come from rollups. False
+    when the look-back (``max_interval_ms``) is under 2 h: such a reading may lie beyond it."""
+    if builder.max_interval_ms < 2 * MS_PER_H:
+        return False
+    wanted = len(builder.inventory)
+    for h in (floor_hour(builder.start_ms) - MS_PER_H, ceil_hour(builder.end_ms)):
+        span = [(h, h + MS_PER_H)]
+        select_list = 'sum("reporting"), sum("luminaires")'
+        found = await _per_time(writer, span, config, zones, select_list, GROUP_HOURLY)
+        if found.get(h) != (wanted, wanted):
+            return False
+        if not await _group_check(writer, builder, span, config, zones, GROUP_HOURLY):
+            return False
+    return True
+
+
+async def _read_back_group_days(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    days: list[tuple[int, int]],
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> tuple[list[tuple[int, int]], int]:
+    """Add the (zone, circuit) days of ``days`` holding every luminaire of the inventory with
+    all the day's hours, when every group agrees with the inventory (``GroupCheck``); returns
+    the days used and the group-sums added."""
+    if not days:
+        return [], 0
+    wanted = len(builder.inventory)
+    select_list = 'sum("luminaires"), sum("hours")'
+    found = await _per_time(writer, days, config, zones, select_list, GROUP_DAILY)
+    used = [
+        (a, b)
+        for a, b in days
+        if found.get(floor_hour(a)) == (wanted, wanted * ((b - a) // MS_PER_H))
+    ]
+    if not used or not await _group_check(writer, builder, used, config, zones, GROUP_DAILY):
+        return [], 0
+    return used, await _add_group_runs(writer, builder, used, config, zones, GROUP_DAILY)
+
+
+async def _read_back_group_hours(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    hours: list[int],
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> tuple[set[int], int]:
+    """As ``_read_back_group_days``, for whole hours of ``energy_group_hourly``."""
+    if not hours:
+        return set(), 0
+    wanted = len(builder.inventory)
+    spans = [(h, h + MS_PER_H) for h in sorted(hours)]
+    found = await _per_time(writer, spans, config, zones, 'sum("luminaires")', GROUP_HOURLY)
+    spans = [(h, h + MS_PER_H) for h in sorted(hours) if found.get(h) == (wanted,)]
+    if not spans or not await _group_check(writer, builder, spans, config, zones, GROUP_HOURLY):
+        return set(), 0
+    added = await _add_group_runs(writer, builder, spans, config, zones, GROUP_HOURLY)
+    return {a for a, _ in spans}, added
 
 
 async def _read_back(
@@ -377,14 +586,32 @@ async def feed_report(
     )
     axes = [axis.edges for axis in builder.axes.values()]
     sources = Sources()
+    if await _edges_reported(writer, builder, config, zones):
+        edge = 0.0
+    sources.edge_ms = edge
     days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
-    used_days, sources.rollup_rows = await _read_back_days(writer, builder, days, config, zones)
-    sources.rollup_days = len(used_days)
+    group_days: list[tuple[int, int]] = []
+    if groupable(builder):
+        group_days, rows = await _read_back_group_days(writer, builder, days, config, zones)
+        sources.rollup_rows += rows
+    rest = [d for d in days if d not in set(group_days)]
+    device_days, rows = await _read_back_days(writer, builder, rest, config, zones)
+    sources.rollup_rows += rows
+    used_days = sorted(group_days + device_days)
+    sources.rollup_days, sources.group_days = len(used_days), len(group_days)
     every_hour = set(range(floor_hour(start), end, MS_PER_H))
     candidates = plan(start, end, axes, edge, every_hour, used_days)
-    used, rows = await _read_back(writer, builder, candidates.hours, config, zones)
+    group_hours: set[int] = set()
+    if groupable(builder):
+        group_hours, rows = await _read_back_group_hours(
+            writer, builder, candidates.hours, config, zones
+        )
+        sources.rollup_rows += rows
+    rest_hours = [h for h in candidates.hours if h not in group_hours]
+    device_hours, rows = await _read_back(writer, builder, rest_hours, config, zones)
+    used = group_hours | device_hours
     sources.rollup_rows += rows
-    sources.rollup_hours = len(used)
+    sources.rollup_hours, sources.group_hours = len(used), len(group_hours)
     sources.incomplete_hours = len(candidates.hours) - len(used)
     if advance is not None:
         advance(sum(b - a for a, b in used_days) + len(used) * MS_PER_H, sources.rollup_rows)

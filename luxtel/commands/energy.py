@@ -23,7 +23,7 @@ from energy.inventory import InventoryError, Luminaire, read_inventory
 from energy.output import write_rows
 from energy.periods import day_edges, half_hour_edges, month_edges, to_ms, whole
 from energy.queries import DAY_MS, QueryError, checked
-from energy.report import GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
+from energy.report import ALL, GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
 from energy.retention import RetentionError, ensure_retention
 from energy.rollup import ceil_hour, floor_hour
 from energy.rollup_store import Built, delete_range, feed_report
@@ -151,18 +151,19 @@ def _axes(
     by: By, start: int, end: int, tz: ZoneInfo, plot: bool, settlement: bool
 ) -> dict[str, Axis]:
     if by == "day":
-        rows = Axis(lambda _l: "*", *day_edges(start, end, tz))
+        rows = Axis(lambda _l: ALL, *day_edges(start, end, tz), by=ALL)
     elif by == "month":
-        rows = Axis(lambda _l: "*", *month_edges(start, end, tz))
+        rows = Axis(lambda _l: ALL, *month_edges(start, end, tz), by=ALL)
     else:
         group = {"device": "device_id", "circuit": "circuit", "zone": "zone"}[by]
-        rows = Axis(lambda lum: str(getattr(lum, group)), *whole(start, end))
+        rows = Axis(lambda lum: str(getattr(lum, group)), *whole(start, end), by=group)
     axes = {"rows": rows}
     if plot:
-        axes["zone_day"] = Axis(lambda lum: lum.zone, *day_edges(start, end, tz))
-        axes["day"] = Axis(lambda _l: "*", *day_edges(start, end, tz))
+        axes["zone_day"] = Axis(lambda lum: lum.zone, *day_edges(start, end, tz), by="zone")
+        axes["day"] = Axis(lambda _l: ALL, *day_edges(start, end, tz), by=ALL)
     if settlement:
-        axes["settlement"] = Axis(lambda lum: lum.circuit, *half_hour_edges(start, end, tz))
+        edges = half_hour_edges(start, end, tz)
+        axes["settlement"] = Axis(lambda lum: lum.circuit, *edges, by="circuit")
     return axes
 
 
@@ -256,7 +257,8 @@ def report(
         raw_h = sum(y - x for x, y in used.raw_ranges) / 3_600_000
         _err.print(
             f"{used.rollup_days} whole days and {used.rollup_hours} whole hours from rollups "
-            f"({used.rollup_rows:,} sums), "
+            f"({used.group_days} days and {used.group_hours} hours per zone and circuit; "
+            f"{used.rollup_rows:,} sums), "
             f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
             + (
                 f"; {used.incomplete_hours} hour(s) lacked a device's rollup and were read raw"

@@ -1,0 +1,514 @@
+"""Energy for a whole city: a month's report and a year of the dashboard from the rollup levels,
+at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale that fits.
+
+    python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
+        [--device-rollups] [--raw-edges] [--keep]
+
+The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
+city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
+figures: lit 18:00–06:00 UTC at ~28 W; 25 luminaires a circuit, ``--zone-size`` a zone):
+
+1. The levels a report by zone, circuit, day or month reads: ``energy_group_daily`` for the 30
+   days of March 2026, ``energy_group_hourly`` for the first and last day and the hour on either
+   side of the month (whose ``reporting`` lets the report read no raw hour at all), and
+   ``energy_zone_daily`` for the dashboard. By default written directly (``group_lines``: what
+   luxtel's INTO statements compute from the per-luminaire points ``hour_rollup`` makes; checked
+   against the INTO path at 2,000 luminaires: the same kWh). ``--device-rollups`` writes the
+   per-luminaire points instead (``energy_daily`` via ``energy.rollup.day_line`` for 30 days,
+   ``energy_hourly`` via ``energy.rollup.line`` for those hours) and computes the group levels
+   from them with luxtel's own ``into_statement`` (what ``build`` runs); needed for ``--by
+   device``; ~6 min at 20,000 luminaires, well over 6 at 100,000 (stopped there).
+   ``--raw-edges`` adds raw telemetry for 3 h at each end.
+2. ``luxtel energy report`` for the month ``--by zone`` and ``--by circuit`` (and ``--by device``
+   with ``--device-rollups``), each a process of its own (wall time; peak RSS by GNU
+   ``/usr/bin/time``).
+3. The dashboard's per-zone-per-day panel query over a year, every zone selected (Grafana's
+   "All" as the regex of every zone), and its savings query: the month's ``energy_zone_daily``
+   and the other 335 days written directly (copies of it).
+4. At ``--small-devices`` luminaires × 30 days of raw 15-minute telemetry
+   (``bench/energy_rollups.py``'s writer), in the same run: ``luxtel energy rollup`` (the real
+   build, group levels included), the report ``--by zone`` from rollups and from raw readings
+   (CSVs compared byte for byte), and InfluxDB's own ``non_negative_difference`` query.
+
+Not a test: nothing is asserted on time. Servers and data live in a temporary directory removed
+at the end (``--keep`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.energy_rollups import (  # noqa: E402
+    LAST_CPU,
+    CompactingInfluxDB,
+    run,
+    total_kwh,
+    wait_compacted,
+    write_days,
+)
+from bench.energy_rollups import inventory as small_inventory  # noqa: E402
+from dashboards.build import build_dashboards  # noqa: E402
+from dashboards.interpolate import TimeRange, Variable, interpolate  # noqa: E402
+from energy.inventory import Luminaire  # noqa: E402
+from energy.rollup import Rollup, day_line, inventory_crc, line  # noqa: E402
+from energy.rollup_groups import GROUP_DAILY, GROUP_HOURLY, ZONE_DAILY, into_statement  # noqa: E402
+from servers import create_database, query  # noqa: E402
+
+H = 3_600_000
+Q = 15 * 60_000
+DAY = 24 * H
+START = datetime(2026, 3, 1, tzinfo=UTC)
+DAYS = 30
+RP = "rollups"
+INTEGERS = frozenset(
+    ("readings", "flagged", "resets", "via_counter", "via_power", "hours", "inventory_crc")
+) | {"luminaires"}
+
+
+def city(devices: int, zone_size: int) -> list[Luminaire]:
+    return [
+        Luminaire(
+            device_id=f"lum-{i:06d}",
+            zone=f"z{i // zone_size:04d}",
+            circuit=f"c{i // 25:05d}",
+            lat=51.5,
+            lon=-0.1,
+            rated_power_w=40,
+            baseline_power_w=100,
+            report_interval_s=900,
+        )
+        for i in range(devices)
+    ]
+
+
+def write_inventory(path: Path, lums: list[Luminaire]) -> None:
+    head = "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,model,installed_on\n"  # noqa: E501
+    with path.open("w") as fh:
+        fh.write(head)
+        for lum in lums:
+            fh.write(f"{lum.device_id},{lum.zone},{lum.circuit},51.5,-0.1,40,100,900,LX,\n")
+
+
+def _lit(t_ms: int) -> bool:
+    hour = (t_ms // H) % 24
+    return hour >= 18 or hour < 6
+
+
+def hour_rollup(lum: Luminaire, i: int, hour_ms: int) -> Rollup:
+    lit = _lit(hour_ms)
+    wh = 27.5 + (i % 10) / 10 if lit else 0.0
+    return Rollup(
+        lum.device_id,
+        lum.zone,
+        lum.circuit,
+        hour_ms,
+        4,
+        4.0,
+        wh,
+        0.0,
+        wh,
+        1.0 if lit else 0.0,
+        70.0 if lit else 0.0,
+        100.0 if lit else 0.0,
+        0,
+        0,
+        "counter",
+        inventory_crc(lum),
+    )
+
+
+def hourly_lines(lums: list[Luminaire], hours: list[int]) -> Iterator[str]:
+    for hour in hours:
+        for i, lum in enumerate(lums):
+            yield line(hour_rollup(lum, i, hour))
+
+
+def daily_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
+    for day in days:
+        for i, lum in enumerate(lums):
+            rows = [hour_rollup(lum, i, h) for h in range(day, day + DAY, 6 * H)]  # 4 kinds
+            sums: dict[str, float] = {
+                "readings": 96,
+                "expected": 96.0,
+                "hours": 24,
+                "via_counter": 1,
+                "via_power": 0,
+                "flagged": 0,
+                "resets": 0,
+                "crc_lo": inventory_crc(lum),
+                "crc_hi": inventory_crc(lum),
+            }
+            for name in ("counter_wh", "power_wh", "verified_wh", "burning_h", "dim_pct_h"):
+                sums[name] = 6 * sum(getattr(r, name) for r in rows)
+            sums["metered_wh"] = sums["counter_wh"]
+            sums["baseline_wh"] = 6 * sum(r.baseline_wh for r in rows)
+            yield day_line(lum, day, sums)
+
+
+def group_lines(
+    lums: list[Luminaire], times: list[int], measurement: str, span_h: int
+) -> Iterator[str]:
+    """Per (zone, circuit) (or per zone) points of ``span_h`` hours each, holding what
+    ``into_statement`` computes from the per-luminaire points ``hour_rollup`` makes (sums, max
+    of the methods, ``luminaires``, daily ``hours``, hourly ``reporting``)."""
+    per_zone = measurement == ZONE_DAILY
+    groups: dict[tuple[str, ...], list[tuple[int, Luminaire]]] = {}
+    for i, lum in enumerate(lums):
+        key: tuple[str, ...] = (lum.zone,) if per_zone else (lum.zone, lum.circuit)
+        groups.setdefault(key, []).append((i, lum))
+    sums: dict[tuple[tuple[str, ...], bool], dict[str, float]] = {}
+    for key, members in groups.items():
+        for lit_hour in (18 * H, 12 * H):
+            total: dict[str, float] = {}
+            for i, lum in members:
+                row = hour_rollup(lum, i, lit_hour)
+                for name in ("counter_wh", "power_wh", "verified_wh", "burning_h", "dim_pct_h"):
+                    total[name] = total.get(name, 0.0) + getattr(row, name)
+                total["baseline_wh"] = total.get("baseline_wh", 0.0) + row.baseline_wh
+                total["crc"] = total.get("crc", 0) + row.inventory_crc
+            sums[(key, lit_hour == 18 * H)] = total
+    for t in times:
+        for key, members in groups.items():
+            n = len(members)
+            if span_h == 1:
+                part, lit_h = sums[(key, _lit(t))], 1
+                values = {name: part[name] for name in part if name != "crc"}
+            else:
+                lit, dark = sums[(key, True)], sums[(key, False)]
+                values = {name: 12 * lit[name] + 12 * dark[name] for name in lit if name != "crc"}
+                part, lit_h = lit, 24
+            values["metered_wh"] = values["counter_wh"]
+            fields = ",".join(f"{k}={float(v)!r}" for k, v in values.items())
+            ints = {
+                "readings": 4 * span_h * n,
+                "flagged": 0,
+                "resets": 0,
+                "inventory_crc": int(part["crc"]),
+                "via_counter": 1,
+                "via_power": 0,
+                "luminaires": n,
+            }
+            if span_h > 1:
+                ints["hours"] = lit_h * n
+            else:
+                ints["reporting"] = n  # every luminaire reported every hour
+            fields += "," + ",".join(f"{k}={v}i" for k, v in ints.items())
+            fields += f",expected={float(4 * span_h * n)!r}"
+            tags = ",".join(f"{k}={v}" for k, v in zip(("zone", "circuit"), key, strict=False))
+            yield f"{measurement},{tags} {fields} {t}"
+
+
+def raw_lines(lums: list[Luminaire], start_ms: int, end_ms: int) -> Iterator[str]:
+    for i, lum in enumerate(lums):
+        offset = (i * 7919) % Q
+        for t in range(start_ms - start_ms % Q + offset, end_ms, Q):
+            if t < start_ms:
+                continue
+            lit = _lit(t)
+            power = 27.5 + (i % 10) / 10 if lit else 0.0
+            energy = 1000.0 + i + (t - START.timestamp() * 1000) / H * 14
+            yield (
+                f"telemetry,device_id={lum.device_id},zone={lum.zone} "
+                f"lamp_on={'true' if lit else 'false'},power_w={power},energy_wh={energy:.3f},"
+                f"dim_pct={70 if lit else 0}i {t}"
+            )
+
+
+async def write(
+    url: str, db: str, rp: str | None, lines: Iterator[str], batch: int = 10_000
+) -> int:
+    """Post ``lines`` in batches, two requests in flight; returns the points written."""
+    params = {"db": db, "precision": "ms", **({"rp": rp} if rp else {})}
+    written = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        pending: set[asyncio.Task[None]] = set()
+
+        async def post(chunk: list[str]) -> None:
+            async with session.post(
+                f"{url}/write", params=params, data="\n".join(chunk).encode()
+            ) as response:
+                if response.status >= 300:
+                    raise RuntimeError(await response.text())
+
+        chunk: list[str] = []
+        for text in lines:
+            chunk.append(text)
+            if len(chunk) == batch:
+                if len(pending) >= 2:
+                    done, pending = await asyncio.wait(pending, return_when="FIRST_COMPLETED")
+                    for task in done:
+                        task.result()
+                pending.add(asyncio.create_task(post(chunk)))
+                written += len(chunk)
+                chunk = []
+        if chunk:
+            pending.add(asyncio.create_task(post(chunk)))
+            written += len(chunk)
+        for task in pending:
+            await task
+    return written
+
+
+def post_query(url: str, db: str, statement: str) -> None:
+    async def go() -> None:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session,
+            session.post(f"{url}/query", params={"db": db, "q": statement}) as response,
+        ):
+            text = await response.text()
+            if response.status >= 300 or '"error"' in text:
+                raise RuntimeError(text[:500])
+
+    asyncio.run(go())
+
+
+def timed(what: str, results: dict[str, Any], key: str, fn: Any, *args: Any) -> Any:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    wall = time.perf_counter() - t0
+    print(f"{what}: {wall:.1f} s" + (f", {out:,} points ({out / wall:,.0f}/s)" if out else ""))
+    results[key] = {"s": round(wall, 2), "points": out}
+    return out
+
+
+def report(
+    luxtel: list[str], toml: Path, out: Path, by: str, source: str, period: list[str]
+) -> tuple[float, float, str]:
+    argv = [*luxtel, "energy", "report", *period, "--by", by, "--source", source]
+    return run([*argv, "-c", str(toml), "--format", "csv", "-o", str(out)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--zone-size", type=int, default=1000)
+    parser.add_argument("--small-devices", type=int, default=200)
+    parser.add_argument(
+        "--raw-edges",
+        action="store_true",
+        help="also write raw telemetry around the month's two ends (read only when a "
+        "luminaire did not report in the hours around the month)",
+    )
+    parser.add_argument(
+        "--device-rollups",
+        action="store_true",
+        help="also write the per-luminaire daily and edge-day hourly rollups and compute the "
+        "group levels from them with INTO (needed for --by device; ~6 min at 20,000)",
+    )
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    os.environ["COLUMNS"] = "1000"  # luxtel's notes on one line: run() keeps the last
+    tmp = Path(tempfile.mkdtemp(prefix="luxtel-energy-city-"))
+    server = CompactingInfluxDB(tmp / "influxdb")
+    server.start()
+    luxtel = [sys.executable, "-m", "luxtel"]
+    results: dict[str, Any] = {"devices": args.devices, "zone_size": args.zone_size}
+    start_ms = int(START.timestamp() * 1000)
+    end_ms = start_ms + DAYS * DAY
+    end = datetime.fromtimestamp(end_ms / 1000, UTC)
+    period = ["--from", START.isoformat(), "--to", end.isoformat()]
+    try:
+        db = "city"
+        create_database(server.url, db)
+        query(
+            server.url,
+            f"CREATE RETENTION POLICY {RP} ON {db} DURATION INF REPLICATION 1 SHARD DURATION 364d",
+        )
+        lums = city(args.devices, args.zone_size)
+        write_inventory(tmp / "inventory.csv", lums)
+        toml = tmp / "luxtel.toml"
+        toml.write_text(
+            f'[influx]\nurl = "{server.url}"\ndatabase = "{db}"\ntimeout_s = 600\n'
+            f'[inventory]\npath = "{tmp / "inventory.csv"}"\n'
+        )
+        days = [start_ms + d * DAY for d in range(DAYS)]
+        # the first and last day's hours, and the hour on either side of the month
+        spans = [(start_ms - H, start_ms + DAY), (end_ms - DAY, end_ms + H)]
+        hours = [h for a, b in spans for h in range(a, b, H)]
+
+        def raw_edges() -> int:
+            a = asyncio.run(
+                write(server.url, db, None, raw_lines(lums, start_ms - H, start_ms + 2 * H))
+            )
+            return a + asyncio.run(
+                write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, end_ms + H))
+            )
+
+        if args.raw_edges:
+            timed("raw telemetry: 3 h at each end of the month", results, "write_raw", raw_edges)
+
+        if args.device_rollups:
+            timed(
+                f"energy_daily: {len(lums):,} luminaires x {DAYS} days",
+                results,
+                "write_daily",
+                lambda: asyncio.run(write(server.url, db, RP, daily_lines(lums, days))),
+            )
+            timed(
+                "energy_hourly: the first and last day, and the hour on either side",
+                results,
+                "write_hourly",
+                lambda: asyncio.run(write(server.url, db, RP, hourly_lines(lums, hours))),
+            )
+
+            def into_hours() -> int:
+                for a, b in spans:
+                    post_query(server.url, db, into_statement(RP, GROUP_HOURLY, a, b))
+                return 0
+
+            def into_days() -> int:
+                for day in days:
+                    for level in (GROUP_DAILY, ZONE_DAILY):
+                        post_query(server.url, db, into_statement(RP, level, day, day + DAY))
+                return 0
+
+            timed("INTO energy_group_hourly (2 days)", results, "into_group_hourly", into_hours)
+            timed(
+                "INTO energy_group_daily + energy_zone_daily (30 days)",
+                results,
+                "into_days",
+                into_days,
+            )
+        else:
+            for measurement, times, span_h in (
+                (GROUP_HOURLY, hours, 1),
+                (GROUP_DAILY, days, 24),
+                (ZONE_DAILY, days, 24),
+            ):
+                timed(
+                    f"{measurement}: written directly",
+                    results,
+                    f"write_{measurement}",
+                    lambda m=measurement, t=times, n=span_h: asyncio.run(
+                        write(server.url, db, RP, group_lines(lums, t, m, n))
+                    ),
+                )
+        zones = sorted({lum.zone for lum in lums})
+        year_start = end_ms - 365 * DAY
+
+        def zone_year() -> int:
+            month = query(
+                server.url,
+                f'SELECT * FROM "{RP}"."{ZONE_DAILY}" WHERE time >= {start_ms}ms '  # noqa: S608
+                f"AND time < {end_ms}ms",
+                db=db,
+            )["results"][0]["series"][0]
+            rows = [dict(zip(month["columns"], v, strict=True)) for v in month["values"]]
+            template = {r["zone"]: r for r in rows}
+
+            def lines() -> Iterator[str]:
+                for day in range(year_start, start_ms, DAY):
+                    for zone, row in template.items():
+                        fields = ",".join(
+                            f"{k}={int(v)}i" if k in INTEGERS else f"{k}={float(v)!r}"
+                            for k, v in row.items()
+                            if k not in ("time", "zone") and v is not None
+                        )
+                        yield f"{ZONE_DAILY},zone={zone} {fields} {day}"
+
+            return asyncio.run(write(server.url, db, RP, lines()))
+
+        timed("energy_zone_daily: the year's other 335 days", results, "write_zone_year", zone_year)
+        t0 = time.perf_counter()
+        wait_compacted(server, db, timeout=90)
+        print(f"compacted: {time.perf_counter() - t0:.0f} s", flush=True)
+
+        for by in ("zone", "circuit", "device") if args.device_rollups else ("zone", "circuit"):
+            out = tmp / f"city-{by}.csv"
+            wall, rss, tail = report(luxtel, toml, out, by, "rollups", period)
+            kwh = total_kwh(out)
+            print(
+                f"report --by {by} from rollups, {len(lums):,} luminaires: {wall:.1f} s, "
+                f"peak RSS {rss:.0f} MiB, CPU {LAST_CPU[0]:.1f} s, {kwh:,.3f} kWh — {tail}",
+                flush=True,
+            )
+            results[f"report_{by}"] = {"s": wall, "rss_mib": rss, "kwh": kwh, "said": tail}
+
+        panels = {
+            p["title"]: p for p in build_dashboards()["energy.json"]["panels"] if "targets" in p
+        }
+        span = TimeRange(year_start, end_ms, "1d", DAY)
+        variables = {"zone": Variable(tuple(zones), multi=True)}
+        for title in ("Energy per zone per day", "Savings against the baseline"):
+            statement = interpolate(panels[title]["targets"][0]["query"], variables, span)
+            walls = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                answer = query(server.url, statement, db=db)
+                walls.append(time.perf_counter() - t0)
+            values = sum(len(s["values"]) for s in answer["results"][0].get("series", []))
+            print(
+                f"dashboard '{title}' over 365 days, all {len(zones)} zones: "
+                f"{', '.join(f'{w:.2f}' for w in walls)} s ({values:,} values)"
+            )
+            results[f"dashboard_{title}"] = {"s": walls, "values": values}
+
+        # The raw path, at a scale that fits, in the same run.
+        small = args.small_devices
+        if not small:
+            print(json.dumps(results))
+            return
+        sdb = "small"
+        create_database(server.url, sdb)
+        small_inventory(tmp / "small.csv", small)
+        stoml = tmp / "small.toml"
+        stoml.write_text(
+            f'[influx]\nurl = "{server.url}"\ndatabase = "{sdb}"\ntimeout_s = 600\n'
+            f'[inventory]\npath = "{tmp / "small.csv"}"\n'
+        )
+        t0 = time.perf_counter()
+        points = asyncio.run(write_days(server.url, sdb, small, DAYS, start_ms))
+        print(f"small: {points:,} raw points written in {time.perf_counter() - t0:.1f} s")
+        wall, rss, tail = run([*luxtel, "energy", "rollup", *period, "-c", str(stoml)])
+        print(f"small: luxtel energy rollup {wall:.1f} s, peak RSS {rss:.0f} MiB — {tail}")
+        results["small_rollup"] = {"s": wall, "rss_mib": rss, "points": points}
+        for source in ("rollups", "raw"):
+            out = tmp / f"small-{source}.csv"
+            wall, rss, tail = report(luxtel, stoml, out, "zone", source, period)
+            kwh = total_kwh(out)
+            print(
+                f"small: report --by zone from {source}: {wall:.1f} s, peak RSS {rss:.0f} MiB, "
+                f"{kwh:,.3f} kWh — {tail}"
+            )
+            results[f"small_report_{source}"] = {"s": wall, "rss_mib": rss, "kwh": kwh}
+        same = (tmp / "small-rollups.csv").read_text() == (tmp / "small-raw.csv").read_text()
+        print(f"small: the two CSVs are {'identical' if same else 'DIFFERENT'}")
+        results["small_identical"] = same
+        statement = (
+            'SELECT sum("d") FROM (SELECT non_negative_difference("energy_wh") AS "d" '  # noqa: S608
+            f'FROM "telemetry" WHERE time >= {start_ms}ms AND time < {end_ms}ms '
+            'GROUP BY "device_id")'
+        )
+        t0 = time.perf_counter()
+        answer = query(server.url, statement, db=sdb)
+        wall = time.perf_counter() - t0
+        kwh = answer["results"][0]["series"][0]["values"][0][1] / 1000
+        print(f"small: InfluxDB non_negative_difference {wall:.1f} s, {kwh:,.3f} kWh")
+        results["small_influx_query"] = {"s": wall, "kwh": kwh}
+        print(json.dumps(results))
+    finally:
+        server.stop()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Rollups per (zone, circuit) and per zone on a real InfluxDB: built inside InfluxDB from the
+per-luminaire rollups at local midnight, read by reports by zone, circuit, day and month with the
+same rows as the raw report (compared exactly), rebuilt with a late backlog, and left alone (the
+per-luminaire rollups read instead) when the inventory changed under them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
+
+import pytest
+
+from energy.inventory import read_inventory
+from energy.retention import RetentionConfig
+from energy.rollup_store import RollupConfig
+from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
+from influx.client import InfluxTarget, InfluxWriter
+from servers import query, quote_ident, write_points
+from tests.test_energy_rollup_influx import (
+    END,
+    START,
+    City,
+    H,
+    _report,
+    _report_said,
+    _rollup,
+    city,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["city"]  # the fixture, imported for these tests
+
+PERIODS = [
+    ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31"),
+    ("--by", "circuit", "--from", "2026-03-28T10:20:00Z", "--to", "2026-03-30T17:40:00Z"),
+    ("--by", "day", "--from", "2026-03-28T03:10:00+00:00", "--to", "2026-03-31"),
+    ("--by", "month", "--from", "2026-03-28", "--to", "2026-03-31"),
+]
+
+
+def _said(city: City, *args: str) -> tuple[list[dict[str, object]], str]:
+    """The report's rows from rollups and what it said, on one line."""
+    rows, said = _report_said(city, "rollups", *args)
+    return rows, " ".join(said.split())
+
+
+def _rows(city: City, statement: str) -> list[dict[str, object]]:
+    answer = query(city.url, statement, db=city.database)
+    out = []
+    for series in answer["results"][0].get("series", []):
+        for values in series["values"]:
+            out.append(
+                {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
+            )
+    return out
+
+
+def test_group_levels_are_the_sums_of_their_luminaires_at_local_midnight(city: City) -> None:
+    _rollup(city)
+    groups = _rows(
+        city,
+        'SELECT "luminaires", "hours", "readings", "metered_wh" FROM "rollups".'
+        '"energy_group_daily" GROUP BY "zone", "circuit"',
+    )
+    # 4 (zone, circuit) pairs × 3 London days, at local midnight (29 March: 23 h)
+    assert len(groups) == 12
+    assert {(g["zone"], g["circuit"], g["luminaires"]) for g in groups} == {
+        ("north", "C01", 2),
+        ("north", "C02", 1),
+        ("south", "C03", 2),
+        ("south", "C04", 1),
+    }
+    midnights = sorted({str(g["time"]) for g in groups})
+    assert midnights == ["2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z"]
+    devices = _rows(
+        city,
+        'SELECT sum("readings"), sum("metered_wh"), sum("hours") FROM "rollups"."energy_daily" '
+        'GROUP BY time(1h), "zone", "circuit" fill(none)',
+    )
+    by_key = {(d["zone"], d["circuit"], d["time"]): d for d in devices}
+    for g in groups:
+        d = by_key[(g["zone"], g["circuit"], g["time"])]
+        assert (g["readings"], g["hours"]) == (d["sum"], d["sum_2"])
+        assert g["metered_wh"] == pytest.approx(d["sum_1"], rel=1e-12)
+    zones = _rows(city, 'SELECT "luminaires" FROM "rollups"."energy_zone_daily" GROUP BY "zone"')
+    assert (
+        sorted((z["zone"], z["luminaires"]) for z in zones)
+        == [("north", 3)] * 3 + [("south", 3)] * 3
+    )
+    hourly = _rows(
+        city, 'SELECT count("luminaires") FROM "rollups"."energy_group_hourly" GROUP BY "zone"'
+    )
+    assert sorted((h["zone"], h["count"]) for h in hourly) == [("north", 142), ("south", 142)]
+
+
+@pytest.mark.parametrize("args", PERIODS)
+def test_reports_by_group_read_the_group_level_and_print_the_raw_rows(
+    city: City, args: tuple[str, ...]
+) -> None:
+    _rollup(city)
+    raw = _report(city, "raw", *args)
+    via, said = _said(city, *args)
+    assert via == raw  # every field of every row, exactly
+    assert any(r["gap"] for r in raw)
+    if args[1] in ("zone", "month"):
+        assert "1 whole days and 44 whole hours from rollups" in said
+        assert "(1 days and 44 hours per zone and circuit" in said
+    else:
+        assert "hours per zone and circuit" in said
+        assert "(0 days and 0 hours per zone and circuit" not in said
+
+
+def test_by_device_reads_per_luminaire_rollups(city: City) -> None:
+    _rollup(city)
+    args = ("--by", "device", "--from", "2026-03-28", "--to", "2026-03-31")
+    via, said = _said(city, *args)
+    assert "1 whole days and 44 whole hours from rollups" in said
+    assert "(0 days and 0 hours per zone and circuit" in said
+    assert via == _report(city, "raw", *args)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("s3,south,C04,51.5,-0.1,40,100,", "s3,south,C04,51.5,-0.1,40,90,"),  # a baseline edited
+        ("s3,south,C04", "s3,south,C03"),  # moved to another circuit, not rebuilt
+    ],
+)
+def test_an_inventory_changed_under_the_groups_sends_the_report_to_per_luminaire_rollups(
+    city: City, before: str, after: str
+) -> None:
+    _rollup(city)
+    inventory = city.tmp / "inventory.csv"
+    assert before in inventory.read_text()
+    inventory.write_text(inventory.read_text().replace(before, after))
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    via, said = _said(city, *args)
+    assert "(0 days and 0 hours per zone and circuit" in said
+    assert via == _report(city, "raw", *args)
+    _rollup(city)  # rebuilt: the groups hold the inventory again
+    _, said = _said(city, *args)
+    if "90" in after:
+        assert "(1 days and 44 hours per zone and circuit" in said
+
+
+def test_a_late_backlog_rebuilds_its_groups_hours_and_days(city: City) -> None:
+    inventory = read_inventory(Path(city.tmp / "inventory.csv"))
+    dirty = DirtyHours()
+    config = UpkeepConfig(
+        every_s=3600,
+        settle_s=1200,
+        rollups=RollupConfig(max_interval_ms=6 * H, tz="Europe/London"),
+        retention=RetentionConfig(),
+    )
+    now = END / 1000 + 7 * 3600
+    state = city.tmp / "rollups.json"
+    state.write_text(json.dumps({"watermark_ms": START - H}))
+
+    async def tick(watermark: int) -> int:
+        async with InfluxWriter(InfluxTarget(city.url, city.database)) as writer:
+            upkeep = Upkeep(writer, inventory, state, config, dirty, clock=lambda: now)
+            return await upkeep.tick(watermark)
+
+    asyncio.run(tick(START - H))
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    before = {r["zone"]: r for r in _report(city, "rollups", *args)}
+    late = list(reversed(city.backlog))
+    for i in range(0, len(late), 3):
+        write_points(city.url, city.database, late[i : i + 3])
+        dirty.note(late[i : i + 3])
+    asyncio.run(tick(END + 6 * H))
+    after, said = _said(city, *args)
+    assert "(1 days and 44 hours per zone and circuit" in said
+    assert after == _report(city, "raw", *args)
+    north = next(r for r in after if r["zone"] == "north")
+    assert north["readings"] == before["north"]["readings"] + len(city.backlog)
+
+
+@pytest.mark.parametrize("by", ["zone", "device", "day"])
+@pytest.mark.parametrize(
+    ("period", "raw_h"),
+    [
+        (("2026-03-28", "2026-03-31"), "0 h"),
+        (("2026-03-28T10:20:00Z", "2026-03-30T17:40:00Z"), "1.33333 h"),  # the partial hours
+    ],
+)
+def test_when_every_luminaire_reported_around_the_period_no_whole_hour_is_read_raw(
+    city: City, by: str, period: tuple[str, str], raw_h: str
+) -> None:
+    _rollup(city, "2026-03-27", "2026-04-01")  # the hours around the period too
+    args = ("--by", by, "--zone", "north", "--from", *period[:1], "--to", period[1])
+    via, said = _said(city, *args)
+    assert f", {raw_h} from raw readings" in said
+    assert via == _report(city, "raw", *args)
+    everyone = ("--by", by, "--from", *period[:1], "--to", period[1])  # s3 starts on the 29th
+    via, said = _said(city, *everyone)
+    assert f", {raw_h} from raw readings" not in said
+    assert via == _report(city, "raw", *everyone)
+
+
+def test_a_refused_group_level_leaves_the_build_and_the_report_right(city: City) -> None:
+    """A field of another type where the 29th's group sums go (a shard InfluxDB will not write
+    them into): the INTO is refused, the build carries on, the level's day is deleted, and the
+    report reads that day from the per-luminaire rollups."""
+    database = quote_ident(city.database)
+    query(city.url, f"CREATE RETENTION POLICY rollups ON {database} DURATION INF REPLICATION 1")
+    day = START + 24 * H  # 29 March, London midnight (UTC+0 until 01:00)
+    params = urlencode({"db": city.database, "rp": "rollups", "precision": "ms"})
+    body = f'energy_group_daily,circuit=C01,zone=north readings="text" {day}'.encode()
+    with urlopen(Request(f"{city.url}/write?{params}", data=body), timeout=10) as answer:  # noqa: S310
+        assert answer.status == 204
+    _rollup(city)  # exits 0 (asserted)
+    conflicting = _rows(city, 'SELECT "readings" FROM "rollups"."energy_group_daily" GROUP BY *')
+    assert all(not isinstance(r["readings"], str) for r in conflicting)
+    assert all(r["time"] != "2026-03-29T00:00:00Z" for r in conflicting)  # the day deleted
+    args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
+    via, said = _said(city, *args)
+    assert "1 whole days and 44 whole hours from rollups (0 days and 44 hours per zone" in said
+    assert via == _report(city, "raw", *args)
