@@ -38,7 +38,7 @@ from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.retention import RetentionConfig, RetentionError, ensure_retention
 from energy.rollup import floor_hour
-from energy.rollup_store import RollupConfig, build
+from energy.rollup_store import Built, RollupConfig, build
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
 
@@ -183,18 +183,37 @@ class Upkeep:
 
     async def _build(self, a: int, b: int) -> None:
         if b > a:
+            started = time.process_time()
             built = await build(self.writer, self.inventory, a, b, self.config.rollups)
             self.rows += built.rows
+            _log_built(a, b, built, time.process_time() - started)
 
     async def _rebuild(self, a: int, b: int, watermark: int) -> None:
         """Rebuild ``[a, b)`` and the closed hours its edge intervals reach."""
         if b <= a:
             return
+        started = time.process_time()
         built = await build(self.writer, self.inventory, a, b, self.config.rollups)
         self.rows += built.rows
+        _log_built(a, b, built, time.process_time() - started)
         if built.reach is not None:
             lo, hi = built.reach
             if lo < a:
                 await self._build(floor_hour(lo), a)
             if hi >= b:
                 await self._build(b, min(floor_hour(hi) + MS_PER_H, watermark))
+
+
+def _log_built(a: int, b: int, built: Built, cpu_s: float) -> None:
+    """One build done: its hours, what it read and wrote, and the process's CPU time meanwhile
+    (``time.process_time``: ingest's too, when it ran between the build's awaits)."""
+    log.info(
+        "rollups_built",
+        how="read-back",
+        start_ms=a,
+        end_ms=b,
+        rows=built.rows,
+        days=built.days,
+        readings=built.readings,
+        cpu_s=round(cpu_s, 4),
+    )
