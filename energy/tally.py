@@ -1,0 +1,122 @@
+"""The hourly rollups tallied as luxtel writes the readings, so that closing an hour reads nothing
+back from InfluxDB (``energy.hour_tally``, C: the arithmetic of ``energy.counters`` and
+``energy.report.Tally.add`` operation for operation, so the figures are bit-identical to
+``energy.rollup_store.build``'s from the same readings).
+
+Fed by the sink (``feed``) with the lines InfluxDB has just accepted — every source, the fast
+and the full decode path alike — it keeps per device its last reading and the sums of the hours
+still open. At an hour's close the upkeep asks ``vouches(hour)``: yes, and ``rows(hour)`` are
+that hour's rollups, exactly what a build would compute from what InfluxDB holds then; no, and
+the hour is built by reading it back, as before. It does not vouch for:
+
+- hours before the first whole hour after luxtel started (``since_ms``): readings of them were
+  written before it was listening;
+- *fallback hours* the C side reports: a reading out of time order for its device, a duplicate
+  with other values, a device's first reading since start (its previous one is in InfluxDB
+  only), a replayed one (spool), a device under two zones, a line not in luxtel's own shape, an
+  hour whose slot was taken; each marks the hours from its ts − ``max_interval_ms`` to the
+  device's latest reading;
+- hours already closed (their late readings are the dirty hours' work, ``energy.upkeep``).
+
+Clock: the hours are the readings' ``ts``; ``since_ms`` is from the wall clock at start, the
+closing (``close``) the upkeep's wall-clock watermark, as for the read-back build.
+
+Memory: a fixed record per inventory device (``record_bytes`` ≈ 470 bytes), allocated at start;
+``max_bytes`` bounds it (beyond: no tally, every hour read back, logged) and the fallback hours
+(≤ 1 % of it, at ~100 bytes an hour; past that they collapse into one span).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from energy.completeness import gap_ms
+from energy.counters import MS_PER_H
+from energy.hour_tally import HourTally, record_bytes
+from energy.inventory import Luminaire
+from energy.report import Tally
+from energy.rollup import Rollup, floor_hour
+
+_FALLBACK_HOUR_BYTES = 100
+
+METHOD_BITS = ((1, "counter"), (2, "power"))
+
+
+def needed_bytes(devices: int) -> int:
+    """What a tally of ``devices`` luminaires takes (its records)."""
+    return devices * record_bytes()
+
+
+class RollupTally:
+    """The hourly rollups of the inventory's devices, tallied from written lines."""
+
+    def __init__(
+        self,
+        inventory: Mapping[str, Luminaire],
+        *,
+        gap_factor: float,
+        max_interval_ms: float,
+        started_ms: int,
+        closed_ms: int,
+        max_bytes: int,
+    ) -> None:
+        """``started_ms``: when luxtel started (wall clock); ``closed_ms``: the upkeep's
+        watermark (hours before it are closed)."""
+        if needed_bytes(len(inventory)) > max_bytes:
+            raise MemoryError(
+                f"a tally of {len(inventory)} luminaires needs "
+                f"{needed_bytes(len(inventory)):,} bytes, more than {max_bytes:,}"
+            )
+        self.devices = list(inventory)
+        self.lums = [inventory[d] for d in self.devices]
+        self.since_ms = floor_hour(started_ms) + MS_PER_H
+        self.native = HourTally(
+            self.devices,
+            [gap_ms(lum.report_interval_s, gap_factor) for lum in self.lums],
+            [lum.baseline_power_w for lum in self.lums],
+            max_interval_ms,
+            closed_ms,
+            max(1, max_bytes // 100 // _FALLBACK_HOUR_BYTES),
+        )
+        self.closed_ms = closed_ms
+
+    def feed(self, lines: Sequence[str], replayed: bool = False) -> None:
+        """The lines InfluxDB has just accepted (``replayed``: from the spool)."""
+        self.native.feed(lines, replayed)
+
+    def vouches(self, hour_ms: int) -> bool:
+        """Whether ``rows(hour_ms)`` are that hour's rollups (an open hour, fully tallied)."""
+        if hour_ms < self.since_ms or hour_ms < self.closed_ms:
+            return False
+        hours, span = self.native.fallback()
+        if hour_ms in hours:
+            return False
+        return span is None or not span[0] <= hour_ms <= span[1]
+
+    def rows(self, hour_ms: int) -> list[Rollup]:
+        """Every inventory device's rollup of the hour, and its sums forgotten (call only when
+        ``vouches``)."""
+        out = []
+        for lum, taken in zip(self.lums, self.native.take(hour_ms), strict=True):
+            readings, counter, power, bits, verified, burn, dim, baseline, flagged, resets = taken
+            tally = Tally(
+                readings=readings,
+                counter_wh=counter,
+                power_wh=power,
+                methods={name for bit, name in METHOD_BITS if bits & bit},
+                verified_wh=verified,
+                burn_ms=burn,
+                dim_ms=dim,
+                baseline_wh=baseline,
+                flagged=flagged,
+                resets=resets,
+            )
+            out.append(Rollup.of(lum, hour_ms, tally))
+        return out
+
+    def close(self, closed_ms: int) -> None:
+        """Hours before ``closed_ms`` are closed: nothing more is added to them."""
+        if closed_ms > self.closed_ms:
+            self.closed_ms = closed_ms
+            self.native.close(closed_ms)
+            self.native.forget(closed_ms)
