@@ -26,6 +26,11 @@
  * Clock: only readings' ts (epoch ms). Hours before `closed_ms` are closed (the upkeep's
  * watermark, wall clock): nothing is added to them any more.
  *
+ * An in-order reading whose interval reaches back into closed hours (its device was silent past
+ * their close, less than max_interval) changes them: they are handed back as *reopened* hours,
+ * for the dirty hours' rebuild, as are the hours of readings that are themselves in closed hours
+ * (late: `energy.upkeep.DirtyHours`).
+ *
  * Memory: one fixed record per inventory device (`record_bytes()` each), allocated at creation;
  * the fallback hours are a set of at most `max_fallback` entries, past which they collapse into
  * one span (`fallback_span`).
@@ -79,6 +84,7 @@ typedef struct {
     double max_interval_ms;
     int64_t closed_ms;
     PyObject *fallback; /* set of hour starts (int ms) */
+    PyObject *reopened; /* closed hours an interval now reaches into: to rebuild */
     Py_ssize_t max_fallback;
     int64_t span_lo, span_hi; /* collapsed fallback hours, NO_HOUR when none */
     long long tallied, skipped;
@@ -448,6 +454,15 @@ static void merge_state(Dev *d, const Rd *r) {
         d->lamp = r->lamp;
 }
 
+static int add_reopened(Tally *self, int64_t h) {
+    PyObject *key = PyLong_FromLongLong(h);
+    if (key == NULL)
+        return -1;
+    int rc = PySet_Add(self->reopened, key);
+    Py_DECREF(key);
+    return rc;
+}
+
 static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
     const char *dev, *zone;
     Py_ssize_t dev_len = 0, zone_len = 0;
@@ -456,6 +471,8 @@ static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
     int parsed = parse_line(s, len, &dev, &dev_len, &zone, &zone_len, &r);
     if (parsed == 1)
         return 0;
+    if (r.t != NO_HOUR && r.t < self->closed_ms && add_reopened(self, floor_hour(r.t)) < 0)
+        return -1; /* a reading of a closed hour: rebuild it (the dirty hours) */
     if (parsed < 0) {
         self->skipped++;
         if (r.t == NO_HOUR)
@@ -511,6 +528,16 @@ static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
         return add_fallback_range(self, r.t - reach, d->t);
     Rd before;
     state_of(d, &before);
+    if (before.t < self->closed_ms && (double)(r.t - before.t) <= self->max_interval_ms) {
+        /* The interval reaches back into closed hours, which were closed with a stretch
+         * without readings after `before`: they change (the read-back build would not have
+         * seen this reading either). */
+        int64_t stop = r.t < self->closed_ms ? r.t : self->closed_ms - 1;
+        for (int64_t h = floor_hour(before.t); h <= stop; h += MS_PER_H) {
+            if (add_reopened(self, h) < 0)
+                return -1;
+        }
+    }
     int64_t h = floor_hour(r.t);
     int error = 0;
     if (h >= self->closed_ms) {
@@ -534,6 +561,7 @@ static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
 static void Tally_dealloc(Tally *self) {
     Py_XDECREF(self->index);
     Py_XDECREF(self->fallback);
+    Py_XDECREF(self->reopened);
     PyMem_Free(self->devs);
     PyMem_Free(self->gap_ms);
     PyMem_Free(self->baseline_w);
@@ -570,10 +598,11 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
     }
     self->index = PyDict_New();
     self->fallback = PySet_New(NULL);
+    self->reopened = PySet_New(NULL);
     self->devs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Dev));
     self->gap_ms = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
     self->baseline_w = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
-    if (!self->index || !self->fallback || !self->devs || !self->gap_ms || !self->baseline_w) {
+    if (!self->index || !self->fallback || !self->reopened || !self->devs || !self->gap_ms || !self->baseline_w) {
         Py_DECREF(dseq);
         PyErr_NoMemory();
         return -1;
@@ -729,6 +758,16 @@ static PyObject *Tally_forget(Tally *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Tally_reopened(Tally *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *hours = self->reopened;
+    self->reopened = PySet_New(NULL);
+    if (self->reopened == NULL) {
+        self->reopened = hours;
+        return NULL;
+    }
+    return hours;
+}
+
 static PyObject *Tally_stats(Tally *self, PyObject *Py_UNUSED(ignored)) {
     return Py_BuildValue("{s:L,s:L,s:n}", "tallied", self->tallied, "skipped", self->skipped,
                          "fallback_hours", PySet_GET_SIZE(self->fallback));
@@ -751,6 +790,9 @@ static PyMethodDef Tally_methods[] = {
      "fallback() -> (set of hour ms, (lo, hi) span or None): hours to read back."},
     {"forget", (PyCFunction)Tally_forget, METH_O,
      "forget(ms): drop the fallback hours before ms."},
+    {"reopened", (PyCFunction)Tally_reopened, METH_NOARGS,
+     "reopened() -> set of closed hours (ms) that readings fed since the last call change: "
+     "rebuild them."},
     {"stats", (PyCFunction)Tally_stats, METH_NOARGS, "counters: tallied, skipped, fallback_hours"},
     {NULL, NULL, 0, NULL},
 };

@@ -30,6 +30,7 @@ from energy.rollup import (
     DAY_MEASUREMENT,
     MEASUREMENT,
     SUMMED,
+    Rollup,
     add_sums,
     candidate_days,
     ceil_hour,
@@ -172,6 +173,25 @@ async def build(
         done.days = await build_days(writer, out, inventory, start_ms, end_ms, config)
     done.reach = (lo, hi)
     return done
+
+
+async def write_rows(
+    writer: InfluxWriter,
+    inventory: Mapping[str, Luminaire],
+    rows: Sequence[Rollup],
+    start_ms: int,
+    end_ms: int,
+    config: RollupConfig,
+) -> Built:
+    """Write rollups computed elsewhere (``energy.tally``) for the whole hours of ``[start_ms,
+    end_ms)``, then rewrite the daily rollups of the days they touch, as ``build`` does."""
+    target = replace(writer.target, retention_policy=config.retention_policy)
+    lines = [line(row) for row in rows]
+    async with InfluxWriter(target) as out:
+        for i in range(0, len(lines), WRITE_BATCH):
+            await out.write(lines[i : i + WRITE_BATCH])
+        days = await build_days(writer, out, inventory, start_ms, end_ms, config)
+    return Built(rows=len(rows), days=days)
 
 
 async def delete_range(

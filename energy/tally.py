@@ -18,6 +18,11 @@ the hour is built by reading it back, as before. It does not vouch for:
   device's latest reading;
 - hours already closed (their late readings are the dirty hours' work, ``energy.upkeep``).
 
+``feed`` also returns the closed hours a reading changes although it is not in them: its device
+was silent past their close (longer than ``settle_s``) and is heard from again within
+``max_interval_ms``, so the interval across them is known now. The read-back build cannot see
+that (the reading's own hour is still open); the upkeep rebuilds them as dirty hours.
+
 Clock: the hours are the readings' ``ts``; ``since_ms`` is from the wall clock at start, the
 closing (``close``) the upkeep's wall-clock watermark, as for the read-back build.
 
@@ -80,9 +85,13 @@ class RollupTally:
         )
         self.closed_ms = closed_ms
 
-    def feed(self, lines: Sequence[str], replayed: bool = False) -> None:
-        """The lines InfluxDB has just accepted (``replayed``: from the spool)."""
+    def feed(self, lines: Sequence[str], replayed: bool = False) -> set[int]:
+        """The lines InfluxDB has just accepted (``replayed``: from the spool); returns the
+        closed hours they change, for the dirty hours' rebuild: those of readings late for
+        them, and those a device silent past their close, then heard from within
+        ``max_interval_ms``, spans."""
         self.native.feed(lines, replayed)
+        return self.native.reopened()
 
     def vouches(self, hour_ms: int) -> bool:
         """Whether ``rows(hour_ms)`` are that hour's rollups (an open hour, fully tallied)."""

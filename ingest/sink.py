@@ -67,7 +67,7 @@ class Sink:
         retry: RetryPolicy | None = None,
         writes_in_flight: int = WRITES_IN_FLIGHT,
         journal: Callable[[list[Observation]], Awaitable[None]] | None = None,
-        written: Callable[[list[str]], None] | None = None,
+        written: Callable[[list[str], bool], None] | None = None,
     ) -> None:
         """`journal`: the rules' journal's append (`rules.runtime.journal`), when the rules are on:
         a
@@ -76,7 +76,8 @@ class Sink:
         self._journal = journal
         self._writer = writer
         self._written = written
-        """Told the lines of every write InfluxDB accepted (the rollups' dirty hours)."""
+        """Told the lines of every write InfluxDB accepted, and whether they were replayed from
+        the spool (the rollups' dirty hours and tally)."""
         self._writes_in_flight = writes_in_flight
         self._spool_lock = asyncio.Lock()
         self._spool = spool
@@ -182,12 +183,12 @@ class Sink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._up.wait(), delay)
 
-    async def _write_with_retries(self, points: list[Point]) -> None:
+    async def _write_with_retries(self, points: list[Point], replayed: bool = False) -> None:
         attempt = 0
         created = False
         while True:
             try:
-                await self._write_or_split(points)
+                await self._write_or_split(points, replayed)
                 return
             except InfluxDatabaseMissingError:
                 if not self._create_database or created:
@@ -204,7 +205,7 @@ class Sink:
                     backoff_delay(attempt - 1, self._retry.min_delay_s, 2.0, self._rng)
                 )
 
-    async def _write_or_split(self, points: list[Point]) -> None:
+    async def _write_or_split(self, points: list[Point], replayed: bool = False) -> None:
         """Write `points`; when InfluxDB refuses the batch, halve it until the refused points
         stand alone, dead-letter those and write the rest (rewriting a point that a partial
         write already stored is harmless: it is the same point)."""
@@ -217,13 +218,13 @@ class Sink:
                 await self._reject(points[0], error)
                 return
             middle = len(points) // 2
-            await self._write_or_split(points[:middle])
-            await self._write_or_split(points[middle:])
+            await self._write_or_split(points[:middle], replayed)
+            await self._write_or_split(points[middle:], replayed)
             return
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.points_written.inc(len(points))
         if self._written is not None:
-            self._written(lines)
+            self._written(lines, replayed)
         self._mark_up()
 
     async def _reject(self, point: Point, error: InfluxRejectedError) -> None:
@@ -267,7 +268,7 @@ class Sink:
                 self._quarantine(segment, error)
                 continue
             try:
-                await self._write_with_retries(points)
+                await self._write_with_retries(points, replayed=True)
             except InfluxUnavailableError as error:
                 self._mark_down(error)
                 delay = backoff_delay(

@@ -261,7 +261,7 @@ class Pipeline:
                 source.ack,
                 create_database=settings.influx.create_database,
                 journal=journal.append if journal is not None else None,
-                written=None if self.upkeep is None else self.upkeep.dirty.note,
+                written=None if self.upkeep is None else self.upkeep.written,
             )
             self.sink = sink
             rules = self._rules_process(source, journal)

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from energy.inventory import read_inventory
 from energy.periods import to_ms
 from energy.retention import RetentionConfig, ensure_retention
-from energy.rollup_store import RollupConfig
+from energy.rollup_store import RollupConfig, build
+from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
 from luxtel.commands.energy import energy_app
@@ -425,3 +426,95 @@ def test_moving_a_luminaire_and_rebuilding_leaves_no_stale_points(city: City) ->
     assert "1 whole days and 44 whole hours from rollups" in said
     _same(via, _report(city, "raw", *args))
     assert {r["zone"] for r in via} == {"north", "south", "east"}
+
+
+def test_rollups_kept_by_the_tally_equal_a_rebuild(
+    influxdb: InfluxDBServer, tmp_path: Path
+) -> None:
+    """`luxtel run`'s upkeep with its tally, fed what the sink writes as the city's readings come
+    in (hour after hour, the wall clock following them), closing each hour once settled; then a
+    gateway's backlog, newest first. Every hourly and daily rollup it kept equals, field for field
+    and bit for bit, what a rebuild from the raw readings writes over it; and most hours came
+    from the tally, not from reading them back."""
+    database = f"tally_{uuid.uuid4().hex[:8]}"
+    create_database(influxdb.url, database)
+    csv = tmp_path / "inventory.csv"
+    rows = [
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on"
+    ]
+    for device, (zone, circuit, interval, _) in FLEET.items():
+        rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
+    csv.write_text("\n".join(rows) + "\n")
+    inventory = read_inventory(csv)
+    rollups = RollupConfig(max_interval_ms=6 * H, tz="Europe/London")
+    config = UpkeepConfig(every_s=3600, settle_s=5400, rollups=rollups, retention=RetentionConfig())
+    on_time: list[tuple[int, str]] = []
+    backlog: list[str] = []
+    for device in FLEET:
+        for t, text in _readings(device):
+            if device == "n2" and HOLE[0] <= t < HOLE[1]:
+                backlog.append(text)
+            else:
+                on_time.append((t, text))
+    on_time.sort()
+    first_hour = START - 6 * H
+    state = tmp_path / "rollups.json"
+    state.write_text(json.dumps({"watermark_ms": first_hour}))
+    clock = [first_hour / 1000]
+
+    async def points(writer: InfluxWriter, measurement: str) -> dict[tuple[str, int], Any]:
+        answer = query(
+            influxdb.url,
+            f'SELECT * FROM "rollups"."{measurement}" GROUP BY "device_id"',  # noqa: S608
+            db=database,
+            epoch="ms",
+        )
+        out = {}
+        for series in answer["results"][0].get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values, strict=True))
+                out[(series["tags"]["device_id"], row.pop("time"))] = row
+        return out
+
+    async def run() -> None:
+        async with InfluxWriter(InfluxTarget(influxdb.url, database)) as writer:
+            tally = RollupTally(
+                inventory,
+                gap_factor=1.5,
+                max_interval_ms=6 * H,
+                started_ms=first_hour - H,
+                closed_ms=first_hour,
+                max_bytes=1 << 20,
+            )
+            upkeep = Upkeep(
+                writer, inventory, state, config, DirtyHours(), clock=lambda: clock[0], tally=tally
+            )
+            watermark = first_hour
+            for i in range(0, len(on_time), 25):  # the sink's writes, in the order they come
+                chunk = [text for _, text in on_time[i : i + 25]]
+                await writer.write(chunk)
+                upkeep.written(chunk)
+                clock[0] = on_time[min(i + 24, len(on_time) - 1)][0] / 1000
+                watermark = await upkeep.tick(watermark)
+            late = list(reversed(backlog))
+            for i in range(0, len(late), 3):  # the gateway's backlog, newest first
+                await writer.write(late[i : i + 3])
+                upkeep.written(late[i : i + 3])
+            clock[0] = (END + 9 * H) / 1000
+            watermark = await upkeep.tick(watermark)
+            assert watermark == END + 7 * H
+            assert upkeep.tallied_rows >= len(FLEET) * 60  # of 6 x 89 hours
+            kept = await points(writer, "energy_hourly"), await points(writer, "energy_daily")
+            await build(writer, inventory, first_hour, watermark, rollups)
+            rebuilt = await points(writer, "energy_hourly"), await points(writer, "energy_daily")
+            assert len(kept[0]) == len(FLEET) * (watermark - first_hour) // H
+            assert kept[0].keys() == rebuilt[0].keys()
+            for key, row in kept[0].items():
+                assert row == rebuilt[0][key], key
+            assert kept[1] == rebuilt[1]
+
+    try:
+        asyncio.run(run())
+    finally:
+        query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")

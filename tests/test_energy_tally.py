@@ -188,7 +188,7 @@ def _case(draw: st.DrawFn) -> tuple[list[Reading], list[tuple[int, int, bool]], 
         for _ in range(draw(st.integers(1, 4))):
             i = rng.randrange(len(readings) - 1)
             readings[i], readings[i + 1] = readings[i + 1], readings[i]
-    if readings and draw(st.booleans()):  # a device seen under another zone (two series)
+    if draw(st.booleans()) and readings:  # a device seen under another zone (two series)
         device, _, t, fields = readings[rng.randrange(len(readings))]
         readings.append((device, "elsewhere", t + draw(st.integers(0, 3)) * Q, fields))
     # the arrival cut into writes (some replayed from the spool)
@@ -340,3 +340,17 @@ def test_closed_hours_take_nothing_more() -> None:
     tally.feed([_line(*r) for r in base[20:]])
     rows: Mapping[str, Rollup] = {r.device_id: r for r in tally.rows(START + 6 * MS_PER_H)}
     assert rows["a"].readings == 4
+
+
+def test_closed_hours_a_reading_changes_are_handed_back() -> None:
+    """A reading late for a closed hour names it; so does one whose device was silent past the
+    close of the hours before it (within max_interval): the interval across them is known now."""
+    tally = _tally(START - MS_PER_H, START)
+    tally.feed([_line(*r) for r in _steady("a", START, 2, Q, 10.0)])
+    tally.close(START + 3 * MS_PER_H)
+    after = ("a", "north", START + 3 * MS_PER_H + 5 * M, {"lamp_on": True, "energy_wh": 99.0})
+    assert tally.feed([_line(*after)]) == {START + MS_PER_H, START + 2 * MS_PER_H}
+    late = ("b", "south", START + 2 * MS_PER_H + 7 * M, {"lamp_on": False, "power_w": 0.0})
+    assert tally.feed([_line(*late)]) == {START + 2 * MS_PER_H}
+    far = ("a", "north", START + 9 * MS_PER_H, {"lamp_on": True, "energy_wh": 100.0})
+    assert tally.feed([_line(*far)]) == set()  # a break: nothing known across it
