@@ -18,8 +18,9 @@
  *
  * What it does not vouch for, it reports as *fallback hours* (read back at close instead): a
  * reading out of time order for its device, a duplicate (same ts) with other values (InfluxDB
- * merges the two points), a device's first reading since luxtel started (its previous one is in
- * InfluxDB only), a reading replayed from the spool, a device seen under two zones (two series),
+ * merges the two points), a device's first reading since luxtel started when its previous one
+ * may be in InfluxDB only (within max_interval of the latest reading written before: `history`),
+ * a reading replayed from the spool, a device seen under two zones (two series),
  * a telemetry line not in luxtel's own shape, an hour whose slot was taken. Each marks the hours
  * from ts - max_interval to the latest reading of the device.
  *
@@ -83,6 +84,7 @@ typedef struct {
     double *baseline_w;
     double max_interval_ms;
     int64_t closed_ms;
+    int64_t history_ms; /* no reading written before the tally listened is later than this */
     PyObject *fallback; /* set of hour starts (int ms) */
     PyObject *reopened; /* closed hours an interval now reaches into: to rebuild */
     Py_ssize_t max_fallback;
@@ -515,8 +517,25 @@ static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
             memcpy(d->zone, zone, (size_t)zone_len);
             d->zone_len = (unsigned char)zone_len;
         }
-        /* its previous reading is in InfluxDB only */
-        return add_fallback_range(self, r.t - reach, r.t);
+        /* its previous reading may be in InfluxDB only (written before the tally listened) */
+        if (r.t - reach <= self->history_ms)
+            return add_fallback_range(self, r.t - reach, r.t);
+        /* No reading before it within max_interval: the stretch from its hour's start to it
+         * is without readings (an onboarding, or a break), as the build's finish() says. */
+        int64_t h = floor_hour(r.t);
+        int error = 0;
+        if (h >= self->closed_ms) {
+            Acc *acc = acc_of(self, d, h, &error);
+            if (error)
+                return -1;
+            if (acc != NULL) {
+                acc->readings += 1;
+                if (r.t > h)
+                    acc->flagged += 1;
+            }
+        }
+        self->tallied++;
+        return replayed ? add_fallback_range(self, r.t - reach, r.t) : 0;
     }
     if (r.t == d->t) {
         if (same_values(d, &r))
@@ -635,6 +654,7 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
     self->n = n;
     self->max_interval_ms = max_interval_ms;
     self->closed_ms = closed_ms;
+    self->history_ms = INT64_MAX;
     self->max_fallback = max_fallback;
     self->span_lo = self->span_hi = NO_HOUR;
     return 0;
@@ -713,6 +733,14 @@ static PyObject *Tally_close(Tally *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Tally_history(Tally *self, PyObject *arg) {
+    long long latest = PyLong_AsLongLong(arg);
+    if (latest == -1 && PyErr_Occurred())
+        return NULL;
+    self->history_ms = latest;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Tally_fallback(Tally *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *hours = PySet_New(self->fallback);
     if (hours == NULL)
@@ -786,6 +814,9 @@ static PyMethodDef Tally_methods[] = {
      "baseline_wh, flagged, resets); methods: 1 counter, 2 power."},
     {"close", (PyCFunction)Tally_close, METH_O,
      "close(ms): hours before ms are closed; nothing is added to them any more."},
+    {"history", (PyCFunction)Tally_history, METH_O,
+     "history(ms): no reading written before the tally was fed is later than ms (until told, "
+     "any may be: a device's first reading then always falls back)."},
     {"fallback", (PyCFunction)Tally_fallback, METH_NOARGS,
      "fallback() -> (set of hour ms, (lo, hi) span or None): hours to read back."},
     {"forget", (PyCFunction)Tally_forget, METH_O,

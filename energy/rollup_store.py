@@ -115,6 +115,20 @@ async def read_range(
     return read
 
 
+async def latest_reading_ms(writer: InfluxWriter, since_ms: int) -> int | None:
+    """The ts of the latest telemetry reading at or after ``since_ms`` (None: none)."""
+    far = since_ms + 100 * 365 * 24 * MS_PER_H
+    statement = select(
+        "telemetry", COLUMNS, since_ms, far, retention_policy=writer.target.retention_policy
+    )
+    latest = None
+    async for series in stream(writer, _in_time(statement, order_desc=True)):
+        for values in series.values:
+            t = int(values[series.columns.index("time")])
+            latest = t if latest is None else max(latest, t)
+    return latest
+
+
 def chunk_hours(devices: int) -> int:
     """Hours per build or read-back step: ``DEVICE_HOURS`` device-hours, 1 to 168."""
     return max(1, min(168, DEVICE_HOURS // max(devices, 1)))

@@ -9,13 +9,14 @@ still open. At an hour's close the upkeep asks ``vouches(hour)``: yes, and ``row
 that hour's rollups, exactly what a build would compute from what InfluxDB holds then; no, and
 the hour is built by reading it back, as before. It does not vouch for:
 
-- hours before the first whole hour after luxtel started (``since_ms``): readings of them were
-  written before it was listening;
+- hours that readings written before it was listening may be in (``since_ms``): until told
+  otherwise (``history``: the latest such reading, asked of InfluxDB at start), from the first
+  whole hour after luxtel started;
 - *fallback hours* the C side reports: a reading out of time order for its device, a duplicate
-  with other values, a device's first reading since start (its previous one is in InfluxDB
-  only), a replayed one (spool), a device under two zones, a line not in luxtel's own shape, an
-  hour whose slot was taken; each marks the hours from its ts − ``max_interval_ms`` to the
-  device's latest reading;
+  with other values, a device's first reading since start (its previous one may be in
+  InfluxDB only: within ``max_interval_ms`` of ``history``), a replayed one (spool), a device
+  under two zones, a line not in luxtel's own shape, an hour whose slot was taken; each marks
+  the hours from its ts − ``max_interval_ms`` to the device's latest reading;
 - hours already closed (their late readings are the dirty hours' work, ``energy.upkeep``).
 
 ``feed`` also returns the closed hours a reading changes although it is not in them: its device
@@ -92,6 +93,14 @@ class RollupTally:
         ``max_interval_ms``, spans."""
         self.native.feed(lines, replayed)
         return self.native.reopened()
+
+    def history(self, latest_ms: int | None) -> None:
+        """What InfluxDB held when the tally was already listening: ``latest_ms``, the ts of
+        its latest reading (None: none that could reach an open hour). Hours after that one
+        hold no reading the tally has not seen."""
+        floor = -(1 << 62)
+        self.since_ms = floor if latest_ms is None else floor_hour(latest_ms) + MS_PER_H
+        self.native.history(floor if latest_ms is None else latest_ms)
 
     def vouches(self, hour_ms: int) -> bool:
         """Whether ``rows(hour_ms)`` are that hour's rollups (an open hour, fully tallied)."""

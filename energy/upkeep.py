@@ -41,7 +41,7 @@ from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.retention import RetentionConfig, RetentionError, ensure_retention
 from energy.rollup import floor_hour
-from energy.rollup_store import Built, RollupConfig, build, write_rows
+from energy.rollup_store import Built, RollupConfig, build, latest_reading_ms, write_rows
 from energy.tally import RollupTally
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
@@ -144,6 +144,12 @@ class Upkeep:
         self.tallied_rows = 0
         """Of ``rows``, those written from the tally (no read-back)."""
         self._pending: list[tuple[int, int]] = []
+        self.started_ms = int(self.clock() * 1000)
+        self.watermark = self._load_watermark(self.started_ms)
+        """The first hour not closed when created (loaded now, before the sink writes
+        anything: the tally takes nothing for the hours before it)."""
+        if tally is not None:
+            tally.close(self.watermark)
 
     def written(self, lines: list[str], replayed: bool = False) -> None:
         """The sink's lines, just accepted by InfluxDB (``replayed``: from the spool): fed to
@@ -173,10 +179,9 @@ class Upkeep:
         os.replace(tmp, self.state_path)
 
     async def run(self, stop: asyncio.Event) -> None:
-        now_ms = int(self.clock() * 1000)
-        watermark = self._load_watermark(now_ms)
-        if self.tally is not None:
-            self.tally.close(watermark)
+        now_ms = self.started_ms
+        watermark = self.watermark
+        await self._tally_history(watermark)
         # After a crash the dirty hours in memory were lost: rebuild the last few.
         recent = floor_hour(now_ms) - self.config.recent_hours * MS_PER_H
         if recent < watermark:
@@ -188,6 +193,20 @@ class Upkeep:
                 log.error("rollup_upkeep_error", error=repr(error), action="will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.every_s)
+
+    async def _tally_history(self, watermark: int) -> None:
+        """Tell the tally the latest reading InfluxDB held once the tally listened (only
+        readings that can reach an hour not yet closed count): the hours after it it may vouch
+        for. InfluxDB away: the tally keeps its default (the first whole hour after start)."""
+        if self.tally is None:
+            return
+        reach = int(self.config.rollups.max_interval_ms)
+        try:
+            latest = await latest_reading_ms(self.writer, watermark - reach)
+        except InfluxError as error:
+            log.warning("rollup_tally_history_unknown", error=str(error))
+            return
+        self.tally.history(latest)
 
     async def tick(self, watermark: int) -> int:
         """One round; returns the new watermark (unchanged when InfluxDB failed, and the work

@@ -10,7 +10,6 @@ import structlog
 from energy.counters import MS_PER_H
 from energy.inventory import InventoryError, Luminaire, read_inventory
 from energy.retention import RetentionConfig
-from energy.rollup import floor_hour
 from energy.rollup_store import RollupConfig
 from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
@@ -86,7 +85,7 @@ def rollup_tally(
             gap_factor=config.gap_factor,
             max_interval_ms=config.max_interval_ms,
             started_ms=started_ms,
-            closed_ms=floor_hour(started_ms),
+            closed_ms=-(1 << 62),  # the upkeep closes its hours when it loads its watermark
             max_bytes=settings.energy.tally_max_bytes,
         )
     except MemoryError as error:

@@ -207,18 +207,24 @@ def _run(
     closes: Sequence[int],
     started_ms: int,
     first_hour: int,
+    history: str = "untold",
 ) -> int:
     """Feed the writes, closing hours after each; check every hour the tally vouches for.
-    Returns how many were checked."""
+    ``history``: ``untold`` (the tally is never told what InfluxDB held), ``told`` (the first
+    write was made before the tally listened — a previous run — and the tally is told its
+    latest reading). Returns how many hours were checked."""
     tally = _tally(started_ms, first_hour)
     db = Influx()
     closed = first_hour
     checked = 0
-    for (a, b, replayed), close_to in zip(writes, closes, strict=True):
+    for n, ((a, b, replayed), close_to) in enumerate(zip(writes, closes, strict=True)):
         chunk = readings[a:b]
         for device, zone, t, fields in chunk:
             db.write(device, zone, t, fields)
-        tally.feed([_line(*r) for r in chunk], replayed)
+        if history == "told" and n == 0:
+            tally.history(max((r[2] for r in chunk), default=None))
+        else:
+            tally.feed([_line(*r) for r in chunk], replayed)
         for hour in range(closed, close_to, MS_PER_H):
             if tally.vouches(hour):
                 assert tally.rows(hour) == _reference(db, hour), hour
@@ -229,14 +235,20 @@ def _run(
 
 
 @settings(max_examples=300, deadline=None)
-@given(_case(), st.lists(st.integers(0, 36), min_size=8, max_size=8))
+@given(
+    _case(),
+    st.lists(st.integers(0, 36), min_size=8, max_size=8),
+    st.sampled_from(["untold", "told"]),
+)
 def test_the_hours_the_tally_vouches_for_equal_the_build(
-    case: tuple[list[Reading], list[tuple[int, int, bool]], int], close_hours: list[int]
+    case: tuple[list[Reading], list[tuple[int, int, bool]], int],
+    close_hours: list[int],
+    history: str,
 ) -> None:
     readings, writes, first = case
     closes = sorted(first + h * MS_PER_H for h in close_hours)[: len(writes)]
     closes += [first + 40 * MS_PER_H] * (len(writes) - len(closes))
-    checked = _run(readings, writes, closes, first - 2 * MS_PER_H, first)
+    checked = _run(readings, writes, closes, first - 2 * MS_PER_H, first, history)
     event(f"hours checked: {min(checked, 10)}{'+' if checked >= 10 else ''}")
 
 
