@@ -504,6 +504,10 @@ class Result:
     they were decoded; the number published when it read each back once)."""
     rollup_tallied_rows: int | None = None
     """luxtel-rollups: device-hours written from the upkeep's tally, without a read-back."""
+    cpu_us_at_stored: float | None = None
+    """luxtel-rollups: its CPU per reading up to the moment every reading was stored (the same
+    span as the other contenders' figure: ingest and the tally's share, without the wait for the
+    hour to close and the rolling up)."""
     rollup_cpu_s: float | None = None
     """luxtel-rollups: CPU seconds of luxtel's process during its builds (the upkeep's own log)."""
     rollup_seconds: float | None = None
@@ -581,6 +585,7 @@ def median_result(runs: list[Result]) -> Result:
         "rollup_tallied_rows",
         "rollup_seconds",
         "rollup_cpu_s",
+        "cpu_us_at_stored",
     ):
         values = [v for r in good if (v := getattr(r, name)) is not None]
         setattr(merged, name, statistics.median_low(values) if values else None)
@@ -935,6 +940,8 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
         if name == "luxtel-rules" and launch.metrics_port is not None:
             settle_rules(run, name, launch.metrics_port, done_at, result)
         if name == "luxtel-rollups":
+            stored = tree_cpu_seconds(child.pid) - cpu_before["contender"]
+            result.cpu_us_at_stored = stored * 1e6 / args.readings
             wait_rollups(run, child, time.time(), result)
         cpu_after = cpu_by_role(pids)
         busy_after, wall_after = machine_busy_seconds(), time.monotonic()
@@ -1573,11 +1580,20 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
             continue
         extra = ""
         if plain is not None and plain.cpu_us_per_reading and r.cpu_us_per_reading is not None:
-            more = r.cpu_us_per_reading - plain.cpu_us_per_reading
+            base = plain.cpu_us_per_reading
+            more = r.cpu_us_per_reading - base
             extra = (
                 f"; CPU over {REFERENCE}'s in this run: {more:+.2f} µs a reading "
-                f"({more / plain.cpu_us_per_reading:+.0%})"
+                f"({more / base:+.0%})"
             )
+            if r.cpu_us_at_stored is not None:
+                upkeep = r.cpu_us_at_stored - base + (r.rollup_cpu_s or 0) * 1e6 / args.readings
+                extra += (
+                    f"; up to the moment every reading was stored (the same span as {REFERENCE}'s "
+                    f"figure, so without the idle wait for the close) {r.cpu_us_at_stored:.2f} µs, "
+                    f"and with the close's own CPU added {upkeep:+.2f} µs a reading "
+                    f"({upkeep / base:+.0%}) over {REFERENCE}"
+                )
         console.print(
             f"{r.contender}: the rollup upkeep read back {r.rollup_readings_read or 0:,} readings "
             f"in {r.rollup_builds} build(s) and wrote {r.rollup_tallied_rows or 0:,} device-hours "

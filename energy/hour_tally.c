@@ -292,7 +292,38 @@ static int parse_int64(const char *s, const char *end, int64_t *out) {
     return 0;
 }
 
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
 static int parse_double(const char *s, const char *end, double *out) {
+    /* Clinger's fast path: a plain decimal of at most 15 digits is an integer m < 2^53 over
+     * 10^k (k <= 15), both exact in a double, so m / 10^k is one correctly rounded division:
+     * the double strtod (and InfluxDB, and Python) read from the same text. */
+    const char *p = s;
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    int64_t m = 0;
+    int digits = 0, decimals = 0, dot = 0;
+    for (; p < end; p++) {
+        if (*p >= '0' && *p <= '9') {
+            if (++digits > 15)
+                break;
+            m = m * 10 + (*p - '0');
+            decimals += dot;
+        } else if (*p == '.' && !dot) {
+            dot = 1;
+        } else {
+            break;
+        }
+    }
+    if (p == end && digits > 0 && digits <= 15) {
+        double v = (double)m / POW10[decimals];
+        *out = neg ? -v : v;
+        return 0;
+    }
     char buf[64];
     size_t n = (size_t)(end - s);
     if (n == 0 || n >= sizeof buf)
@@ -376,12 +407,17 @@ static int parse_line(const char *s, Py_ssize_t len, const char **dev, Py_ssize_
                 return -1;
             p++;
         }
+#define KEY(name) (key_len == (Py_ssize_t)(sizeof(name) - 1) && memcmp(key, name, key_len) == 0)
+        if (!(KEY("energy_wh") || KEY("power_w") || KEY("lamp_on") || KEY("dim_pct"))) {
+            if (p < fields_end)
+                p++; /* a field the rollups do not read */
+            continue;
+        }
         double number = 0;
         int flag = 0;
         int kind = parse_value(value, p, &number, &flag);
         if (kind < 0)
             return -1;
-#define KEY(name) (key_len == (Py_ssize_t)(sizeof(name) - 1) && memcmp(key, name, key_len) == 0)
         if (KEY("energy_wh")) {
             if (kind != 1)
                 return -1;

@@ -366,3 +366,31 @@ def test_closed_hours_a_reading_changes_are_handed_back() -> None:
     assert tally.feed([_line(*late)]) == {START + 2 * MS_PER_H}
     far = ("a", "north", START + 9 * MS_PER_H, {"lamp_on": True, "energy_wh": 100.0})
     assert tally.feed([_line(*far)]) == set()  # a break: nothing known across it
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.floats(0, 1e12, allow_nan=False, allow_infinity=False),
+    st.floats(0, 1e12, allow_nan=False, allow_infinity=False),
+    st.sampled_from(["repr", "fixed", "int"]),
+)
+def test_numbers_are_read_as_python_and_influxdb_read_them(a: float, b: float, form: str) -> None:
+    """The C side reads a decimal of ≤ 15 digits itself (one correctly rounded division) and
+    anything else with strtod: the same double as ``float(text)`` either way."""
+
+    def text(x: float) -> str:
+        return {"repr": repr(x), "fixed": f"{x:.3f}", "int": f"{int(x)}"}[form]
+
+    first, second = text(a), text(b)
+    tally = _tally(START - MS_PER_H, START)
+    tally.history(None)
+    t0 = START + MS_PER_H
+    tally.feed(
+        [
+            f"telemetry,device_id=a,zone=north energy_wh={first},lamp_on=true {t0}",
+            f"telemetry,device_id=a,zone=north energy_wh={second},lamp_on=true {t0 + Q}",
+        ]
+    )
+    row = tally.rows(t0)[0]
+    x, y = float(first), float(second)
+    assert row.counter_wh == (y - x if y >= x else y)
