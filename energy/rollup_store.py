@@ -198,13 +198,15 @@ async def write_rows(
     config: RollupConfig,
 ) -> Built:
     """Write rollups computed elsewhere (``energy.tally``) for the whole hours of ``[start_ms,
-    end_ms)``, then rewrite the daily rollups of the days they touch, as ``build`` does."""
+    end_ms)``, then write the daily rollups of the days they complete (a day's point is only
+    read once it sums all the day's hours, ``_read_back_days``: writing it at every hour's
+    close would cost a query and a point per luminaire each hour for nothing)."""
     target = replace(writer.target, retention_policy=config.retention_policy)
     lines = [line(row) for row in rows]
     async with InfluxWriter(target) as out:
         for i in range(0, len(lines), WRITE_BATCH):
             await out.write(lines[i : i + WRITE_BATCH])
-        days = await build_days(writer, out, inventory, start_ms, end_ms, config)
+        days = await build_days(writer, out, inventory, start_ms, end_ms, config, complete=True)
     return Built(rows=len(rows), days=days)
 
 
@@ -231,9 +233,12 @@ async def build_days(
     start_ms: int,
     end_ms: int,
     config: RollupConfig,
+    *,
+    complete: bool = False,
 ) -> int:
-    """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)``: each
-    device's sums over the day's hourly points, summed by InfluxDB; returns the points."""
+    """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)`` (with
+    ``complete``: only those ending by ``end_ms``): each device's sums over the day's hourly
+    points, summed by InfluxDB; returns the points."""
     select_list = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in SUMMED]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
@@ -241,6 +246,8 @@ async def build_days(
     )
     written = 0
     for a, b in days_touching(start_ms, end_ms, ZoneInfo(config.tz)):
+        if complete and b > end_ms:
+            continue
         statement = _sums_statement(config, a, b, (), select_list, '"device_id"')
         lines = []
         async for series in stream(writer, statement):

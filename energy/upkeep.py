@@ -10,7 +10,8 @@ hours after a start, hours touched by readings out of order, replayed or merged,
 hour plus each device's two neighbouring readings, ~4.5 µs of CPU a reading read,
 ``bench/README.md``, "Rollup upkeep").
 
-- Every build also rewrites the daily rollups of the civil days it touches (``build_days``).
+- Every build also rewrites the daily rollups of the civil days it touches (``build_days``);
+  hours closed from the tally write those of the days they complete.
 - **Closing** (wall clock): hour ``h`` of reading time is closed once the wall clock passes
   ``h + 1 h + settle_s``; the watermark (the first hour not yet closed) is kept in
   ``state_dir/rollups.json``. On the first start it begins ``recent_hours`` back (older hours:

@@ -518,7 +518,10 @@ def test_rollups_kept_by_the_tally_equal_a_rebuild(
             assert kept[0].keys() == rebuilt[0].keys()
             for key, row in kept[0].items():
                 assert row == rebuilt[0][key], key
-            assert kept[1] == rebuilt[1]
+            # days are written once complete (a partial day's point is never read)
+            complete = {k: v for k, v in rebuilt[1].items() if v["hours"] in (23, 24, 25)}
+            assert {k: v for k, v in kept[1].items() if k in complete} == complete
+            assert len(complete) == len(FLEET) * 3  # 28 to 30 March (29 March: 23 h)
 
     try:
         asyncio.run(run())
