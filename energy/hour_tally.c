@@ -40,6 +40,7 @@
 #include <Python.h>
 
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,8 @@ typedef struct {
     double max_interval_ms;
     int64_t closed_ms;
     int64_t history_ms; /* no reading written before the tally listened is later than this */
+    PyObject *heads;    /* list: per device "energy_hourly,circuit=…,device_id=…,zone=… " */
+    double *expected;   /* per device: readings expected an hour */
     PyObject *fallback; /* set of hour starts (int ms) */
     PyObject *reopened; /* closed hours an interval now reaches into: to rebuild */
     Py_ssize_t max_fallback;
@@ -617,6 +620,8 @@ static void Tally_dealloc(Tally *self) {
     Py_XDECREF(self->index);
     Py_XDECREF(self->fallback);
     Py_XDECREF(self->reopened);
+    Py_XDECREF(self->heads);
+    PyMem_Free(self->expected);
     PyMem_Free(self->devs);
     PyMem_Free(self->gap_ms);
     PyMem_Free(self->baseline_w);
@@ -624,14 +629,15 @@ static void Tally_dealloc(Tally *self) {
 }
 
 static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"devices",     "gap_ms",       "baseline_w", "max_interval_ms",
-                             "closed_ms",   "max_fallback", NULL};
-    PyObject *devices, *gaps, *baselines;
+    static char *kwlist[] = {"devices",      "gap_ms", "baseline_w", "max_interval_ms", "closed_ms",
+                             "max_fallback", "heads",  "expected",   NULL};
+    PyObject *devices, *gaps, *baselines, *heads = NULL, *expected = NULL;
     double max_interval_ms;
     long long closed_ms;
     Py_ssize_t max_fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOdLn", kwlist, &devices, &gaps, &baselines,
-                                     &max_interval_ms, &closed_ms, &max_fallback))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOdLn|OO", kwlist, &devices, &gaps, &baselines,
+                                     &max_interval_ms, &closed_ms, &max_fallback, &heads,
+                                     &expected))
         return -1;
     if (self->devs != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "HourTally is initialised once");
@@ -687,6 +693,31 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
             self->devs[i].acc[k].hour = NO_HOUR;
     }
     Py_DECREF(dseq);
+    if (heads != NULL && expected != NULL) {
+        if (!PyList_Check(heads) || PyList_GET_SIZE(heads) != n || PySequence_Size(expected) != n) {
+            PyErr_SetString(PyExc_ValueError, "heads and expected: a list each, one per device");
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!PyUnicode_Check(PyList_GET_ITEM(heads, i))) {
+                PyErr_SetString(PyExc_TypeError, "heads must be str");
+                return -1;
+            }
+        }
+        self->expected = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
+        if (self->expected == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *e = PySequence_GetItem(expected, i);
+            self->expected[i] = e ? PyFloat_AsDouble(e) : -1;
+            Py_XDECREF(e);
+            if (PyErr_Occurred())
+                return -1;
+        }
+        self->heads = Py_NewRef(heads);
+    }
     self->n = n;
     self->max_interval_ms = max_interval_ms;
     self->closed_ms = closed_ms;
@@ -758,6 +789,111 @@ static PyObject *Tally_take(Tally *self, PyObject *arg) {
             a->hour = NO_HOUR;
     }
     return out;
+}
+
+/* Python's repr of a float, appended. */
+static int put_float(char **p, char *end, double v) {
+    if (v == 0.0 && !signbit(v) && end - *p > 4) {
+        memcpy(*p, "0.0", 3); /* repr(0.0), the common case, without the general routine */
+        *p += 3;
+        return 0;
+    }
+    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL)
+        return -1;
+    size_t n = strlen(text);
+    if ((size_t)(end - *p) < n + 1) {
+        PyMem_Free(text);
+        PyErr_SetString(PyExc_RuntimeError, "take_lines: line too long");
+        return -1;
+    }
+    memcpy(*p, text, n);
+    *p += n;
+    PyMem_Free(text);
+    return 0;
+}
+
+static int put_text(char **p, char *end, const char *text) {
+    size_t n = strlen(text);
+    if ((size_t)(end - *p) < n + 1) {
+        PyErr_SetString(PyExc_RuntimeError, "take_lines: line too long");
+        return -1;
+    }
+    memcpy(*p, text, n);
+    *p += n;
+    return 0;
+}
+
+/* energy.rollup.line(Rollup.of(lum, hour, tally)), character for character. */
+static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
+    if (self->heads == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "take_lines needs heads and expected");
+        return NULL;
+    }
+    PyObject *rows = Tally_take(self, arg);
+    if (rows == NULL)
+        return NULL;
+    long long hour = PyLong_AsLongLong(arg);
+    PyObject *out = PyList_New(self->n);
+    if (out == NULL) {
+        Py_DECREF(rows);
+        return NULL;
+    }
+    char buf[1024];
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        long long readings, flagged, resets;
+        double counter, power, verified, burn, dim, baseline;
+        int methods;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(rows, i), "LddiddddLL", &readings, &counter, &power,
+                              &methods, &verified, &burn, &dim, &baseline, &flagged, &resets))
+            goto fail;
+        Py_ssize_t head_len;
+        const char *head = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->heads, i), &head_len);
+        if (head == NULL)
+            goto fail;
+        if (head_len > 512) {
+            PyErr_SetString(PyExc_ValueError, "take_lines: tags too long");
+            goto fail;
+        }
+        char *p = buf, *end = buf + sizeof buf;
+        memcpy(p, head, (size_t)head_len);
+        p += head_len;
+        char num[64];
+        const char *method = methods == 3   ? "counter+power"
+                             : methods == 1 ? "counter"
+                             : methods == 2 ? "power"
+                                            : "none";
+        snprintf(num, sizeof num, "readings=%lldi,expected=", readings);
+        if (put_text(&p, end, num) < 0 || put_float(&p, end, self->expected[i]) < 0 ||
+            put_text(&p, end, ",metered_wh=") < 0 || put_float(&p, end, counter + power) < 0 ||
+            put_text(&p, end, ",counter_wh=") < 0 || put_float(&p, end, counter) < 0 ||
+            put_text(&p, end, ",power_wh=") < 0 || put_float(&p, end, power) < 0 ||
+            put_text(&p, end, ",verified_wh=") < 0 || put_float(&p, end, verified) < 0 ||
+            put_text(&p, end, ",burning_h=") < 0 ||
+            put_float(&p, end, burn / (double)MS_PER_H) < 0 ||
+            put_text(&p, end, ",dim_pct_h=") < 0 ||
+            put_float(&p, end, dim / (double)MS_PER_H) < 0 ||
+            put_text(&p, end, ",baseline_wh=") < 0 || put_float(&p, end, baseline) < 0)
+            goto fail;
+        snprintf(num, sizeof num, ",flagged=%lldi,resets=%lldi,gap=%s,method=\"", flagged, resets,
+                 flagged ? "true" : "false");
+        if (put_text(&p, end, num) < 0 || put_text(&p, end, method) < 0)
+            goto fail;
+        snprintf(num, sizeof num, "\",via_counter=%di,via_power=%di %lld", (methods & 1) ? 1 : 0,
+                 (methods & 2) ? 1 : 0, hour);
+        if (put_text(&p, end, num) < 0)
+            goto fail;
+        PyObject *text = PyUnicode_DecodeUTF8(buf, p - buf, NULL);
+        if (text == NULL)
+            goto fail;
+        PyList_SET_ITEM(out, i, text);
+    }
+    Py_DECREF(rows);
+    return out;
+fail:
+    Py_DECREF(rows);
+    Py_DECREF(out);
+    return NULL;
 }
 
 static PyObject *Tally_close(Tally *self, PyObject *arg) {
@@ -848,6 +984,8 @@ static PyMethodDef Tally_methods[] = {
      "take(hour_ms): every device's sums of that hour, in the order of `devices`, and forget "
      "them: (readings, counter_wh, power_wh, methods, verified_wh, burn_ms, dim_ms, "
      "baseline_wh, flagged, resets); methods: 1 counter, 2 power."},
+    {"take_lines", (PyCFunction)Tally_take_lines, METH_O,
+     "take_lines(hour_ms): as take, as energy.rollup.line's lines (needs heads, expected)."},
     {"close", (PyCFunction)Tally_close, METH_O,
      "close(ms): hours before ms are closed; nothing is added to them any more."},
     {"history", (PyCFunction)Tally_history, METH_O,

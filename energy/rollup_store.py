@@ -30,7 +30,6 @@ from energy.rollup import (
     DAY_MEASUREMENT,
     MEASUREMENT,
     SUMMED,
-    Rollup,
     add_sums,
     candidate_days,
     ceil_hour,
@@ -189,25 +188,25 @@ async def build(
     return done
 
 
-async def write_rows(
+async def write_lines(
     writer: InfluxWriter,
     inventory: Mapping[str, Luminaire],
-    rows: Sequence[Rollup],
+    lines: Sequence[str],
     start_ms: int,
     end_ms: int,
     config: RollupConfig,
 ) -> Built:
-    """Write rollups computed elsewhere (``energy.tally``) for the whole hours of ``[start_ms,
-    end_ms)``, then write the daily rollups of the days they complete (a day's point is only
-    read once it sums all the day's hours, ``_read_back_days``: writing it at every hour's
-    close would cost a query and a point per luminaire each hour for nothing)."""
+    """Write rollups computed elsewhere (``energy.tally``: their ``line``s) for the whole
+    hours of ``[start_ms, end_ms)``, then write the daily rollups of the days they complete
+    (a day's point is only read once it sums all the day's hours, ``_read_back_days``:
+    writing it at every hour's close would cost a query and a point per luminaire each hour
+    for nothing)."""
     target = replace(writer.target, retention_policy=config.retention_policy)
-    lines = [line(row) for row in rows]
     async with InfluxWriter(target) as out:
         for i in range(0, len(lines), WRITE_BATCH):
-            await out.write(lines[i : i + WRITE_BATCH])
+            await out.write(list(lines[i : i + WRITE_BATCH]))
         days = await build_days(writer, out, inventory, start_ms, end_ms, config, complete=True)
-    return Built(rows=len(rows), days=days)
+    return Built(rows=len(lines), days=days)
 
 
 async def delete_range(

@@ -42,7 +42,7 @@ from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.retention import RetentionConfig, RetentionError, ensure_retention
 from energy.rollup import floor_hour
-from energy.rollup_store import Built, RollupConfig, build, latest_reading_ms, write_rows
+from energy.rollup_store import Built, RollupConfig, build, latest_reading_ms, write_lines
 from energy.tally import RollupTally
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
@@ -245,15 +245,17 @@ class Upkeep:
             await self._build(a, b)
             return
         started = time.process_time()
-        taken = {h: tally.rows(h) for h in range(a, b, MS_PER_H) if tally.vouches(h)}
+        taken = {h: tally.lines(h) for h in range(a, b, MS_PER_H) if tally.vouches(h)}
         tally.close(b)
         cpu_s = time.process_time() - started
         for lo, hi in ranges(h for h in range(a, b, MS_PER_H) if h not in taken):
             await self._build(lo, hi)
         for lo, hi in ranges(sorted(taken)):
             started = time.process_time()
-            rows = [row for h in range(lo, hi, MS_PER_H) for row in taken[h]]
-            built = await write_rows(self.writer, self.inventory, rows, lo, hi, self.config.rollups)
+            lines = [text for h in range(lo, hi, MS_PER_H) for text in taken[h]]
+            built = await write_lines(
+                self.writer, self.inventory, lines, lo, hi, self.config.rollups
+            )
             self.rows += built.rows
             self.tallied_rows += built.rows
             _log_built(lo, hi, built, cpu_s + time.process_time() - started, how="tally")

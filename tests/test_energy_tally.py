@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from energy.counters import MS_PER_H, Sample
 from energy.inventory import Luminaire
 from energy.periods import to_ms
-from energy.rollup import Rollup, compute, floor_hour
+from energy.rollup import Rollup, compute, floor_hour, line
 from energy.tally import RollupTally, needed_bytes
 
 M = 60_000
@@ -227,7 +227,11 @@ def _run(
             tally.feed([_line(*r) for r in chunk], replayed)
         for hour in range(closed, close_to, MS_PER_H):
             if tally.vouches(hour):
-                assert tally.rows(hour) == _reference(db, hour), hour
+                expected = _reference(db, hour)
+                if hour % (2 * MS_PER_H):
+                    assert tally.rows(hour) == expected, hour
+                else:  # the lines written, formatted in C: the same text as line()
+                    assert tally.lines(hour) == [line(row) for row in expected], hour
                 checked += 1
         closed = max(closed, close_to)
         tally.close(closed)
