@@ -145,6 +145,7 @@ class Upkeep:
         self.tallied_rows = 0
         """Of ``rows``, those written from the tally (no read-back)."""
         self._pending: list[tuple[int, int]] = []
+        self._prepared = False
         self.started_ms = int(self.clock() * 1000)
         self.watermark = self._load_watermark(self.started_ms)
         """The first hour not closed when created (loaded now, before the sink writes
@@ -182,7 +183,8 @@ class Upkeep:
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = self.started_ms
         watermark = self.watermark
-        await self._tally_history(watermark)
+        if not self._prepared:
+            await self.prepare()
         # After a crash the dirty hours in memory were lost: rebuild the last few.
         recent = floor_hour(now_ms) - self.config.recent_hours * MS_PER_H
         if recent < watermark:
@@ -195,15 +197,19 @@ class Upkeep:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.every_s)
 
-    async def _tally_history(self, watermark: int) -> None:
-        """Tell the tally the latest reading InfluxDB held once the tally listened (only
-        readings that can reach an hour not yet closed count): the hours after it it may vouch
-        for. InfluxDB away: the tally keeps its default (the first whole hour after start)."""
+    async def prepare(self) -> None:
+        """Before the sink writes anything (``luxtel.pipeline``): tell the tally the latest
+        reading InfluxDB holds (only readings that can reach an hour not yet closed count): the
+        hours after it it may vouch for, and the devices whose previous reading cannot be in
+        InfluxDB. Asked later, a device's first readings written meanwhile would be read back
+        (correct, but dear). InfluxDB away: the tally keeps its defaults (the first whole hour
+        after start; every device's first reading read back)."""
+        self._prepared = True
         if self.tally is None:
             return
         reach = int(self.config.rollups.max_interval_ms)
         try:
-            latest = await latest_reading_ms(self.writer, watermark - reach)
+            latest = await latest_reading_ms(self.writer, self.watermark - reach)
         except InfluxError as error:
             log.warning("rollup_tally_history_unknown", error=str(error))
             return

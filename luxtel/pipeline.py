@@ -228,6 +228,8 @@ class Pipeline:
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
             self.upkeep = rollup_upkeep(settings, writer)
+            if self.upkeep is not None:
+                await self.upkeep.prepare()  # before the sink writes: see Upkeep.prepare
             source = MqttSource(
                 mqtt_target(settings, sources),
                 received,
