@@ -527,3 +527,74 @@ def test_rollups_kept_by_the_tally_equal_a_rebuild(
         asyncio.run(run())
     finally:
         query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+def test_luxtel_run_rolls_an_hour_up_from_its_tally(
+    mosquitto: MosquittoServer, influxdb: InfluxDBServer, tmp_path: Path
+) -> None:
+    """`luxtel run` end to end: readings through MQTT, the sink, the tally; the hour closes (its
+    settling time set to end a few seconds from now) and its rollups come from the tally — none
+    read back — equal to what a rebuild from the raw readings writes over them."""
+    database = f"run_{uuid.uuid4().hex[:8]}"
+    root = f"t{uuid.uuid4().hex[:8]}/lighting"
+    inventory = tmp_path / "inventory.csv"
+    lines = [
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on"
+    ]
+    lines += [f"lum-{i},north,C0{i},51.5,-0.1,40,100,300,LX," for i in range(3)]
+    inventory.write_text("\n".join(lines) + "\n")
+    now = time.time()
+    hour = int(now * 1000) - int(now * 1000) % H - 2 * H  # closed by the wall clock long ago
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "rollups.json").write_text(json.dumps({"watermark_ms": hour}))  # not yet rolled up
+    settle_s = now - (hour + H) / 1000 + 12  # the hour closes 12 s from now
+    base = make_settings(state, mosquitto.url, influxdb.url, database, root)
+    settings = base.model_copy(
+        update={
+            "inventory": InventorySettings(path=inventory),
+            "energy": EnergySettings(rollup_every_s=1, settle_s=settle_s, recent_hours=0),
+        }
+    )
+    messages = [
+        (
+            f"{root}/north/lum-{i}/telemetry",
+            reading(t + 1000 * i, power=40.0 + i, energy=1000.0 + 3.3 * k + i, seq=k),
+        )
+        for k, t in enumerate(range(hour - 10 * 60_000, hour + H + 10 * 60_000, 5 * 60_000))
+        for i in range(3)
+    ]
+
+    def hourly() -> dict[str, Any]:
+        answer = query(
+            influxdb.url,
+            f'SELECT * FROM "rollups"."energy_hourly" WHERE time = {hour}ms GROUP BY "device_id"',  # noqa: S608
+            db=database,
+        )
+        return {
+            s["tags"]["device_id"]: dict(zip(s["columns"], s["values"][0], strict=True))
+            for s in answer["results"][0].get("series", [])
+        }
+
+    try:
+        with RunningPipeline(settings) as running:
+            publisher = Publisher(mosquitto.url)
+            publisher.publish(messages)
+            publisher.close()
+            wait_until(lambda: len(hourly()) == 3, what="the hour rolled up", timeout=60)
+            assert running.pipeline is not None
+            assert running.pipeline.upkeep is not None
+            assert running.pipeline.upkeep.tallied_rows == 3
+        kept = hourly()
+        assert kept["lum-1"]["readings"] == 12
+        assert kept["lum-1"]["flagged"] == 0
+
+        async def rebuild() -> None:
+            async with InfluxWriter(InfluxTarget(influxdb.url, database)) as writer:
+                await build(writer, read_inventory(inventory), hour, hour + H, RollupConfig())
+
+        asyncio.run(rebuild())
+        assert hourly() == kept
+    finally:
+        query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
