@@ -27,7 +27,8 @@ that (the reading's own hour is still open); the upkeep rebuilds them as dirty h
 Clock: the hours are the readings' ``ts``; ``since_ms`` is from the wall clock at start, the
 closing (``close``) the upkeep's wall-clock watermark, as for the read-back build.
 
-Memory: a fixed record per inventory device (``record_bytes`` ≈ 470 bytes), allocated at start;
+Memory: a fixed record per inventory device (``record_bytes`` ≈ 480 bytes, and ~160 for its
+line head and index entry), allocated at start;
 ``max_bytes`` bounds it (beyond: no tally, every hour read back, logged) and the fallback hours
 (≤ 1 % of it, at ~100 bytes an hour; past that they collapse into one span).
 """
@@ -48,9 +49,14 @@ _FALLBACK_HOUR_BYTES = 100
 METHOD_BITS = ((1, "counter"), (2, "power"))
 
 
+_HEAD_BYTES = 160
+"""A device's rollup line head (``energy_hourly,circuit=…,device_id=…,zone=… ``, a str of
+~60–110 bytes with its object) and its index entry."""
+
+
 def needed_bytes(devices: int) -> int:
-    """What a tally of ``devices`` luminaires takes (its records)."""
-    return devices * record_bytes()
+    """What a tally of ``devices`` luminaires takes: its records, line heads and index."""
+    return devices * (record_bytes() + _HEAD_BYTES)
 
 
 class RollupTally:
