@@ -753,49 +753,66 @@ static PyObject *Tally_feed(Tally *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Tally_take(Tally *self, PyObject *arg) {
-    long long hour = PyLong_AsLongLong(arg);
-    if (hour == -1 && PyErr_Occurred())
-        return NULL;
-    if (hour % MS_PER_H != 0) {
+static int hour_arg(PyObject *arg, long long *hour) {
+    *hour = PyLong_AsLongLong(arg);
+    if (*hour == -1 && PyErr_Occurred())
+        return -1;
+    if (*hour % MS_PER_H != 0) {
         PyErr_SetString(PyExc_ValueError, "take: an hour's start (ms) is a multiple of 3600000");
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+/* Device i's sums of the hour, forgotten: its accumulator with the stretch at the end. */
+static Acc take_one(Tally *self, Py_ssize_t i, int64_t hour) {
+    Dev *d = &self->devs[i];
+    int64_t k = hour / MS_PER_H;
+    Acc *a = &d->acc[((k % NSLOT) + NSLOT) % NSLOT];
+    Acc out;
+    if (a->hour == hour) {
+        out = *a;
+        a->hour = NO_HOUR;
+    } else {
+        memset(&out, 0, sizeof out);
+    }
+    /* ReportBuilder.finish(closed=True): no reading at or after the hour's end yet, or none
+     * before it that the tally knows of (then the hour lies more than max_interval before the
+     * first one seen, or is a fallback hour): a stretch without readings */
+    int64_t end = hour + MS_PER_H;
+    if (!d->seen || d->t < end || d->first >= end)
+        out.flagged += 1;
+    return out;
+}
+
+static PyObject *Tally_take(Tally *self, PyObject *arg) {
+    long long hour;
+    if (hour_arg(arg, &hour) < 0)
+        return NULL;
     PyObject *out = PyList_New(self->n);
     if (out == NULL)
         return NULL;
-    int64_t k = hour / MS_PER_H;
     for (Py_ssize_t i = 0; i < self->n; i++) {
-        Dev *d = &self->devs[i];
-        Acc *a = &d->acc[((k % NSLOT) + NSLOT) % NSLOT];
-        Acc zero;
-        memset(&zero, 0, sizeof zero);
-        Acc *use = a->hour == hour ? a : &zero;
-        /* ReportBuilder.finish(closed=True): no reading at or after the hour's end yet, or
-         * none before it that the tally knows of (then the hour lies more than max_interval
-         * before the first one seen, or is a fallback hour): a stretch without readings */
-        int64_t end = hour + MS_PER_H;
-        long long tail = (!d->seen || d->t < end || d->first >= end) ? 1 : 0;
-        PyObject *row = Py_BuildValue(
-            "(LddiddddLL)", (long long)use->readings, use->counter_wh, use->power_wh,
-            use->methods, use->verified_wh, use->burn_ms, use->dim_ms, use->baseline_wh,
-            (long long)use->flagged + tail, (long long)use->resets);
+        Acc use = take_one(self, i, hour);
+        PyObject *row = Py_BuildValue("(LddiddddLL)", (long long)use.readings, use.counter_wh,
+                                      use.power_wh, use.methods, use.verified_wh, use.burn_ms,
+                                      use.dim_ms, use.baseline_wh, (long long)use.flagged,
+                                      (long long)use.resets);
         if (row == NULL) {
             Py_DECREF(out);
             return NULL;
         }
         PyList_SET_ITEM(out, i, row);
-        if (a->hour == hour)
-            a->hour = NO_HOUR;
     }
     return out;
 }
 
 /* Python's repr of a float, appended. */
 static int put_float(char **p, char *end, double v) {
-    if (v == 0.0 && !signbit(v) && end - *p > 4) {
-        memcpy(*p, "0.0", 3); /* repr(0.0), the common case, without the general routine */
-        *p += 3;
+    if (v == floor(v) && fabs(v) < 1e15 && !(v == 0.0 && signbit(v)) && end - *p > 24) {
+        /* a whole number below 1e16: repr writes its digits and ".0" (0.0, 1.0, 100.0 — the
+         * common cases), without the general routine */
+        *p += snprintf(*p, (size_t)(end - *p), "%lld.0", (long long)v);
         return 0;
     }
     char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
@@ -830,23 +847,19 @@ static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
         PyErr_SetString(PyExc_RuntimeError, "take_lines needs heads and expected");
         return NULL;
     }
-    PyObject *rows = Tally_take(self, arg);
-    if (rows == NULL)
+    long long hour;
+    if (hour_arg(arg, &hour) < 0)
         return NULL;
-    long long hour = PyLong_AsLongLong(arg);
     PyObject *out = PyList_New(self->n);
-    if (out == NULL) {
-        Py_DECREF(rows);
+    if (out == NULL)
         return NULL;
-    }
     char buf[1024];
     for (Py_ssize_t i = 0; i < self->n; i++) {
-        long long readings, flagged, resets;
-        double counter, power, verified, burn, dim, baseline;
-        int methods;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(rows, i), "LddiddddLL", &readings, &counter, &power,
-                              &methods, &verified, &burn, &dim, &baseline, &flagged, &resets))
-            goto fail;
+        Acc use = take_one(self, i, hour);
+        long long readings = use.readings, flagged = use.flagged, resets = use.resets;
+        double counter = use.counter_wh, power = use.power_wh, verified = use.verified_wh;
+        double burn = use.burn_ms, dim = use.dim_ms, baseline = use.baseline_wh;
+        int methods = use.methods;
         Py_ssize_t head_len;
         const char *head = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->heads, i), &head_len);
         if (head == NULL)
@@ -888,10 +901,8 @@ static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
             goto fail;
         PyList_SET_ITEM(out, i, text);
     }
-    Py_DECREF(rows);
     return out;
 fail:
-    Py_DECREF(rows);
     Py_DECREF(out);
     return NULL;
 }
