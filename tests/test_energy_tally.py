@@ -398,3 +398,49 @@ def test_numbers_are_read_as_python_and_influxdb_read_them(a: float, b: float, f
     row = tally.rows(t0)[0]
     x, y = float(first), float(second)
     assert row.counter_wh == (y - x if y >= x else y)
+
+
+_PIECES = st.sampled_from(
+    [
+        "a",
+        "b",
+        "north",
+        ",",
+        " ",
+        "=",
+        "zone=",
+        "energy_wh=",
+        "power_w=",
+        "lamp_on=",
+        "dim_pct=",
+        "true",
+        "false",
+        "1",
+        "0",
+        "-",
+        ".",
+        "5i",
+        "1e-5",
+        '"',
+        "\\",
+        "é",
+        "99999999999999999999",
+        str(START),
+        str(START + MS_PER_H),
+        "telemetry,device_id=",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_PIECES, max_size=14).map("".join), max_size=20))
+def test_any_text_is_taken_or_read_back_never_a_crash(texts: list[str]) -> None:
+    """The C parser on arbitrary lines: nothing raises, what it cannot read is a fallback, and
+    the hours it vouches for still take."""
+    tally = _tally(START - MS_PER_H, START)
+    tally.history(None)
+    tally.feed([f"telemetry,device_id={t}" for t in texts] + texts)
+    for h in range(3):
+        hour = START + h * MS_PER_H
+        if tally.vouches(hour):
+            assert len(tally.lines(hour)) == len(INVENTORY)
