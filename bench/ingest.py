@@ -2,7 +2,8 @@
 
     python bench/ingest.py [--readings 100000] [--devices 1000] [--mode telemetry|batch]
                            [--batch-size 100] [--rate 0 | N readings/s]
-                           [--only luxtel,luxtel-rules,baseline,nodered,ceiling]
+                           [--only luxtel,luxtel-rules,luxtel-rollups,baseline,nodered,ceiling]
+                           [--rollup-close-s 30]
                            [--json out.json] [--profile DIR]
 
 (`bench/run` installs what this needs, Node-RED included, and runs it.) Starts its own Mosquitto
@@ -12,6 +13,9 @@ fresh database each, the same payloads each time:
 - luxtel:       `python -m luxtel run -c <generated toml>` (batch 5000, flush 0.5 s, rules off);
 - luxtel-rules: the same with the rules engine on (deploy/rules/streetlight.yaml and an inventory
                 of the benchmark's fleet, written by `bench/publish.py --inventory`);
+- luxtel-rollups: the same with the energy rollup upkeep on (an inventory of the fleet): the
+                readings' hour closes `--rollup-close-s` after luxtel starts, so the upkeep rolls up
+                what the run wrote, once; its CPU is counted until that is written;
 - baseline:     `bench/baseline_aiomqtt.py`, the ingester a Python user would write (aiomqtt →
                 pydantic → f-string line protocol → aiohttp);
 - nodered:      Node-RED with node-red-contrib-influxdb (`bench/nodered/`: mqtt in → json →
@@ -84,11 +88,16 @@ REPO = BENCH.parent
 NODERED = BENCH / "nodered"
 NODERED_MAIN = NODERED / "node_modules" / "node-red" / "red.js"
 RULES_FILE = REPO / "deploy" / "rules" / "streetlight.yaml"
-CONTENDERS = ("luxtel", "luxtel-rules", "baseline", "nodered", "ceiling")
+CONTENDERS = ("luxtel", "luxtel-rules", "luxtel-rollups", "baseline", "nodered", "ceiling")
+LUXTELS = frozenset({"luxtel", "luxtel-rules", "luxtel-rollups"})
 REFERENCE = "luxtel"
 """The contender the others are divided by in the table's ratio rows."""
-PYTHON_CONTENDERS = frozenset({"luxtel", "luxtel-rules", "baseline", "ceiling"})
+PYTHON_CONTENDERS = frozenset({"luxtel", "luxtel-rules", "luxtel-rollups", "baseline", "ceiling"})
 """Those py-spy can sample (--profile)."""
+ROLLUP_QUIET_S = 3.0
+"""luxtel-rollups: once the readings' hours are rolled up, how long no further build may come
+(a rebuild of hours whose readings came after the close) before the CPU is read."""
+ROLLUP_TIMEOUT_S = 300.0
 RULES_SETTLE_QUIET_S = 10.0
 """After the last reading is stored, how long luxtel-rules' rules engine may go without
 evaluating anything more before the benchmark stops waiting for it to catch up."""
@@ -353,6 +362,8 @@ class ReadingsPoints:
         return sum(n for shard, n in accepted.items() if self.readings_shard.get(shard))
 
     def _learn_shards(self) -> None:
+        """Which shards hold readings: the default policy's (``autogen``; luxtel-rollups writes
+        its rollups to a policy of its own, in a shard that begins long before)."""
         answer = query(self.url, "SHOW SHARDS")
         for series in answer["results"][0].get("series", []):
             if series.get("name") != self.database:
@@ -362,6 +373,7 @@ class ReadingsPoints:
                 start = datetime.fromisoformat(row[columns.index("start_time")])
                 self.readings_shard[str(row[columns.index("id")])] = (
                     start.timestamp() * 1000 <= self.until_ms
+                    and row[columns.index("retention_policy")] == "autogen"
                 )
 
 
@@ -484,6 +496,22 @@ class Result:
     rules_lag: int | None = None
     """luxtel-rules: observations still to evaluate when the benchmark stopped waiting
     (luxtel_rules_lag_observations): 0 when the rules caught up."""
+    rollup_builds: int | None = None
+    """luxtel-rollups: builds its rollup upkeep logged (`rollups_built`): 1 when the readings'
+    hour closed after they were all in, more when some came late and rebuilt it."""
+    rollup_readings_read: int | None = None
+    """luxtel-rollups: readings its upkeep read back from InfluxDB (0 when it tallied them as
+    they were decoded; the number published when it read each back once)."""
+    rollup_tallied_rows: int | None = None
+    """luxtel-rollups: device-hours written from the upkeep's tally, without a read-back."""
+    cpu_us_at_stored: float | None = None
+    """luxtel-rollups: its CPU per reading up to the moment every reading was stored (the same
+    span as the other contenders' figure: ingest and the tally's share, without the wait for the
+    hour to close and the rolling up)."""
+    rollup_cpu_s: float | None = None
+    """luxtel-rollups: CPU seconds of luxtel's process during its builds (the upkeep's own log)."""
+    rollup_seconds: float | None = None
+    """luxtel-rollups: from the last reading stored to the last rollup written."""
     rules_settle_seconds: float | None = None
     """luxtel-rules: how long after the last reading was stored the rules engine had evaluated
     every reading (caught up with the journal); its CPU is measured up to then."""
@@ -552,6 +580,12 @@ def median_result(runs: list[Result]) -> Result:
         "rules_lag",
         "rules_settle_seconds",
         "alerts_written",
+        "rollup_builds",
+        "rollup_readings_read",
+        "rollup_tallied_rows",
+        "rollup_seconds",
+        "rollup_cpu_s",
+        "cpu_us_at_stored",
     ):
         values = [v for r in good if (v := getattr(r, name)) is not None]
         setattr(merged, name, statistics.median_low(values) if values else None)
@@ -578,6 +612,7 @@ class Options:
     timeout: float
     keep: bool
     profile: Path | None
+    rollup_close_s: float
     repeat: int
 
 
@@ -594,6 +629,7 @@ class Run:
     own_cpu_at_start: float = 0.0
     round_no: int = 1
     inventory_path: Path | None = None
+    rollup_inventory_path: Path | None = None
 
     @property
     def per_message(self) -> int:
@@ -610,24 +646,43 @@ class Run:
     def readings_in(self, messages: int) -> int:
         return min(self.args.readings, messages * self.per_message)
 
-    def inventory(self) -> Path:
+    @property
+    def report_interval_s(self) -> int:
+        """How often each device reports in this run (s, at least 1): reading i is at + i ms and
+        the devices take turns, so a device every `devices` ms."""
+        return max(1, math.ceil(self.args.devices / 1000))
+
+    def inventory(self, report_interval_s: int | None = None) -> Path:
         """The fleet's inventory CSV (for luxtel-rules), written once by `bench/publish.py
-        --inventory`, so its devices and rated powers are those of the readings."""
+        --inventory`, so its devices and rated powers are those of the readings. With
+        `report_interval_s` (luxtel-rollups) one with the run's own cadence: the rollups' gaps,
+        readings expected and settling time follow it."""
+        if report_interval_s is not None:
+            if self.rollup_inventory_path is None:
+                path = self.tmp / "inventory-rollups.csv"
+                self._write_inventory(path, report_interval_s)
+                self.rollup_inventory_path = path
+            return self.rollup_inventory_path
         if self.inventory_path is None:
             path = self.tmp / "inventory.csv"
-            argv = [sys.executable, str(BENCH / "publish.py"), f"--inventory={path}"]
-            argv += [f"--devices={self.args.devices}", f"--ts-base-ms={self.ts_base_ms}"]
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**os.environ, "PYTHONPATH": python_path()},
-            )
-            if done.returncode != 0:
-                raise BenchError(f"could not write the inventory:\n{done.stderr}")
+            self._write_inventory(path, None)
             self.inventory_path = path
         return self.inventory_path
+
+    def _write_inventory(self, path: Path, report_interval_s: int | None) -> None:
+        argv = [sys.executable, str(BENCH / "publish.py"), f"--inventory={path}"]
+        argv += [f"--devices={self.args.devices}", f"--ts-base-ms={self.ts_base_ms}"]
+        if report_interval_s is not None:
+            argv.append(f"--report-interval-s={report_interval_s}")
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONPATH": python_path()},
+        )
+        if done.returncode != 0:
+            raise BenchError(f"could not write the inventory:\n{done.stderr}")
 
 
 @dataclass(frozen=True)
@@ -641,7 +696,7 @@ class Launch:
 
 
 def contender_command(run: Run, name: str, client_id: str, database: str, work: Path) -> Launch:
-    if name in ("luxtel", "luxtel-rules"):
+    if name in LUXTELS:
         return luxtel_command(run, name, client_id, database, work)
     if name == "baseline":
         return Launch(
@@ -681,13 +736,94 @@ def luxtel_command(run: Run, name: str, client_id: str, database: str, work: Pat
         f'[mqtt]\nurl = "{run.broker.url}"\ntopic_root = "{TOPIC_ROOT}"\n'
         f'client_id = "{client_id}"\n'
         f'[influx]\nurl = "{run.influx.url}"\ndatabase = "{database}"\n'
-        f"[ingest]\nbatch_size = 5000\nflush_interval_s = 0.5\n"
+        + (ROLLUP_INFLUX if name == "luxtel-rollups" else "")
+        + f"[ingest]\nbatch_size = 5000\nflush_interval_s = 0.5\n"
         f'[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
     )
     if name == "luxtel-rules":
         text += f'[rules]\npath = "{RULES_FILE}"\n[inventory]\npath = "{run.inventory()}"\n'
+    if name == "luxtel-rollups":
+        text += rollup_settings(run, work)
     config.write_text(text)
     return Launch([sys.executable, "-m", "luxtel", "run", "-c", str(config)], metrics_port=port)
+
+
+ROLLUP_POLICY = "rollups"
+ROLLUP_INFLUX = f'manage_retention = false\nrollup_retention_policy = "{ROLLUP_POLICY}"\n'
+
+
+def readings_hours(run: Run) -> tuple[int, int]:
+    """``[first, end)``: the hours (ms) the run's readings lie in."""
+    first = run.ts_base_ms - run.ts_base_ms % 3_600_000
+    last = run.last_ts_ms - run.last_ts_ms % 3_600_000
+    return first, last + 3_600_000
+
+
+def rollup_settings(run: Run, work: Path) -> str:
+    """luxtel-rollups' part of the configuration: the upkeep on, with an inventory of the fleet at
+    the run's own cadence, and its state saying the readings' hours are not closed yet
+    (``state/rollups.json``: the watermark at the first of them). ``settle_s`` makes them close
+    (wall clock: hour end + settle) ``--rollup-close-s`` from now: luxtel rolls them up then,
+    as it would an hour of a city once it has ended and settled, and readings stored after that
+    are late ones it rebuilds the hours for. Retention is left alone (``manage_retention =
+    false``: the bench's database keeps its 1-hour shards); the benchmark creates the rollups'
+    policy itself (``run_contender``)."""
+    first, end = readings_hours(run)
+    state = work / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "rollups.json").write_text(json.dumps({"watermark_ms": first}))
+    settle_s = max(0.0, time.time() - end / 1000) + run.args.rollup_close_s
+    inventory = run.inventory(run.report_interval_s)
+    return (
+        '[log]\nformat = "json"\n'
+        f'[inventory]\npath = "{inventory}"\n'
+        f"[energy]\nrollups = true\nrollup_every_s = 1\nsettle_s = {settle_s:.3f}\n"
+        "recent_hours = 0\n"
+    )
+
+
+def rollup_events(child: Child) -> list[dict[str, Any]]:
+    """The ``rollups_built`` events in luxtel's JSON log so far."""
+    events = []
+    with child.log_path.open("rb") as log:
+        for raw in log:
+            if b"rollups_built" not in raw:
+                continue
+            with contextlib.suppress(ValueError):
+                event = json.loads(raw)
+                if event.get("event") == "rollups_built":
+                    events.append(event)
+    return events
+
+
+def wait_rollups(run: Run, child: Child, stored_at: float, result: Result) -> None:
+    """Once every reading is stored: until luxtel-rollups has rolled up the readings' hours (a
+    build reaching their end) and no build has followed for ``ROLLUP_QUIET_S``."""
+    _, end = readings_hours(run)
+    deadline = time.monotonic() + ROLLUP_TIMEOUT_S
+    seen, quiet_since = -1, time.monotonic()
+    while True:
+        if child.poll() is not None:
+            raise ContenderFailedError("exited while rolling up")
+        events = rollup_events(child)
+        if len(events) != seen:
+            seen, quiet_since = len(events), time.monotonic()
+        closed = any(int(e.get("end_ms", 0)) >= end for e in events)
+        if closed and time.monotonic() - quiet_since >= ROLLUP_QUIET_S:
+            break
+        if time.monotonic() > deadline:
+            raise ContenderFailedError(
+                f"its upkeep did not roll up the readings' hours within {ROLLUP_TIMEOUT_S:g} s"
+            )
+        time.sleep(0.1)
+    result.rollup_builds = sum(1 for e in events if e.get("how") != "tally")
+    result.rollup_readings_read = sum(int(e.get("readings", 0)) for e in events)
+    result.rollup_tallied_rows = sum(
+        int(e.get("rows", 0)) for e in events if e.get("how") == "tally"
+    )
+    result.rollup_cpu_s = sum(float(e.get("cpu_s", 0.0)) for e in events)
+    last = max(datetime.fromisoformat(str(e["timestamp"])).timestamp() for e in events)
+    result.rollup_seconds = max(0.0, last - stored_at)
 
 
 def nodered_command(run: Run, client_id: str, database: str, work: Path) -> Launch:
@@ -762,6 +898,12 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
     uses_db = name != "ceiling"
     if uses_db:
         create_bench_database(run.influx.url, database)
+    if name == "luxtel-rollups":
+        query(
+            run.influx.url,
+            f"CREATE RETENTION POLICY {quote_ident(ROLLUP_POLICY)} ON {quote_ident(database)} "
+            "DURATION INF REPLICATION 1 SHARD DURATION 52w",
+        )
     broker_offset = run.broker.log_path.stat().st_size
     launch = contender_command(run, name, client_id, database, work)
     child = Child(name, launch.argv, work / f"{name}.log", work, launch.env)
@@ -797,6 +939,10 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
         done_at = wait_for_end(run, name, child, publisher, poller, work, database, result)
         if name == "luxtel-rules" and launch.metrics_port is not None:
             settle_rules(run, name, launch.metrics_port, done_at, result)
+        if name == "luxtel-rollups":
+            stored = tree_cpu_seconds(child.pid) - cpu_before["contender"]
+            result.cpu_us_at_stored = stored * 1e6 / args.readings
+            wait_rollups(run, child, time.time(), result)
         cpu_after = cpu_by_role(pids)
         busy_after, wall_after = machine_busy_seconds(), time.monotonic()
         result.peak_rss_mib = tree_peak_rss_mib(child.pid)
@@ -864,7 +1010,7 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
             result.status = _join(result.status, f"did not stop within {STOP_TIMEOUT_S:g} s")
         elif status != 0 and result.ok:
             result.status = f"exited with status {status} on SIGTERM"
-        if name in ("luxtel", "luxtel-rules"):
+        if name in LUXTELS:
             with contextlib.suppress(OSError):
                 clear_session(run.broker.url, client_id)
     if uses_db:
@@ -878,7 +1024,7 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
         # every 50 ms, dearer for the contenders after it (3.5 ms a poll on a fresh database, 16
         # after a dozen runs): InfluxDB CPU taken from whoever runs next.
         query(run.influx.url, f"DROP DATABASE {quote_ident(database)}")
-    if name in ("luxtel", "luxtel-rules"):
+    if name in LUXTELS:
         result.dead_lettered = dead_letter_summary(work / "state" / "deadletter.jsonl")
     if result.lost and result.ok:
         result.status = f"lost {result.lost} of {result.published} readings"
@@ -1428,6 +1574,34 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
             + (", ".join(f"{n:,} {m}" for m, n in r.other_points.items()) or "none")
             + " (in shards of their own, which the latency poller leaves out)."
         )
+    plain = next((r for r in results if r.contender == REFERENCE and r.ok), None)
+    for r in results:
+        if r.rollup_builds is None:
+            continue
+        extra = ""
+        if plain is not None and plain.cpu_us_per_reading and r.cpu_us_per_reading is not None:
+            base = plain.cpu_us_per_reading
+            more = r.cpu_us_per_reading - base
+            extra = (
+                f"; CPU over {REFERENCE}'s in this run: {more:+.2f} µs a reading "
+                f"({more / base:+.0%})"
+            )
+            if r.cpu_us_at_stored is not None:
+                upkeep = r.cpu_us_at_stored - base + (r.rollup_cpu_s or 0) * 1e6 / args.readings
+                extra += (
+                    f"; up to the moment every reading was stored (the same span as {REFERENCE}'s "
+                    f"figure, so without the idle wait for the close) {r.cpu_us_at_stored:.2f} µs, "
+                    f"and with the close's own CPU added {upkeep:+.2f} µs a reading "
+                    f"({upkeep / base:+.0%}) over {REFERENCE}"
+                )
+        console.print(
+            f"{r.contender}: the rollup upkeep read back {r.rollup_readings_read or 0:,} readings "
+            f"in {r.rollup_builds} build(s) and wrote {r.rollup_tallied_rows or 0:,} device-hours "
+            f"from its tally, the last {fmt(r.rollup_seconds, 1)} s after the readings were all "
+            f"stored, taking {fmt(r.rollup_cpu_s, 2)} s of CPU "
+            f"({(r.rollup_cpu_s or 0) * 1e6 / args.readings:.2f} µs a reading); the contender's "
+            f"CPU is counted up to then{extra}."
+        )
     if any(r.contender == "nodered" for r in results):
         console.print(
             "nodered: node-red-contrib-influxdb (1.x) writes every number as a float, so seq and "
@@ -1536,6 +1710,13 @@ def parse_args(argv: list[str] | None) -> Options:
         help="rounds of all contenders in turn; figures are the medians (steadier on a busy box)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--rollup-close-s",
+        type=float,
+        default=30.0,
+        help="luxtel-rollups: seconds after its start at which the readings' hours close and "
+        "are rolled up (longer than the run, or the late readings rebuild them)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,

@@ -95,7 +95,12 @@ def fleet_longitude(ts_ms: int) -> float:
     return round((-15.0 * utc_hours + 180.0) % 360.0 - 180.0, 4)
 
 
-def write_inventory(path: Path, lums: list[Luminaire], ts_ms: int) -> None:
+def write_inventory(
+    path: Path,
+    lums: list[Luminaire],
+    ts_ms: int,
+    report_interval_s: int = INVENTORY_REPORT_INTERVAL_S,
+) -> None:
     """The fleet as the contract's inventory CSV: a circuit per `DEVICES_PER_CIRCUIT` of a zone,
     each zone a little further east, all at solar midnight around `ts_ms`."""
     from models.inventory import INVENTORY_COLUMNS  # here: publishing needs none of luxtel
@@ -115,7 +120,7 @@ def write_inventory(path: Path, lums: list[Luminaire], ts_ms: int) -> None:
                     f"{lon + zone_no * 1e-3:.6f}",
                     f"{lum.rated_w:g}",
                     f"{lum.rated_w * 2.5:g}",  # the sodium lamp it replaced
-                    INVENTORY_REPORT_INTERVAL_S,
+                    report_interval_s,
                     "bench-led",
                     "2024-01-01",
                 )
@@ -378,12 +383,21 @@ def main(argv: list[str] | None = None) -> None:
         metavar="FILE",
         help="write the fleet as an inventory CSV (luxtel's rules need one) and exit",
     )
+    parser.add_argument(
+        "--report-interval-s",
+        type=int,
+        default=INVENTORY_REPORT_INTERVAL_S,
+        help="the inventory's report interval (with --inventory)",
+    )
     args = parser.parse_args(argv)
     if args.ts_base_ms is None:
         parser.error("--ts-base-ms is required")
     if args.inventory is not None:
         write_inventory(
-            args.inventory, fleet(args.devices, random.Random(args.seed)), args.ts_base_ms
+            args.inventory,
+            fleet(args.devices, random.Random(args.seed)),
+            args.ts_base_ms,
+            args.report_interval_s,
         )
         return
     if args.url is None or args.times is None:

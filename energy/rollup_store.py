@@ -129,6 +129,20 @@ async def read_range(
     return read
 
 
+async def latest_reading_ms(writer: InfluxWriter, since_ms: int) -> int | None:
+    """The ts of the latest telemetry reading at or after ``since_ms`` (None: none)."""
+    far = since_ms + 100 * 365 * 24 * MS_PER_H
+    statement = select(
+        "telemetry", COLUMNS, since_ms, far, retention_policy=writer.target.retention_policy
+    )
+    latest = None
+    async for series in stream(writer, _in_time(statement, order_desc=True)):
+        for values in series.values:
+            t = int(values[series.columns.index("time")])
+            latest = t if latest is None else max(latest, t)
+    return latest
+
+
 def chunk_hours(devices: int) -> int:
     """Hours per build or read-back step: ``DEVICE_HOURS`` device-hours, 1 to 168."""
     return max(1, min(168, DEVICE_HOURS // max(devices, 1)))
@@ -190,6 +204,28 @@ async def build(
     return done
 
 
+async def write_lines(
+    writer: InfluxWriter,
+    inventory: Mapping[str, Luminaire],
+    lines: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    config: RollupConfig,
+) -> Built:
+    """Write rollups computed elsewhere (``energy.tally``: their ``line``s) for the whole
+    hours of ``[start_ms, end_ms)`` and their sums per (zone, circuit), then write the daily
+    rollups of the days they complete (a day's point is only read once it sums all the day's
+    hours, ``_read_back_days``: writing it at every hour's close would cost a query and a point
+    per luminaire each hour for nothing)."""
+    target = replace(writer.target, retention_policy=config.retention_policy)
+    async with InfluxWriter(target) as out:
+        for i in range(0, len(lines), WRITE_BATCH):
+            await out.write(list(lines[i : i + WRITE_BATCH]))
+        await _into(writer, config, GROUP_HOURLY, floor_hour(start_ms), ceil_hour(end_ms))
+        days = await build_days(writer, out, inventory, start_ms, end_ms, config, complete=True)
+    return Built(rows=len(lines), days=days)
+
+
 async def delete_range(
     writer: InfluxWriter, start_ms: int, end_ms: int, config: RollupConfig
 ) -> None:
@@ -216,11 +252,14 @@ async def build_days(
     start_ms: int,
     end_ms: int,
     config: RollupConfig,
+    *,
+    complete: bool = False,
 ) -> int:
-    """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)``: each
-    device's sums over the day's hourly points, summed by InfluxDB, then the day's sums per
-    (zone, circuit) and per zone (``energy.rollup_groups``, computed by InfluxDB from the daily
-    points just written); returns the per-device points."""
+    """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)`` (with
+    ``complete``: only those ending by ``end_ms``): each device's sums over the day's hourly
+    points, summed by InfluxDB, then the day's sums per (zone, circuit) and per zone
+    (``energy.rollup_groups``, computed by InfluxDB from the daily points just written);
+    returns the per-device points."""
     select_list = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in DAY_SUMMED]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
@@ -229,6 +268,8 @@ async def build_days(
     )
     written = 0
     for a, b in days_touching(start_ms, end_ms, ZoneInfo(config.tz)):
+        if complete and b > end_ms:
+            continue
         statement = _sums_statement(config, a, b, (), select_list, '"device_id"')
         lines = []
         async for series in stream(writer, statement):

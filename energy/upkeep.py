@@ -2,21 +2,25 @@
 
 Why this shape: rebuilding recent hours on a timer re-reads every reading many times (a 12-hour
 reach around each hour) at ~5 µs a reading read. Instead each hour is rolled up **once, when it
-closes**, reading that hour plus each device's two neighbouring readings
-(``rollup_store.read_range``), and again only when a reading for it is written late. Even so a
-build costs ~7–11 µs of CPU per reading (``bench/README.md``, "Energy at city scale"): more than
-the issue's 10 % of ``luxtel run``'s cost per reading; cheaper would be to tally the readings as
-the decoder accepts them, which this does not do.
+closes**, and again only when a reading for it is written late. At the close its rollups come
+from the **tally** (``energy.tally``: the sums of every open hour, kept as the sink writes the
+readings, in the build's own arithmetic) when it vouches for the hour; otherwise — the first
+hours after a start, hours touched by readings out of order, replayed or merged, or no tally
+(``tally_max_bytes`` too small) — the hour is read back and built (``rollup_store.build``: that
+hour plus each device's two neighbouring readings, ~4.5 µs of CPU a reading read,
+``bench/README.md``, "Rollup upkeep").
 
-- Every build also rewrites the daily rollups of the civil days it touches (``build_days``).
+- Every build also rewrites the daily rollups of the civil days it touches (``build_days``);
+  hours closed from the tally write those of the days they complete.
 - **Closing** (wall clock): hour ``h`` of reading time is closed once the wall clock passes
   ``h + 1 h + settle_s``; the watermark (the first hour not yet closed) is kept in
   ``state_dir/rollups.json``. On the first start it begins ``recent_hours`` back (older hours:
   ``luxtel energy rollup --from … --to …``); after a stop, the hours missed are caught up.
-- **Dirty hours** (reading time): the sink calls ``DirtyHours.note`` with the lines it has just
-  written to InfluxDB (after the write, so a spooled backlog counts when it is replayed). Hours
-  already closed are rebuilt at the next tick, widened to the hours the intervals at the range's
-  edges reach (a late reading changes the interval before and after it). The set is bounded
+- **Dirty hours** (reading time): the sink calls ``Upkeep.written`` (``DirtyHours.note``, and the
+  tally's ``feed``) with the lines it has just written to InfluxDB (after the write, so a
+  spooled backlog counts when it is replayed). Hours already closed are rebuilt at the next
+  tick, widened to the hours the intervals at the range's edges reach (a late reading changes
+  the interval before and after it). The set is bounded
   (``max_bytes``); past it, the hours collapse into one span, rebuilt whole — nothing is lost.
   Kept in memory: after a crash, the last ``recent_hours`` are rebuilt at start.
 """
@@ -38,7 +42,8 @@ from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.retention import RetentionConfig, RetentionError, ensure_retention
 from energy.rollup import floor_hour
-from energy.rollup_store import RollupConfig, build
+from energy.rollup_store import Built, RollupConfig, build, latest_reading_ms, write_lines
+from energy.tally import RollupTally
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
 
@@ -58,6 +63,11 @@ class DirtyHours:
         self.hours: set[int] = set()
         self.span: tuple[int, int] | None = None
 
+    def add_hours(self, hours: Iterable[int]) -> None:
+        """Hour starts (ms) to rebuild, as if written to."""
+        self.hours.update(h // MS_PER_H for h in hours)
+        self._bound()
+
     def note(self, lines: Iterable[str]) -> None:
         """The lines just written; only ``telemetry`` ones count. Each line ends with its
         timestamp in ms (``InfluxWriter`` writes with ``precision=ms``)."""
@@ -67,6 +77,10 @@ class DirtyHours:
             for text in lines
             if text.startswith("telemetry,")
         )
+        self._bound()
+
+    def _bound(self) -> None:
+        hours = self.hours
         if len(hours) > self.max_hours:
             lo, hi = min(hours), max(hours)
             if self.span is not None:
@@ -116,6 +130,7 @@ class Upkeep:
         dirty: DirtyHours,
         *,
         clock: Callable[[], float] = time.time,
+        tally: RollupTally | None = None,
     ) -> None:
         self.writer = writer
         self.inventory = inventory
@@ -123,10 +138,36 @@ class Upkeep:
         self.config = config
         self.dirty = dirty
         self.clock = clock
+        self.tally = tally
         self.retention_checked = config.retention is None
         self.cpu_s = 0.0
         self.rows = 0
+        self.tallied_rows = 0
+        """Of ``rows``, those written from the tally (no read-back)."""
         self._pending: list[tuple[int, int]] = []
+        self._prepared = False
+        self.started_ms = int(self.clock() * 1000)
+        self.watermark = self._load_watermark(self.started_ms)
+        """The first hour not closed when created (loaded now, before the sink writes
+        anything: the tally takes nothing for the hours before it)."""
+        if tally is not None:
+            tally.close(self.watermark)
+
+    def written(self, lines: list[str], replayed: bool = False) -> None:
+        """The sink's lines, just accepted by InfluxDB (``replayed``: from the spool): fed to
+        the tally, which names the closed hours they change (their own, or hours their
+        intervals reach back into); without a tally, the lines' own hours are dirty."""
+        if self.tally is not None:
+            try:
+                reopened = self.tally.feed(lines, replayed)
+            except Exception as error:  # the rollups must never stop ingest
+                log.error("rollup_tally_failed", error=repr(error), action="reading hours back")
+                self.tally = None
+            else:
+                if reopened:
+                    self.dirty.add_hours(reopened)
+                return
+        self.dirty.note(lines)
 
     def _load_watermark(self, now_ms: int) -> int:
         try:
@@ -140,8 +181,10 @@ class Upkeep:
         os.replace(tmp, self.state_path)
 
     async def run(self, stop: asyncio.Event) -> None:
-        now_ms = int(self.clock() * 1000)
-        watermark = self._load_watermark(now_ms)
+        now_ms = self.started_ms
+        watermark = self.watermark
+        if not self._prepared:
+            await self.prepare()
         # After a crash the dirty hours in memory were lost: rebuild the last few.
         recent = floor_hour(now_ms) - self.config.recent_hours * MS_PER_H
         if recent < watermark:
@@ -153,6 +196,24 @@ class Upkeep:
                 log.error("rollup_upkeep_error", error=repr(error), action="will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.every_s)
+
+    async def prepare(self) -> None:
+        """Before the sink writes anything (``luxtel.pipeline``): tell the tally the latest
+        reading InfluxDB holds (only readings that can reach an hour not yet closed count): the
+        hours after it it may vouch for, and the devices whose previous reading cannot be in
+        InfluxDB. Asked later, a device's first readings written meanwhile would be read back
+        (correct, but dear). InfluxDB away: the tally keeps its defaults (the first whole hour
+        after start; every device's first reading read back)."""
+        self._prepared = True
+        if self.tally is None:
+            return
+        reach = int(self.config.rollups.max_interval_ms)
+        try:
+            latest = await latest_reading_ms(self.writer, self.watermark - reach)
+        except InfluxError as error:
+            log.warning("rollup_tally_history_unknown", error=str(error))
+            return
+        self.tally.history(latest)
 
     async def tick(self, watermark: int) -> int:
         """One round; returns the new watermark (unchanged when InfluxDB failed, and the work
@@ -171,7 +232,7 @@ class Upkeep:
                 await self._rebuild(a, min(b, watermark), watermark)
                 work.pop(0)
             if closed > watermark:
-                await self._build(watermark, closed)
+                await self._close(watermark, closed)
                 self._save_watermark(closed)
             return closed
         except (InfluxError, RetentionError) as error:
@@ -181,20 +242,64 @@ class Upkeep:
         finally:
             self.cpu_s += time.process_time() - started
 
+    async def _close(self, a: int, b: int) -> None:
+        """Roll up the hours ``[a, b)`` that have just closed: from the tally those it vouches
+        for (taken now, before any await, so nothing fed meanwhile is lost), the rest read
+        back. If writing fails the tally has closed them anyway: the retry reads them back."""
+        tally = self.tally
+        if tally is None:
+            await self._build(a, b)
+            return
+        started = time.process_time()
+        taken = {h: tally.lines(h) for h in range(a, b, MS_PER_H) if tally.vouches(h)}
+        tally.close(b)
+        cpu_s = time.process_time() - started
+        for lo, hi in ranges(h for h in range(a, b, MS_PER_H) if h not in taken):
+            await self._build(lo, hi)
+        for lo, hi in ranges(sorted(taken)):
+            started = time.process_time()
+            lines = [text for h in range(lo, hi, MS_PER_H) for text in taken[h]]
+            built = await write_lines(
+                self.writer, self.inventory, lines, lo, hi, self.config.rollups
+            )
+            self.rows += built.rows
+            self.tallied_rows += built.rows
+            _log_built(lo, hi, built, cpu_s + time.process_time() - started, how="tally")
+            cpu_s = 0.0
+
     async def _build(self, a: int, b: int) -> None:
         if b > a:
+            started = time.process_time()
             built = await build(self.writer, self.inventory, a, b, self.config.rollups)
             self.rows += built.rows
+            _log_built(a, b, built, time.process_time() - started)
 
     async def _rebuild(self, a: int, b: int, watermark: int) -> None:
         """Rebuild ``[a, b)`` and the closed hours its edge intervals reach."""
         if b <= a:
             return
+        started = time.process_time()
         built = await build(self.writer, self.inventory, a, b, self.config.rollups)
         self.rows += built.rows
+        _log_built(a, b, built, time.process_time() - started)
         if built.reach is not None:
             lo, hi = built.reach
             if lo < a:
                 await self._build(floor_hour(lo), a)
             if hi >= b:
                 await self._build(b, min(floor_hour(hi) + MS_PER_H, watermark))
+
+
+def _log_built(a: int, b: int, built: Built, cpu_s: float, how: str = "read-back") -> None:
+    """One build done: its hours, what it read and wrote, and the process's CPU time meanwhile
+    (``time.process_time``: ingest's too, when it ran between the build's awaits)."""
+    log.info(
+        "rollups_built",
+        how=how,
+        start_ms=a,
+        end_ms=b,
+        rows=built.rows,
+        days=built.days,
+        readings=built.readings,
+        cpu_s=round(cpu_s, 4),
+    )

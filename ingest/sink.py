@@ -67,7 +67,7 @@ class Sink:
         retry: RetryPolicy | None = None,
         writes_in_flight: int = WRITES_IN_FLIGHT,
         journal: Callable[[Sequence[Handed]], Awaitable[None]] | None = None,
-        written: Callable[[list[str]], None] | None = None,
+        written: Callable[[list[str], bool], None] | None = None,
     ) -> None:
         """`journal`: the rules' journal's append (`rules.runtime.journal`), when the rules are on:
         a
@@ -76,7 +76,14 @@ class Sink:
         self._journal = journal
         self._writer = writer
         self._written = written
-        """Told the lines of every write InfluxDB accepted (the rollups' dirty hours)."""
+        """Told the lines of every write InfluxDB accepted, and whether they were replayed from
+        the spool (the rollups' dirty hours and tally): a batch's lines once it is done, in the
+        order the batches came, whatever order their writes finished in (a device's readings
+        stay in order); the spool's as they are replayed."""
+        self._batches_sent = 0
+        self._batches_told = 0
+        self._done: dict[int, list[str]] = {}
+        """Lines of batches done before an earlier one (at most `writes_in_flight` − 1)."""
         self._writes_in_flight = writes_in_flight
         self._spool_lock = asyncio.Lock()
         self._spool = spool
@@ -107,7 +114,11 @@ class Sink:
             in_flight: set[asyncio.Task[None]] = set()
             while (batch := await inbox.get()) is not None:
                 await slots.acquire()
-                task = group.create_task(self._deliver_then_free(batch, slots), name="sink-write")
+                number = self._batches_sent
+                self._batches_sent += 1
+                task = group.create_task(
+                    self._deliver_then_free(batch, slots, number), name="sink-write"
+                )
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             if in_flight:
@@ -116,19 +127,30 @@ class Sink:
                 self._replayer.cancel()
         self._group = None
 
-    async def _deliver_then_free(self, batch: Batch, slots: asyncio.Semaphore) -> None:
+    async def _deliver_then_free(self, batch: Batch, slots: asyncio.Semaphore, number: int) -> None:
+        written: list[str] = []
         try:
-            await self.deliver(batch)
+            await self.deliver(batch, written)
         finally:
             slots.release()
+            self._tell_in_order(number, written)
 
-    async def deliver(self, batch: Batch) -> None:
-        """Make one batch safe, then acknowledge its messages."""
+    def _tell_in_order(self, number: int, lines: list[str]) -> None:
+        self._done[number] = lines
+        while self._batches_told in self._done:
+            told = self._done.pop(self._batches_told)
+            self._batches_told += 1
+            if told and self._written is not None:
+                self._written(told, False)
+
+    async def deliver(self, batch: Batch, written: list[str] | None = None) -> None:
+        """Make one batch safe, then acknowledge its messages. `written`: collects the lines
+        InfluxDB accepted (else they are told to `written` at once)."""
         if self._journal is not None:  # first: appends keep the batches' order
             await self._journal(batch.handed or batch.observations)
         await self._dead_letters.keep(batch.dead_letters)
         if batch.points:
-            await self._store(batch.points)
+            await self._store(batch.points, written)
         self._acknowledge(batch.deliveries)
 
     def stopping(self) -> None:
@@ -144,7 +166,7 @@ class Sink:
 
     # ---- storing a batch ---------------------------------------------------------------
 
-    async def _store(self, points: list[Point]) -> None:
+    async def _store(self, points: list[Point], written: list[str] | None = None) -> None:
         no_space = 0
         while True:
             if not self._influx_up:
@@ -170,7 +192,7 @@ class Sink:
                 self._start_replay()
                 return
             try:
-                await self._write_with_retries(points)
+                await self._write_with_retries(points, written=written)
                 return
             except InfluxUnavailableError as error:
                 self._mark_down(error)
@@ -182,12 +204,14 @@ class Sink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._up.wait(), delay)
 
-    async def _write_with_retries(self, points: list[Point]) -> None:
+    async def _write_with_retries(
+        self, points: list[Point], replayed: bool = False, written: list[str] | None = None
+    ) -> None:
         attempt = 0
         created = False
         while True:
             try:
-                await self._write_or_split(points)
+                await self._write_or_split(points, replayed, written)
                 return
             except InfluxDatabaseMissingError:
                 if not self._create_database or created:
@@ -204,7 +228,9 @@ class Sink:
                     backoff_delay(attempt - 1, self._retry.min_delay_s, 2.0, self._rng)
                 )
 
-    async def _write_or_split(self, points: list[Point]) -> None:
+    async def _write_or_split(
+        self, points: list[Point], replayed: bool = False, written: list[str] | None = None
+    ) -> None:
         """Write `points`; when InfluxDB refuses the batch, halve it until the refused points
         stand alone, dead-letter those and write the rest (rewriting a point that a partial
         write already stored is harmless: it is the same point)."""
@@ -217,13 +243,15 @@ class Sink:
                 await self._reject(points[0], error)
                 return
             middle = len(points) // 2
-            await self._write_or_split(points[:middle])
-            await self._write_or_split(points[middle:])
+            await self._write_or_split(points[:middle], replayed, written)
+            await self._write_or_split(points[middle:], replayed, written)
             return
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.points_written.inc(len(points))
-        if self._written is not None:
-            self._written(lines)
+        if written is not None:
+            written.extend(lines)
+        elif self._written is not None:
+            self._written(lines, replayed)
         self._mark_up()
 
     async def _reject(self, point: Point, error: InfluxRejectedError) -> None:
@@ -267,7 +295,7 @@ class Sink:
                 self._quarantine(segment, error)
                 continue
             try:
-                await self._write_with_retries(points)
+                await self._write_with_retries(points, replayed=True)
             except InfluxUnavailableError as error:
                 self._mark_down(error)
                 delay = backoff_delay(

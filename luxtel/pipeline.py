@@ -231,6 +231,8 @@ class Pipeline:
         async with InfluxWriter(influx_target(settings)) as writer:
             await self._prepare_database(writer)
             self.upkeep = rollup_upkeep(settings, writer)
+            if self.upkeep is not None:
+                await self.upkeep.prepare()  # before the sink writes: see Upkeep.prepare
             source = MqttSource(
                 mqtt_target(settings, sources),
                 received,
@@ -264,7 +266,7 @@ class Pipeline:
                 source.ack,
                 create_database=settings.influx.create_database,
                 journal=journal.append if journal is not None else None,
-                written=None if self.upkeep is None else self.upkeep.dirty.note,
+                written=None if self.upkeep is None else self.upkeep.written,
             )
             self.sink = sink
             rules = self._rules_process(source, journal)

@@ -3,12 +3,15 @@ settings (only the application reads `Settings`; `energy` takes its own small co
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from energy.counters import MS_PER_H
-from energy.inventory import InventoryError, read_inventory
+from energy.inventory import InventoryError, Luminaire, read_inventory
 from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
+from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxWriter
 from luxtel.settings import Settings
@@ -66,4 +69,25 @@ def rollup_upkeep(settings: Settings, writer: InfluxWriter) -> Upkeep | None:
         settings.state_dir / "rollups.json",
         config,
         DirtyHours(energy.dirty_max_bytes),
+        tally=rollup_tally(settings, inventory, config.rollups),
     )
+
+
+def rollup_tally(
+    settings: Settings, inventory: dict[str, Luminaire], config: RollupConfig
+) -> RollupTally | None:
+    """The tally of the open hours (wall clock now: luxtel's start), or None when it would take
+    more than ``energy.tally_max_bytes`` (logged: every hour is then read back)."""
+    started_ms = int(time.time() * 1000)
+    try:
+        return RollupTally(
+            inventory,
+            gap_factor=config.gap_factor,
+            max_interval_ms=config.max_interval_ms,
+            started_ms=started_ms,
+            closed_ms=-(1 << 62),  # the upkeep closes its hours when it loads its watermark
+            max_bytes=settings.energy.tally_max_bytes,
+        )
+    except MemoryError as error:
+        log.warning("rollup_tally_off", reason=str(error), action="reading every hour back")
+        return None

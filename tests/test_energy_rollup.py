@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from energy.counters import MS_PER_H, Sample
 from energy.inventory import Luminaire
 from energy.periods import day_edges, to_ms, whole
-from energy.report import ALL, Axis, ReportBuilder, Row
+from energy.report import ALL, Axis, ReportBuilder
 from energy.rollup import (
     Rollup,
     add_hour,
@@ -30,6 +30,7 @@ from energy.rollup import (
     plan,
     whole_days,
 )
+from tests.energy_rows import same_rows
 
 M = 60_000
 Q = 15 * M
@@ -127,21 +128,6 @@ def _via_rollups(
     return builder
 
 
-def _same(x: Sequence[Row], y: Sequence[Row]) -> None:
-    assert len(x) == len(y)
-    for r, s in zip(x, y, strict=True):
-        assert (r.key, r.period, r.readings, r.gap, r.resets, r.method) == (
-            s.key,
-            s.period,
-            s.readings,
-            s.gap,
-            s.resets,
-            s.method,
-        ), (r, s)
-        for name in ("metered_kwh", "verified_kwh", "burning_h", "baseline_kwh", "savings_kwh"):
-            assert getattr(r, name) == pytest.approx(getattr(s, name), abs=2e-6), (name, r, s)
-
-
 @st.composite
 def _device(draw: st.DrawFn, interval_ms: int) -> list[Sample]:
     """Readings with jitter, gaps, breaks, resets, 2^32 wraps, duplicates, no-counter stretches
@@ -202,7 +188,7 @@ def test_reports_from_rollups_equal_the_raw_report(
     raw = _raw(readings, start, end, tz)
     via = _via_rollups(readings, rollups, start, end, tz)
     for axis in ("device", "zone_day", "day"):
-        _same(via.rows(axis), raw.rows(axis))
+        same_rows(via.rows(axis), raw.rows(axis))
 
 
 @settings(max_examples=40, deadline=None)
@@ -316,7 +302,7 @@ def test_an_onboarding_just_after_midnight_keeps_the_day_flagged() -> None:
     via = _via_rollups(readings, rollups, start, end, LONDON)
     north = [r for r in raw.rows("zone_day") if r.key == "north"]
     assert [r.gap for r in north] == [True, True]
-    _same(via.rows("zone_day"), raw.rows("zone_day"))
+    same_rows(via.rows("zone_day"), raw.rows("zone_day"))
 
 
 def test_daily_rollups_take_whole_civil_days_inside_one_bin() -> None:

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from energy.inventory import read_inventory
 from energy.periods import to_ms
 from energy.retention import RetentionConfig, ensure_retention
-from energy.rollup_store import RollupConfig
+from energy.rollup_store import RollupConfig, build, latest_reading_ms
+from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
 from luxtel.commands.energy import energy_app
@@ -425,3 +426,175 @@ def test_moving_a_luminaire_and_rebuilding_leaves_no_stale_points(city: City) ->
     assert "1 whole days and 44 whole hours from rollups" in said
     _same(via, _report(city, "raw", *args))
     assert {r["zone"] for r in via} == {"north", "south", "east"}
+
+
+def test_rollups_kept_by_the_tally_equal_a_rebuild(
+    influxdb: InfluxDBServer, tmp_path: Path
+) -> None:
+    """`luxtel run`'s upkeep with its tally, fed what the sink writes as the city's readings come
+    in (hour after hour, the wall clock following them), closing each hour once settled; then a
+    gateway's backlog, newest first. Every hourly and daily rollup it kept equals, field for field
+    and bit for bit, what a rebuild from the raw readings writes over it; and most hours came
+    from the tally, not from reading them back."""
+    database = f"tally_{uuid.uuid4().hex[:8]}"
+    create_database(influxdb.url, database)
+    csv = tmp_path / "inventory.csv"
+    rows = [
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on"
+    ]
+    for device, (zone, circuit, interval, _) in FLEET.items():
+        rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
+    csv.write_text("\n".join(rows) + "\n")
+    inventory = read_inventory(csv)
+    rollups = RollupConfig(max_interval_ms=6 * H, tz="Europe/London")
+    config = UpkeepConfig(every_s=3600, settle_s=5400, rollups=rollups, retention=RetentionConfig())
+    on_time: list[tuple[int, str]] = []
+    backlog: list[str] = []
+    for device in FLEET:
+        for t, text in _readings(device):
+            if device == "n2" and HOLE[0] <= t < HOLE[1]:
+                backlog.append(text)
+            else:
+                on_time.append((t, text))
+    on_time.sort()
+    first_hour = START - 6 * H
+    state = tmp_path / "rollups.json"
+    state.write_text(json.dumps({"watermark_ms": first_hour}))
+    clock = [first_hour / 1000]
+
+    async def points(writer: InfluxWriter, measurement: str) -> dict[tuple[str, int], Any]:
+        answer = query(
+            influxdb.url,
+            f'SELECT * FROM "rollups"."{measurement}" GROUP BY "device_id"',  # noqa: S608
+            db=database,
+            epoch="ms",
+        )
+        out = {}
+        for series in answer["results"][0].get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values, strict=True))
+                out[(series["tags"]["device_id"], row.pop("time"))] = row
+        return out
+
+    async def run() -> None:
+        async with InfluxWriter(InfluxTarget(influxdb.url, database)) as writer:
+            tally = RollupTally(
+                inventory,
+                gap_factor=1.5,
+                max_interval_ms=6 * H,
+                started_ms=first_hour - H,
+                closed_ms=first_hour,
+                max_bytes=1 << 20,
+            )
+            upkeep = Upkeep(
+                writer, inventory, state, config, DirtyHours(), clock=lambda: clock[0], tally=tally
+            )
+            # A previous run wrote the first readings; the tally learns the latest of them.
+            previous = [text for _, text in on_time[:40]]
+            await writer.write(previous)
+            clock[0] = on_time[39][0] / 1000
+            tally.history(await latest_reading_ms(writer, first_hour - 6 * H))
+            assert tally.since_ms == on_time[39][0] - on_time[39][0] % H + H
+            watermark = first_hour
+            for i in range(40, len(on_time), 25):  # the sink's writes, in the order they come
+                chunk = [text for _, text in on_time[i : i + 25]]
+                await writer.write(chunk)
+                upkeep.written(chunk)
+                clock[0] = on_time[min(i + 24, len(on_time) - 1)][0] / 1000
+                watermark = await upkeep.tick(watermark)
+            late = list(reversed(backlog))
+            for i in range(0, len(late), 3):  # the gateway's backlog, newest first
+                await writer.write(late[i : i + 3])
+                upkeep.written(late[i : i + 3])
+            clock[0] = (END + 9 * H) / 1000
+            watermark = await upkeep.tick(watermark)
+            assert watermark == END + 7 * H
+            assert upkeep.tallied_rows >= len(FLEET) * 70  # of 6 x 89 hours
+            kept = await points(writer, "energy_hourly"), await points(writer, "energy_daily")
+            await build(writer, inventory, first_hour, watermark, rollups)
+            rebuilt = await points(writer, "energy_hourly"), await points(writer, "energy_daily")
+            assert len(kept[0]) == len(FLEET) * (watermark - first_hour) // H
+            assert kept[0].keys() == rebuilt[0].keys()
+            for key, row in kept[0].items():
+                assert row == rebuilt[0][key], key
+            # days are written once complete (a partial day's point is never read)
+            complete = {k: v for k, v in rebuilt[1].items() if v["hours"] in (23, 24, 25)}
+            assert {k: v for k, v in kept[1].items() if k in complete} == complete
+            assert len(complete) == len(FLEET) * 3  # 28 to 30 March (29 March: 23 h)
+
+    try:
+        asyncio.run(run())
+    finally:
+        query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+def test_luxtel_run_rolls_an_hour_up_from_its_tally(
+    mosquitto: MosquittoServer, influxdb: InfluxDBServer, tmp_path: Path
+) -> None:
+    """`luxtel run` end to end: readings through MQTT, the sink, the tally; the hour closes (its
+    settling time set to end a few seconds from now) and its rollups come from the tally — none
+    read back — equal to what a rebuild from the raw readings writes over them."""
+    database = f"run_{uuid.uuid4().hex[:8]}"
+    root = f"t{uuid.uuid4().hex[:8]}/lighting"
+    inventory = tmp_path / "inventory.csv"
+    lines = [
+        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
+        "model,installed_on"
+    ]
+    lines += [f"lum-{i},north,C0{i},51.5,-0.1,40,100,300,LX," for i in range(3)]
+    inventory.write_text("\n".join(lines) + "\n")
+    now = time.time()
+    hour = int(now * 1000) - int(now * 1000) % H - 2 * H  # closed by the wall clock long ago
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "rollups.json").write_text(json.dumps({"watermark_ms": hour}))  # not yet rolled up
+    settle_s = now - (hour + H) / 1000 + 12  # the hour closes 12 s from now
+    base = make_settings(state, mosquitto.url, influxdb.url, database, root)
+    settings = base.model_copy(
+        update={
+            "inventory": InventorySettings(path=inventory),
+            "energy": EnergySettings(rollup_every_s=1, settle_s=settle_s, recent_hours=0),
+        }
+    )
+    messages = [
+        (
+            f"{root}/north/lum-{i}/telemetry",
+            reading(t + 1000 * i, power=40.0 + i, energy=1000.0 + 3.3 * k + i, seq=k),
+        )
+        for k, t in enumerate(range(hour - 10 * 60_000, hour + H + 10 * 60_000, 5 * 60_000))
+        for i in range(3)
+    ]
+
+    def hourly() -> dict[str, Any]:
+        answer = query(
+            influxdb.url,
+            f'SELECT * FROM "rollups"."energy_hourly" WHERE time = {hour}ms GROUP BY "device_id"',  # noqa: S608
+            db=database,
+        )
+        return {
+            s["tags"]["device_id"]: dict(zip(s["columns"], s["values"][0], strict=True))
+            for s in answer["results"][0].get("series", [])
+        }
+
+    try:
+        with RunningPipeline(settings) as running:
+            publisher = Publisher(mosquitto.url)
+            publisher.publish(messages)
+            publisher.close()
+            wait_until(lambda: len(hourly()) == 3, what="the hour rolled up", timeout=60)
+            assert running.pipeline is not None
+            assert running.pipeline.upkeep is not None
+            assert running.pipeline.upkeep.tallied_rows == 3
+        kept = hourly()
+        assert kept["lum-1"]["readings"] == 12
+        assert kept["lum-1"]["flagged"] == 0
+
+        async def rebuild() -> None:
+            async with InfluxWriter(InfluxTarget(influxdb.url, database)) as writer:
+                await build(writer, read_inventory(inventory), hour, hour + H, RollupConfig())
+
+        asyncio.run(rebuild())
+        assert hourly() == kept
+    finally:
+        query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
