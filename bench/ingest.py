@@ -512,6 +512,9 @@ class Result:
     """luxtel-rollups: CPU seconds of luxtel's process during its builds (the upkeep's own log)."""
     rollup_seconds: float | None = None
     """luxtel-rollups: from the last reading stored to the last rollup written."""
+    main_cpu_us_per_reading: float | None = None
+    """The contender's own process alone, without its children (luxtel-rules: `luxtel run`
+    without its rules process, which is the rest of `cpu_us_per_reading`)."""
     rules_settle_seconds: float | None = None
     """luxtel-rules: how long after the last reading was stored the rules engine had evaluated
     every reading (caught up with the journal); its CPU is measured up to then."""
@@ -586,6 +589,7 @@ def median_result(runs: list[Result]) -> Result:
         "rollup_seconds",
         "rollup_cpu_s",
         "cpu_us_at_stored",
+        "main_cpu_us_per_reading",
     ):
         values = [v for r in good if (v := getattr(r, name)) is not None]
         setattr(merged, name, statistics.median_low(values) if values else None)
@@ -744,6 +748,12 @@ def luxtel_command(run: Run, name: str, client_id: str, database: str, work: Pat
         text += f'[rules]\npath = "{RULES_FILE}"\n[inventory]\npath = "{run.inventory()}"\n'
     if name == "luxtel-rollups":
         text += rollup_settings(run, work)
+        # The inventory also turns the energy rollups on: their own feature, with their own
+        # benchmark (bench/energy_rollups.py). Here they would add their bookkeeping of the
+        # hours written (~0.3 µs a reading in `luxtel run`) and, when their tick fell in a run
+        # with the readings' hour closed, a rebuild of it: not the rules' cost, which this
+        # contender measures against luxtel's.
+        text += "[energy]\nrollups = false\n"
     config.write_text(text)
     return Launch([sys.executable, "-m", "luxtel", "run", "-c", str(config)], metrics_port=port)
 
@@ -918,6 +928,7 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
         if args.profile is not None and round_no == 1 and name in PYTHON_CONTENDERS:
             profiler = start_profiler(args.profile, name, child.pid, work)
         pids = {"contender": child.pid, "broker": run.broker.pid, "influxd": run.influx.pid}
+        pids["main"] = child.pid
         if profiler is not None:
             pids["py-spy"] = profiler.pid
         cpu_before = cpu_by_role(pids)
@@ -962,9 +973,12 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
         n = args.readings
         per_reading = {k: (cpu_after[k] - cpu_before[k]) * 1e6 / n for k in cpu_after}
         result.cpu_us_per_reading = per_reading["contender"]
+        result.main_cpu_us_per_reading = per_reading["main"]
         result.broker_cpu_us_per_reading = per_reading.get("broker")
         result.influxd_cpu_us_per_reading = per_reading.get("influxd")
-        ours = sum(cpu_after[k] - cpu_before[k] for k in cpu_after) + summary["cpu_s"]
+        # "main" is inside "contender" (its tree).
+        ours = sum(cpu_after[k] - cpu_before[k] for k in cpu_after if k != "main")
+        ours += summary["cpu_s"]
         ours += own_cpu_seconds() - run.own_cpu_at_start  # this process: mostly the poller
         run.own_cpu_at_start = own_cpu_seconds()
         wall = wall_after - wall_before
@@ -1041,7 +1055,7 @@ def run_contender(run: Run, name: str, round_no: int) -> Result:
 
 def cpu_by_role(pids: dict[str, int | None]) -> dict[str, float]:
     """CPU seconds so far of each process: the contender's whole process tree, the others'
-    own (the servers' and py-spy's)."""
+    own (the servers', py-spy's, and `main`: the contender's process without its children)."""
     return {
         role: tree_cpu_seconds(pid) if role == "contender" else cpu_seconds(pid)
         for role, pid in pids.items()
@@ -1570,7 +1584,14 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
             f"{r.contender}: the rules engine evaluated {r.rules_evaluated:,} of "
             f"{args.readings:,} readings published, "
             + (f"{r.rules_lag:,} still to evaluate (lag)" if r.rules_lag else "no lag left")
-            + f"{settle}; its CPU is counted up to then. Points it wrote beside the readings: "
+            + f"{settle}; its CPU is counted up to then"
+            + (
+                f" ({r.main_cpu_us_per_reading:.1f} µs a reading in `luxtel run`, "
+                f"{r.cpu_us_per_reading - r.main_cpu_us_per_reading:.1f} in its rules process)"
+                if r.main_cpu_us_per_reading is not None and r.cpu_us_per_reading is not None
+                else ""
+            )
+            + ". Points it wrote beside the readings: "
             + (", ".join(f"{n:,} {m}" for m, n in r.other_points.items()) or "none")
             + " (in shards of their own, which the latency poller leaves out)."
         )
