@@ -126,11 +126,11 @@ def group_reported(
 
 
 def group_usable(
-    inventory: Mapping[str, Luminaire], group: Group, luminaires: int, crc: int
+    wanted: Mapping[Group, tuple[int, int]], group: Group, luminaires: int, crc: int
 ) -> bool:
-    """Whether a group hour holds exactly the luminaires the inventory puts in ``group``."""
-    wanted = expected_groups(inventory).get(group)
-    return wanted is not None and wanted == (luminaires, crc)
+    """Whether a group hour holds exactly the luminaires the inventory puts in ``group``
+    (``wanted``: ``expected_groups`` of the inventory)."""
+    return wanted.get(group) == (luminaires, crc)
 
 
 def raw_runs(

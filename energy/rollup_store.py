@@ -66,6 +66,7 @@ from energy.rollup_groups import (
     Group,
     GroupCheck,
     add_group_sums,
+    expected_groups,
     groupable,
     into_statement,
 )
@@ -633,7 +634,7 @@ async def _read_edge_hours(
     hour. Nothing is added, and no hour counts as read, when more than ``RAW_DEVICES_MAX`` would
     be left raw."""
     inventory = builder.inventory
-    every = members(inventory)
+    every, wanted = members(inventory), expected_groups(inventory)
     stretches = _stretches(edges.hours)
     group_select = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in (*SUMMED, "baseline_wh")]
@@ -671,7 +672,7 @@ async def _read_edge_hours(
             for group, ids in every.items():
                 point = found.get((h, group))
                 usable = point is not None and group_usable(
-                    inventory,
+                    wanted,
                     group,
                     int(point.get("luminaires") or 0),
                     int(point.get("inventory_crc") or 0),

@@ -16,6 +16,7 @@ from energy.rollup_edges import (
     raw_runs,
     silent_devices,
 )
+from energy.rollup_groups import expected_groups
 from tests.test_energy_rollup import INVENTORY, START
 
 H = MS_PER_H
@@ -60,9 +61,10 @@ def test_silent_are_those_neither_in_a_group_that_all_reported_nor_reported_them
     wrong_crc = {north: (1, 1, crc[north] + 1)}  # a point built from another inventory
     assert group_reported(INVENTORY, wrong_crc) == set()
     assert silent_devices(INVENTORY, set(), set()) == {"a", "b", "c"}
-    assert group_usable(INVENTORY, south, 2, crc[south])
-    assert not group_usable(INVENTORY, south, 1, crc[south])
-    assert not group_usable(INVENTORY, ("east", "C09"), 0, 0)
+    wanted = expected_groups(INVENTORY)
+    assert group_usable(wanted, south, 2, crc[south])
+    assert not group_usable(wanted, south, 1, crc[south])
+    assert not group_usable(wanted, ("east", "C09"), 0, 0)
 
 
 def test_raw_runs_merge_consecutive_hours_with_the_same_luminaires_and_batch_them() -> None:
