@@ -641,7 +641,17 @@ async def _read_edge_hours(
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
         + ['sum("luminaires") AS "luminaires"', 'sum("inventory_crc") AS "inventory_crc"']
     )
-    by_group: list[tuple[int, Group, dict[str, float]]] = []
+    # the sums go to a builder of their own (its tallies: bounded by groups × bins), merged
+    # into the report's only if few enough luminaires are left raw
+    scratch = ReportBuilder(
+        builder.start_ms,
+        builder.end_ms,
+        inventory,
+        builder.axes,
+        gap_factor=builder.gap_factor,
+        max_interval_ms=builder.max_interval_ms,
+    )
+    group_sums = device_sums = 0
     need: dict[int, set[str]] = {}
     if not groupable(builder):  # rows per luminaire: its own hourly points
         for h in edges.hours:
@@ -678,10 +688,12 @@ async def _read_edge_hours(
                     int(point.get("inventory_crc") or 0),
                 )
                 if point is not None and usable and not ids & quiet:
-                    by_group.append((h, group, point))
+                    for name, axis in scratch.axes.items():
+                        index = bisect.bisect_right(axis.edges, h) - 1
+                        add_group_sums(scratch, name, index, group, point)
+                    group_sums += 1
                 else:
                     need.setdefault(h, set()).update(ids - quiet)
-    by_device: list[tuple[int, str, dict[str, float]]] = []
     got: dict[int, set[str]] = {}
     needed_groups = {
         (inventory[d].zone, inventory[d].circuit) for ids in need.values() for d in ids
@@ -709,17 +721,15 @@ async def _read_edge_hours(
                     t = int(row["time"])
                     if lum.device_id in need.get(t, ()) and lum.device_id not in got.get(t, ()):
                         got.setdefault(t, set()).add(lum.device_id)
-                        by_device.append((t, lum.device_id, row))
+                        for name, axis in scratch.axes.items():
+                            index = bisect.bisect_right(axis.edges, t) - 1
+                            add_sums(scratch, name, index, lum.device_id, row)
+                        device_sums += 1
     raw = {h: set(edges.silent[h]) | (need.get(h, set()) - got.get(h, set())) for h in edges.hours}
     if len(set().union(*raw.values())) > RAW_DEVICES_MAX:
         return EdgeRead()
-    for h, group, row in by_group:
-        for name, axis in builder.axes.items():
-            add_group_sums(builder, name, bisect.bisect_right(axis.edges, h) - 1, group, row)
-    for h, device_id, row in by_device:
-        for name, axis in builder.axes.items():
-            add_sums(builder, name, bisect.bisect_right(axis.edges, h) - 1, device_id, row)
-    return EdgeRead(set(edges.hours), raw, len(by_group), len(by_device))
+    merge(builder, scratch)
+    return EdgeRead(set(edges.hours), raw, group_sums, device_sums)
 
 
 async def _read_raw_devices(
