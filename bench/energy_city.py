@@ -2,7 +2,7 @@
 at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale that fits.
 
     python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
-        [--device-rollups] [--raw-edges] [--keep]
+        [--device-rollups] [--raw-edges] [--silent N] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
 city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
@@ -18,7 +18,10 @@ figures: lit 18:00–06:00 UTC at ~28 W; 25 luminaires a circuit, ``--zone-size`
    ``energy_hourly`` via ``energy.rollup.line`` for those hours) and computes the group levels
    from them with luxtel's own ``into_statement`` (what ``build`` runs); needed for ``--by
    device``; ~6 min at 20,000 luminaires, well over 6 at 100,000 (stopped there).
-   ``--raw-edges`` adds raw telemetry for 3 h at each end.
+   ``--raw-edges`` adds raw telemetry for 3 h at each end. ``--silent N`` then makes N
+   luminaires (in N groups) silent in the hours around the month (their groups' hours say so,
+   the groups' members get their own hourly points there, the silent ones raw telemetry near
+   the ends) and runs the reports again: only those N are read raw at the edges.
 2. ``luxtel energy report`` for the month ``--by zone`` and ``--by circuit`` (and ``--by device``
    with ``--device-rollups``), each a process of its own (wall time; peak RSS by GNU
    ``/usr/bin/time``).
@@ -45,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,11 +166,16 @@ def daily_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
 
 
 def group_lines(
-    lums: list[Luminaire], times: list[int], measurement: str, span_h: int
+    lums: list[Luminaire],
+    times: list[int],
+    measurement: str,
+    span_h: int,
+    silent: frozenset[str] = frozenset(),
 ) -> Iterator[str]:
     """Per (zone, circuit) (or per zone) points of ``span_h`` hours each, holding what
     ``into_statement`` computes from the per-luminaire points ``hour_rollup`` makes (sums, max
-    of the methods, ``luminaires``, daily ``hours``, hourly ``reporting``)."""
+    of the methods, ``luminaires``, daily ``hours``, hourly ``reporting``: every member but the
+    ``silent`` ones)."""
     per_zone = measurement == ZONE_DAILY
     groups: dict[tuple[str, ...], list[tuple[int, Luminaire]]] = {}
     for i, lum in enumerate(lums):
@@ -207,11 +216,38 @@ def group_lines(
             if span_h > 1:
                 ints["hours"] = lit_h * n
             else:
-                ints["reporting"] = n  # every luminaire reported every hour
+                ints["reporting"] = n - sum(lum.device_id in silent for _, lum in members)
             fields += "," + ",".join(f"{k}={v}i" for k, v in ints.items())
             fields += f",expected={float(4 * span_h * n)!r}"
             tags = ",".join(f"{k}={v}" for k, v in zip(("zone", "circuit"), key, strict=False))
             yield f"{measurement},{tags} {fields} {t}"
+
+
+def silent_lines(
+    lums: list[Luminaire], silent: list[int], start_ms: int, end_ms: int, *, raw: bool
+) -> Iterator[str]:
+    """What the rollups and telemetry hold when the luminaires at indexes ``silent`` did not
+    report in the hour before the month nor the hour after it (and started 10 min into it, and
+    stopped 10 min before its end): their groups' hourly points there say so (``reporting``),
+    their groups' members have their own hourly points in those hours and the month's first
+    and last (``raw`` false: points of the rollup policy), and the silent ones have raw
+    telemetry near the month's ends (``raw`` true)."""
+    if raw:
+        for i in silent:
+            yield from raw_lines([lums[i]], start_ms + 10 * 60_000, start_ms + 2 * H)
+            yield from raw_lines([lums[i]], end_ms - 2 * H, end_ms - 10 * 60_000)
+        return
+    quiet = frozenset(lums[i].device_id for i in silent)
+    groups = {(lums[i].zone, lums[i].circuit) for i in silent}
+    touched = [(i, lum) for i, lum in enumerate(lums) if (lum.zone, lum.circuit) in groups]
+    outside = (start_ms - H, end_ms)
+    yield from group_lines([lum for _, lum in touched], list(outside), GROUP_HOURLY, 1, quiet)
+    for hour in (start_ms - H, start_ms, end_ms - H, end_ms):
+        for i, lum in touched:
+            row = hour_rollup(lum, i, hour)
+            if hour in outside and lum.device_id in quiet:
+                row = replace(row, readings=0)  # reported=0
+            yield line(row)
 
 
 def raw_lines(lums: list[Luminaire], start_ms: int, end_ms: int) -> Iterator[str]:
@@ -310,6 +346,13 @@ def main() -> None:
         action="store_true",
         help="also write the per-luminaire daily and edge-day hourly rollups and compute the "
         "group levels from them with INTO (needed for --by device; ~6 min at 20,000)",
+    )
+    parser.add_argument(
+        "--silent",
+        type=int,
+        default=0,
+        help="then make N luminaires (in N groups) silent in the hours around the month and "
+        "run the reports again",
     )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -439,6 +482,35 @@ def main() -> None:
                 flush=True,
             )
             results[f"report_{by}"] = {"s": wall, "rss_mib": rss, "kwh": kwh, "said": tail}
+        if args.silent:
+            silent = [k * len(lums) // args.silent + 7 for k in range(args.silent)]
+            timed(
+                f"{args.silent} luminaires silent around the month: their groups' hours, "
+                "their raw telemetry",
+                results,
+                "write_silent",
+                lambda: sum(
+                    asyncio.run(
+                        write(
+                            server.url,
+                            db,
+                            None if raw else RP,
+                            silent_lines(lums, silent, start_ms, end_ms, raw=raw),
+                        )
+                    )
+                    for raw in (False, True)
+                ),
+            )
+            for by in ("zone", "circuit"):
+                out = tmp / f"city-{by}-silent.csv"
+                wall, rss, tail = report(luxtel, toml, out, by, "rollups", period)
+                kwh = total_kwh(out)
+                print(
+                    f"report --by {by} from rollups, {args.silent} silent: {wall:.1f} s, "
+                    f"peak RSS {rss:.0f} MiB, CPU {LAST_CPU[0]:.1f} s, {kwh:,.3f} kWh — {tail}",
+                    flush=True,
+                )
+                results[f"report_{by}_silent"] = {"s": wall, "rss_mib": rss, "kwh": kwh}
 
         panels = {
             p["title"]: p for p in build_dashboards()["energy.json"]["panels"] if "targets" in p

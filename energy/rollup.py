@@ -297,7 +297,7 @@ def plan(
     for hour in range(first, last, MS_PER_H):
         if hour not in usable or any(hour in span for span in inside):
             continue
-        if all(_within_one_bin(edges, hour, hour + MS_PER_H) for edges in edge_lists):
+        if all(within_one_bin(edges, hour, hour + MS_PER_H) for edges in edge_lists):
             hours.append(hour)
     covered = sorted([(h, h + MS_PER_H) for h in hours] + list(taken))
     raw: list[tuple[int, int]] = []
@@ -343,7 +343,7 @@ def candidate_days(
     return [
         (a, b)
         for a, b in whole_days(first, last, tz)
-        if all(_within_one_bin(edges, a, b) for edges in edge_lists)
+        if all(within_one_bin(edges, a, b) for edges in edge_lists)
     ]
 
 
@@ -372,7 +372,7 @@ def day_line(lum: Luminaire, day_ms: int, sums: Mapping[str, float]) -> str:
     return f"{DAY_MEASUREMENT},{tags} {fields} {day_ms}"
 
 
-def _within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:
+def within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:
     i = bisect.bisect_right(edges, a) - 1
     return 0 <= i < len(edges) - 1 and b <= edges[i + 1]
 

@@ -21,13 +21,13 @@ reading in the hour).
 
 **The report's edges.** A raw report calls a stretch without readings at its start (end) an
 ``edge``, not ``missing``, only for a luminaire with no reading in the look-back before its start
-(after its end); that is why the hours within a longest gap of its ends are read raw. When
-``energy_group_hourly`` says every luminaire of the inventory reported in the last whole hour
-ending by the report's start and in the first beginning from its end (the groups agreeing with
-the inventory; the look-back, ``max_interval_ms``, at least 2 h), no luminaire is in that case
-and the report reads every whole hour from rollups: for a month of a city, no raw readings at all
-instead of 100,000 series read three times at each end (~30 s of a 57 s report at 100,000
-luminaires, ``bench/README.md``).
+(after its end). ``energy_hourly``'s ``reported`` and ``energy_group_hourly``'s ``reporting``
+say who reported in the last whole hour ending by the report's start and the first beginning
+from its end; only the luminaires that did not (the *silent*) have their hours within their gap
+of that end read raw, with queries naming them; their groups' other members come from their
+own hourly points there, every other group from its group hours (``energy.rollup_edges``). For
+a month of a city with a few silent luminaires that is a few series read raw instead of 100,000
+read three times at each end (~30 s of a 57 s report at 100,000 luminaires, ``bench/README.md``).
 
 **When a group sum may stand for its luminaires** (``GroupCheck``): a report reads a span from a
 group level only if, for every time in it, the groups hold as many luminaires as the inventory

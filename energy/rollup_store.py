@@ -7,9 +7,10 @@
 - ``build`` (re)computes the rollups of whole hours and writes them to the rollup retention policy:
   a point per device-hour, at the hour's start, so a rebuild overwrites (never doubles).
 - ``feed_report`` fills a report builder from rollups for the whole hours ``energy.rollup.plan``
-  allows and from raw readings for the rest: the period's edges, hours across a bin's edge
-  (half-hours for settlement, days of a zone with a half-hour offset) and hours whose rollups are
-  incomplete (a device without its point).
+  allows and from raw readings for the rest: the partial hours at the period's ends, hours across
+  a bin's edge (half-hours for settlement, days of a zone with a half-hour offset) and hours whose
+  rollups are incomplete (a device without its point); in the whole hours near the ends, only the
+  luminaires silent just outside the period are read raw (``energy.rollup_edges``).
 
 Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall clock.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
@@ -46,12 +47,26 @@ from energy.rollup import (
     rollup_builder,
     rollups,
 )
+from energy.rollup_edges import (
+    RAW_DEVICES_MAX,
+    EdgeHours,
+    Silent,
+    edge_hours,
+    edge_ms,
+    group_reported,
+    group_usable,
+    members,
+    raw_runs,
+    silent_devices,
+)
 from energy.rollup_groups import (
     GROUP_DAILY,
     GROUP_HOURLY,
     ZONE_DAILY,
+    Group,
     GroupCheck,
     add_group_sums,
+    expected_groups,
     groupable,
     into_statement,
 )
@@ -62,6 +77,8 @@ from influx.errors import InfluxRejectedError
 log = structlog.get_logger("luxtel.rollups")
 
 WRITE_BATCH = 5000
+GROUP_BATCH = 100
+"""(zone, circuit) pairs named in one filtered query."""
 DEVICE_HOURS = 50_000
 """Device-hours built at once: a few tens of MB of tallies and lines."""
 
@@ -90,11 +107,13 @@ async def read_range(
     *,
     max_interval_ms: float,
     zones: Sequence[str] = (),
+    devices: Sequence[str] = (),
     window_ms: int = MS_PER_H * 24,
 ) -> int:
     """Push into ``builder`` each device's last reading before ``start_ms`` (within
     ``max_interval_ms``), every reading of ``[start_ms, end_ms)``, then each device's first
-    reading from ``end_ms`` on (within ``max_interval_ms``); returns the readings read."""
+    reading from ``end_ms`` on (within ``max_interval_ms``); returns the readings read. Only
+    ``devices`` when given (a filter on the ``device_id`` tag)."""
     rp = writer.target.retention_policy
     reach = int(max_interval_ms)
     read = 0
@@ -104,6 +123,7 @@ async def read_range(
         start_ms - reach,
         start_ms,
         zones=zones,
+        devices=devices,
         group_by_device=True,
         retention_policy=rp,
     )
@@ -111,7 +131,14 @@ async def read_range(
         read += push_series(builder, series)
     for a, b in windows(start_ms, end_ms, window_ms):
         statement = select(
-            "telemetry", COLUMNS, a, b, zones=zones, group_by_device=True, retention_policy=rp
+            "telemetry",
+            COLUMNS,
+            a,
+            b,
+            zones=zones,
+            devices=devices,
+            group_by_device=True,
+            retention_policy=rp,
         )
         async for series in stream(writer, statement):
             read += push_series(builder, series)
@@ -121,6 +148,7 @@ async def read_range(
         end_ms,
         end_ms + reach + 1,
         zones=zones,
+        devices=devices,
         group_by_device=True,
         retention_policy=rp,
     )
@@ -321,11 +349,22 @@ class Sources:
     """Sums InfluxDB answered (one per device, or per (zone, circuit), per run of hours per
     axis)."""
     edge_ms: float = 0.0
-    """How far from the report's ends hours were left to raw readings (0 when every luminaire
-    reported just outside them, ``energy.rollup_groups``)."""
+    """How far from the report's ends a luminaire's hours may need its raw readings: the
+    longest gap of those silent around the period (0 when every luminaire reported just outside
+    it, ``energy.rollup_edges``)."""
     group_days: int = 0
     group_hours: int = 0
     """Of ``rollup_days`` and ``rollup_hours``, those read per (zone, circuit)."""
+    edge_hours: int = 0
+    """Whole hours within ``edge_ms`` of the ends read from rollups for every luminaire but
+    ``silent`` (``energy.rollup_edges``)."""
+    silent: list[str] = field(default_factory=list)
+    """The luminaires whose raw readings were read in those hours."""
+    silent_hours: int = 0
+    """Luminaire-hours read raw there."""
+    edge_group_sums: int = 0
+    edge_device_sums: int = 0
+    """Sums read for those hours per (zone, circuit) and per luminaire."""
 
 
 def _sums_statement(
@@ -336,13 +375,32 @@ def _sums_statement(
     select_list: str,
     group: str,
     measurement: str = MEASUREMENT,
+    groups: Sequence[Group] = (),
 ) -> str:
     where = [f"time >= {a * 1_000_000}", f"time < {b * 1_000_000}"]
     if zones:
         where.append("(" + " OR ".join(f"\"zone\" = '{checked('zone', z)}'" for z in zones) + ")")
+    if groups:
+        where.append("(" + " OR ".join(_group_term(g) for g in groups) + ")")
     source = f'"{checked("retention policy", config.retention_policy)}"."{measurement}"'
     # Every name passed `checked` and the times are integers: nothing is quoted through.
     return f"SELECT {select_list} FROM {source} WHERE {' AND '.join(where)} GROUP BY {group}"  # noqa: S608
+
+
+def _group_term(group: Group) -> str:
+    zone, circuit = checked("zone", group[0]), checked("circuit", group[1])
+    return f"(\"zone\" = '{zone}' AND \"circuit\" = '{circuit}')"
+
+
+def _group_batches(wanted: Collection[Group], every: Collection[Group]) -> list[Sequence[Group]]:
+    """Filters naming ``wanted`` groups, ``GROUP_BATCH`` a query; one without a filter when
+    they are all the groups there are."""
+    if not wanted:
+        return []
+    if set(every) <= set(wanted):
+        return [()]
+    ordered = sorted(wanted)
+    return [ordered[i : i + GROUP_BATCH] for i in range(0, len(ordered), GROUP_BATCH)]
 
 
 async def _add_runs(
@@ -505,26 +563,250 @@ async def _per_time(
     return found
 
 
-async def _edges_reported(
+async def _silent_at(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    hour: int,
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> frozenset[str]:
+    """The luminaires of the report's inventory not known to have a reading in ``hour``:
+    none of a group whose ``energy_group_hourly`` point says every member reported (and holds
+    exactly the inventory's members); in the other groups, those whose own ``energy_hourly``
+    point (under their inventory tags) does not say ``reported`` (``energy.rollup_edges``)."""
+    inventory = builder.inventory
+    select_list = (
+        'sum("reporting") AS "reporting", sum("luminaires") AS "luminaires", '
+        'sum("inventory_crc") AS "inventory_crc"'
+    )
+    statement = _sums_statement(
+        config, hour, hour + MS_PER_H, zones, select_list, '"zone", "circuit"', GROUP_HOURLY
+    )
+    rows: dict[Group, tuple[int, int, int]] = {}
+    try:
+        async for series in stream(writer, statement):
+            group = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+            for values in series.values:
+                row = dict(zip(series.columns, values, strict=True))
+                rows[group] = (
+                    int(row.get("reporting") or 0),
+                    int(row.get("luminaires") or 0),
+                    int(row.get("inventory_crc") or 0),
+                )
+    except InfluxRejectedError as error:
+        if "retention policy not found" in error.message:
+            return frozenset(inventory)
+        raise
+    reported_groups = group_reported(inventory, rows)
+    every = members(inventory)
+    doubt = [g for g in every if g not in reported_groups]
+    reported: set[str] = set()
+    for batch in _group_batches(doubt, every):
+        statement = _sums_statement(
+            config,
+            hour,
+            hour + MS_PER_H,
+            zones,
+            'max("reported") AS "reported"',
+            '"device_id", "zone", "circuit"',
+            MEASUREMENT,
+            batch,
+        )
+        async for series in stream(writer, statement):
+            lum = inventory.get(series.tags.get("device_id", ""))
+            tags = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+            if lum is None or (lum.zone, lum.circuit) != tags:
+                continue
+            for values in series.values:
+                if int(dict(zip(series.columns, values, strict=True)).get("reported") or 0):
+                    reported.add(lum.device_id)
+    return silent_devices(inventory, reported_groups, reported)
+
+
+async def _silent_around(
     writer: InfluxWriter, builder: ReportBuilder, config: RollupConfig, zones: Sequence[str]
-) -> bool:
-    """Whether every luminaire of the inventory has a reading in the last whole hour ending by
-    the report's start and in the first beginning from its end, by ``energy_group_hourly``'s
-    ``reporting`` (its groups agreeing with the inventory); then no stretch at the report's ends
-    is an ``edge`` for the raw report, and its whole hours there may come from rollups. False
-    when the look-back (``max_interval_ms``) is under 2 h: such a reading may lie beyond it."""
+) -> Silent | None:
+    """Who was silent in the last whole hour ending by the report's start and in the first
+    beginning from its end; None when the look-back (``max_interval_ms``) is under 2 h (a
+    reading in those hours may lie beyond it: every luminaire is in doubt)."""
     if builder.max_interval_ms < 2 * MS_PER_H:
-        return False
-    wanted = len(builder.inventory)
-    for h in (floor_hour(builder.start_ms) - MS_PER_H, ceil_hour(builder.end_ms)):
-        span = [(h, h + MS_PER_H)]
-        select_list = 'sum("reporting"), sum("luminaires")'
-        found = await _per_time(writer, span, config, zones, select_list, GROUP_HOURLY)
-        if found.get(h) != (wanted, wanted):
-            return False
-        if not await _group_check(writer, builder, span, config, zones, GROUP_HOURLY):
-            return False
-    return True
+        return None
+    before = floor_hour(builder.start_ms) - MS_PER_H
+    after = ceil_hour(builder.end_ms)
+    return Silent(
+        await _silent_at(writer, builder, before, config, zones),
+        await _silent_at(writer, builder, after, config, zones),
+    )
+
+
+def _stretches(hours: Sequence[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for h in sorted(hours):
+        if out and out[-1][1] == h:
+            out[-1] = (out[-1][0], h + MS_PER_H)
+        else:
+            out.append((h, h + MS_PER_H))
+    return out
+
+
+@dataclass(slots=True)
+class EdgeRead:
+    """How a report's edge hours were read (``_read_edge_hours``)."""
+
+    hours: set[int] = field(default_factory=set)
+    """Edge hours read from rollups for every luminaire but ``raw``'s."""
+    raw: dict[int, set[str]] = field(default_factory=dict)
+    """Per edge hour, the luminaires to read raw there."""
+    group_sums: int = 0
+    device_sums: int = 0
+
+
+async def _read_edge_hours(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    edges: EdgeHours,
+    config: RollupConfig,
+    zones: Sequence[str],
+) -> EdgeRead:
+    """Add the edge hours (``energy.rollup_edges``) from rollups: per (zone, circuit) from
+    ``energy_group_hourly`` where the report's rows group by zone or circuit, the group has no
+    silent member and its point holds exactly the inventory's members, else per luminaire from
+    ``energy_hourly`` (the silent ones left out); returns the luminaires left to read raw per
+    hour. Nothing is added, and no hour counts as read, when more than ``RAW_DEVICES_MAX`` would
+    be left raw."""
+    inventory = builder.inventory
+    every, wanted = members(inventory), expected_groups(inventory)
+    stretches = _stretches(edges.hours)
+    group_select = ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, "baseline_wh")]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+        + ['sum("luminaires") AS "luminaires"', 'sum("inventory_crc") AS "inventory_crc"']
+    )
+    # the sums go to a builder of their own (its tallies: bounded by groups × bins), merged
+    # into the report's only if few enough luminaires are left raw
+    scratch = ReportBuilder(
+        builder.start_ms,
+        builder.end_ms,
+        inventory,
+        builder.axes,
+        gap_factor=builder.gap_factor,
+        max_interval_ms=builder.max_interval_ms,
+    )
+    group_sums = device_sums = 0
+    need: dict[int, set[str]] = {}
+    if not groupable(builder):  # rows per luminaire: its own hourly points
+        for h in edges.hours:
+            need[h] = set(inventory) - edges.silent[h]
+        stretches = []
+    for a, b in stretches:
+        found: dict[tuple[int, Group], dict[str, float]] = {}
+        statement = _sums_statement(
+            config,
+            a,
+            b,
+            zones,
+            group_select,
+            'time(1h), "zone", "circuit" fill(none)',
+            GROUP_HOURLY,
+        )
+        try:
+            async for series in stream(writer, statement):
+                group = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+                for values in series.values:
+                    row = dict(zip(series.columns, values, strict=True))
+                    found[(int(row["time"]), group)] = row
+        except InfluxRejectedError as error:
+            if "retention policy not found" not in error.message:
+                raise
+        for h in range(a, b, MS_PER_H):
+            quiet = edges.silent[h]
+            for group, ids in every.items():
+                point = found.get((h, group))
+                usable = point is not None and group_usable(
+                    wanted,
+                    group,
+                    int(point.get("luminaires") or 0),
+                    int(point.get("inventory_crc") or 0),
+                )
+                if point is not None and usable and not ids & quiet:
+                    for name, axis in scratch.axes.items():
+                        index = bisect.bisect_right(axis.edges, h) - 1
+                        add_group_sums(scratch, name, index, group, point)
+                    group_sums += 1
+                else:
+                    need.setdefault(h, set()).update(ids - quiet)
+    got: dict[int, set[str]] = {}
+    needed_groups = {
+        (inventory[d].zone, inventory[d].circuit) for ids in need.values() for d in ids
+    }
+    device_select = ", ".join(f'"{name}"' for name in (*SUMMED, "via_counter", "via_power"))
+    for a, b in _stretches(list(need)):
+        for batch in _group_batches(needed_groups, every):
+            statement = _sums_statement(
+                config,
+                a,
+                b,
+                zones,
+                device_select,
+                '"device_id", "zone", "circuit"',
+                MEASUREMENT,
+                batch,
+            )
+            async for series in stream(writer, statement):
+                lum = inventory.get(series.tags.get("device_id", ""))
+                tags = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+                if lum is None or (lum.zone, lum.circuit) != tags:
+                    continue
+                for values in series.values:
+                    row = dict(zip(series.columns, values, strict=True))
+                    t = int(row["time"])
+                    if lum.device_id in need.get(t, ()) and lum.device_id not in got.get(t, ()):
+                        got.setdefault(t, set()).add(lum.device_id)
+                        for name, axis in scratch.axes.items():
+                            index = bisect.bisect_right(axis.edges, t) - 1
+                            add_sums(scratch, name, index, lum.device_id, row)
+                        device_sums += 1
+    raw = {h: set(edges.silent[h]) | (need.get(h, set()) - got.get(h, set())) for h in edges.hours}
+    if len(set().union(*raw.values())) > RAW_DEVICES_MAX:
+        return EdgeRead()
+    merge(builder, scratch)
+    return EdgeRead(set(edges.hours), raw, group_sums, device_sums)
+
+
+async def _read_raw_devices(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    read: EdgeRead,
+    zones: Sequence[str],
+    window_ms: int,
+) -> int:
+    """Read the raw readings of the luminaires ``read.raw`` names, hour runs by hour runs,
+    with queries restricted to them (``DEVICE_BATCH`` a query); each run's tallies are those
+    of a raw report of the whole period over that run, for those luminaires only."""
+    total = 0
+    for a, b, ids in raw_runs(sorted(read.hours), read.raw):
+        part = ReportBuilder(
+            builder.start_ms,
+            builder.end_ms,
+            {d: builder.inventory[d] for d in ids},
+            builder.axes,
+            gap_factor=builder.gap_factor,
+            max_interval_ms=builder.max_interval_ms,
+            accept=(a, b),
+        )
+        total += await read_range(
+            writer,
+            part,
+            a,
+            b,
+            max_interval_ms=builder.max_interval_ms,
+            zones=zones,
+            devices=ids,
+            window_ms=window_ms,
+        )
+        part.finish()
+        merge(builder, part)
+    return total
 
 
 async def _read_back_group_days(
@@ -627,8 +909,9 @@ async def feed_report(
     )
     axes = [axis.edges for axis in builder.axes.values()]
     sources = Sources()
-    if await _edges_reported(writer, builder, config, zones):
-        edge = 0.0
+    silent = await _silent_around(writer, builder, config, zones)
+    if silent is not None:
+        edge = edge_ms(builder.inventory, silent.any, builder.gap_factor)
     sources.edge_ms = edge
     days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
     group_days: list[tuple[int, int]] = []
@@ -654,9 +937,21 @@ async def feed_report(
     sources.rollup_rows += rows
     sources.rollup_hours, sources.group_hours = len(used), len(group_hours)
     sources.incomplete_hours = len(candidates.hours) - len(used)
+    edge_read = EdgeRead()
+    if silent is not None and edge > 0:
+        edges = edge_hours(start, end, axes, edge, silent)
+        # an end where too many were silent (a report up to now) is read raw for everyone
+        edges.hours[:] = [h for h in edges.hours if len(edges.silent[h]) <= RAW_DEVICES_MAX]
+        edge_read = await _read_edge_hours(writer, builder, edges, config, zones)
+        sources.rollup_rows += edge_read.group_sums + edge_read.device_sums
+        sources.edge_group_sums = edge_read.group_sums
+        sources.edge_device_sums = edge_read.device_sums
+    sources.edge_hours = len(edge_read.hours)
+    sources.silent = sorted(set().union(*edge_read.raw.values()))
+    sources.silent_hours = sum(len(ids) for ids in edge_read.raw.values())
     if advance is not None:
         advance(sum(b - a for a, b in used_days) + len(used) * MS_PER_H, sources.rollup_rows)
-    final = plan(start, end, axes, edge, used, used_days)
+    final = plan(start, end, axes, 0.0, used | edge_read.hours, used_days)
     sources.raw_ranges = final.raw
     for a, b in final.raw:
         part = ReportBuilder(
@@ -682,4 +977,5 @@ async def feed_report(
         sources.readings += read
         if advance is not None:
             advance(b - a, read)
+    sources.readings += await _read_raw_devices(writer, builder, edge_read, zones, window_ms)
     return sources

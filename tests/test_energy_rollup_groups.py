@@ -173,7 +173,9 @@ def test_a_late_backlog_rebuilds_its_groups_hours_and_days(city: City) -> None:
         dirty.note(late[i : i + 3])
     asyncio.run(tick(END + 6 * H))
     after, said = _said(city, *args)
-    assert "(1 days and 44 hours per zone and circuit" in said
+    # s3, silent before the 29th, is read raw in the first hour; the rest from rollups
+    assert "(1 days and 46 hours per zone and circuit" in said
+    assert "1 luminaire(s) silent around the period (s3)" in said
     assert after == _report(city, "raw", *args)
     north = next(r for r in after if r["zone"] == "north")
     assert north["readings"] == before["north"]["readings"] + len(city.backlog)
@@ -194,11 +196,43 @@ def test_when_every_luminaire_reported_around_the_period_no_whole_hour_is_read_r
     args = ("--by", by, "--zone", "north", "--from", *period[:1], "--to", period[1])
     via, said = _said(city, *args)
     assert f", {raw_h} from raw readings" in said
+    assert "silent around the period" not in said
     assert via == _report(city, "raw", *args)
-    everyone = ("--by", by, "--from", *period[:1], "--to", period[1])  # s3 starts on the 29th
-    via, said = _said(city, *everyone)
-    assert f", {raw_h} from raw readings" not in said
-    assert via == _report(city, "raw", *everyone)
+
+
+@pytest.mark.parametrize("by", ["zone", "circuit", "month"])
+@pytest.mark.parametrize(
+    ("period", "silent", "sums"),
+    [
+        # s3 (alone on south C04) starts 7 min into the period: an edge for the raw report
+        (
+            ("2026-03-29T02:00:00Z", "2026-03-31"),
+            "1 luminaire(s) silent around the period (s3)",
+            "(7 group and 0 luminaire sums)",  # 3 groups in the first hour, 4 in the last
+        ),
+        # n2 (its backlog not yet in) and n3 (an outage) silent before it; n1, n2's neighbour on
+        # north C01, read from its own hourly point
+        (
+            ("2026-03-29T19:00:00Z", "2026-03-31"),
+            "2 luminaire(s) silent around the period (n2, n3)",
+            "(6 group and 1 luminaire sums)",  # south C03, C04 and n1 first; 4 groups last
+        ),
+    ],
+)
+def test_a_silent_luminaire_has_only_its_own_edge_hours_read_raw(
+    city: City, by: str, period: tuple[str, str], silent: str, sums: str
+) -> None:
+    _rollup(city, "2026-03-27", "2026-04-01")
+    args = ("--by", by, "--from", period[0], "--to", period[1])
+    via, said = _said(city, *args)
+    raw = _report(city, "raw", *args)
+    print(json.dumps(raw, indent=1))  # the raw report's rows, which the rollups gave exactly
+    assert via == raw
+    assert ", 0 h from raw readings" in said  # no hour read raw for every luminaire
+    assert silent in said
+    assert f"2 edge hour(s) from rollups {sums}" in said
+    hours = silent.count(",") + 1  # one edge hour each, at the start
+    assert f": {hours} luminaire-hour(s) of theirs from raw readings" in said
 
 
 def test_a_refused_group_level_leaves_the_build_and_the_report_right(city: City) -> None:

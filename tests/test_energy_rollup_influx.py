@@ -234,9 +234,12 @@ def test_the_report_from_rollups_equals_the_raw_report(city: City, args: tuple[s
     assert any(r["gap"] for r in raw)
     if args[1] == "device":
         # 29 March from the daily rollups; the other days' hours from hourly ones but for
-        # the first and last 2 h (the longest gap, 1.5 h, to the hour), read raw.
+        # the first and last 2 h (the longest gap, 1.5 h, to the hour): no hour was rolled up
+        # around the period, so every luminaire is in doubt there and read raw, by name.
         assert "1 whole days and 44 whole hours from rollups" in said
-        assert "4 h from raw readings" in said
+        assert ", 0 h from raw readings" in said
+        assert "6 luminaire(s) silent around the period" in " ".join(said.split())
+        assert "24 luminaire-hour(s) of theirs from raw readings" in " ".join(said.split())
         resets = {r["device"]: r["resets"] for r in raw}
         assert resets == {"n1": 0, "n2": 1, "n3": 0, "s1": 1, "s2": 0, "s3": 0}  # s1: the wrap
         assert {r["device"]: r["method"] for r in raw}["s2"] == "power"

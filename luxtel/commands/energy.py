@@ -26,7 +26,7 @@ from energy.queries import DAY_MS, QueryError, checked
 from energy.report import ALL, GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
 from energy.retention import RetentionError, ensure_retention
 from energy.rollup import ceil_hour, floor_hour
-from energy.rollup_store import Built, delete_range, feed_report
+from energy.rollup_store import Built, Sources, delete_range, feed_report
 from energy.rollup_store import build as build_rollups
 from energy.settlement import write_settlement
 from energy.source import feed
@@ -260,6 +260,7 @@ def report(
             f"({used.group_days} days and {used.group_hours} hours per zone and circuit; "
             f"{used.rollup_rows:,} sums), "
             f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
+            + _silent_note(used)
             + (
                 f"; {used.incomplete_hours} hour(s) lacked a device's rollup and were read raw"
                 if used.incomplete_hours
@@ -366,6 +367,19 @@ def rollup(
         f"{built.rows:,} rollup points written ({len(lums)} luminaires × "
         f"{(ceil_hour(b) - floor_hour(a)) // 3_600_000} hours) from {built.readings:,} readings, "
         f"and {built.days:,} daily points ({settings.energy.tz} days)"
+    )
+
+
+def _silent_note(used: Sources) -> str:
+    """What the report did at its edges for the luminaires silent around the period."""
+    if not used.edge_hours:
+        return ""
+    named = ", ".join(used.silent[:5]) + (", …" if len(used.silent) > 5 else "")
+    return (
+        f"; {used.edge_hours} edge hour(s) from rollups ({used.edge_group_sums} group and "
+        f"{used.edge_device_sums} luminaire sums) but for {len(used.silent)} "
+        f"luminaire(s) silent around the period ({named or 'none'}): "
+        f"{used.silent_hours} luminaire-hour(s) of theirs from raw readings"
     )
 
 
