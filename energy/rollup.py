@@ -387,12 +387,25 @@ def add_sums(
     if lum is None:
         builder.unknown.add(device_id)
         return False
-    spec = builder.axes[axis]
-    key = (spec.group_of(lum), index)
+    tally = tally_of(builder, axis, (builder.axes[axis].group_of(lum), index))
+    burn_ms = add_summed(tally, sums)
+    tally.baseline_wh += lum.baseline_power_w * burn_ms / MS_PER_H
+    return True
+
+
+def tally_of(builder: ReportBuilder, axis: str, key: tuple[str, int]) -> Tally:
+    """The builder's tally of ``key`` (group, bin index) on ``axis``, made when it has none."""
     table = builder.tallies[axis]
     tally = table.get(key)
     if tally is None:
         tally = table[key] = Tally()
+    return tally
+
+
+def add_summed(tally: Tally, sums: Mapping[str, float]) -> float:
+    """Add sums of rollup hours as InfluxDB answers them (``SUMMED`` and ``via_counter`` /
+    ``via_power``) to ``tally``, all but the baseline (a luminaire's comes from the inventory,
+    a group's from its own sum); returns the burning ms added."""
     tally.readings += int(sums.get("readings") or 0)
     tally.counter_wh += sums.get("counter_wh") or 0.0
     tally.power_wh += sums.get("power_wh") or 0.0
@@ -404,10 +417,9 @@ def add_sums(
     burn_ms = (sums.get("burning_h") or 0.0) * MS_PER_H
     tally.burn_ms += burn_ms
     tally.dim_ms += (sums.get("dim_pct_h") or 0.0) * MS_PER_H
-    tally.baseline_wh += lum.baseline_power_w * burn_ms / MS_PER_H
     tally.flagged += int(sums.get("flagged") or 0)
     tally.resets += int(sums.get("resets") or 0)
-    return True
+    return burn_ms
 
 
 def add_hour(builder: ReportBuilder, row: Rollup) -> None:

@@ -51,11 +51,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.queries import checked
-from energy.report import ALL, ReportBuilder, Tally
-from energy.rollup import DAY_MEASUREMENT, MEASUREMENT, SUMMED, inventory_crc
+from energy.report import ALL, ReportBuilder
+from energy.rollup import (
+    DAY_MEASUREMENT,
+    MEASUREMENT,
+    SUMMED,
+    add_summed,
+    inventory_crc,
+    tally_of,
+)
 
 GROUP_HOURLY = "energy_group_hourly"
 GROUP_DAILY = "energy_group_daily"
@@ -146,20 +152,6 @@ def add_group_sums(
     the baseline is the group's own sum (checked against the inventory by ``GroupCheck``)."""
     spec = builder.axes[axis]
     key = (group[0] if spec.by == "zone" else group[1] if spec.by == "circuit" else ALL, index)
-    table = builder.tallies[axis]
-    tally = table.get(key)
-    if tally is None:
-        tally = table[key] = Tally()
-    tally.readings += int(sums.get("readings") or 0)
-    tally.counter_wh += sums.get("counter_wh") or 0.0
-    tally.power_wh += sums.get("power_wh") or 0.0
-    if sums.get("via_counter"):
-        tally.methods.add("counter")
-    if sums.get("via_power"):
-        tally.methods.add("power")
-    tally.verified_wh += sums.get("verified_wh") or 0.0
-    tally.burn_ms += (sums.get("burning_h") or 0.0) * MS_PER_H
-    tally.dim_ms += (sums.get("dim_pct_h") or 0.0) * MS_PER_H
+    tally = tally_of(builder, axis, key)
+    add_summed(tally, sums)
     tally.baseline_wh += sums.get("baseline_wh") or 0.0
-    tally.flagged += int(sums.get("flagged") or 0)
-    tally.resets += int(sums.get("resets") or 0)
