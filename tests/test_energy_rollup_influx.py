@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from energy.inventory import read_inventory
 from energy.periods import to_ms
 from energy.retention import RetentionConfig, ensure_retention
+from energy.rollup_groups import GROUP_HOURLY
 from energy.rollup_store import RollupConfig, build, latest_reading_ms
 from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
@@ -480,6 +481,21 @@ def test_rollups_kept_by_the_tally_equal_a_rebuild(
                 out[(series["tags"]["device_id"], row.pop("time"))] = row
         return out
 
+    def group_hours() -> dict[tuple[str, str, int], Any]:
+        answer = query(
+            influxdb.url,
+            f'SELECT * FROM "rollups"."{GROUP_HOURLY}" GROUP BY "zone", "circuit"',  # noqa: S608
+            db=database,
+            epoch="ms",
+        )
+        out = {}
+        for series in answer["results"][0].get("series", []):
+            tags = series["tags"]
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values, strict=True))
+                out[(tags["zone"], tags["circuit"], row.pop("time"))] = row
+        return out
+
     async def run() -> None:
         async with InfluxWriter(InfluxTarget(influxdb.url, database)) as writer:
             tally = RollupTally(
@@ -515,8 +531,13 @@ def test_rollups_kept_by_the_tally_equal_a_rebuild(
             assert watermark == END + 7 * H
             assert upkeep.tallied_rows >= len(FLEET) * 70  # of 6 x 89 hours
             kept = await points(writer, "energy_hourly"), await points(writer, "energy_daily")
+            kept_groups = group_hours()
             await build(writer, inventory, first_hour, watermark, rollups)
             rebuilt = await points(writer, "energy_hourly"), await points(writer, "energy_daily")
+            # every hour's sums per (zone, circuit) too, from the tally's hours as from a build
+            assert kept_groups == group_hours()
+            groups = {(zone, circuit) for zone, circuit, _, _ in FLEET.values()}
+            assert len(kept_groups) == len(groups) * (watermark - first_hour) // H
             assert len(kept[0]) == len(FLEET) * (watermark - first_hour) // H
             assert kept[0].keys() == rebuilt[0].keys()
             for key, row in kept[0].items():
