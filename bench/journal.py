@@ -4,8 +4,8 @@
 
 A simulated fleet's messages (every fault kind) are decoded by the real decoder as `luxtel run`
 decodes them with the rules on (`Limits(observe=True, hand_over=True)`: a reading its fast path
-checked is handed over as plain data, `models.ObservedReading`); then, in batches of `--batch`
-observations (the sink's batch, `ingest.batch_size`, default 5000):
+checked is handed over as the journal entry the C module wrote, JSON bytes); then, in batches
+of `--batch` observations (the sink's batch, `ingest.batch_size`, default 5000):
 
 - build: what decoding the messages costs more, in CPU per observation, than decoding them with
   the rules off (each pass decodes every message once, with fresh limits; best of three);

@@ -42,7 +42,7 @@ from models.timestamps import epoch_ms, from_epoch_ms
 
 if TYPE_CHECKING:
     from ingest.adapters.router import SourceRouter
-    from ingest.reading_lines import Checked
+    from ingest.reading_lines import Checked, Entry
 
 TOPIC_CACHE = 65_536
 """Valid topics remembered by `Limits.topic` (~180 bytes each: at most ~12 MB)."""
@@ -115,6 +115,18 @@ class Decoded:
     unknown_fields: int = 0
     retained_skipped: int = 0
     """Retained readings and statuses without `ts`: observed, not written again."""
+    received_json: tuple[datetime, bytes] | None = None
+    """With `Limits.hand_over`, the last receive time and its JSON text (orjson's), for the
+    fast path's journal entries: a chunk's messages share one."""
+
+    def received_text(self, received_at: datetime) -> bytes:
+        """`received_at` as orjson writes it (a quoted ISO 8601 string), made once a chunk."""
+        cached = self.received_json
+        if cached is not None and cached[0] is received_at:
+            return cached[1]
+        text = orjson.dumps(received_at)
+        self.received_json = (received_at, text)
+        return text
 
     def observed(self, observation: Observation, hand_over: bool) -> None:
         """Keep an observation of the full path (`Limits.hand_over`: in `handed`)."""
@@ -239,13 +251,27 @@ def _fast_telemetry(
             return False
         out.points.append(_new_point(Point, (line, name)))
         return True
+    if limits.hand_over:
+        entry = fast_path.telemetry(
+            payload,
+            topic.zone,
+            topic.source_id,
+            received_ms,
+            limits.skew_ms,
+            out.received_text(received_at),
+            limits.stamps,
+        )
+        if entry is None:
+            return False
+        line, journaled = entry
+        out.points.append(_new_point(Point, (line, name)))
+        out.handed.append(journaled)
+        return True
     checked = fast_path.telemetry(
         payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, True, limits.stamps
     )
     if checked is None:
         return False
-    if limits.hand_over:
-        return _handed(topic, name, [checked], received_at, out)
     return _observed(topic, name, [checked], received_at, out)
 
 
@@ -268,13 +294,23 @@ def _fast_batch(
             return False
         out.points.extend([_new_point(Point, (line, name)) for line in lines])
         return True
+    if limits.hand_over:
+        entries = fast_path.batch(
+            payload,
+            topic.zone,
+            received_ms,
+            limits.skew_ms,
+            out.received_text(received_at),
+            limits.stamps,
+        )
+        if entries is None:
+            return False
+        return _handed(name, entries, out)
     elements = fast_path.batch(
         payload, topic.zone, received_ms, limits.skew_ms, True, limits.stamps
     )
     if elements is None:
         return False
-    if limits.hand_over:
-        return _handed(topic, name, elements, received_at, out)
     return _observed(topic, name, elements, received_at, out)
 
 
@@ -296,22 +332,15 @@ def _observed(
     return True
 
 
-def _handed(
-    topic: Topic,
-    name: str,
-    elements: "list[Checked]",
-    received_at: datetime,
-    out: Decoded,
-) -> bool:
-    """`_observed` for the rules' journal (`Limits.hand_over`): each reading as the plain data
-    the C module gave (`models.ObservedReading`), no model built. `at` in epoch µs: the
-    reading's `ts`, or the receive stamp it was written with (ms)."""
+def _handed(name: str, entries: "list[Entry]", out: Decoded) -> bool:
+    """`_observed` for the rules' journal (`Limits.hand_over`): each reading's entry as the C
+    module wrote it, JSON text (`rules.runtime.channel.encode_handed`'s entry of a reading), so
+    no Python object is built per value. Its `at` in epoch µs: the reading's `ts`, or the
+    receive stamp it was written with (ms)."""
     points, handed = out.points, out.handed
-    zone, source_id = topic.zone, topic.source_id
-    for line, sent_id, ts_us, values, stamp_ms in elements:
+    for line, entry in entries:
         points.append(_new_point(Point, (line, name)))
-        at_us = ts_us if ts_us is not None else (stamp_ms or 0) * 1000  # C: a stamp when no ts
-        handed.append((zone, sent_id or source_id, at_us, received_at, False, values))
+        handed.append(entry)
     return True
 
 

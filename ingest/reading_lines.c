@@ -104,6 +104,7 @@ typedef struct {
     number_form form;
     double number;
     long long integer; /* integer literals */
+    int exact;         /* a decimal `exact_decimal` read: any correct parser reads its text alike */
     int flag;          /* lamp_on */
 } value;
 
@@ -240,6 +241,7 @@ static int scan_number(cursor *c, value *v) {
     v->text = start;
     v->length = p - start;
     v->form = form;
+    v->exact = 0;
     if (form == N_INT) {
         if (integer_digits > MAX_INT_DIGITS || (negative && digits[0] == '0'))
             return 0; /* orjson's limits; "-0" reads as the int 0 there */
@@ -248,7 +250,9 @@ static int scan_number(cursor *c, value *v) {
             n = n * 10 + (*d - '0');
         v->integer = negative ? -n : n;
         v->number = (double)v->integer; /* exact: < 2**63, and correctly rounded by C */
-    } else if (!exact_decimal(start, p, &v->number)) {
+    } else if (exact_decimal(start, p, &v->number)) {
+        v->exact = 1;
+    } else {
         /* The digits are followed by a delimiter (checked by the caller) or the bytes object's
          * terminating NUL, so the conversion stops where the scan did. */
         char *stop = NULL;
@@ -605,6 +609,120 @@ static PyObject *values_of(const reading *r) {
     return values;
 }
 
+/* ---- The rules' journal entry, as JSON text (hand-over mode) --------------------------------- */
+
+/* `text` as a JSON string, escaped as orjson escapes (the quote, the backslash and the control
+ * characters; anything else, UTF-8 included, as it is). Zones and ids are validated identifiers
+ * on this path, so nothing is escaped in practice; it is done anyway, not assumed. */
+static void put_json_string(line_buffer *b, const char *text, Py_ssize_t length) {
+    static const char HEX[] = "0123456789abcdef";
+    put(b, "\"", 1);
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        put(b, text + start, i - start);
+        start = i + 1;
+        char escape[6] = {'\\', 'u', '0', '0', HEX[ch >> 4], HEX[ch & 15]};
+        switch (ch) {
+        case '"': put(b, "\\\"", 2); break;
+        case '\\': put(b, "\\\\", 2); break;
+        case '\b': put(b, "\\b", 2); break;
+        case '\t': put(b, "\\t", 2); break;
+        case '\n': put(b, "\\n", 2); break;
+        case '\f': put(b, "\\f", 2); break;
+        case '\r': put(b, "\\r", 2); break;
+        default: put(b, escape, 6); break;
+        }
+    }
+    put(b, text + start, length - start);
+    put(b, "\"", 1);
+}
+
+static void put_integer(line_buffer *b, long long n) {
+    char digits[24]; /* "-" and the digits of an int64, written backwards */
+    char *digit = digits + sizeof digits;
+    unsigned long long rest = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        *--digit = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (n < 0)
+        *--digit = '-';
+    put(b, digit, digits + sizeof digits - digit);
+}
+
+#define EXACT_INTEGERS 9007199254740992LL /* 2**53: integers below it are doubles exactly */
+
+/* The reading's entry of the rules' journal (format 2, `rules.runtime.channel.encode_handed`):
+ * `[zone, device_id, at_us, received, false, {field: value}]`, the fields as `values_of` has
+ * them. A float is written so that orjson reads back the very double checked: as the text sent
+ * when that text leaves no room for rounding — a decimal of at most 15 significant digits and
+ * 22 after the point (`exact_decimal`: one exact integer divided by an exact power of ten, so
+ * every correctly rounding parser, orjson's included, gets the same double), or an integer
+ * literal below 2**53 with ".0" — and otherwise as Python's repr of the double
+ * (`float.__repr__`, shortest round-trip; ~0.1 us a value, hence not for all). Integers as sent
+ * (plain non-negative literals). `received` is the receive time's JSON text, given.
+ * NULL with an exception set on a real failure (memory, a buffer too small). */
+static PyObject *entry_of(const reading *r, const char *zone, Py_ssize_t zone_length,
+                          const char *device, Py_ssize_t device_length, long long at_us,
+                          const char *received, Py_ssize_t received_length) {
+    line_buffer b;
+    b.length = 0;
+    b.overflow = 0;
+    put(&b, "[", 1);
+    put_json_string(&b, zone, zone_length);
+    put(&b, ",", 1);
+    put_json_string(&b, device, device_length);
+    put(&b, ",", 1);
+    put_integer(&b, at_us);
+    put(&b, ",", 1);
+    put(&b, received, received_length);
+    put(&b, ",false,", 7);
+    char separator = '{';
+    for (int i = 0; i < F_COUNT; i++) {
+        unsigned bit = 1u << i;
+        if (!(r->seen & bit) || (i >= F_MEASURED && (r->present & bit)))
+            continue;
+        put(&b, &separator, 1);
+        separator = ',';
+        put(&b, "\"", 1);
+        put(&b, FIELDS[i].name, (Py_ssize_t)FIELDS[i].length);
+        put(&b, "\":", 2);
+        const value *v = &r->values[i];
+        if (!(r->present & bit)) {
+            put(&b, "null", 4);
+        } else if (FIELDS[i].kind == K_BOOL) {
+            if (v->flag)
+                put(&b, "true", 4);
+            else
+                put(&b, "false", 5);
+        } else if (FIELDS[i].kind == K_INT) {
+            put(&b, v->text, v->length); /* a plain non-negative integer literal */
+        } else if (v->exact) {
+            put(&b, v->text, v->length);
+        } else if (v->form == N_INT && v->integer < EXACT_INTEGERS && v->integer > -EXACT_INTEGERS) {
+            put(&b, v->text, v->length);
+            put(&b, ".0", 2);
+        } else {
+            char *text = PyOS_double_to_string(v->number, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (text == NULL)
+                return NULL;
+            put(&b, text, (Py_ssize_t)strlen(text));
+            PyMem_Free(text);
+        }
+    }
+    if (separator == '{')
+        put(&b, "{", 1);
+    put(&b, "}]", 2);
+    if (b.overflow) {
+        PyErr_SetString(PyExc_ValueError, "reading_lines: journal entry longer than its buffer");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(b.data, b.length);
+}
+
 /* ---- Stamps: the receive time of readings without `ts`, unique per device -------------------- */
 
 #define LATEST_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
@@ -813,12 +931,16 @@ typedef struct {
     long long received_ms;
     long long skew_ms;
     int with_values;
+    const char *received; /* hand-over mode: the receive time's JSON text, else NULL */
+    Py_ssize_t received_length;
     Stamps *stamps;
     undo_log *undo; /* a batch's stamps, NULL for a telemetry message */
 } context;
 
 /* The checked reading's item for the result list: its line, or with values
- * (line, device_id sent or None, ts in epoch microseconds or None, values_of the reading).
+ * (line, device_id sent or None, ts in epoch microseconds or None, values_of the reading,
+ * receive stamp in ms or None), or in hand-over mode (`with_values` given as the receive time's
+ * JSON text) (line, entry_of the reading): no Python object per value.
  * Py_None (a new reference) when the reading is not surely accepted. */
 static PyObject *item_of(const reading *r, const context *x) {
     const value *id = &r->values[F_DEVICE_ID];
@@ -855,6 +977,15 @@ static PyObject *item_of(const reading *r, const context *x) {
     PyObject *line = line_of(r, x->zone, x->zone_length, device, device_length, ts_ms);
     if (line == NULL || !x->with_values)
         return line;
+    if (x->received != NULL) {
+        PyObject *entry = entry_of(r, x->zone, x->zone_length, device, device_length,
+                                   has_ts ? r->ts_us : ts_ms * 1000, x->received,
+                                   x->received_length);
+        PyObject *pair = entry == NULL ? NULL : PyTuple_Pack(2, line, entry);
+        Py_XDECREF(entry);
+        Py_DECREF(line);
+        return pair;
+    }
     PyObject *values = values_of(r);
     if (values == NULL) {
         Py_DECREF(line);
@@ -908,9 +1039,18 @@ static int parse_context(PyObject *const *args, Py_ssize_t nargs, int batch, cur
     x->skew_ms = PyLong_AsLongLong(args[at++]);
     if (x->skew_ms == -1 && PyErr_Occurred())
         return 0;
-    x->with_values = PyObject_IsTrue(args[at++]);
-    if (x->with_values < 0)
-        return 0;
+    x->received = NULL;
+    x->received_length = 0;
+    if (PyBytes_Check(args[at])) {
+        x->with_values = 1;
+        x->received = PyBytes_AS_STRING(args[at]);
+        x->received_length = PyBytes_GET_SIZE(args[at]);
+        at++;
+    } else {
+        x->with_values = PyObject_IsTrue(args[at++]);
+        if (x->with_values < 0)
+            return 0;
+    }
     if (!PyObject_TypeCheck(args[at], &StampsType)) {
         PyErr_SetString(PyExc_TypeError, "stamps must be a reading_lines.Stamps");
         return 0;
@@ -999,10 +1139,13 @@ refused:
 static PyMethodDef methods[] = {
     {"telemetry", (PyCFunction)(void (*)(void))telemetry, METH_FASTCALL,
      "telemetry(payload, zone, device_id, received_ms, skew_ms, with_values, stamps)\n--\n\n"
-     "A telemetry payload's line, or None to leave it to the full path."},
+     "A telemetry payload's line, or None to leave it to the full path. with_values True:\n"
+     "(line, device_id sent, ts us, values, stamp ms); bytes (the receive time's JSON text):\n"
+     "(line, the reading's journal entry as JSON bytes)."},
     {"batch", (PyCFunction)(void (*)(void))batch, METH_FASTCALL,
      "batch(payload, zone, received_ms, skew_ms, with_values, stamps)\n--\n\n"
-     "A batch payload's lines, or None to leave the whole batch to the full path."},
+     "A batch payload's lines, or None to leave the whole batch to the full path\n"
+     "(items as telemetry's, by with_values)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,6 +11,12 @@ for a field sent as null, and `device_id`/`ts` too when sent as null (so the `Re
 from it knows every field sent, as pydantic's does) — and, for a reading without `ts`, the
 receive stamp it was written with (epoch ms; None when it had a `ts`)."""
 
+Entry: TypeAlias = tuple[str, bytes]
+"""Hand-over mode (`with_values` given as the receive time's JSON text): a reading's line and
+its entry of the rules' journal as JSON text — `[zone, device_id, at_us, received, false,
+{field: value}]`, what `rules.runtime.channel.encode_handed` writes for a reading, the values as
+`Checked` has them, floats as Python's repr of the double."""
+
 @final
 class Stamps:
     """Receive times for readings without `ts`, unique per device and strictly increasing at
@@ -58,6 +64,16 @@ def telemetry(
     stamps: Stamps,
 ) -> Checked | None: ...
 @overload
+def telemetry(
+    payload: bytes,
+    zone: str,
+    device_id: str,
+    received_ms: int,
+    skew_ms: int,
+    with_values: bytes,
+    stamps: Stamps,
+) -> Entry | None: ...
+@overload
 def batch(
     payload: bytes,
     zone: str,
@@ -75,3 +91,12 @@ def batch(
     with_values: Literal[True],
     stamps: Stamps,
 ) -> list[Checked] | None: ...
+@overload
+def batch(
+    payload: bytes,
+    zone: str,
+    received_ms: int,
+    skew_ms: int,
+    with_values: bytes,
+    stamps: Stamps,
+) -> list[Entry] | None: ...

@@ -82,14 +82,16 @@ class Observation:
 
 ObservedReading: TypeAlias = tuple[str, str, int, datetime, bool, SentValues]
 """A reading the decoder's fast path checked, as plain data for the rules' journal rather than
-an `Observation` with a `Reading` model (what `luxtel run` hands its rules: building those cost
-it ~5.5 µs a reading, and nothing in it reads them): zone, device_id, `at` in epoch
-microseconds (the reading's `ts`, or the receive stamp it was written with), `received_at`,
-`retained`, and its measured fields sent (`SentValues`)."""
+an `Observation` with a `Reading` model (building those cost `luxtel run` ~5.5 µs a reading, and
+nothing in it reads them; it now hands the same entry already written as JSON, bytes): zone,
+device_id, `at` in epoch microseconds (the reading's `ts`, or the receive stamp it was written
+with), `received_at`, `retained`, and its measured fields sent (`SentValues`)."""
 
-Handed: TypeAlias = Observation | ObservedReading
-"""What the decoder hands the rules' journal (`Limits.hand_over`): a checked reading as plain
-data, anything else (statuses, readings of the full path) as an `Observation`."""
+Handed: TypeAlias = Observation | ObservedReading | bytes
+"""What the decoder hands the rules' journal (`Limits.hand_over`): a reading its fast path
+checked as its journal entry already written as JSON text (bytes: `ingest.reading_lines`'s
+`Entry`), or as plain data (`ObservedReading`), anything else (statuses, readings of the full
+path) as an `Observation`."""
 
 __all__ = [
     "MEASURED",

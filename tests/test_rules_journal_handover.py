@@ -1,11 +1,13 @@
 """What the rules process gets back from the journal is what the decoder made (issue 15: the
 hand-over without models). For any messages — telemetry and gateway batches, through the C fast
 path or the pydantic path, readings with and without `ts`, fields sent as null, unknown fields,
-statuses, retained messages — every observation `luxtel run` hands over
-(`Limits.hand_over`), appended to a real journal and read back, gives the rules the same zone,
-device, times, retained flag, `lamp_on` and `reading_map` (entries and order), and the same
-status, as the decoder's own observation of the same message (`Limits.observe`, with models);
-a record of the previous format (version 1) is still read, one of a later format set aside."""
+statuses, retained messages, floats of every magnitude, ids of every allowed character —
+every observation `luxtel run` hands over (`Limits.hand_over`: the fast path's readings as
+journal entries the C module wrote as JSON), appended to a real journal and read back, gives
+the rules the same zone, device, times, retained flag, `lamp_on` and `reading_map` (entries,
+order and every float's exact double, its sign included), and the same status, as the
+decoder's own observation of the same message (`Limits.observe`, with models); a record of the
+previous format (version 1) is still read, one of a later format set aside."""
 
 import asyncio
 import json
@@ -14,15 +16,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest import reading_lines
 from ingest.decode import Decoded, Limits, decode_into
 from ingest.messages import Inbound
 from ingest.metrics import IngestMetrics
 from ingest.stages import decode_chunk
 from models import Handed, Observation, Reading, SentReading
+from models.identifiers import ID_PATTERN
 from models.timestamps import epoch_ms
 from rules.language.expressions import reading_map
 from rules.runtime.channel import encode_observations
@@ -34,13 +39,17 @@ from tests.rules_fixtures import reading
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 SKEW_S = 300.0
 
+ANY_MAGNITUDE = st.floats(0, allow_infinity=False) | st.floats(0, 1e-300) | st.floats(1e15, 1e25)
+"""Non-negative finite doubles of every magnitude: subnormals, the exponent forms repr writes
+(`1e-05`, `1e+16`), up to the largest double."""
+
 OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
     "voltage_v": st.floats(0, 600) | st.integers(0, 600),
-    "current_a": st.floats(0, 50),
-    "power_factor": st.floats(0, 1) | st.sampled_from([0, 1]),
+    "current_a": st.floats(0, 50) | st.floats(0, 1e-5),
+    "power_factor": st.floats(0, 1) | st.sampled_from([0, 1, 0.0, 5e-324, 1e-7]),
     "dim_pct": st.integers(0, 100),
-    "driver_temp_c": st.floats(-60, 200) | st.integers(-60, 200),
-    "lux": st.floats(0, 1e6) | st.integers(0, 10**6),
+    "driver_temp_c": st.floats(-60, 200) | st.integers(-60, 200) | st.sampled_from([-0.0, 0.0]),
+    "lux": st.floats(0, 1e6) | st.integers(0, 10**6) | ANY_MAGNITUDE,
     "seq": st.integers(0, 2**63 - 1) | st.integers(0, 9),
 }
 TIMESTAMPS = (
@@ -50,7 +59,10 @@ TIMESTAMPS = (
     | st.integers(-86_400_000, 0).map(lambda ms: (NOW + timedelta(milliseconds=ms)).timestamp())
     | st.sampled_from(["2026-11-24T19:59:00.250+08:00", "2026-11-24T11:59:00.1234567Z"])
 )
-DEVICES = st.sampled_from(["lum-1", "lum-2", "lum-3"])
+IDENTIFIERS = st.from_regex(ID_PATTERN.rstrip("$"), fullmatch=True)
+"""Zones and ids of every allowed character (letters, digits, `_.:-`, 1 to 64)."""
+DEVICES = st.sampled_from(["lum-1", "lum-2", "lum-3"]) | IDENTIFIERS
+ZONES = st.sampled_from(["north", "south"]) | IDENTIFIERS
 
 
 @st.composite
@@ -61,7 +73,7 @@ def reading_bodies(draw: st.DrawFn, device: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "lamp_on": draw(st.booleans()),
         "power_w": draw(st.floats(0, 5000) | st.integers(0, 5000)),
-        "energy_wh": draw(st.floats(0, 1e12) | st.integers(0, 10**12)),
+        "energy_wh": draw(st.floats(0, 1e12) | st.integers(0, 10**12) | ANY_MAGNITUDE),
     }
     for name, values in OPTIONAL.items():
         choice = draw(st.integers(0, 2))
@@ -104,15 +116,16 @@ def message_lists(draw: st.DrawFn) -> list[tuple[str, bytes, int, bool]]:
         device = draw(DEVICES)
         kind = draw(st.sampled_from(["telemetry", "telemetry", "batch", "status"]))
         body: Any
+        zone = draw(ZONES)
         if kind == "telemetry":
             body = draw(reading_bodies(None if draw(st.booleans()) else device))
-            topic = f"lighting/north/{device}/telemetry"
+            topic = f"lighting/{zone}/{device}/telemetry"
         elif kind == "batch":
             body = [draw(reading_bodies(draw(DEVICES))) for _ in range(draw(st.integers(1, 4)))]
-            topic = "lighting/south/gw-1/batch"
+            topic = f"lighting/{zone}/gw-1/batch"
         else:
             body = draw(status_bodies())
-            topic = f"lighting/north/{device}/status"
+            topic = f"lighting/{zone}/{device}/status"
         messages.append((topic, json.dumps(body).encode(), step, retained))
     return messages
 
@@ -151,10 +164,19 @@ def through_journal(directory: Path, chunks: list[list[Handed]]) -> list[Observa
     return out
 
 
+def exactly(value: Any) -> Any:
+    """A value compared exactly: a float as its type and repr (-0.0 is not 0.0 here)."""
+    return (float, repr(value)) if isinstance(value, float) else value
+
+
 def rules_view(observation: Observation) -> tuple[Any, ...]:
-    """What the rules read of an observation (`rules.evaluation.evaluator`)."""
+    """What the rules read of an observation (`rules.evaluation.evaluator`), floats exactly."""
     got = observation.reading
-    seen = None if got is None else (got.lamp_on, list(reading_map(got).items()))
+    seen = (
+        None
+        if got is None
+        else (got.lamp_on, [(k, exactly(v)) for k, v in reading_map(got).items()])
+    )
     return (
         observation.zone,
         observation.device_id,
@@ -193,8 +215,9 @@ def test_the_rules_get_back_what_the_decoder_made(
 
 
 def test_the_fast_path_hands_plain_data_and_the_full_path_observations_in_order() -> None:
-    """A plain reading is handed as the C module's plain data, no model built; one the fast path
-    leaves (an unknown field) and a status as Observations: one list, in the messages' order."""
+    """A plain reading is handed as its journal entry, JSON the C module wrote (no Python object
+    per value); one the fast path leaves (an unknown field) and a status as Observations: one
+    list, in the messages' order."""
     limits = Limits(topic_root="lighting", observe=True, hand_over=True)
     plain = b'{"lamp_on": true, "power_w": 40.0, "energy_wh": 1.5, "lux": null}'
     odd = b'{"lamp_on": false, "power_w": 0, "energy_wh": 2, "rssi": -80}'
@@ -206,7 +229,16 @@ def test_the_fast_path_hands_plain_data_and_the_full_path_observations_in_order(
     handed: list[Handed] = []
     decode_chunk(chunk, limits, IngestMetrics(), handed=handed)
     first, second, third = handed
-    assert first == ("z", "d1", epoch_ms(NOW) * 1000, NOW, False, {**json.loads(plain)})
+    assert isinstance(first, bytes), "the reading's journal entry, written by the C module"
+    received = NOW.isoformat()
+    assert orjson.loads(first) == [
+        "z",
+        "d1",
+        epoch_ms(NOW) * 1000,
+        received,
+        False,
+        {**json.loads(plain)},
+    ]
     assert isinstance(second, Observation)
     assert isinstance(second.reading, Reading)
     assert isinstance(third, Observation)
@@ -248,3 +280,105 @@ def test_a_record_of_a_later_format_is_set_aside(tmp_path: Path) -> None:
     assert [len(c) for c in got] == [0, 1]
     (kept,) = tmp_path.glob("*.unreadable")
     assert kept.read_bytes() == later
+
+
+@settings(max_examples=500)
+@given(
+    body=reading_bodies(None),
+    zone=ZONES,
+    device=DEVICES,
+    step_us=st.integers(0, 10**9),
+    batch=st.booleans(),
+)
+def test_the_c_entry_reads_back_as_the_values_the_c_module_checked(
+    body: dict[str, Any], zone: str, device: str, step_us: int, batch: bool
+) -> None:
+    """The journal entry the C module writes (hand-over mode) is, read by orjson, exactly the
+    entry `encode_handed` made of the same reading's checked values (`with_values=True`): zone,
+    device, `at` in µs, the receive time, and every value with its type, floats to the bit."""
+    body.pop("rssi", None)  # the fast path leaves unknown fields to the full path
+    received_at = NOW + timedelta(microseconds=step_us)
+    received_ms, skew_ms = epoch_ms(received_at), int(SKEW_S * 1000)
+    received = orjson.dumps(received_at)
+    if batch:
+        payload = json.dumps([{**body, "device_id": device}]).encode()
+        checked = reading_lines.batch(
+            payload, zone, received_ms, skew_ms, True, reading_lines.Stamps()
+        )
+        entries = reading_lines.batch(
+            payload, zone, received_ms, skew_ms, received, reading_lines.Stamps()
+        )
+    else:
+        payload = json.dumps(body).encode()
+        one = reading_lines.telemetry(
+            payload, zone, device, received_ms, skew_ms, True, reading_lines.Stamps()
+        )
+        pair = reading_lines.telemetry(
+            payload, zone, device, received_ms, skew_ms, received, reading_lines.Stamps()
+        )
+        checked = None if one is None else [one]
+        entries = None if pair is None else [pair]
+    assert (checked is None) == (entries is None), "both modes take the same readings"
+    if checked is None or entries is None:
+        return
+    for (line, sent_id, ts_us, values, stamp_ms), (entry_line, entry) in zip(
+        checked, entries, strict=True
+    ):
+        assert entry_line == line
+        at_us = ts_us if ts_us is not None else (stamp_ms or 0) * 1000
+        expected = [zone, sent_id or device, at_us, received_at, False, values]
+        got = orjson.loads(entry)
+        assert [exactly(v) for v in got[:5]] == orjson.loads(orjson.dumps(expected[:5]))
+        assert [(k, type(v), exactly(v)) for k, v in got[5].items()] == [
+            (k, type(v), exactly(v)) for k, v in values.items()
+        ]
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ['a"b', "a\\b", "tab\there", "\x00\x08\x0c\n\r\x1f\x7f"],
+)
+def test_a_zone_needing_escapes_is_written_as_valid_json(zone: str) -> None:
+    """Zones and ids are validated identifiers on this path, but the C module escapes what
+    JSON needs escaped rather than assume it: the entry still reads back (the string exact).
+    (Not beyond ASCII: the line is ASCII, and such a zone never reaches the fast path.)"""
+    payload = b'{"lamp_on": true, "power_w": 1.0, "energy_wh": 2.0}'
+    pair = reading_lines.telemetry(
+        payload, zone, "d1", epoch_ms(NOW), 1000, orjson.dumps(NOW), reading_lines.Stamps()
+    )
+    assert pair is not None
+    assert orjson.loads(pair[1])[0] == zone
+
+
+NUMBER_TEXTS = (
+    st.from_regex(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,24})?", fullmatch=True)
+    | st.from_regex(r"(0|[1-9][0-9]{0,3})\.[0-9]{1,3}0{0,20}", fullmatch=True)
+    | st.from_regex(r"[1-9](\.[0-9]{1,20})?[eE][+-]?[0-9]{1,3}", fullmatch=True)
+    | st.integers(2**53 - 3, 10**18 - 1).map(str)
+)
+"""JSON numbers as a device may send them (not only as Python writes floats): decimals of any
+number of digits, trailing zeros, exponents, integers around and beyond 2**53."""
+
+
+@settings(max_examples=1000)
+@given(lux=NUMBER_TEXTS, temperature=NUMBER_TEXTS, negative=st.booleans())
+def test_a_number_sent_in_any_form_reads_back_as_the_double_checked(
+    lux: str, temperature: str, negative: bool
+) -> None:
+    """The entry keeps a number's text only when no parser can round it otherwise; whatever the
+    form sent, orjson reads back the very double the C module checked (and the line wrote)."""
+    temperature = f"-{temperature}" if negative else temperature
+    fields = f'"energy_wh": {lux}, "lux": {lux}, "driver_temp_c": {temperature}'
+    payload = ('{"lamp_on": true, "power_w": 1.5, ' + fields + "}").encode()
+    ms = epoch_ms(NOW)
+    checked = reading_lines.telemetry(payload, "z", "d1", ms, 1000, True, reading_lines.Stamps())
+    pair = reading_lines.telemetry(
+        payload, "z", "d1", ms, 1000, orjson.dumps(NOW), reading_lines.Stamps()
+    )
+    assert (checked is None) == (pair is None)
+    if checked is None or pair is None:
+        return
+    values = checked[3]
+    got = orjson.loads(pair[1])[5]
+    assert [(k, exactly(v)) for k, v in got.items()] == [(k, exactly(v)) for k, v in values.items()]
+    assert exactly(got["lux"]) == exactly(float(lux))

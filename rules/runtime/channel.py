@@ -18,12 +18,13 @@ JSON (orjson) or raw bytes: nothing from the channel is unpickled.
 Observations are journaled as plain data because the parent pays for them on the ingest path
 and the child again before it evaluates. Version 2 of the form (`encode_handed`): a reading is
 the fields it sent, as the decoder's fast path checked them (`models.ObservedReading`: no model
-is built in the parent), and comes back as an `Observation` whose reading is a `SentReading` —
-what the rules read of a reading, nothing validated or modelled again. Statuses (rare) keep the
-models' form of version 1, rebuilt as unpickling would. Version 1 (`encode_observations`: every
-observation with its models' fields, fields set and extra fields; pickling had cost ~13–16 µs
-an observation) is still read, for a journal an earlier luxtel left. The costs, per observation
-(`python bench/journal.py`): see the README's journal section.
+is built in the parent; the C module writes a reading's entry as JSON itself, so `luxtel run`
+builds no Python object per value either), and comes back as an `Observation` whose reading is
+a `SentReading` — what the rules read of a reading, nothing validated or modelled again.
+Statuses (rare) keep the models' form of version 1, rebuilt as unpickling would. Version 1
+(`encode_observations`: every observation with its models' fields, fields set and extra fields;
+pickling had cost ~13–16 µs an observation) is still read, for a journal an earlier luxtel
+left. The costs, per observation (`python bench/journal.py`): see the README's journal section.
 """
 
 import asyncio
@@ -113,16 +114,18 @@ def encode_handed(handed: Sequence[Handed]) -> bytes:
     """A chunk of observations, in order, as version 2: `[2, [entry, ...]]`, where an entry of
     6 is a reading — zone, device_id, `at` in epoch µs, `received_at`, retained, and the
     measured fields sent (`models.ObservedReading`, as the decoder's fast path gives it, or
-    made so from a `Reading` model) — and an entry of 7 a status, as version 1 has it."""
-    return orjson.dumps(
-        (
-            JOURNAL_FORMAT,
-            [h if h.__class__ is tuple else _entry(h) for h in handed],
-        )
-    )
+    made so from a `Reading` model) — and an entry of 7 a status, as version 1 has it.
+
+    An entry given as bytes is one the decoder's fast path wrote already (JSON text of a
+    reading's entry, `ingest.reading_lines`'s `Entry`): the body is then mostly a join."""
+    entries = [h if isinstance(h, bytes) else orjson.dumps(_entry(h)) for h in handed]
+    return b"".join((_OPEN, b",".join(entries), b"]]"))
 
 
-def _entry(handed: Handed) -> ObservedReading | list[Any]:
+_OPEN = b"[%d,[" % JOURNAL_FORMAT
+
+
+def _entry(handed: Observation | ObservedReading) -> ObservedReading | list[Any]:
     if isinstance(handed, tuple):
         return handed
     o, reading = handed, handed.reading
