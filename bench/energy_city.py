@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 from bench.energy_rollups import (  # noqa: E402
     LAST_CPU,
     CompactingInfluxDB,
+    influx_counter_kwh,
     run,
     total_kwh,
     wait_compacted,
@@ -562,15 +563,7 @@ def main() -> None:
         same = (tmp / "small-rollups.csv").read_text() == (tmp / "small-raw.csv").read_text()
         print(f"small: the two CSVs are {'identical' if same else 'DIFFERENT'}")
         results["small_identical"] = same
-        statement = (
-            'SELECT sum("d") FROM (SELECT non_negative_difference("energy_wh") AS "d" '  # noqa: S608
-            f'FROM "telemetry" WHERE time >= {start_ms}ms AND time < {end_ms}ms '
-            'GROUP BY "device_id")'
-        )
-        t0 = time.perf_counter()
-        answer = query(server.url, statement, db=sdb)
-        wall = time.perf_counter() - t0
-        kwh = answer["results"][0]["series"][0]["values"][0][1] / 1000
+        wall, kwh = influx_counter_kwh(server.url, sdb, start_ms, end_ms)
         print(f"small: InfluxDB non_negative_difference {wall:.1f} s, {kwh:,.3f} kWh")
         results["small_influx_query"] = {"s": wall, "kwh": kwh}
         print(json.dumps(results))

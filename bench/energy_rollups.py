@@ -182,6 +182,20 @@ def total_kwh(path: Path) -> float:
         return sum(float(row["metered_kwh"]) for row in csv.DictReader(fh))
 
 
+def influx_counter_kwh(url: str, db: str, start_ms: int, end_ms: int) -> tuple[float, float]:
+    """InfluxDB's own counter-correct total over ``[start_ms, end_ms)`` (``non_negative_difference``
+    per device, summed: intervals inside the range only): seconds taken and kWh."""
+    statement = (
+        'SELECT sum("d") FROM (SELECT non_negative_difference("energy_wh") AS "d" '  # noqa: S608
+        f'FROM "telemetry" WHERE time >= {start_ms}ms AND time < {end_ms}ms '
+        'GROUP BY "device_id")'
+    )
+    t0 = time.perf_counter()
+    answer = query(url, statement, db=db)
+    wall = time.perf_counter() - t0
+    return wall, answer["results"][0]["series"][0]["values"][0][1] / 1000
+
+
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -275,15 +289,7 @@ def main() -> None:
         results["identical"] = same
 
         end_ms = start_ms + args.days * 24 * H
-        statement = (
-            'SELECT sum("d") FROM (SELECT non_negative_difference("energy_wh") AS "d" '  # noqa: S608
-            f'FROM "telemetry" WHERE time >= {start_ms}ms AND time < {end_ms}ms '
-            'GROUP BY "device_id")'
-        )
-        t0 = time.perf_counter()
-        answer = query(server.url, statement, db=db)
-        wall = time.perf_counter() - t0
-        kwh = answer["results"][0]["series"][0]["values"][0][1] / 1000
+        wall, kwh = influx_counter_kwh(server.url, db, start_ms, end_ms)
         print(f"InfluxDB non_negative_difference: {wall:.1f} s, {kwh:,.3f} kWh (intervals inside)")
         results["influx_query"] = {"s": wall, "kwh": kwh}
 
