@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -252,6 +253,21 @@ async def write_lines(
         await _into(writer, config, GROUP_HOURLY, floor_hour(start_ms), ceil_hour(end_ms))
         days = await build_days(writer, out, inventory, start_ms, end_ms, config, complete=True)
     return Built(rows=len(lines), days=days)
+
+
+async def _luminaire_rows(
+    writer: InfluxWriter, statement: str, inventory: Mapping[str, Luminaire]
+) -> AsyncIterator[tuple[Luminaire, dict[str, Any]]]:
+    """The rows of a query grouped by device, zone and circuit, each with its luminaire: only
+    those whose tags are the inventory's now (a point under a luminaire's old zone or circuit,
+    left by an inventory edit not yet rebuilt, is not its)."""
+    async for series in stream(writer, statement):
+        lum = inventory.get(series.tags.get("device_id", ""))
+        tags = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
+        if lum is None or (lum.zone, lum.circuit) != tags:
+            continue
+        for values in series.values:
+            yield lum, dict(zip(series.columns, values, strict=True))
 
 
 async def delete_range(
@@ -612,14 +628,9 @@ async def _silent_at(
             MEASUREMENT,
             batch,
         )
-        async for series in stream(writer, statement):
-            lum = inventory.get(series.tags.get("device_id", ""))
-            tags = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
-            if lum is None or (lum.zone, lum.circuit) != tags:
-                continue
-            for values in series.values:
-                if int(dict(zip(series.columns, values, strict=True)).get("reported") or 0):
-                    reported.add(lum.device_id)
+        async for lum, row in _luminaire_rows(writer, statement, inventory):
+            if int(row.get("reported") or 0):
+                reported.add(lum.device_id)
     return silent_devices(inventory, reported_groups, reported)
 
 
@@ -752,20 +763,14 @@ async def _read_edge_hours(
                 MEASUREMENT,
                 batch,
             )
-            async for series in stream(writer, statement):
-                lum = inventory.get(series.tags.get("device_id", ""))
-                tags = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
-                if lum is None or (lum.zone, lum.circuit) != tags:
-                    continue
-                for values in series.values:
-                    row = dict(zip(series.columns, values, strict=True))
-                    t = int(row["time"])
-                    if lum.device_id in need.get(t, ()) and lum.device_id not in got.get(t, ()):
-                        got.setdefault(t, set()).add(lum.device_id)
-                        for name, axis in scratch.axes.items():
-                            index = bisect.bisect_right(axis.edges, t) - 1
-                            add_sums(scratch, name, index, lum.device_id, row)
-                        device_sums += 1
+            async for lum, row in _luminaire_rows(writer, statement, inventory):
+                t = int(row["time"])
+                if lum.device_id in need.get(t, ()) and lum.device_id not in got.get(t, ()):
+                    got.setdefault(t, set()).add(lum.device_id)
+                    for name, axis in scratch.axes.items():
+                        index = bisect.bisect_right(axis.edges, t) - 1
+                        add_sums(scratch, name, index, lum.device_id, row)
+                    device_sums += 1
     raw = {h: set(edges.silent[h]) | (need.get(h, set()) - got.get(h, set())) for h in edges.hours}
     if len(set().union(*raw.values())) > RAW_DEVICES_MAX:
         return EdgeRead()
