@@ -337,3 +337,31 @@ def test_an_alert_that_fires_and_resolves_between_two_flushes_is_told_at_the_nex
     assert [(n.firing, n.resolved) for n in later.notifications] == [((a,), (b_done,))]
     assert b.id in later.handled
     assert dispatch_at(12, dict(later.groups), [a]).notifications == []
+
+
+def test_an_alert_fired_and_resolved_in_one_cycle_is_inhibited_like_a_firing_one() -> None:
+    """Device a's Last Will fired `device_offline`; within one evaluation cycle its
+    `communication_loss` fired and resolved. It is the same problem as the firing offline
+    alert, so no notification tells it, as none would while it fired; b's, with no offline
+    alert, is told as resolved."""
+    notify = parse_notify(INHIBIT)
+    rules = load_rules(SHIPPED, {"nominal_voltage_v": 220.0})
+    offline = alert("device_offline", "a")
+    silent_a = replace(alert("communication_loss", "a"), resolved_at=at(1.5))
+    silent_b = replace(alert("communication_loss", "b"), resolved_at=at(1.5))
+    result = dispatch(
+        notify.route,
+        {},
+        [offline],
+        [silent_a, silent_b],
+        at(2),
+        rules=rules,
+        inventory=inventory(),
+        inhibit_rules=notify.inhibit_rules,
+        fired=frozenset({silent_a.id, silent_b.id}),
+    )
+    told = {(n.receiver, a.rule, a.device_id) for n in result.notifications for a in n.resolved}
+    firing = {(a.rule, a.device_id) for n in result.notifications for a in n.firing}
+    assert firing == {("device_offline", "a")}
+    assert told == {("crew", "communication_loss", "b")}
+    assert silent_a.id in result.handled, "muted and resolved: nothing is owed, let it go"

@@ -63,11 +63,17 @@ class InhibitRule:
         )
 
 
-def inhibited(rules: Sequence[InhibitRule], firing: Iterable[Alert]) -> frozenset[str]:
-    """Ids of the alerts of `firing` that a firing alert of `firing` inhibits."""
+def inhibited(
+    rules: Sequence[InhibitRule], firing: Iterable[Alert], fleeting: Iterable[Alert] = ()
+) -> frozenset[str]:
+    """Ids of the alerts of `firing` and `fleeting` that a firing alert of `firing` inhibits.
+    `fleeting`: alerts that fired and resolved since the last look (within one evaluation
+    cycle); muted as they would have been while firing, by what fires now, but never a source
+    (an alert over already inhibits nothing)."""
     if not rules:
         return frozenset()
     labelled = [(a, a.label_set()) for a in firing if a.resolved_at is None]
+    targets = [*labelled, *((a, a.label_set()) for a in fleeting)]
     out: set[str] = set()
     for rule in rules:
         # Per value of the `equal` labels: True while every source there also matches the
@@ -80,7 +86,7 @@ def inhibited(rules: Sequence[InhibitRule], firing: Iterable[Alert]) -> frozense
                 sources[key] = sources.get(key, True) and both
         if not sources:
             continue
-        for alert, labels in labelled:
+        for alert, labels in targets:
             if not matches_all(rule.target, labels):
                 continue
             key = _values(labels, rule.equal)

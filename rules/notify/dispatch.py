@@ -15,8 +15,9 @@ evaluation cycle, from the `fired` ids the engine hands over — and its next fl
 resolved, with its firing and resolved times (Alertmanager does so with send_resolved): crews
 hear of a fault that happened even when it is already over, once. Silenced alerts, and alerts a
 firing alert inhibits (`rules.evaluation.inhibit`: a device offline by its Last Will is not also
-notified as silent), are left out. Resolved alerts are handed back (`handled`) once a flush has
-dealt with them, so the evaluator can forget them.
+notified as silent; also one that fired and resolved within one cycle, by what fires now), are
+left out. Resolved alerts are handed back (`handled`) once a flush has dealt with them, so the
+evaluator can forget them.
 """
 
 from collections.abc import Collection, Mapping, Sequence
@@ -121,7 +122,8 @@ def dispatch(
     joined: dict[str, set[str]] = {}
     """Per group, the alerts seen firing in it for the first time since its last notice."""
     out = dict(groups)
-    muted = inhibited(inhibit_rules, firing)
+    fleeting = [a for a in resolved if a.id in fired] if fired else []
+    muted = inhibited(inhibit_rules, firing, fleeting)
     for alert in (*firing, *resolved):
         labels = alert.label_set()
         ident = alert.id  # a hash: computed once
