@@ -19,6 +19,12 @@ def trapezoid_wh(power0_w: float, power1_w: float, dt_ms: int) -> float:
     return (power0_w + power1_w) / 2 * dt_ms / MS_PER_H
 
 
+def trapezoid_mwh(power0_mw: int, power1_mw: int, dt_ms: int) -> int:
+    """Energy in mWh between two power samples in mW ``dt_ms`` apart (trapezoid rule), in
+    integers, rounded to the nearest mWh (halves up): ``⌊(p0 + p1) · dt / 7,200,000 + ½⌋``."""
+    return ((power0_mw + power1_mw) * dt_ms + MS_PER_H) // (2 * MS_PER_H)
+
+
 def integrate_wh(samples: Iterable[tuple[int, float]]) -> float:
     """Energy in Wh of a series of ``(t_ms, power_w)`` samples in time order (trapezoid rule)."""
     total = 0.0
