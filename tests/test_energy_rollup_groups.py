@@ -62,7 +62,7 @@ def test_group_levels_are_the_sums_of_their_luminaires_at_local_midnight(city: C
     _rollup(city)
     groups = _rows(
         city,
-        'SELECT "luminaires", "hours", "readings", "metered_wh" FROM "rollups".'
+        'SELECT "luminaires", "hours", "readings", "metered_mwh" FROM "rollups".'
         '"energy_group_daily" GROUP BY "zone", "circuit"',
     )
     # 4 (zone, circuit) pairs × 3 London days, at local midnight (29 March: 23 h)
@@ -77,14 +77,15 @@ def test_group_levels_are_the_sums_of_their_luminaires_at_local_midnight(city: C
     assert midnights == ["2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z"]
     devices = _rows(
         city,
-        'SELECT sum("readings"), sum("metered_wh"), sum("hours") FROM "rollups"."energy_daily" '
+        'SELECT sum("readings"), sum("metered_mwh"), sum("hours") FROM "rollups"."energy_daily" '
         'GROUP BY time(1h), "zone", "circuit" fill(none)',
     )
     by_key = {(d["zone"], d["circuit"], d["time"]): d for d in devices}
     for g in groups:
         d = by_key[(g["zone"], g["circuit"], g["time"])]
         assert (g["readings"], g["hours"]) == (d["sum"], d["sum_2"])
-        assert g["metered_wh"] == pytest.approx(d["sum_1"], rel=1e-12)
+        assert g["metered_mwh"] == d["sum_1"]  # integers: exact in any order
+        assert isinstance(g["metered_mwh"], int)
     zones = _rows(city, 'SELECT "luminaires" FROM "rollups"."energy_zone_daily" GROUP BY "zone"')
     assert (
         sorted((z["zone"], z["luminaires"]) for z in zones)
