@@ -81,9 +81,17 @@ DAY = 24 * H
 START = datetime(2026, 3, 1, tzinfo=UTC)
 DAYS = 30
 RP = "rollups"
-INTEGERS = frozenset(
-    ("readings", "flagged", "resets", "via_counter", "via_power", "hours", "inventory_crc")
-) | {"luminaires"}
+INTEGERS = (
+    frozenset(
+        ("readings", "flagged", "resets", "via_counter", "via_power", "hours", "inventory_crc")
+    )
+    | {"luminaires", "metered_mwh", "counter_mwh", "power_mwh", "verified_mwh", "burning_ms"}
+    | {
+        "dim_pct_ms",
+        "baseline_mwh",
+        "baseline_rest",
+    }
+)
 
 
 def city(devices: int, zone_size: int) -> list[Luminaire]:
