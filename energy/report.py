@@ -12,6 +12,13 @@ no counter — ``method`` says which), burning hours, mean dim level, baseline k
 Burning hours, baseline and savings are over the *verified* intervals only (see
 ``energy.completeness``): ``savings_kwh = baseline_kwh − verified_kwh``, so a gap can hide
 consumption from neither side of the subtraction and is never reported as a saving.
+
+Every tally is integers (``energy.counters``: mWh, ms, %·ms; the baseline in mW·ms), so tallies
+summed in any order — per hour, per group, per day, by InfluxDB — are the same integers, and a
+row prints the same digits whichever way its tally was made. Rounding happens once, in ``_row``:
+kWh = mWh / 10^6 (6 decimals, a mWh); the baseline to the nearest mWh, halves up (``div_round``),
+and the savings from that rounded baseline, so ``savings_kwh = baseline_kwh − verified_kwh``
+holds exactly in the printed figures.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from energy.counters import (
     part,
     shares,
 )
-from energy.integrate import integrate_wh, trapezoid_mwh, trapezoid_wh
+from energy.integrate import trapezoid_mwh
 from energy.periods import day_edges, half_hour_edges, month_edges, to_ms
 
 M = 60_000  # one minute in ms
@@ -104,10 +104,6 @@ def test_integrate() -> None:
     assert trapezoid_mwh(100_000, 0, 36 * M) == 30_000
     assert trapezoid_mwh(1, 0, MS_PER_H) == 1  # 0.5 mWh: halves up
     assert trapezoid_mwh(1, 0, MS_PER_H - 1) == 0
-    assert trapezoid_wh(100, 0, 36 * M) == pytest.approx(30.0)
-    assert integrate_wh([(0, 100.0), (60 * M, 100.0), (120 * M, 0.0)]) == pytest.approx(150.0)
-    with pytest.raises(ValueError, match="time order"):
-        integrate_wh([(M, 1.0), (0, 1.0)])
 
 
 LONDON = ZoneInfo("Europe/London")
