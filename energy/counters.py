@@ -41,6 +41,11 @@ Pure functions of the readings; no I/O, no clock.
   power mW of the lit reading⌋`` ms, at most the interval (half of it, floored, when that power is
   unknown or rounds to 0 mW).
 
+**Bounds**: a counter value (Wh) or a power (W) whose magnitude is ``READABLE`` (2^40) or more,
+or not a number, is read as absent (a 32-bit register holds 2^32 Wh; the contract bounds power to
+5000 W), and a dim level outside 0–100 % as unknown: garbage from a faulty device then cannot
+push an integer past int64 (in C, in InfluxDB's integer fields and their sums).
+
 ``energy.hour_tally`` (C) does this arithmetic operation for operation (the float → integer
 roundings ``milli`` and ``round_half_up`` are the same IEEE operations there), so its figures are
 the same integers.
@@ -57,6 +62,8 @@ from typing import Literal
 from energy.integrate import trapezoid_mwh
 
 MS_PER_H = 3_600_000
+READABLE = 2.0**40
+"""A counter value (Wh) or power (W) of this magnitude or more is read as absent."""
 
 Kind = Literal["ok", "gap", "reset", "missing", "edge"]
 """``ok``: measured; ``gap``: too long to vouch for what happened inside; ``reset``: part of
@@ -84,6 +91,15 @@ class Sample:
         if self.lamp_on is not None:
             return self.lamp_on
         return self.power_w is not None and self.power_w > 0
+
+
+def readable(x: float | None) -> bool:
+    """Whether ``x`` is a counter value or power the arithmetic takes (``READABLE``)."""
+    return x is not None and -READABLE < x < READABLE
+
+
+def _dim(x: float | None) -> float | None:
+    return x if x is not None and 0 <= x <= 100 else None
 
 
 def round_half_up(x: float) -> int:
@@ -134,15 +150,16 @@ def _burning(a: Sample, b: Sample, energy_mwh: int, dt_ms: int) -> tuple[int, in
     """(burning ms, dim %·ms) of the interval between two readings."""
     a_on, b_on = a.lit, b.lit
     if a_on and b_on:
-        dims = [d for d in (a.dim_pct, b.dim_pct) if d is not None]
+        dims = [d for d in (_dim(a.dim_pct), _dim(b.dim_pct)) if d is not None]
         dim = sum(dims) / len(dims) if dims else 100.0
         return dt_ms, round_half_up(dim * dt_ms)
     if not a_on and not b_on:
         return 0, 0
     lit = a if a_on else b
-    power_mw = milli(lit.power_w) if lit.power_w is not None else 0
+    power_mw = milli(lit.power_w) if lit.power_w is not None and readable(lit.power_w) else 0
     on_ms = min(dt_ms, energy_mwh * MS_PER_H // power_mw) if power_mw > 0 else dt_ms // 2
-    dim = lit.dim_pct if lit.dim_pct is not None else 100.0
+    dim = _dim(lit.dim_pct)
+    dim = dim if dim is not None else 100.0
     return on_ms, round_half_up(dim * on_ms)
 
 
@@ -153,10 +170,20 @@ def interval_between(a: Sample, b: Sample, gap_ms: float) -> Interval:
         raise ValueError("readings must be in time order, without duplicates")
     reset = False
     method: Method
-    if a.energy_wh is not None and b.energy_wh is not None:
+    if (
+        a.energy_wh is not None
+        and b.energy_wh is not None
+        and readable(a.energy_wh)
+        and readable(b.energy_wh)
+    ):
         energy, reset = counter_step(milli(a.energy_wh), milli(b.energy_wh))
         method = "counter"
-    elif a.power_w is not None and b.power_w is not None:
+    elif (
+        a.power_w is not None
+        and b.power_w is not None
+        and readable(a.power_w)
+        and readable(b.power_w)
+    ):
         energy = trapezoid_mwh(milli(a.power_w), milli(b.power_w), dt)
         method = "power"
     else:

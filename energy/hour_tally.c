@@ -184,6 +184,11 @@ static __int128 floordiv(__int128 n, __int128 d) {
     return q;
 }
 
+/* energy.counters.readable: |x| < 2^40 (and not NaN); energy.counters._dim: 0 <= dim <= 100. */
+#define READABLE 1099511627776.0
+static int readable(double x) { return x > -READABLE && x < READABLE; }
+static int dim_known(signed char has, double dim) { return has && dim >= 0 && dim <= 100; }
+
 /* energy.counters.milli: x in thousandths, to the nearest, halves up. */
 static int64_t milli(double x) { return (int64_t)floor(x * 1000 + 0.5); }
 
@@ -208,7 +213,7 @@ static int account(Tally *self, Py_ssize_t i, Dev *d, const Rd *a, const Rd *b) 
     if ((double)dt > self->max_interval_ms) {
         kind = MISSING;
     } else {
-        if (a->has_e && b->has_e) {
+        if (a->has_e && b->has_e && readable(a->e) && readable(b->e)) {
             int64_t before = milli(a->e), after = milli(b->e);
             if (after >= before) {
                 energy = after - before;
@@ -217,7 +222,7 @@ static int account(Tally *self, Py_ssize_t i, Dev *d, const Rd *a, const Rd *b) 
                 reset = 1;
             }
             method = M_COUNTER;
-        } else if (a->has_p && b->has_p) {
+        } else if (a->has_p && b->has_p && readable(a->p) && readable(b->p)) {
             __int128 n = ((__int128)milli(a->p) + milli(b->p)) * dt + MS_PER_H;
             energy = (int64_t)floordiv(n, 2 * MS_PER_H);
             method = M_POWER;
@@ -225,11 +230,12 @@ static int account(Tally *self, Py_ssize_t i, Dev *d, const Rd *a, const Rd *b) 
         int a_on = lit(a), b_on = lit(b);
         if (a_on && b_on) {
             double dim;
-            if (a->has_dim && b->has_dim)
+            int a_dim = dim_known(a->has_dim, a->dim), b_dim = dim_known(b->has_dim, b->dim);
+            if (a_dim && b_dim)
                 dim = (a->dim + b->dim) / 2;
-            else if (a->has_dim)
+            else if (a_dim)
                 dim = a->dim / 1;
-            else if (b->has_dim)
+            else if (b_dim)
                 dim = b->dim / 1;
             else
                 dim = 100.0;
@@ -237,14 +243,14 @@ static int account(Tally *self, Py_ssize_t i, Dev *d, const Rd *a, const Rd *b) 
             dim_on_ms = round_half_up(dim * (double)dt);
         } else if (a_on || b_on) {
             const Rd *l = a_on ? a : b;
-            int64_t power_mw = l->has_p ? milli(l->p) : 0;
+            int64_t power_mw = l->has_p && readable(l->p) ? milli(l->p) : 0;
             if (power_mw > 0) {
                 __int128 x = floordiv((__int128)energy * MS_PER_H, power_mw);
                 on_ms = x < dt ? (int64_t)x : dt;
             } else {
                 on_ms = dt / 2;
             }
-            double dim = l->has_dim ? l->dim : 100.0;
+            double dim = dim_known(l->has_dim, l->dim) ? l->dim : 100.0;
             dim_on_ms = round_half_up(dim * (double)on_ms);
         }
         if (method == 0)

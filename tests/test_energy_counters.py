@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -70,6 +71,16 @@ def test_intervals(samples: list[Sample], energy: int, kinds: list[str]) -> None
     ivs = intervals(samples, GAP)
     assert [iv.kind for iv in ivs] == kinds
     assert sum(iv.energy_mwh for iv in ivs) == energy
+
+
+def test_values_no_register_holds_are_read_as_absent() -> None:
+    """A counter or power of 2^40 or more (or NaN) is no reading's: the interval falls back to
+    the power, or to nothing known; a dim level outside 0–100 % is unknown (100 % assumed)."""
+    lit = [Sample(0, 0.0, 100.0, True, 250), Sample(15 * M, 2.0**40, 100.0, True, 250)]
+    (iv,) = intervals(lit, GAP)
+    assert (iv.method, iv.energy_mwh, iv.dim_on_ms) == ("power", 25_000, 100 * 15 * M)
+    (iv,) = intervals([Sample(0, 1e300, 2.0**41), Sample(15 * M, 5.0, math.nan)], GAP)
+    assert (iv.method, iv.energy_mwh, iv.kind) == ("none", 0, "missing")
 
 
 def test_burning_time_at_dusk_comes_from_the_energy() -> None:

@@ -143,6 +143,7 @@ def _device(draw: st.DrawFn, device: str, interval_ms: int) -> list[Reading]:
                     "redo",
                     "nocounter",
                     "edge",
+                    "garbage",
                 ]
             )
         )
@@ -168,6 +169,10 @@ def _device(draw: st.DrawFn, device: str, interval_ms: int) -> list[Reading]:
         dim = draw(st.sampled_from([None, 50, 100, 7, 33]))
         if dim is not None:
             fields["dim_pct"] = dim
+        if step == "garbage":  # values no register holds: read as absent (READABLE)
+            fields["energy_wh"] = draw(st.sampled_from([2.0**40, 1e300, 2.0**32]))
+            fields["power_w"] = draw(st.sampled_from([2.0**45, -(2.0**41), 40.0]))
+            fields["dim_pct"] = draw(st.sampled_from([250, -3, 70]))
         out.append((device, zone, t, fields))
         if step == "dup":
             out.append((device, zone, t, dict(fields)))
