@@ -158,8 +158,8 @@ def _burning(a: Sample, b: Sample, energy_mwh: int, dt_ms: int) -> tuple[int, in
     lit = a if a_on else b
     power_mw = milli(lit.power_w) if lit.power_w is not None and readable(lit.power_w) else 0
     on_ms = min(dt_ms, energy_mwh * MS_PER_H // power_mw) if power_mw > 0 else dt_ms // 2
-    dim = _dim(lit.dim_pct)
-    dim = dim if dim is not None else 100.0
+    known = _dim(lit.dim_pct)
+    dim = known if known is not None else 100.0
     return on_ms, round_half_up(dim * on_ms)
 
 
