@@ -5,7 +5,7 @@
  * Why in C: the read-back build costs ~4.5 us of CPU a reading (bench/README.md, "Rollup
  * upkeep"), as much as ingest itself; the issue allows 10 % of ingest. A reading costs here a
  * parse of its line (the sink's own text, `influx.line_protocol.encode_reading`'s shape), one
- * dict look-up and a few float operations.
+ * dict look-up and a few integer operations.
  *
  * The arithmetic is `energy.counters` + `energy.report.Tally.add`, operation for operation, in
  * integers (energy in mWh, burning time in ms, dimming in %·ms, the baseline in mW·ms): the only

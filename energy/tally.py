@@ -1,8 +1,7 @@
 """The hourly rollups tallied as luxtel writes the readings, so that closing an hour reads nothing
-back from InfluxDB (``energy.hour_tally``, C: the arithmetic of ``energy.counters`` and
-``energy.report.Tally.add`` operation for operation, in integers, so the figures are the very
-integers of
-``energy.rollup_store.build``'s from the same readings).
+back from InfluxDB (``energy.hour_tally``, C: the integer arithmetic of ``energy.counters`` and
+``energy.report.Tally.add`` operation for operation, so the figures are the very integers
+``energy.rollup_store.build`` computes from the same readings).
 
 Fed by the sink (``feed``) with the lines InfluxDB has just accepted — every source, the fast
 and the full decode path alike — it keeps per device its last reading and the sums of the hours
