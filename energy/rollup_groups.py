@@ -15,10 +15,11 @@ Each is computed *inside* InfluxDB (``SELECT sum(…) INTO … GROUP BY "zone", 
 reading that rebuilds a device's hour or day rebuilds its group's too (``energy.rollup_store``).
 Tags: ``zone`` and ``circuit`` (bounded: from the inventory). Fields: the sums of ``SUMMED``,
 ``metered_mwh``, ``baseline_mwh`` and ``baseline_rest`` (each luminaire's own baseline over its
-verified burning time, ``energy.rollup.BASELINE``),
-``expected``, ``inventory_crc``; ``max`` of ``via_counter``/``via_power``; ``luminaires`` (points
-summed) and, daily, ``hours`` (Σ the luminaires' hours), hourly, ``reporting`` (luminaires with a
-reading in the hour).
+verified burning time, ``energy.rollup.BASELINE``), ``expected``, ``inventory_crc``; ``max`` of
+``via_counter``/``via_power``; ``luminaires`` (points summed that hold ``COMPLETE_FIELD``: a
+point of the older float schema is not counted, so its group never looks complete) and, daily,
+``hours`` (Σ the luminaires' hours), hourly, ``reporting`` (luminaires with a reading in the
+hour).
 
 **The report's edges.** A raw report calls a stretch without readings at its start (end) an
 ``edge``, not ``missing``, only for a luminaire with no reading in the look-back before its start
