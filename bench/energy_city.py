@@ -81,9 +81,17 @@ DAY = 24 * H
 START = datetime(2026, 3, 1, tzinfo=UTC)
 DAYS = 30
 RP = "rollups"
-INTEGERS = frozenset(
-    ("readings", "flagged", "resets", "via_counter", "via_power", "hours", "inventory_crc")
-) | {"luminaires"}
+INTEGERS = (
+    frozenset(
+        ("readings", "flagged", "resets", "via_counter", "via_power", "hours", "inventory_crc")
+    )
+    | {"luminaires", "metered_mwh", "counter_mwh", "power_mwh", "verified_mwh", "burning_ms"}
+    | {
+        "dim_pct_ms",
+        "baseline_mwh",
+        "baseline_rest",
+    }
+)
 
 
 def city(devices: int, zone_size: int) -> list[Luminaire]:
@@ -117,7 +125,7 @@ def _lit(t_ms: int) -> bool:
 
 def hour_rollup(lum: Luminaire, i: int, hour_ms: int) -> Rollup:
     lit = _lit(hour_ms)
-    wh = 27.5 + (i % 10) / 10 if lit else 0.0
+    mwh = 27_500 + (i % 10) * 100 if lit else 0
     return Rollup(
         lum.device_id,
         lum.zone,
@@ -125,12 +133,12 @@ def hour_rollup(lum: Luminaire, i: int, hour_ms: int) -> Rollup:
         hour_ms,
         4,
         4.0,
-        wh,
-        0.0,
-        wh,
-        1.0 if lit else 0.0,
-        70.0 if lit else 0.0,
-        100.0 if lit else 0.0,
+        mwh,
+        0,
+        mwh,
+        H if lit else 0,
+        70 * H if lit else 0,
+        100_000 * H if lit else 0,
         0,
         0,
         "counter",
@@ -148,7 +156,7 @@ def daily_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
     for day in days:
         for i, lum in enumerate(lums):
             rows = [hour_rollup(lum, i, h) for h in range(day, day + DAY, 6 * H)]  # 4 kinds
-            sums: dict[str, float] = {
+            sums: dict[str, object] = {
                 "readings": 96,
                 "expected": 96.0,
                 "hours": 24,
@@ -159,11 +167,16 @@ def daily_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
                 "crc_lo": inventory_crc(lum),
                 "crc_hi": inventory_crc(lum),
             }
-            for name in ("counter_wh", "power_wh", "verified_wh", "burning_h", "dim_pct_h"):
+            for name in FIGURES:
                 sums[name] = 6 * sum(getattr(r, name) for r in rows)
-            sums["metered_wh"] = sums["counter_wh"]
-            sums["baseline_wh"] = 6 * sum(r.baseline_wh for r in rows)
+            sums["metered_mwh"] = sums["counter_mwh"]
+            baseline = 6 * sum(r.baseline_mw_ms for r in rows)
+            sums["baseline_mwh"], sums["baseline_rest"] = divmod(baseline, H)
             yield day_line(lum, day, sums)
+
+
+FIGURES = ("counter_mwh", "power_mwh", "verified_mwh", "burning_ms", "dim_pct_ms")
+"""The integer figures of a rollup summed by the levels (beside the baseline)."""
 
 
 def group_lines(
@@ -182,15 +195,17 @@ def group_lines(
     for i, lum in enumerate(lums):
         key: tuple[str, ...] = (lum.zone,) if per_zone else (lum.zone, lum.circuit)
         groups.setdefault(key, []).append((i, lum))
-    sums: dict[tuple[tuple[str, ...], bool], dict[str, float]] = {}
+    sums: dict[tuple[tuple[str, ...], bool], dict[str, int]] = {}
     for key, members in groups.items():
         for lit_hour in (18 * H, 12 * H):
-            total: dict[str, float] = {}
+            total: dict[str, int] = {}
             for i, lum in members:
                 row = hour_rollup(lum, i, lit_hour)
-                for name in ("counter_wh", "power_wh", "verified_wh", "burning_h", "dim_pct_h"):
-                    total[name] = total.get(name, 0.0) + getattr(row, name)
-                total["baseline_wh"] = total.get("baseline_wh", 0.0) + row.baseline_wh
+                for name in FIGURES:
+                    total[name] = total.get(name, 0) + getattr(row, name)
+                whole, rest = divmod(row.baseline_mw_ms, H)
+                total["baseline_mwh"] = total.get("baseline_mwh", 0) + whole
+                total["baseline_rest"] = total.get("baseline_rest", 0) + rest
                 total["crc"] = total.get("crc", 0) + row.inventory_crc
             sums[(key, lit_hour == 18 * H)] = total
     for t in times:
@@ -203,8 +218,8 @@ def group_lines(
                 lit, dark = sums[(key, True)], sums[(key, False)]
                 values = {name: 12 * lit[name] + 12 * dark[name] for name in lit if name != "crc"}
                 part, lit_h = lit, 24
-            values["metered_wh"] = values["counter_wh"]
-            fields = ",".join(f"{k}={float(v)!r}" for k, v in values.items())
+            values["metered_mwh"] = values["counter_mwh"]
+            fields = ",".join(f"{k}={v}i" for k, v in values.items())
             ints = {
                 "readings": 4 * span_h * n,
                 "flagged": 0,

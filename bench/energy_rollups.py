@@ -294,7 +294,7 @@ def main() -> None:
         results["influx_query"] = {"s": wall, "kwh": kwh}
 
         dashboard = (
-            'SELECT sum("metered_wh") / 1000 FROM "rollups"."energy_hourly" WHERE '  # noqa: S608
+            'SELECT sum("metered_mwh") / 1000000 FROM "rollups"."energy_hourly" WHERE '  # noqa: S608
             f'time >= {start_ms}ms AND time < {end_ms}ms GROUP BY time(1d), "zone"'
         )
         t0 = time.perf_counter()

@@ -8,7 +8,9 @@ a city is one point per zone per civil day (36,500 for 100 zones) instead of a
 arithmetic (resets, onboarding, intervals shared between hours), so these are the auditor's
 figures for whole civil days of `energy.tz` (each point at its day's local midnight), and the
 baseline is each luminaire's own (`baseline_power_w` of the inventory, over its verified burning
-hours, summed into the zone's `baseline_wh`). The per-day sums over zones group by 15 minutes
+hours, summed into the zone's `baseline_mwh` + `baseline_rest`). Every figure is an integer
+field (mWh, ms; the baseline as whole mWh and a rest in mW·ms), so InfluxDB's sums are exact and
+the panels show the report's own figures. The per-day sums over zones group by 15 minutes
 with `fill(none)`: each civil day's points share their local midnight, so each bar is one civil
 day, at its start, in any time zone.
 """
@@ -29,11 +31,11 @@ ROLLUPS = '"rollups"."energy_zone_daily"'
 """The rollups' retention policy and the per-zone daily level (`influx.rollup_retention_policy`)."""
 
 KWH_PER_ZONE_DAY = influxql(
-    'SELECT "metered_wh" / 1000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY "zone"',
+    'SELECT "metered_mwh" / 1000000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY "zone"',
     rollups=ROLLUPS,
 )
 BURNING_HOURS_PER_ZONE_DAY = influxql(
-    'SELECT "burning_h" FROM @rollups WHERE $timeFilter AND @zone GROUP BY "zone"',
+    'SELECT "burning_ms" / 3600000 FROM @rollups WHERE $timeFilter AND @zone GROUP BY "zone"',
     rollups=ROLLUPS,
 )
 COMPLETENESS_PER_ZONE_DAY = influxql(
@@ -42,12 +44,12 @@ COMPLETENESS_PER_ZONE_DAY = influxql(
     rollups=ROLLUPS,
 )
 BASELINE_KWH_PER_DAY = influxql(
-    'SELECT sum("baseline_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone '
-    "GROUP BY time(15m) fill(none)",
+    'SELECT (sum("baseline_mwh") + sum("baseline_rest") / 3600000) / 1000000 FROM @rollups '
+    "WHERE $timeFilter AND @zone GROUP BY time(15m) fill(none)",
     rollups=ROLLUPS,
 )
 VERIFIED_KWH_PER_DAY = influxql(
-    'SELECT sum("verified_wh") / 1000 FROM @rollups WHERE $timeFilter AND @zone '
+    'SELECT sum("verified_mwh") / 1000000 FROM @rollups WHERE $timeFilter AND @zone '
     "GROUP BY time(15m) fill(none)",
     rollups=ROLLUPS,
 )

@@ -25,12 +25,30 @@ Pure functions of the readings; no I/O, no clock.
   was counted depended on how far before a period its reader looked, so a period split in two
   could add up to more than the whole; with it, any reader that looks ``max_interval_ms`` around
   its period (the report, the hourly rollups) sees the same intervals.
+- **Integers, so any split adds up exactly**: every figure of an interval is an integer — energy
+  in mWh (each counter value rounded to the nearest mWh once, as it is read; the power
+  integral rounded to the mWh), burning time in ms, dimming in %·ms (dim % × burning ms, rounded).
+  Sums of integers do not depend on their order, so a figure summed per hour, per group, per day
+  (in Python, in C, in InfluxDB's ``sum()`` of integer fields) is the same integer whichever way.
 - **Period boundaries** fall inside intervals; an interval's energy, burning time and dimming are
-  shared between periods **in proportion to time** (linear share). So splitting a period anywhere
-  never changes the total: the shares of one interval over any partition add up to the whole.
+  shared between periods **in proportion to time**, by telescoping floors at absolute cut points
+  (``part``): for an interval ``[t0, t1)`` with total ``Q``, the share of ``[x, y)`` is
+  ``F(y) − F(x)`` with ``F(t) = ⌊Q · (t − t0) / (t1 − t0)⌋`` (``t`` clamped to the interval), in
+  integers. A share depends only on its cut points, never on how the rest of the period was split,
+  and the shares of any partition of ``[t0, t1)`` add up to exactly ``Q``.
 - **Burning time** of an interval: all of it when both readings say ``lamp_on``, none when neither
-  does; when the lamp switched in between, the energy tells how long: ``energy / power of the lit
-  reading``, at most the interval (half of it when that power is unknown).
+  does; when the lamp switched in between, the energy tells how long: ``⌊energy mWh × 3,600,000 /
+  power mW of the lit reading⌋`` ms, at most the interval (half of it, floored, when that power is
+  unknown or rounds to 0 mW).
+
+**Bounds**: a counter value (Wh) or a power (W) whose magnitude is ``READABLE`` (2^40) or more,
+or not a number, is read as absent (a 32-bit register holds 2^32 Wh; the contract bounds power to
+5000 W), and a dim level outside 0–100 % as unknown: garbage from a faulty device then cannot
+push an integer past int64 (in C, in InfluxDB's integer fields and their sums).
+
+``energy.hour_tally`` (C) does this arithmetic operation for operation (the float → integer
+roundings ``milli`` and ``round_half_up`` are the same IEEE operations there), so its figures are
+the same integers.
 """
 
 from __future__ import annotations
@@ -41,9 +59,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from energy.integrate import trapezoid_wh
+from energy.integrate import trapezoid_mwh
 
 MS_PER_H = 3_600_000
+READABLE = 2.0**40
+"""A counter value (Wh) or power (W) of this magnitude or more is read as absent."""
 
 Kind = Literal["ok", "gap", "reset", "missing", "edge"]
 """``ok``: measured; ``gap``: too long to vouch for what happened inside; ``reset``: part of
@@ -73,16 +93,44 @@ class Sample:
         return self.power_w is not None and self.power_w > 0
 
 
+def readable(x: float | None) -> bool:
+    """Whether ``x`` is a counter value or power the arithmetic takes (``READABLE``)."""
+    return x is not None and -READABLE < x < READABLE
+
+
+def _dim(x: float | None) -> float | None:
+    return x if x is not None and 0 <= x <= 100 else None
+
+
+def round_half_up(x: float) -> int:
+    """The integer nearest ``x``, halves up: ``⌊x + 0.5⌋`` (one IEEE addition, as in C)."""
+    return math.floor(x + 0.5)
+
+
+def milli(x: float) -> int:
+    """``x`` in thousandths, to the nearest (Wh → mWh, W → mW): ``⌊x · 1000 + 0.5⌋``."""
+    return math.floor(x * 1000 + 0.5)
+
+
+def part(total: int, t0: int, t1: int, x: int, y: int) -> int:
+    """The share of ``[x, y)`` of ``total`` spread over ``[t0, t1)`` in proportion to time:
+    ``F(y) − F(x)``, ``F(t) = ⌊total · (clamp(t) − t0) / (t1 − t0)⌋`` (telescoping floors at
+    absolute cut points: the shares of any partition of ``[t0, t1)`` add up to ``total``)."""
+    dt = t1 - t0
+    x, y = min(max(x, t0), t1), min(max(y, t0), t1)
+    return total * (y - t0) // dt - total * (x - t0) // dt
+
+
 @dataclass(frozen=True, slots=True)
 class Interval:
-    """``[start_ms, end_ms)`` of one device and what is known of it."""
+    """``[start_ms, end_ms)`` of one device and what is known of it, in integers."""
 
     start_ms: int
     end_ms: int
-    energy_wh: float
-    on_ms: float
-    dim_on_ms: float
-    """Σ dim_pct × burning ms, so mean dim = dim_on_ms / on_ms."""
+    energy_mwh: int
+    on_ms: int
+    dim_on_ms: int
+    """Σ dim_pct × burning ms (%·ms, rounded), so mean dim = dim_on_ms / on_ms."""
     method: Method
     kind: Kind
 
@@ -91,29 +139,28 @@ class Interval:
         return self.end_ms - self.start_ms
 
 
-def counter_step(before: float, after: float) -> tuple[float, bool]:
-    """Energy between two counter readings and whether the counter fell (a reset)."""
-    if after >= before:
-        return after - before, False
-    return after, True
+def counter_step(before_mwh: int, after_mwh: int) -> tuple[int, bool]:
+    """Energy between two counter readings (mWh) and whether the counter fell (a reset)."""
+    if after_mwh >= before_mwh:
+        return after_mwh - before_mwh, False
+    return after_mwh, True
 
 
-def _burning(a: Sample, b: Sample, energy_wh: float, dt_ms: int) -> tuple[float, float]:
-    """(burning ms, dim × burning ms) of the interval between two readings."""
+def _burning(a: Sample, b: Sample, energy_mwh: int, dt_ms: int) -> tuple[int, int]:
+    """(burning ms, dim %·ms) of the interval between two readings."""
     a_on, b_on = a.lit, b.lit
     if a_on and b_on:
-        dims = [d for d in (a.dim_pct, b.dim_pct) if d is not None]
+        dims = [d for d in (_dim(a.dim_pct), _dim(b.dim_pct)) if d is not None]
         dim = sum(dims) / len(dims) if dims else 100.0
-        return float(dt_ms), dim * dt_ms
+        return dt_ms, round_half_up(dim * dt_ms)
     if not a_on and not b_on:
-        return 0.0, 0.0
+        return 0, 0
     lit = a if a_on else b
-    if lit.power_w is not None and lit.power_w > 0:
-        on_ms = min(float(dt_ms), energy_wh / lit.power_w * MS_PER_H)
-    else:
-        on_ms = dt_ms / 2
-    dim = lit.dim_pct if lit.dim_pct is not None else 100.0
-    return on_ms, dim * on_ms
+    power_mw = milli(lit.power_w) if lit.power_w is not None and readable(lit.power_w) else 0
+    on_ms = min(dt_ms, energy_mwh * MS_PER_H // power_mw) if power_mw > 0 else dt_ms // 2
+    known = _dim(lit.dim_pct)
+    dim = known if known is not None else 100.0
+    return on_ms, round_half_up(dim * on_ms)
 
 
 def interval_between(a: Sample, b: Sample, gap_ms: float) -> Interval:
@@ -123,14 +170,24 @@ def interval_between(a: Sample, b: Sample, gap_ms: float) -> Interval:
         raise ValueError("readings must be in time order, without duplicates")
     reset = False
     method: Method
-    if a.energy_wh is not None and b.energy_wh is not None:
-        energy, reset = counter_step(a.energy_wh, b.energy_wh)
+    if (
+        a.energy_wh is not None
+        and b.energy_wh is not None
+        and readable(a.energy_wh)
+        and readable(b.energy_wh)
+    ):
+        energy, reset = counter_step(milli(a.energy_wh), milli(b.energy_wh))
         method = "counter"
-    elif a.power_w is not None and b.power_w is not None:
-        energy = trapezoid_wh(a.power_w, b.power_w, dt)
+    elif (
+        a.power_w is not None
+        and b.power_w is not None
+        and readable(a.power_w)
+        and readable(b.power_w)
+    ):
+        energy = trapezoid_mwh(milli(a.power_w), milli(b.power_w), dt)
         method = "power"
     else:
-        energy, method = 0.0, "none"
+        energy, method = 0, "none"
     on_ms, dim_on_ms = _burning(a, b, energy, dt)
     kind: Kind = "ok"
     if method == "none":
@@ -145,7 +202,7 @@ def interval_between(a: Sample, b: Sample, gap_ms: float) -> Interval:
 def uncovered(start_ms: int, end_ms: int, gap_ms: float) -> Interval:
     """A stretch without readings: no known energy; ``missing`` if longer than a gap."""
     kind: Kind = "missing" if end_ms - start_ms > gap_ms else "edge"
-    return Interval(start_ms, end_ms, 0.0, 0.0, 0.0, "none", kind)
+    return Interval(start_ms, end_ms, 0, 0, 0, "none", kind)
 
 
 class CounterStream:
@@ -176,7 +233,7 @@ class CounterStream:
             raise ValueError("readings must be pushed in time order")
         self.last = sample
         if sample.t_ms - last.t_ms > self.max_interval_ms:
-            return Interval(last.t_ms, sample.t_ms, 0.0, 0.0, 0.0, "none", "missing")
+            return Interval(last.t_ms, sample.t_ms, 0, 0, 0, "none", "missing")
         return interval_between(last, sample, self.gap_ms)
 
 
@@ -195,28 +252,29 @@ def intervals(
 
 def shares(
     start_ms: int, end_ms: int, edges: Sequence[int], clip: tuple[int, int] | None = None
-) -> Iterator[tuple[int, float]]:
-    """``(bin, fraction)`` of ``[start_ms, end_ms)`` falling in each bin ``[edges[i],
-    edges[i+1])`` it overlaps; parts outside ``[edges[0], edges[-1])`` are in no bin, and with
-    ``clip`` only the part inside ``[clip[0], clip[1])`` counts (fractions of the whole)."""
-    dt = end_ms - start_ms
-    if dt <= 0 or end_ms <= edges[0] or start_ms >= edges[-1]:
+) -> Iterator[tuple[int, int, int]]:
+    """``(bin, x, y)``: the part ``[x, y)`` of ``[start_ms, end_ms)`` falling in each bin
+    ``[edges[i], edges[i+1])`` it overlaps (``part`` gives its share of a total); parts outside
+    ``[edges[0], edges[-1])`` are in no bin, and with ``clip`` only the part inside
+    ``[clip[0], clip[1])`` counts."""
+    if end_ms <= start_ms or end_ms <= edges[0] or start_ms >= edges[-1]:
         return
     lo, hi = clip if clip is not None else (start_ms, end_ms)
     lo, hi = max(lo, start_ms), min(hi, end_ms)
     i = max(bisect.bisect_right(edges, lo) - 1, 0)
     last = len(edges) - 1
     while i < last and edges[i] < hi:
-        overlap = min(hi, edges[i + 1]) - max(lo, edges[i])
-        if overlap > 0:
-            yield i, overlap / dt
+        x, y = max(lo, edges[i]), min(hi, edges[i + 1])
+        if y > x:
+            yield i, x, y
         i += 1
 
 
-def energy_between(ivs: Iterable[Interval], start_ms: int, end_ms: int) -> float:
-    """Energy of the intervals in ``[start_ms, end_ms)``, each shared in proportion to time."""
-    total = 0.0
+def energy_between(ivs: Iterable[Interval], start_ms: int, end_ms: int) -> int:
+    """Energy (mWh) of the intervals in ``[start_ms, end_ms)``, each shared in proportion to
+    time (``part``)."""
+    total = 0
     for iv in ivs:
-        for _, fraction in shares(iv.start_ms, iv.end_ms, (start_ms, end_ms)):
-            total += iv.energy_wh * fraction
+        for _, x, y in shares(iv.start_ms, iv.end_ms, (start_ms, end_ms)):
+            total += part(iv.energy_mwh, iv.start_ms, iv.end_ms, x, y)
     return total

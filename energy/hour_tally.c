@@ -5,16 +5,19 @@
  * Why in C: the read-back build costs ~4.5 us of CPU a reading (bench/README.md, "Rollup
  * upkeep"), as much as ingest itself; the issue allows 10 % of ingest. A reading costs here a
  * parse of its line (the sink's own text, `influx.line_protocol.encode_reading`'s shape), one
- * dict look-up and a few float operations.
+ * dict look-up and a few integer operations.
  *
- * The arithmetic is `energy.counters` + `energy.report.Tally.add`, operation for operation and in
- * the same order, in IEEE doubles (compiled with -ffp-contract=off: no fused multiply-add), so a
- * device-hour's figures are bit-identical to what `energy.rollup_store.build` computes from the
- * same readings read back: interval between consecutive readings (counter step with resets,
- * trapezoid of power where there is no counter, burning time and dimming, kind ok/gap/reset/
- * missing, a break past `max_interval_ms`), shared over hours in proportion (overlap / dt), each
- * hour's sums added in time order. tests/test_energy_tally.py holds it to `energy.rollup.compute`
- * with hypothesis.
+ * The arithmetic is `energy.counters` + `energy.report.Tally.add`, operation for operation, in
+ * integers (energy in mWh, burning time in ms, dimming in %·ms, the baseline in mW·ms): the only
+ * float operations are the roundings of a reading's values (`milli`: floor(x * 1000 + 0.5)) and of
+ * dim % x burning ms (`round_half_up`), the same IEEE operations as Python's (compiled with
+ * -ffp-contract=off: no fused multiply-add), and the integer products are taken in 128 bits with
+ * floor division (Python's `//`). So a device-hour's figures are the very integers
+ * `energy.rollup_store.build` computes from the same readings read back: interval between
+ * consecutive readings (counter step with resets, trapezoid of power where there is no counter,
+ * burning time and dimming, kind ok/gap/reset/missing, a break past `max_interval_ms`), shared
+ * over hours by telescoping floors at the hours' edges (`part`). tests/test_energy_tally.py holds
+ * it to `energy.rollup.compute` with hypothesis.
  *
  * What it does not vouch for, it reports as *fallback hours* (read back at close instead): a
  * reading out of time order for its device, a duplicate (same ts) with other values (InfluxDB
@@ -55,7 +58,7 @@
 typedef struct {
     int64_t hour;
     int64_t readings, flagged, resets;
-    double counter_wh, power_wh, verified_wh, burn_ms, dim_ms, baseline_wh;
+    int64_t counter_mwh, power_mwh, verified_mwh, burn_ms, dim_ms, baseline_mw_ms;
     int methods;
 } Acc;
 
@@ -82,7 +85,7 @@ typedef struct {
     Py_ssize_t n;
     Dev *devs;
     double *gap_ms;
-    double *baseline_w;
+    int64_t *baseline_mw;
     double max_interval_ms;
     int64_t closed_ms;
     int64_t history_ms; /* no reading written before the tally listened is later than this */
@@ -173,51 +176,82 @@ static int lit(const Rd *r) {
     return r->has_p && r->p > 0;
 }
 
+/* Python's n // d (floor division), in 128 bits. */
+static __int128 floordiv(__int128 n, __int128 d) {
+    __int128 q = n / d;
+    if (n % d != 0 && ((n < 0) != (d < 0)))
+        q -= 1;
+    return q;
+}
+
+/* energy.counters.readable: |x| < 2^40 (and not NaN); energy.counters._dim: 0 <= dim <= 100. */
+#define READABLE 1099511627776.0
+static int readable(double x) { return x > -READABLE && x < READABLE; }
+static int dim_known(signed char has, double dim) { return has && dim >= 0 && dim <= 100; }
+
+/* energy.counters.milli: x in thousandths, to the nearest, halves up. */
+static int64_t milli(double x) { return (int64_t)floor(x * 1000 + 0.5); }
+
+/* energy.counters.round_half_up */
+static int64_t round_half_up(double x) { return (int64_t)floor(x + 0.5); }
+
+/* energy.counters.part: the share of [x, y) of q spread over [t0, t1). */
+static int64_t part(int64_t q, int64_t t0, int64_t t1, int64_t x, int64_t y) {
+    int64_t dt = t1 - t0;
+    x = x < t0 ? t0 : (x > t1 ? t1 : x);
+    y = y < t0 ? t0 : (y > t1 ? t1 : y);
+    return (int64_t)(floordiv((__int128)q * (y - t0), dt) - floordiv((__int128)q * (x - t0), dt));
+}
+
 /* energy.counters.interval_between / CounterStream.push and ReportBuilder._account with
  * Tally.add: the interval a -> b shared over the open hours it overlaps. */
 static int account(Tally *self, Py_ssize_t i, Dev *d, const Rd *a, const Rd *b) {
     int64_t dt = b->t - a->t;
-    double energy = 0.0, on_ms = 0.0, dim_on_ms = 0.0;
+    int64_t energy = 0, on_ms = 0, dim_on_ms = 0;
     int method = 0, reset = 0;
     enum { OK, GAP, RESET, MISSING } kind;
     if ((double)dt > self->max_interval_ms) {
         kind = MISSING;
     } else {
-        if (a->has_e && b->has_e) {
-            if (b->e >= a->e) {
-                energy = b->e - a->e;
+        if (a->has_e && b->has_e && readable(a->e) && readable(b->e)) {
+            int64_t before = milli(a->e), after = milli(b->e);
+            if (after >= before) {
+                energy = after - before;
             } else {
-                energy = b->e;
+                energy = after;
                 reset = 1;
             }
             method = M_COUNTER;
-        } else if (a->has_p && b->has_p) {
-            energy = (a->p + b->p) / 2 * (double)dt / (double)MS_PER_H;
+        } else if (a->has_p && b->has_p && readable(a->p) && readable(b->p)) {
+            __int128 n = ((__int128)milli(a->p) + milli(b->p)) * dt + MS_PER_H;
+            energy = (int64_t)floordiv(n, 2 * MS_PER_H);
             method = M_POWER;
         }
         int a_on = lit(a), b_on = lit(b);
         if (a_on && b_on) {
             double dim;
-            if (a->has_dim && b->has_dim)
+            int a_dim = dim_known(a->has_dim, a->dim), b_dim = dim_known(b->has_dim, b->dim);
+            if (a_dim && b_dim)
                 dim = (a->dim + b->dim) / 2;
-            else if (a->has_dim)
+            else if (a_dim)
                 dim = a->dim / 1;
-            else if (b->has_dim)
+            else if (b_dim)
                 dim = b->dim / 1;
             else
                 dim = 100.0;
-            on_ms = (double)dt;
-            dim_on_ms = dim * (double)dt;
+            on_ms = dt;
+            dim_on_ms = round_half_up(dim * (double)dt);
         } else if (a_on || b_on) {
             const Rd *l = a_on ? a : b;
-            if (l->has_p && l->p > 0) {
-                double x = energy / l->p * (double)MS_PER_H;
-                on_ms = x < (double)dt ? x : (double)dt;
+            int64_t power_mw = l->has_p && readable(l->p) ? milli(l->p) : 0;
+            if (power_mw > 0) {
+                __int128 x = floordiv((__int128)energy * MS_PER_H, power_mw);
+                on_ms = x < dt ? (int64_t)x : dt;
             } else {
-                on_ms = (double)dt / 2;
+                on_ms = dt / 2;
             }
-            double dim = l->has_dim ? l->dim : 100.0;
-            dim_on_ms = dim * on_ms;
+            double dim = dim_known(l->has_dim, l->dim) ? l->dim : 100.0;
+            dim_on_ms = round_half_up(dim * (double)on_ms);
         }
         if (method == 0)
             kind = MISSING;
@@ -242,23 +276,23 @@ static int account(Tally *self, Py_ssize_t i, Dev *d, const Rd *a, const Rd *b) 
             return -1;
         if (acc == NULL)
             continue;
-        double fraction = (double)(e - s) / (double)dt;
         if (kind == MISSING) {
             acc->flagged += 1;
             continue;
         }
-        double share = energy * fraction;
+        int whole = s == a->t && e == b->t;
+        int64_t share = whole ? energy : part(energy, a->t, b->t, s, e);
         if (method == M_COUNTER)
-            acc->counter_wh += share;
+            acc->counter_mwh += share;
         else
-            acc->power_wh += share;
+            acc->power_mwh += share;
         acc->methods |= method;
         if (kind == OK) {
-            double on = on_ms * fraction;
-            acc->verified_wh += share;
+            int64_t on = whole ? on_ms : part(on_ms, a->t, b->t, s, e);
+            acc->verified_mwh += share;
             acc->burn_ms += on;
-            acc->dim_ms += dim_on_ms * fraction;
-            acc->baseline_wh += self->baseline_w[i] * on / (double)MS_PER_H;
+            acc->dim_ms += whole ? dim_on_ms : part(dim_on_ms, a->t, b->t, s, e);
+            acc->baseline_mw_ms += self->baseline_mw[i] * on;
         } else {
             acc->flagged += 1;
         }
@@ -626,13 +660,13 @@ static void Tally_dealloc(Tally *self) {
     PyMem_Free(self->expected);
     PyMem_Free(self->devs);
     PyMem_Free(self->gap_ms);
-    PyMem_Free(self->baseline_w);
+    PyMem_Free(self->baseline_mw);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"devices",      "gap_ms", "baseline_w", "max_interval_ms", "closed_ms",
-                             "max_fallback", "heads",  "expected",   "tails",           NULL};
+    static char *kwlist[] = {"devices",      "gap_ms", "baseline_mw", "max_interval_ms", "closed_ms",
+                             "max_fallback", "heads",  "expected",    "tails",           NULL};
     PyObject *devices, *gaps, *baselines, *heads = NULL, *expected = NULL, *tails = NULL;
     double max_interval_ms;
     long long closed_ms;
@@ -651,7 +685,7 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(dseq);
     if (PySequence_Size(gaps) != n || PySequence_Size(baselines) != n) {
         Py_DECREF(dseq);
-        PyErr_SetString(PyExc_ValueError, "devices, gap_ms and baseline_w differ in length");
+        PyErr_SetString(PyExc_ValueError, "devices, gap_ms and baseline_mw differ in length");
         return -1;
     }
     if (max_interval_ms <= 0 || max_fallback < 1) {
@@ -664,8 +698,9 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
     self->reopened = PySet_New(NULL);
     self->devs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Dev));
     self->gap_ms = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
-    self->baseline_w = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
-    if (!self->index || !self->fallback || !self->reopened || !self->devs || !self->gap_ms || !self->baseline_w) {
+    self->baseline_mw = PyMem_Calloc(n ? (size_t)n : 1, sizeof(int64_t));
+    if (!self->index || !self->fallback || !self->reopened || !self->devs || !self->gap_ms ||
+        !self->baseline_mw) {
         Py_DECREF(dseq);
         PyErr_NoMemory();
         return -1;
@@ -684,7 +719,7 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
         PyObject *g = PySequence_GetItem(gaps, i);
         PyObject *b = PySequence_GetItem(baselines, i);
         self->gap_ms[i] = g ? PyFloat_AsDouble(g) : -1;
-        self->baseline_w[i] = b ? PyFloat_AsDouble(b) : -1;
+        self->baseline_mw[i] = b ? PyLong_AsLongLong(b) : -1;
         Py_XDECREF(g);
         Py_XDECREF(b);
         if (PyErr_Occurred()) {
@@ -800,10 +835,11 @@ static PyObject *Tally_take(Tally *self, PyObject *arg) {
         return NULL;
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Acc use = take_one(self, i, hour);
-        PyObject *row = Py_BuildValue("(LddiddddLL)", (long long)use.readings, use.counter_wh,
-                                      use.power_wh, use.methods, use.verified_wh, use.burn_ms,
-                                      use.dim_ms, use.baseline_wh, (long long)use.flagged,
-                                      (long long)use.resets);
+        PyObject *row = Py_BuildValue(
+            "(LLLiLLLLLL)", (long long)use.readings, (long long)use.counter_mwh,
+            (long long)use.power_mwh, use.methods, (long long)use.verified_mwh,
+            (long long)use.burn_ms, (long long)use.dim_ms, (long long)use.baseline_mw_ms,
+            (long long)use.flagged, (long long)use.resets);
         if (row == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -863,8 +899,11 @@ static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Acc use = take_one(self, i, hour);
         long long readings = use.readings, flagged = use.flagged, resets = use.resets;
-        double counter = use.counter_wh, power = use.power_wh, verified = use.verified_wh;
-        double burn = use.burn_ms, dim = use.dim_ms, baseline = use.baseline_wh;
+        long long counter = use.counter_mwh, power = use.power_mwh, verified = use.verified_mwh;
+        long long burn = use.burn_ms, dim = use.dim_ms;
+        /* divmod(baseline mW·ms, 3,600,000): whole mWh and the rest (energy.rollup.BASELINE) */
+        long long whole = (long long)floordiv(use.baseline_mw_ms, MS_PER_H);
+        long long rest = use.baseline_mw_ms - whole * MS_PER_H;
         int methods = use.methods;
         Py_ssize_t head_len;
         const char *head = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->heads, i), &head_len);
@@ -877,22 +916,19 @@ static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
         char *p = buf, *end = buf + sizeof buf;
         memcpy(p, head, (size_t)head_len);
         p += head_len;
-        char num[64];
+        char num[256];
         const char *method = methods == 3   ? "counter+power"
                              : methods == 1 ? "counter"
                              : methods == 2 ? "power"
                                             : "none";
         snprintf(num, sizeof num, "readings=%lldi,expected=", readings);
-        if (put_text(&p, end, num) < 0 || put_float(&p, end, self->expected[i]) < 0 ||
-            put_text(&p, end, ",metered_wh=") < 0 || put_float(&p, end, counter + power) < 0 ||
-            put_text(&p, end, ",counter_wh=") < 0 || put_float(&p, end, counter) < 0 ||
-            put_text(&p, end, ",power_wh=") < 0 || put_float(&p, end, power) < 0 ||
-            put_text(&p, end, ",verified_wh=") < 0 || put_float(&p, end, verified) < 0 ||
-            put_text(&p, end, ",burning_h=") < 0 ||
-            put_float(&p, end, burn / (double)MS_PER_H) < 0 ||
-            put_text(&p, end, ",dim_pct_h=") < 0 ||
-            put_float(&p, end, dim / (double)MS_PER_H) < 0 ||
-            put_text(&p, end, ",baseline_wh=") < 0 || put_float(&p, end, baseline) < 0)
+        if (put_text(&p, end, num) < 0 || put_float(&p, end, self->expected[i]) < 0)
+            goto fail;
+        snprintf(num, sizeof num,
+                 ",metered_mwh=%lldi,counter_mwh=%lldi,power_mwh=%lldi,verified_mwh=%lldi,"
+                 "burning_ms=%lldi,dim_pct_ms=%lldi,baseline_mwh=%lldi,baseline_rest=%lldi",
+                 counter + power, counter, power, verified, burn, dim, whole, rest);
+        if (put_text(&p, end, num) < 0)
             goto fail;
         snprintf(num, sizeof num, ",flagged=%lldi,resets=%lldi,gap=%s,method=\"", flagged, resets,
                  flagged ? "true" : "false");
@@ -998,7 +1034,7 @@ static PyObject *Tally_stats(Tally *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *record_bytes(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
-    return PyLong_FromSize_t(sizeof(Dev) + 2 * sizeof(double));
+    return PyLong_FromSize_t(sizeof(Dev) + sizeof(double) + sizeof(int64_t));
 }
 
 static PyMethodDef Tally_methods[] = {
@@ -1006,8 +1042,8 @@ static PyMethodDef Tally_methods[] = {
      "feed(lines, replayed=False): the lines InfluxDB has just accepted."},
     {"take", (PyCFunction)Tally_take, METH_O,
      "take(hour_ms): every device's sums of that hour, in the order of `devices`, and forget "
-     "them: (readings, counter_wh, power_wh, methods, verified_wh, burn_ms, dim_ms, "
-     "baseline_wh, flagged, resets); methods: 1 counter, 2 power."},
+     "them: (readings, counter_mwh, power_mwh, methods, verified_mwh, burn_ms, dim_ms, "
+     "baseline_mw_ms, flagged, resets), integers; methods: 1 counter, 2 power."},
     {"take_lines", (PyCFunction)Tally_take_lines, METH_O,
      "take_lines(hour_ms): as take, as energy.rollup.line's lines (needs heads, expected)."},
     {"close", (PyCFunction)Tally_close, METH_O,

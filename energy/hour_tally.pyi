@@ -3,9 +3,10 @@
 from collections.abc import Sequence
 from typing import final
 
-TakenRow = tuple[int, float, float, int, float, float, float, float, int, int]
-"""(readings, counter_wh, power_wh, methods, verified_wh, burn_ms, dim_ms, baseline_wh,
-flagged, resets); methods: 1 counter, 2 power (bits)."""
+TakenRow = tuple[int, int, int, int, int, int, int, int, int, int]
+"""(readings, counter_mwh, power_mwh, methods, verified_mwh, burn_ms, dim_ms, baseline_mw_ms,
+flagged, resets), integers (``energy.report.Tally``'s units); methods: 1 counter, 2 power
+(bits)."""
 
 @final
 class HourTally:
@@ -13,7 +14,7 @@ class HourTally:
         self,
         devices: Sequence[str],
         gap_ms: Sequence[float],
-        baseline_w: Sequence[float],
+        baseline_mw: Sequence[int],
         max_interval_ms: float,
         closed_ms: int,
         max_fallback: int,

@@ -5,29 +5,15 @@ that reports no register, may lack it: then the energy of an interval is the int
 power over it. Readings are samples of the power at two instants; the trapezoid between them is
 the best estimate without knowing when the power changed. The report names this method
 (``power``) beside each figure, since it is an estimate where the counter is a measurement.
+In integers, as every figure of ``energy.counters``: mW in, mWh out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 MS_PER_H = 3_600_000
 
 
-def trapezoid_wh(power0_w: float, power1_w: float, dt_ms: int) -> float:
-    """Energy in Wh between two power samples ``dt_ms`` apart (trapezoid rule)."""
-    return (power0_w + power1_w) / 2 * dt_ms / MS_PER_H
-
-
-def integrate_wh(samples: Iterable[tuple[int, float]]) -> float:
-    """Energy in Wh of a series of ``(t_ms, power_w)`` samples in time order (trapezoid rule)."""
-    total = 0.0
-    previous: tuple[int, float] | None = None
-    for t_ms, power in samples:
-        if previous is not None:
-            dt = t_ms - previous[0]
-            if dt < 0:
-                raise ValueError("power samples must be in time order")
-            total += trapezoid_wh(previous[1], power, dt)
-        previous = (t_ms, power)
-    return total
+def trapezoid_mwh(power0_mw: int, power1_mw: int, dt_ms: int) -> int:
+    """Energy in mWh between two power samples in mW ``dt_ms`` apart (trapezoid rule), in
+    integers, rounded to the nearest mWh (halves up): ``⌊(p0 + p1) · dt / 7,200,000 + ½⌋``."""
+    return ((power0_mw + power1_mw) * dt_ms + MS_PER_H) // (2 * MS_PER_H)

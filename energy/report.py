@@ -12,6 +12,13 @@ no counter — ``method`` says which), burning hours, mean dim level, baseline k
 Burning hours, baseline and savings are over the *verified* intervals only (see
 ``energy.completeness``): ``savings_kwh = baseline_kwh − verified_kwh``, so a gap can hide
 consumption from neither side of the subtraction and is never reported as a saving.
+
+Every tally is integers (``energy.counters``: mWh, ms, %·ms; the baseline in mW·ms), so tallies
+summed in any order — per hour, per group, per day, by InfluxDB — are the same integers, and a
+row prints the same digits whichever way its tally was made. Rounding happens once, in ``_row``:
+kWh = mWh / 10^6 (6 decimals, a mWh); the baseline to the nearest mWh, halves up (``div_round``),
+and the savings from that rounded baseline, so ``savings_kwh = baseline_kwh − verified_kwh``
+holds exactly in the printed figures.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from energy.counters import (
     CounterStream,
     Interval,
     Sample,
+    milli,
+    part,
     shares,
     uncovered,
 )
@@ -42,37 +51,64 @@ By = Literal["device", "circuit", "zone", "day", "month"]
 ALL = "*"
 
 
+MW_MS_PER_MWH = MS_PER_H
+"""1 mWh = 1 mW for an hour = 3,600,000 mW·ms: the unit of a baseline before it is rounded."""
+
+
+def baseline_mw(lum: Luminaire) -> int:
+    """The luminaire's baseline power in whole mW (``energy.counters.milli``)."""
+    return milli(lum.baseline_power_w)
+
+
 @dataclass(slots=True)
 class Tally:
-    """What is known of one (group, bin); filled by ``add``."""
+    """What is known of one (group, bin); filled by ``add``. Every figure an integer
+    (``energy.counters``): mWh, ms, %·ms, and the baseline in mW·ms (each luminaire's baseline
+    mW × its verified burning ms, exact; rounded to the mWh only when printed, ``_row``)."""
 
     readings: int = 0
-    counter_wh: float = 0.0
-    power_wh: float = 0.0
+    counter_mwh: int = 0
+    power_mwh: int = 0
     methods: set[str] = field(default_factory=set)
-    verified_wh: float = 0.0
-    burn_ms: float = 0.0
-    dim_ms: float = 0.0
-    baseline_wh: float = 0.0
+    verified_mwh: int = 0
+    burn_ms: int = 0
+    dim_ms: int = 0
+    baseline_mw_ms: int = 0
     flagged: int = 0
     resets: int = 0
 
-    def add(self, iv: Interval, fraction: float, baseline_w: float) -> None:
-        energy = iv.energy_wh * fraction
+    def add(self, iv: Interval, x: int, y: int, baseline_mw: int) -> None:
+        """Add the share of ``[x, y)`` of ``iv`` (``energy.counters.part``)."""
+        whole = x <= iv.start_ms and iv.end_ms <= y
+        t0, t1 = iv.start_ms, iv.end_ms
+        energy = iv.energy_mwh if whole else part(iv.energy_mwh, t0, t1, x, y)
         if iv.method == "counter":
-            self.counter_wh += energy
+            self.counter_mwh += energy
         elif iv.method == "power":
-            self.power_wh += energy
+            self.power_mwh += energy
         if iv.method != "none":
             self.methods.add(iv.method)
         if iv.kind == "ok":
-            on_ms = iv.on_ms * fraction
-            self.verified_wh += energy
+            on_ms = iv.on_ms if whole else part(iv.on_ms, t0, t1, x, y)
+            self.verified_mwh += energy
             self.burn_ms += on_ms
-            self.dim_ms += iv.dim_on_ms * fraction
-            self.baseline_wh += baseline_w * on_ms / MS_PER_H
+            self.dim_ms += iv.dim_on_ms if whole else part(iv.dim_on_ms, t0, t1, x, y)
+            self.baseline_mw_ms += baseline_mw * on_ms
         elif iv.kind in FLAGGED:
             self.flagged += 1
+
+    def merge(self, t: Tally) -> None:
+        """Add another tally (of the same group and bin, another part of it)."""
+        self.readings += t.readings
+        self.counter_mwh += t.counter_mwh
+        self.power_mwh += t.power_mwh
+        self.methods |= t.methods
+        self.verified_mwh += t.verified_mwh
+        self.burn_ms += t.burn_ms
+        self.dim_ms += t.dim_ms
+        self.baseline_mw_ms += t.baseline_mw_ms
+        self.flagged += t.flagged
+        self.resets += t.resets
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +263,7 @@ class ReportBuilder:
             self._account(device, iv)
 
     def _account(self, device: _Device, iv: Interval) -> None:
-        baseline_w = device.lum.baseline_power_w
+        baseline = baseline_mw(device.lum)
         accept = self.accept
         lo, hi = accept or (self.start_ms, self.end_ms)
         for k, (name, axis, group) in enumerate(device.groups):
@@ -238,10 +274,11 @@ class ReportBuilder:
                 and cached[0] <= iv.start_ms
                 and iv.end_ms <= cached[1]
             ):
-                cached[2].add(iv, 1.0, baseline_w)  # the common case: inside one bin
+                # the common case: inside one bin
+                cached[2].add(iv, iv.start_ms, iv.end_ms, baseline)
             else:
-                for index, fraction in shares(iv.start_ms, iv.end_ms, axis.edges, accept):
-                    self._tally(name, group, index).add(iv, fraction, baseline_w)
+                for index, x, y in shares(iv.start_ms, iv.end_ms, axis.edges, accept):
+                    self._tally(name, group, index).add(iv, x, y, baseline)
             if iv.kind == "reset" and max(self.start_ms, lo) < iv.end_ms <= min(self.end_ms, hi):
                 index = bisect.bisect_left(axis.edges, iv.end_ms) - 1
                 self._tally(name, group, index).resets += 1
@@ -286,9 +323,21 @@ class ReportBuilder:
         return out
 
 
+def div_round(n: int, d: int) -> int:
+    """``n / d`` to the nearest integer, halves up (``d`` > 0), in integers."""
+    return (2 * n + d) // (2 * d)
+
+
+def kwh(mwh: int) -> float:
+    """Integer mWh as kWh: the float nearest the 6-decimal figure (``round`` to 6 places of a
+    correctly rounded quotient; the same integer always prints the same digits)."""
+    return round(mwh / 1_000_000, 6)
+
+
 def _row(key: str, period: str, devices: int, t: Tally, expected: float, grid_factor: float) -> Row:
-    metered = t.counter_wh + t.power_wh
-    savings = t.baseline_wh - t.verified_wh
+    metered = t.counter_mwh + t.power_mwh
+    baseline = div_round(t.baseline_mw_ms, MW_MS_PER_MWH)
+    savings = baseline - t.verified_mwh
     method = "+".join(sorted(t.methods)) or "none"
     return Row(
         key=key,
@@ -298,15 +347,15 @@ def _row(key: str, period: str, devices: int, t: Tally, expected: float, grid_fa
         readings=t.readings,
         expected=round(expected, 1),
         completeness_pct=_round(completeness_pct(t.readings, expected), 2),
-        metered_kwh=round(metered / 1000, 6),
-        verified_kwh=round(t.verified_wh / 1000, 6),
-        unverified_kwh=round((metered - t.verified_wh) / 1000, 6),
+        metered_kwh=kwh(metered),
+        verified_kwh=kwh(t.verified_mwh),
+        unverified_kwh=kwh(metered - t.verified_mwh),
         burning_h=round(t.burn_ms / MS_PER_H, 6),
         mean_dim_pct=_round(t.dim_ms / t.burn_ms if t.burn_ms > 0 else None, 2),
-        baseline_kwh=round(t.baseline_wh / 1000, 6),
-        savings_kwh=round(savings / 1000, 6),
-        savings_pct=_round(100 * savings / t.baseline_wh if t.baseline_wh > 0 else None, 2),
-        co2_avoided_kg=round(savings / 1000 * grid_factor, 6),
+        baseline_kwh=kwh(baseline),
+        savings_kwh=kwh(savings),
+        savings_pct=_round(100 * savings / baseline if baseline > 0 else None, 2),
+        co2_avoided_kg=round(savings * grid_factor / 1_000_000, 6),
         resets=t.resets,
         gap=t.flagged > 0,
     )

@@ -4,7 +4,10 @@ Pure functions; no I/O, no clock. A rollup hour ``[h, h + 1 h)`` of one device h
 ``ReportBuilder`` bin of exactly that hour would tally (``energy.report.Tally``): the counter and
 power-integral Wh (intervals straddling the hour shared in proportion to time), the verified Wh,
 burning and dimming time, readings received and expected, the flagged intervals and resets.
-Summing hours therefore gives the raw report of any whole-hour span, to floating-point rounding.
+Every figure is an integer (``energy.counters``: mWh, ms, %·ms; the baseline as whole mWh and a
+rest in mW·ms), so summing hours — in Python, in C or by InfluxDB's ``sum()`` of integer fields,
+in any order — gives exactly the raw report's integers for any whole-hour span, and the same
+printed digits.
 
 **Why the hours can be computed one range at a time.** The readers look ``max_interval_ms``
 around their period (``energy.counters``: readings further apart than that bound no interval),
@@ -35,7 +38,7 @@ from zoneinfo import ZoneInfo
 from energy.counters import MS_PER_H, Sample
 from energy.inventory import Luminaire
 from energy.periods import day_edges, from_ms, local_midnight_ms
-from energy.report import Axis, ReportBuilder, Tally
+from energy.report import MW_MS_PER_MWH, Axis, ReportBuilder, Tally, baseline_mw
 
 MEASUREMENT = "energy_hourly"
 DAY_MEASUREMENT = "energy_daily"
@@ -45,13 +48,14 @@ HOUR_AXIS = "hour"
 FIELDS = (
     "readings",
     "expected",
-    "metered_wh",
-    "counter_wh",
-    "power_wh",
-    "verified_wh",
-    "burning_h",
-    "dim_pct_h",
-    "baseline_wh",
+    "metered_mwh",
+    "counter_mwh",
+    "power_mwh",
+    "verified_mwh",
+    "burning_ms",
+    "dim_pct_ms",
+    "baseline_mwh",
+    "baseline_rest",
     "flagged",
     "resets",
     "gap",
@@ -59,18 +63,29 @@ FIELDS = (
     "via_counter",
     "via_power",
 )
+"""The fields of ``energy_hourly`` (all integers but ``expected``, ``gap`` and ``method``).
+Points written before the figures were integers hold ``…_wh``/``…_h`` floats instead: readers
+find them by the missing ``burning_ms`` (``COMPLETE_FIELD``) and read those hours raw."""
+COMPLETE_FIELD = "burning_ms"
+"""A field every point of this schema holds and no older point does: the rollup readers count
+it (not ``readings``) to decide whether an hour or day has every luminaire's point."""
 SUMMED = (
     "readings",
-    "counter_wh",
-    "power_wh",
-    "verified_wh",
-    "burning_h",
-    "dim_pct_h",
+    "counter_mwh",
+    "power_mwh",
+    "verified_mwh",
+    "burning_ms",
+    "dim_pct_ms",
     "flagged",
     "resets",
 )
 """The fields a reader adds up over hours (InfluxDB ``sum``); the methods are ``max`` of
 ``via_counter`` and ``via_power`` (1 when the hour had an interval known that way)."""
+BASELINE = ("baseline_mwh", "baseline_rest")
+"""A baseline in two integer fields: whole mWh and the rest in mW·ms (< 3,600,000 a point), so
+Σ baseline_mwh × 3,600,000 + Σ baseline_rest is the exact sum of mW × ms however many points
+are summed, and neither field overflows InfluxDB's int64 (the product alone would, for a large
+group over a year)."""
 
 
 def inventory_crc(lum: Luminaire) -> int:
@@ -92,7 +107,7 @@ def ceil_hour(t_ms: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
-    """One device's hour ``[hour_ms, hour_ms + 1 h)``."""
+    """One device's hour ``[hour_ms, hour_ms + 1 h)``, in integers (``Tally``'s units)."""
 
     device_id: str
     zone: str
@@ -100,23 +115,25 @@ class Rollup:
     hour_ms: int
     readings: int
     expected: float
-    counter_wh: float
-    power_wh: float
-    verified_wh: float
-    burning_h: float
-    dim_pct_h: float
-    """Σ dim % × burning hours: the mean dim level is ``dim_pct_h / burning_h``."""
-    baseline_wh: float
+    counter_mwh: int
+    power_mwh: int
+    verified_mwh: int
+    burning_ms: int
+    dim_pct_ms: int
+    """Σ dim % × burning ms: the mean dim level is ``dim_pct_ms / burning_ms``."""
+    baseline_mw_ms: int
+    """The inventory's baseline mW (when built) × the verified burning ms; written as
+    ``baseline_mwh`` and ``baseline_rest`` (``BASELINE``)."""
     flagged: int
     resets: int
     method: str
-    """``counter``, ``power``, ``counter+power`` or ``none``: how the Wh were known."""
+    """``counter``, ``power``, ``counter+power`` or ``none``: how the energy was known."""
     inventory_crc: int = 0
     """``inventory_crc`` of the luminaire's inventory entry the hour was built with."""
 
     @property
-    def metered_wh(self) -> float:
-        return self.counter_wh + self.power_wh
+    def metered_mwh(self) -> int:
+        return self.counter_mwh + self.power_mwh
 
     @property
     def gap(self) -> bool:
@@ -131,31 +148,30 @@ class Rollup:
             hour_ms,
             t.readings,
             MS_PER_H / (lum.report_interval_s * 1000),
-            t.counter_wh,
-            t.power_wh,
-            t.verified_wh,
-            t.burn_ms / MS_PER_H,
-            t.dim_ms / MS_PER_H,
-            t.baseline_wh,
+            t.counter_mwh,
+            t.power_mwh,
+            t.verified_mwh,
+            t.burn_ms,
+            t.dim_ms,
+            t.baseline_mw_ms,
             t.flagged,
             t.resets,
             "+".join(sorted(t.methods)) or "none",
             inventory_crc(lum),
         )
 
-    def add_to(self, tally: Tally, baseline_w: float) -> None:
-        """Add this hour to a report's tally; the baseline from the inventory given now (a
+    def add_to(self, tally: Tally, baseline: int) -> None:
+        """Add this hour to a report's tally; the baseline (mW) from the inventory given now (a
         corrected inventory needs no rebuild), over the hour's verified burning time."""
         tally.readings += self.readings
-        tally.counter_wh += self.counter_wh
-        tally.power_wh += self.power_wh
+        tally.counter_mwh += self.counter_mwh
+        tally.power_mwh += self.power_mwh
         if self.method != "none":
             tally.methods.update(self.method.split("+"))
-        tally.verified_wh += self.verified_wh
-        burn_ms = self.burning_h * MS_PER_H
-        tally.burn_ms += burn_ms
-        tally.dim_ms += self.dim_pct_h * MS_PER_H
-        tally.baseline_wh += baseline_w * burn_ms / MS_PER_H
+        tally.verified_mwh += self.verified_mwh
+        tally.burn_ms += self.burning_ms
+        tally.dim_ms += self.dim_pct_ms
+        tally.baseline_mw_ms += baseline * self.burning_ms
         tally.flagged += self.flagged
         tally.resets += self.resets
 
@@ -228,43 +244,57 @@ def _float(value: float) -> str:
 def line(row: Rollup) -> str:
     """The rollup as a line of line protocol (ms precision)."""
     method = row.method
+    whole, rest = divmod(row.baseline_mw_ms, MW_MS_PER_MWH)
     return (
         f"{MEASUREMENT},circuit={row.circuit},device_id={row.device_id},zone={row.zone} "
         f"readings={row.readings}i,expected={row.expected!r},"
-        f"metered_wh={row.counter_wh + row.power_wh!r},counter_wh={row.counter_wh!r},"
-        f"power_wh={row.power_wh!r},verified_wh={row.verified_wh!r},"
-        f"burning_h={row.burning_h!r},dim_pct_h={row.dim_pct_h!r},"
-        f"baseline_wh={row.baseline_wh!r},flagged={row.flagged}i,resets={row.resets}i,"
+        f"metered_mwh={row.counter_mwh + row.power_mwh}i,counter_mwh={row.counter_mwh}i,"
+        f"power_mwh={row.power_mwh}i,verified_mwh={row.verified_mwh}i,"
+        f"burning_ms={row.burning_ms}i,dim_pct_ms={row.dim_pct_ms}i,"
+        f"baseline_mwh={whole}i,baseline_rest={rest}i,flagged={row.flagged}i,resets={row.resets}i,"
         f'gap={"true" if row.flagged else "false"},method="{method}",'
         f"via_counter={int('counter' in method)}i,via_power={int('power' in method)}i,"
         f"inventory_crc={row.inventory_crc}i,reported={int(row.readings > 0)}i {row.hour_ms}"
     )
 
 
+def integer(record: Mapping[str, object], name: str) -> int:
+    """An integer field of a query's row (0 when absent). InfluxDB answers integer fields and
+    their ``sum`` as JSON integers; a float (a point of another schema) is refused rather than
+    rounded silently."""
+    value = record.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"rollup field {name!r} is not an integer: {value!r}")
+    return value
+
+
+def baseline_of(record: Mapping[str, object]) -> int:
+    """The mW·ms of a row's ``baseline_mwh`` and ``baseline_rest`` (``BASELINE``)."""
+    return integer(record, "baseline_mwh") * MW_MS_PER_MWH + integer(record, "baseline_rest")
+
+
 def from_record(record: Mapping[str, object]) -> Rollup:
     """A rollup from a query's row (``time`` in ms, tags and fields by name)."""
-
-    def number(name: str) -> float:
-        value = record.get(name)
-        return float(value) if isinstance(value, int | float) else 0.0
-
+    expected = record.get("expected")
     return Rollup(
         str(record.get("device_id", "")),
         str(record.get("zone", "")),
         str(record.get("circuit", "")),
-        int(number("time")),
-        int(number("readings")),
-        number("expected"),
-        number("counter_wh"),
-        number("power_wh"),
-        number("verified_wh"),
-        number("burning_h"),
-        number("dim_pct_h"),
-        number("baseline_wh"),
-        int(number("flagged")),
-        int(number("resets")),
+        integer(record, "time"),
+        integer(record, "readings"),
+        float(expected) if isinstance(expected, int | float) else 0.0,
+        integer(record, "counter_mwh"),
+        integer(record, "power_mwh"),
+        integer(record, "verified_mwh"),
+        integer(record, "burning_ms"),
+        integer(record, "dim_pct_ms"),
+        baseline_of(record),
+        integer(record, "flagged"),
+        integer(record, "resets"),
         str(record.get("method") or "none"),
-        int(number("inventory_crc")),
+        integer(record, "inventory_crc"),
     )
 
 
@@ -347,29 +377,25 @@ def candidate_days(
     ]
 
 
-DAY_SUMMED = (*SUMMED, "metered_wh", "baseline_wh", "expected")
+DAY_SUMMED = (*SUMMED, "metered_mwh", *BASELINE, "expected")
 """What a daily point sums of its hours, beside ``via_counter``/``via_power`` (max), ``hours``
 (count) and ``inventory_crc``."""
-_INTEGERS = frozenset(
-    ("readings", "flagged", "resets", "hours", "via_counter", "via_power", "inventory_crc")
-)
 
 
-def day_line(lum: Luminaire, day_ms: int, sums: Mapping[str, float]) -> str:
+def day_line(lum: Luminaire, day_ms: int, sums: Mapping[str, object]) -> str:
     """One device's civil day: the sums of its hourly rollups, ``hours`` of them. Its
     ``inventory_crc`` is its hours' when they all agree (``crc_lo`` = ``crc_hi``), else -1:
-    hours built from different inventories make a day no group sum may stand on."""
+    hours built from different inventories make a day no group sum may stand on. Every field an
+    integer (InfluxDB sums integer fields exactly) but ``expected``."""
     lo, hi = sums.get("crc_lo"), sums.get("crc_hi")
-    crc = int(hi) if lo is not None and lo == hi else -1
-    values = {**sums, "inventory_crc": crc}
-    fields = ",".join(
-        f"{name}={int(values.get(name) or 0)}i"
-        if name in _INTEGERS
-        else f"{name}={_float(values.get(name) or 0.0)}"
-        for name in (*DAY_SUMMED, "via_counter", "via_power", "hours", "inventory_crc")
-    )
+    crc = integer(sums, "crc_hi") if lo is not None and lo == hi else -1
+    expected = sums.get("expected")
+    fields = [f"{name}={integer(sums, name)}i" for name in DAY_SUMMED if name != "expected"]
+    fields.append(f"expected={_float(expected if isinstance(expected, int | float) else 0.0)}")
+    fields += [f"{name}={integer(sums, name)}i" for name in ("via_counter", "via_power", "hours")]
+    fields.append(f"inventory_crc={crc}i")
     tags = f"circuit={lum.circuit},device_id={lum.device_id},zone={lum.zone}"
-    return f"{DAY_MEASUREMENT},{tags} {fields} {day_ms}"
+    return f"{DAY_MEASUREMENT},{tags} {','.join(fields)} {day_ms}"
 
 
 def within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:
@@ -378,18 +404,18 @@ def within_one_bin(edges: Sequence[int], a: int, b: int) -> bool:
 
 
 def add_sums(
-    builder: ReportBuilder, axis: str, index: int, device_id: str, sums: Mapping[str, float]
+    builder: ReportBuilder, axis: str, index: int, device_id: str, sums: Mapping[str, object]
 ) -> bool:
     """Add one device's sums over hours of bin ``index`` of ``axis`` (``SUMMED`` and
-    ``via_counter``/``via_power``, as InfluxDB answers them) to the builder; False when the
-    device is not in its inventory."""
+    ``via_counter``/``via_power``, as InfluxDB answers them) to the builder, the baseline from
+    its inventory entry now; False when the device is not in its inventory."""
     lum = builder.inventory.get(device_id)
     if lum is None:
         builder.unknown.add(device_id)
         return False
     tally = tally_of(builder, axis, (builder.axes[axis].group_of(lum), index))
     burn_ms = add_summed(tally, sums)
-    tally.baseline_wh += lum.baseline_power_w * burn_ms / MS_PER_H
+    tally.baseline_mw_ms += baseline_mw(lum) * burn_ms
     return True
 
 
@@ -402,23 +428,23 @@ def tally_of(builder: ReportBuilder, axis: str, key: tuple[str, int]) -> Tally:
     return tally
 
 
-def add_summed(tally: Tally, sums: Mapping[str, float]) -> float:
+def add_summed(tally: Tally, sums: Mapping[str, object]) -> int:
     """Add sums of rollup hours as InfluxDB answers them (``SUMMED`` and ``via_counter`` /
-    ``via_power``) to ``tally``, all but the baseline (a luminaire's comes from the inventory,
-    a group's from its own sum); returns the burning ms added."""
-    tally.readings += int(sums.get("readings") or 0)
-    tally.counter_wh += sums.get("counter_wh") or 0.0
-    tally.power_wh += sums.get("power_wh") or 0.0
+    ``via_power``, integers) to ``tally``, all but the baseline (a luminaire's comes from the
+    inventory, a group's from its own sum); returns the burning ms added."""
+    tally.readings += integer(sums, "readings")
+    tally.counter_mwh += integer(sums, "counter_mwh")
+    tally.power_mwh += integer(sums, "power_mwh")
     if sums.get("via_counter"):
         tally.methods.add("counter")
     if sums.get("via_power"):
         tally.methods.add("power")
-    tally.verified_wh += sums.get("verified_wh") or 0.0
-    burn_ms = (sums.get("burning_h") or 0.0) * MS_PER_H
+    tally.verified_mwh += integer(sums, "verified_mwh")
+    burn_ms = integer(sums, "burning_ms")
     tally.burn_ms += burn_ms
-    tally.dim_ms += (sums.get("dim_pct_h") or 0.0) * MS_PER_H
-    tally.flagged += int(sums.get("flagged") or 0)
-    tally.resets += int(sums.get("resets") or 0)
+    tally.dim_ms += integer(sums, "dim_pct_ms")
+    tally.flagged += integer(sums, "flagged")
+    tally.resets += integer(sums, "resets")
     return burn_ms
 
 
@@ -431,31 +457,13 @@ def add_hour(builder: ReportBuilder, row: Rollup) -> None:
         return
     for name, axis in builder.axes.items():
         index = bisect.bisect_right(axis.edges, row.hour_ms) - 1
-        table = builder.tallies[name]
-        key = (axis.group_of(lum), index)
-        tally = table.get(key)
-        if tally is None:
-            tally = table[key] = Tally()
-        row.add_to(tally, lum.baseline_power_w)
+        row.add_to(tally_of(builder, name, (axis.group_of(lum), index)), baseline_mw(lum))
 
 
 def merge(into: ReportBuilder, part: ReportBuilder) -> None:
     """Add the tallies of a builder over part of the same period and axes."""
     for name, table in part.tallies.items():
-        target = into.tallies[name]
         for key, t in table.items():
-            tally = target.get(key)
-            if tally is None:
-                target[key] = tally = Tally()
-            tally.readings += t.readings
-            tally.counter_wh += t.counter_wh
-            tally.power_wh += t.power_wh
-            tally.methods |= t.methods
-            tally.verified_wh += t.verified_wh
-            tally.burn_ms += t.burn_ms
-            tally.dim_ms += t.dim_ms
-            tally.baseline_wh += t.baseline_wh
-            tally.flagged += t.flagged
-            tally.resets += t.resets
+            tally_of(into, name, key).merge(t)
     into.unknown |= part.unknown
     into.duplicates += part.duplicates

@@ -14,10 +14,12 @@ Each is computed *inside* InfluxDB (``SELECT sum(…) INTO … GROUP BY "zone", 
 ``into_statement``) over the hours or days just (re)built, so luxtel reads few rows and a late
 reading that rebuilds a device's hour or day rebuilds its group's too (``energy.rollup_store``).
 Tags: ``zone`` and ``circuit`` (bounded: from the inventory). Fields: the sums of ``SUMMED``,
-``metered_wh``, ``baseline_wh`` (each luminaire's own baseline over its verified burning hours),
-``expected``, ``inventory_crc``; ``max`` of ``via_counter``/``via_power``; ``luminaires`` (points
-summed) and, daily, ``hours`` (Σ the luminaires' hours), hourly, ``reporting`` (luminaires with a
-reading in the hour).
+``metered_mwh``, ``baseline_mwh`` and ``baseline_rest`` (each luminaire's own baseline over its
+verified burning time, ``energy.rollup.BASELINE``), ``expected``, ``inventory_crc``; ``max`` of
+``via_counter``/``via_power``; ``luminaires`` (points summed that hold ``COMPLETE_FIELD``: a
+point of the older float schema is not counted, so its group never looks complete) and, daily,
+``hours`` (Σ the luminaires' hours), hourly, ``reporting`` (luminaires with a reading in the
+hour).
 
 **The report's edges.** A raw report calls a stretch without readings at its start (end) an
 ``edge``, not ``missing``, only for a luminaire with no reading in the look-back before its start
@@ -37,11 +39,11 @@ inventory the report reads. A moved luminaire, an edited baseline or a missing p
 sends the report back to the per-device rollups (which take the baseline from the inventory
 read now), never to a wrong figure.
 
-**Exactness.** Every level holds float sums of the same per-interval terms the raw report adds;
-only the order of the additions differs (per device-hour, then group, then period), i.e. the
-last bits of a float64. The report rounds kWh to 6 decimals (1 mWh) and hours to 6: a row from
-rollups differs from the raw one only where a figure lies within ~1e-10 of a rounding boundary.
-Tests compare the printed rows exactly.
+**Exactness.** Every level holds integer sums (InfluxDB integer fields: mWh, ms, %·ms, the
+baseline as whole mWh plus a rest in mW·ms) of the same per-interval integer shares the raw report
+adds (``energy.counters``); InfluxDB's ``sum()`` of integers is exact in any order, so a row from
+any level is the raw report's row, digit for digit. The largest sums stay far inside int64: a
+year of 100,000 luminaires is ~3·10^17 %·ms of dimming, ~2·10^14 mWh.
 
 Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall clock.
 """
@@ -55,10 +57,13 @@ from energy.inventory import Luminaire
 from energy.queries import checked
 from energy.report import ALL, ReportBuilder
 from energy.rollup import (
+    BASELINE,
+    COMPLETE_FIELD,
     DAY_MEASUREMENT,
     MEASUREMENT,
     SUMMED,
     add_summed,
+    baseline_of,
     inventory_crc,
     tally_of,
 )
@@ -68,7 +73,7 @@ GROUP_DAILY = "energy_group_daily"
 ZONE_DAILY = "energy_zone_daily"
 GROUPABLE = frozenset(("zone", "circuit", ALL))
 """Axes a group level can feed (``Axis.by``)."""
-GROUP_SUMMED = (*SUMMED, "metered_wh", "baseline_wh", "expected", "inventory_crc")
+GROUP_SUMMED = (*SUMMED, "metered_mwh", *BASELINE, "expected", "inventory_crc")
 
 Group = tuple[str, str]
 """(zone, circuit)"""
@@ -110,10 +115,10 @@ def into_statement(
     rp = f'"{checked("retention policy", retention_policy)}"'
     if level == GROUP_HOURLY:
         source, group = MEASUREMENT, 'time(1h), "zone", "circuit" fill(none)'
-        select = _select_list(daily_source=False) + ', count("readings") AS "luminaires"'
+        select = _select_list(daily_source=False) + f', count("{COMPLETE_FIELD}") AS "luminaires"'
     elif level == GROUP_DAILY:
         source, group = DAY_MEASUREMENT, '"zone", "circuit"'
-        select = _select_list(daily_source=True) + ', count("readings") AS "luminaires"'
+        select = _select_list(daily_source=True) + f', count("{COMPLETE_FIELD}") AS "luminaires"'
     elif level == ZONE_DAILY:
         source, group = GROUP_DAILY, '"zone"'
         select = _select_list(daily_source=True) + ', sum("luminaires") AS "luminaires"'
@@ -146,7 +151,7 @@ class GroupCheck:
 
 
 def add_group_sums(
-    builder: ReportBuilder, axis: str, index: int, group: Group, sums: Mapping[str, float]
+    builder: ReportBuilder, axis: str, index: int, group: Group, sums: Mapping[str, object]
 ) -> None:
     """Add one (zone, circuit)'s sums over a run of bin ``index`` of ``axis`` to the builder;
     the baseline is the group's own sum (checked against the inventory by ``GroupCheck``)."""
@@ -154,4 +159,4 @@ def add_group_sums(
     key = (group[0] if spec.by == "zone" else group[1] if spec.by == "circuit" else ALL, index)
     tally = tally_of(builder, axis, key)
     add_summed(tally, sums)
-    tally.baseline_wh += sums.get("baseline_wh") or 0.0
+    tally.baseline_mw_ms += baseline_of(sums)

@@ -32,6 +32,8 @@ from energy.queries import checked, select, stream, windows
 from energy.report import ReportBuilder
 from energy.retention import RetentionError, post_statement
 from energy.rollup import (
+    BASELINE,
+    COMPLETE_FIELD,
     DAY_MEASUREMENT,
     DAY_SUMMED,
     MEASUREMENT,
@@ -307,7 +309,7 @@ async def build_days(
     select_list = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in DAY_SUMMED]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
-        + ['count("readings") AS "hours"']
+        + [f'count("{COMPLETE_FIELD}") AS "hours"']
         + ['min("inventory_crc") AS "crc_lo"', 'max("inventory_crc") AS "crc_hi"']
     )
     written = 0
@@ -465,7 +467,7 @@ async def _read_back_days(
         days[0][0],
         days[-1][1],
         zones,
-        'count("hours"), min("hours")',
+        f'count("{COMPLETE_FIELD}"), min("hours")',
         "time(1h)",
         DAY_MEASUREMENT,
     )
@@ -523,7 +525,7 @@ async def _add_group_runs(
     """Add each (zone, circuit)'s sums over each run of consecutive ``spans`` inside one bin,
     per axis; returns the group-sums added."""
     select_list = ", ".join(
-        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, "baseline_wh")]
+        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, *BASELINE)]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
     )
     added = 0
@@ -689,7 +691,7 @@ async def _read_edge_hours(
     every, wanted = members(inventory), expected_groups(inventory)
     stretches = _stretches(edges.hours)
     group_select = ", ".join(
-        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, "baseline_wh")]
+        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, *BASELINE)]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
         + ['sum("luminaires") AS "luminaires"', 'sum("inventory_crc") AS "inventory_crc"']
     )
@@ -733,11 +735,15 @@ async def _read_edge_hours(
             quiet = edges.silent[h]
             for group, ids in every.items():
                 point = found.get((h, group))
-                usable = point is not None and group_usable(
-                    wanted,
-                    group,
-                    int(point.get("luminaires") or 0),
-                    int(point.get("inventory_crc") or 0),
+                usable = (
+                    point is not None
+                    and point.get(COMPLETE_FIELD) is not None
+                    and group_usable(
+                        wanted,
+                        group,
+                        int(point.get("luminaires") or 0),
+                        int(point.get("inventory_crc") or 0),
+                    )
                 )
                 if point is not None and usable and not ids & quiet:
                     for name, axis in scratch.axes.items():
@@ -765,6 +771,8 @@ async def _read_edge_hours(
             )
             async for lum, row in _luminaire_rows(writer, statement, inventory):
                 t = int(row["time"])
+                if row.get(COMPLETE_FIELD) is None:
+                    continue  # an older point: read raw
                 if lum.device_id in need.get(t, ()) and lum.device_id not in got.get(t, ()):
                     got.setdefault(t, set()).add(lum.device_id)
                     for name, axis in scratch.axes.items():
@@ -827,16 +835,25 @@ async def _read_back_group_days(
     if not days:
         return [], 0
     wanted = len(builder.inventory)
-    select_list = 'sum("luminaires"), sum("hours")'
+    select_list = f'sum("luminaires"), sum("hours"), count("luminaires"), count("{COMPLETE_FIELD}")'
     found = await _per_time(writer, days, config, zones, select_list, GROUP_DAILY)
     used = [
         (a, b)
         for a, b in days
-        if found.get(floor_hour(a)) == (wanted, wanted * ((b - a) // MS_PER_H))
+        if _complete(found.get(floor_hour(a)), (wanted, wanted * ((b - a) // MS_PER_H)))
     ]
     if not used or not await _group_check(writer, builder, used, config, zones, GROUP_DAILY):
         return [], 0
     return used, await _add_group_runs(writer, builder, used, config, zones, GROUP_DAILY)
+
+
+def _complete(found: tuple[int, ...] | None, wanted: tuple[int, ...]) -> bool:
+    """Whether a group level's sums at one time (``wanted``'s figures, then how many group
+    points there are and how many of them hold ``COMPLETE_FIELD``) are ``wanted`` and come from
+    points of this schema only (an older point, with float figures, is not read)."""
+    if found is None or len(found) != len(wanted) + 2:
+        return False
+    return found[: len(wanted)] == wanted and found[-2] == found[-1]
 
 
 async def _read_back_group_hours(
@@ -851,8 +868,9 @@ async def _read_back_group_hours(
         return set(), 0
     wanted = len(builder.inventory)
     spans = [(h, h + MS_PER_H) for h in sorted(hours)]
-    found = await _per_time(writer, spans, config, zones, 'sum("luminaires")', GROUP_HOURLY)
-    spans = [(h, h + MS_PER_H) for h in sorted(hours) if found.get(h) == (wanted,)]
+    select_list = f'sum("luminaires"), count("luminaires"), count("{COMPLETE_FIELD}")'
+    found = await _per_time(writer, spans, config, zones, select_list, GROUP_HOURLY)
+    spans = [(h, h + MS_PER_H) for h in sorted(hours) if _complete(found.get(h), (wanted,))]
     if not spans or not await _group_check(writer, builder, spans, config, zones, GROUP_HOURLY):
         return set(), 0
     added = await _add_group_runs(writer, builder, spans, config, zones, GROUP_HOURLY)
@@ -882,7 +900,9 @@ async def _read_back(
             stretches.append((h, h + MS_PER_H))
     try:
         for a, b in stretches:
-            statement = _sums_statement(config, a, b, zones, 'count("readings")', "time(1h)")
+            statement = _sums_statement(
+                config, a, b, zones, f'count("{COMPLETE_FIELD}")', "time(1h)"
+            )
             async for series in stream(writer, statement):
                 for t, n in series.values:
                     counts[int(t)] = int(n or 0)

@@ -1,7 +1,7 @@
 """The hourly rollups tallied as luxtel writes the readings, so that closing an hour reads nothing
-back from InfluxDB (``energy.hour_tally``, C: the arithmetic of ``energy.counters`` and
-``energy.report.Tally.add`` operation for operation, so the figures are bit-identical to
-``energy.rollup_store.build``'s from the same readings).
+back from InfluxDB (``energy.hour_tally``, C: the integer arithmetic of ``energy.counters`` and
+``energy.report.Tally.add`` operation for operation, so the figures are the very integers
+``energy.rollup_store.build`` computes from the same readings).
 
 Fed by the sink (``feed``) with the lines InfluxDB has just accepted — every source, the fast
 and the full decode path alike — it keeps per device its last reading and the sums of the hours
@@ -41,7 +41,7 @@ from energy.completeness import gap_ms
 from energy.counters import MS_PER_H
 from energy.hour_tally import HourTally, record_bytes
 from energy.inventory import Luminaire
-from energy.report import Tally
+from energy.report import Tally, baseline_mw
 from energy.rollup import MEASUREMENT, Rollup, floor_hour, inventory_crc
 
 _FALLBACK_HOUR_BYTES = 100
@@ -85,7 +85,7 @@ class RollupTally:
         self.native = HourTally(
             self.devices,
             [gap_ms(lum.report_interval_s, gap_factor) for lum in self.lums],
-            [lum.baseline_power_w for lum in self.lums],
+            [baseline_mw(lum) for lum in self.lums],
             max_interval_ms,
             closed_ms,
             max(1, max_bytes // 100 // _FALLBACK_HOUR_BYTES),
@@ -131,13 +131,13 @@ class RollupTally:
             readings, counter, power, bits, verified, burn, dim, baseline, flagged, resets = taken
             tally = Tally(
                 readings=readings,
-                counter_wh=counter,
-                power_wh=power,
+                counter_mwh=counter,
+                power_mwh=power,
                 methods={name for bit, name in METHOD_BITS if bits & bit},
-                verified_wh=verified,
+                verified_mwh=verified,
                 burn_ms=burn,
                 dim_ms=dim,
-                baseline_wh=baseline,
+                baseline_mw_ms=baseline,
                 flagged=flagged,
                 resets=resets,
             )

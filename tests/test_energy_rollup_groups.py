@@ -6,6 +6,7 @@ per-luminaire rollups read instead) when the inventory changed under them."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 from urllib.parse import urlencode
@@ -13,6 +14,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 
+from dashboards import energy as energy_panels
+from dashboards.interpolate import TimeRange, Variable, interpolate
 from energy.inventory import read_inventory
 from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
@@ -62,7 +65,7 @@ def test_group_levels_are_the_sums_of_their_luminaires_at_local_midnight(city: C
     _rollup(city)
     groups = _rows(
         city,
-        'SELECT "luminaires", "hours", "readings", "metered_wh" FROM "rollups".'
+        'SELECT "luminaires", "hours", "readings", "metered_mwh" FROM "rollups".'
         '"energy_group_daily" GROUP BY "zone", "circuit"',
     )
     # 4 (zone, circuit) pairs × 3 London days, at local midnight (29 March: 23 h)
@@ -77,14 +80,15 @@ def test_group_levels_are_the_sums_of_their_luminaires_at_local_midnight(city: C
     assert midnights == ["2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z"]
     devices = _rows(
         city,
-        'SELECT sum("readings"), sum("metered_wh"), sum("hours") FROM "rollups"."energy_daily" '
+        'SELECT sum("readings"), sum("metered_mwh"), sum("hours") FROM "rollups"."energy_daily" '
         'GROUP BY time(1h), "zone", "circuit" fill(none)',
     )
     by_key = {(d["zone"], d["circuit"], d["time"]): d for d in devices}
     for g in groups:
         d = by_key[(g["zone"], g["circuit"], g["time"])]
         assert (g["readings"], g["hours"]) == (d["sum"], d["sum_2"])
-        assert g["metered_wh"] == pytest.approx(d["sum_1"], rel=1e-12)
+        assert g["metered_mwh"] == d["sum_1"]  # integers: exact in any order
+        assert isinstance(g["metered_mwh"], int)
     zones = _rows(city, 'SELECT "luminaires" FROM "rollups"."energy_zone_daily" GROUP BY "zone"')
     assert (
         sorted((z["zone"], z["luminaires"]) for z in zones)
@@ -254,3 +258,39 @@ def test_a_refused_group_level_leaves_the_build_and_the_report_right(city: City)
     via, said = _said(city, *args)
     assert "1 whole days and 44 whole hours from rollups (0 days and 44 hours per zone" in said
     assert via == _report(city, "raw", *args)
+
+
+def _dashboard(city: City, panel: str) -> dict[tuple[str, int], float]:
+    """One of the energy dashboard's queries over the three London days, every zone selected:
+    its values by (zone, or "" for a sum over zones) and time (ms)."""
+    variables = {"zone": Variable(("north", "south"), multi=True)}
+    statement = interpolate(panel, variables, TimeRange(START, END - 1))
+    answer = query(city.url, statement, db=city.database, epoch="ms")
+    out = {}
+    for series in answer["results"][0].get("series", []):
+        for t, value in series["values"]:
+            if value is not None:
+                out[(series.get("tags", {}).get("zone", ""), int(t))] = value
+    return out
+
+
+def test_the_energy_dashboard_shows_the_raw_reports_figures(city: City) -> None:
+    """The energy dashboard's panels on ``energy_zone_daily``, against the raw report of each
+    London day (per zone, and for all zones): kWh and burning hours print the same (InfluxDB
+    divides the same integers the report divides, then the report rounds to 6 decimals); the
+    baseline panel shows the unrounded figure, within half a mWh of the report's."""
+    _rollup(city)
+    kwh = _dashboard(city, energy_panels.KWH_PER_ZONE_DAY)
+    hours = _dashboard(city, energy_panels.BURNING_HOURS_PER_ZONE_DAY)
+    verified = _dashboard(city, energy_panels.VERIFIED_KWH_PER_DAY)
+    baseline = _dashboard(city, energy_panels.BASELINE_KWH_PER_DAY)
+    days = ["2026-03-28", "2026-03-29", "2026-03-30", "2026-03-31"]
+    for day, (a, b) in enumerate(itertools.pairwise(days)):
+        midnight = START + (24 * day - (1 if day == 2 else 0)) * H  # the 29th has 23 h
+        for zone in ("north", "south"):
+            (row,) = _report(city, "raw", "--by", "zone", "--zone", zone, "--from", a, "--to", b)
+            assert round(kwh[(zone, midnight)], 6) == row["metered_kwh"], (zone, a)
+            assert round(hours[(zone, midnight)], 6) == row["burning_h"], (zone, a)
+        (total,) = _report(city, "raw", "--by", "day", "--from", a, "--to", b)
+        assert round(verified[("", midnight)], 6) == total["verified_kwh"], a
+        assert abs(baseline[("", midnight)] - total["baseline_kwh"]) <= 0.5e-6, a

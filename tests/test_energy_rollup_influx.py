@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from energy.inventory import read_inventory
 from energy.periods import to_ms
 from energy.retention import RetentionConfig, ensure_retention
-from energy.rollup_groups import GROUP_HOURLY
+from energy.rollup import DAY_MEASUREMENT, MEASUREMENT
+from energy.rollup_groups import GROUP_DAILY, GROUP_HOURLY, ZONE_DAILY
 from energy.rollup_store import RollupConfig, build, latest_reading_ms
 from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
@@ -175,14 +176,8 @@ def _report_said(city: City, source: str, *args: str) -> tuple[list[dict[str, An
 
 
 def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        assert x.keys() == y.keys()
-        for key in x:
-            if isinstance(x[key], float):
-                assert x[key] == pytest.approx(y[key], abs=2e-6), (key, x, y)
-            else:
-                assert x[key] == y[key], (key, x, y)
+    """The same rows, every figure exactly (the rollups hold the raw report's integers)."""
+    assert a == b
 
 
 def _count(city: City, policy: str) -> int:
@@ -313,7 +308,7 @@ def test_a_late_backlog_out_of_order_is_rolled_up_again(city: City) -> None:
     after = {r["device"]: r for r in _report(city, "rollups", *args)}
     # The hole was a 4 h gap (its energy unverified); now its hours are verified.
     assert after["n2"]["unverified_kwh"] < before["n2"]["unverified_kwh"] - 0.04
-    assert after["n2"]["metered_kwh"] == pytest.approx(before["n2"]["metered_kwh"])
+    assert after["n2"]["metered_kwh"] == before["n2"]["metered_kwh"]
     assert after["n2"]["readings"] == before["n2"]["readings"] + len(city.backlog)
     _same(list(after.values()), raw)
 
@@ -624,3 +619,74 @@ def test_luxtel_run_rolls_an_hour_up_from_its_tally(
         assert hourly() == kept
     finally:
         query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+
+
+_OLD_NAMES = {
+    "counter_mwh": "counter_wh",
+    "power_mwh": "power_wh",
+    "verified_mwh": "verified_wh",
+    "metered_mwh": "metered_wh",
+    "baseline_mwh": "baseline_wh",
+    "burning_ms": "burning_h",
+    "dim_pct_ms": "dim_pct_h",
+}
+
+
+def _as_float_schema(city: City, measurement: str) -> list[str]:
+    """The points of ``measurement`` as the code before the integer schema wrote them: the
+    same counts, CRCs and tags, the figures as floats under their old names (here 1000× too
+    big, so a reader that took them would be seen)."""
+    statement = f'SELECT * FROM "rollups".{quote_ident(measurement)} GROUP BY *'  # noqa: S608
+    answer = query(city.url, statement, db=city.database, epoch="ms")
+    lines = []
+    for series in answer["results"][0].get("series", []):
+        tags = ",".join(f"{k}={v}" for k, v in sorted(series["tags"].items()) if v)
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values, strict=True))
+            fields = []
+            for name, value in row.items():
+                if name == "time" or value is None or name == "baseline_rest":
+                    continue
+                if name in _OLD_NAMES or name == "expected":  # JSON says 4 for 4.0
+                    fields.append(f"{_OLD_NAMES.get(name, name)}={float(value)!r}")
+                elif isinstance(value, bool):
+                    fields.append(f"{name}={'true' if value else 'false'}")
+                elif isinstance(value, str):
+                    fields.append(f'{name}="{value}"')
+                elif isinstance(value, int):
+                    fields.append(f"{name}={value}i")
+                else:
+                    fields.append(f"{name}={value!r}")
+            lines.append(f"{measurement},{tags} {','.join(fields)} {row['time']}")
+    return lines
+
+
+async def _write_rollups(city: City, lines: list[str]) -> None:
+    target = InfluxTarget(city.url, city.database, retention_policy="rollups")
+    async with InfluxWriter(target) as writer:
+        await writer.write(lines)
+
+
+def test_points_of_the_float_schema_are_read_raw_until_rebuilt(city: City) -> None:
+    """Rollup points written before the figures were integers (float ``…_wh`` / ``…_h``
+    fields) hold every count and CRC a reader checks: they are found out by the missing
+    ``burning_ms`` and those hours read raw (the same rows), until ``luxtel energy rollup``
+    rebuilds the range (the new fields merge into the old points)."""
+    _rollup(city)
+    args = ("--by", "device", "--from", "2026-03-28", "--to", "2026-03-31")
+    raw = _report(city, "raw", *args)
+    for measurement in (MEASUREMENT, DAY_MEASUREMENT, GROUP_HOURLY, GROUP_DAILY, ZONE_DAILY):
+        lines = _as_float_schema(city, measurement)
+        assert lines, measurement
+        query(city.url, f"DROP MEASUREMENT {quote_ident(measurement)}", db=city.database)
+        asyncio.run(_write_rollups(city, lines))
+    via, said = _report_said(city, "rollups", *args)
+    assert "0 whole days and 0 whole hours from rollups" in said
+    _same(via, raw)
+    for by in ("zone", "circuit"):  # the group levels too
+        grouped = ("--by", by, "--from", "2026-03-28", "--to", "2026-03-31")
+        _same(_report(city, "rollups", *grouped), _report(city, "raw", *grouped))
+    _rollup(city)
+    via, said = _report_said(city, "rollups", *args)
+    assert "1 whole days and 44 whole hours from rollups" in said
+    _same(via, raw)

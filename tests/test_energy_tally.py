@@ -16,7 +16,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from energy.counters import MS_PER_H, Sample
+from energy.counters import MS_PER_H, Sample, milli
 from energy.inventory import Luminaire
 from energy.periods import to_ms
 from energy.rollup import Rollup, compute, floor_hour, line
@@ -143,6 +143,7 @@ def _device(draw: st.DrawFn, device: str, interval_ms: int) -> list[Reading]:
                     "redo",
                     "nocounter",
                     "edge",
+                    "garbage",
                 ]
             )
         )
@@ -154,7 +155,8 @@ def _device(draw: st.DrawFn, device: str, interval_ms: int) -> list[Reading]:
         elif step == "edge":
             t = floor_hour(t) + MS_PER_H + draw(st.sampled_from([-1, 0, 1]))
         on = draw(st.sampled_from([True, True, False, None]))
-        power = draw(st.sampled_from([40.0, 39.7, 0.0, 0.5])) if on is not False else 0.0
+        power = draw(st.sampled_from([40.0, 39.7, 0.0, 0.5, 0.0004, 12.3455]))
+        power = power if on is not False else 0.0
         energy += 40.0 * (interval_ms / MS_PER_H) * draw(st.floats(0, 1.2))
         fields: Fields = {"power_w": power, "energy_wh": energy}
         if on is not None:
@@ -164,9 +166,13 @@ def _device(draw: st.DrawFn, device: str, interval_ms: int) -> list[Reading]:
             fields["energy_wh"] = energy
         elif step == "nocounter":
             del fields["energy_wh"]
-        dim = draw(st.sampled_from([None, 50, 100, 7]))
+        dim = draw(st.sampled_from([None, 50, 100, 7, 33]))
         if dim is not None:
             fields["dim_pct"] = dim
+        if step == "garbage":  # values no register holds: read as absent (READABLE)
+            fields["energy_wh"] = draw(st.sampled_from([2.0**40, 1e300, 2.0**32]))
+            fields["power_w"] = draw(st.sampled_from([2.0**45, -(2.0**41), 40.0]))
+            fields["dim_pct"] = draw(st.sampled_from([250, -3, 70]))
         out.append((device, zone, t, fields))
         if step == "dup":
             out.append((device, zone, t, dict(fields)))
@@ -396,8 +402,8 @@ def test_numbers_are_read_as_python_and_influxdb_read_them(a: float, b: float, f
         ]
     )
     row = tally.rows(t0)[0]
-    x, y = float(first), float(second)
-    assert row.counter_wh == (y - x if y >= x else y)
+    x, y = milli(float(first)), milli(float(second))
+    assert row.counter_mwh == (y - x if y >= x else y)
 
 
 _PIECES = st.sampled_from(
