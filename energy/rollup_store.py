@@ -52,8 +52,10 @@ from energy.rollup_edges import (
     RAW_DEVICES_MAX,
     EdgeHours,
     Silent,
+    around,
     edge_hours,
     edge_ms,
+    group_clean,
     group_reported,
     group_usable,
     members,
@@ -582,71 +584,79 @@ async def _per_time(
 async def _silent_at(
     writer: InfluxWriter,
     builder: ReportBuilder,
-    hour: int,
+    outside: int | None,
+    inside: int | None,
     config: RollupConfig,
     zones: Sequence[str],
 ) -> frozenset[str]:
-    """The luminaires of the report's inventory not known to have a reading in ``hour``:
-    none of a group whose ``energy_group_hourly`` point says every member reported (and holds
-    exactly the inventory's members); in the other groups, those whose own ``energy_hourly``
-    point (under their inventory tags) does not say ``reported`` (``energy.rollup_edges``)."""
+    """The luminaires of the report's inventory not known to have reported at one end: none
+    of a group whose ``energy_group_hourly`` point (holding exactly the inventory's members)
+    says every member reported in the hour ``outside`` or flags nothing in the hour ``inside``;
+    in the other groups, those whose own ``energy_hourly`` point (under their inventory tags)
+    says neither (``energy.rollup_edges``). A hour None is not asked."""
     inventory = builder.inventory
+    hours = [h for h in (outside, inside) if h is not None]
+    if not hours:
+        return frozenset(inventory)
+    lo, hi = min(hours), max(hours) + MS_PER_H
     select_list = (
-        'sum("reporting") AS "reporting", sum("luminaires") AS "luminaires", '
-        'sum("inventory_crc") AS "inventory_crc"'
+        'sum("reporting") AS "reporting", sum("flagged") AS "flagged", '
+        'sum("luminaires") AS "luminaires", sum("inventory_crc") AS "inventory_crc"'
     )
     statement = _sums_statement(
-        config, hour, hour + MS_PER_H, zones, select_list, '"zone", "circuit"', GROUP_HOURLY
+        config, lo, hi, zones, select_list, 'time(1h), "zone", "circuit" fill(none)', GROUP_HOURLY
     )
-    rows: dict[Group, tuple[int, int, int]] = {}
+    reported: dict[Group, tuple[int, int, int]] = {}
+    clean: dict[Group, tuple[int, int, int]] = {}
     try:
         async for series in stream(writer, statement):
             group = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
             for values in series.values:
                 row = dict(zip(series.columns, values, strict=True))
-                rows[group] = (
-                    int(row.get("reporting") or 0),
-                    int(row.get("luminaires") or 0),
-                    int(row.get("inventory_crc") or 0),
-                )
+                t = int(row["time"])
+                n, crc = int(row.get("luminaires") or 0), int(row.get("inventory_crc") or 0)
+                if t == outside:
+                    reported[group] = (int(row.get("reporting") or 0), n, crc)
+                if t == inside and row.get("flagged") is not None:
+                    clean[group] = (int(row["flagged"]), n, crc)
     except InfluxRejectedError as error:
         if "retention policy not found" in error.message:
             return frozenset(inventory)
         raise
-    reported_groups = group_reported(inventory, rows)
+    cleared = group_reported(inventory, reported) | group_clean(inventory, clean)
     every = members(inventory)
-    doubt = [g for g in every if g not in reported_groups]
-    reported: set[str] = set()
+    doubt = [g for g in every if g not in cleared]
+    heard: set[str] = set()
     for batch in _group_batches(doubt, every):
         statement = _sums_statement(
             config,
-            hour,
-            hour + MS_PER_H,
+            lo,
+            hi,
             zones,
-            'max("reported") AS "reported"',
+            '"reported", "flagged"',
             '"device_id", "zone", "circuit"',
             MEASUREMENT,
             batch,
         )
         async for lum, row in _luminaire_rows(writer, statement, inventory):
-            if int(row.get("reported") or 0):
-                reported.add(lum.device_id)
-    return silent_devices(inventory, reported_groups, reported)
+            t = int(row["time"])
+            if t == outside and int(row.get("reported") or 0):
+                heard.add(lum.device_id)
+            if t == inside and row.get("flagged") is not None and int(row["flagged"]) == 0:
+                heard.add(lum.device_id)
+    return silent_devices(inventory, cleared, heard)
 
 
 async def _silent_around(
     writer: InfluxWriter, builder: ReportBuilder, config: RollupConfig, zones: Sequence[str]
-) -> Silent | None:
-    """Who was silent in the last whole hour ending by the report's start and in the first
-    beginning from its end; None when the look-back (``max_interval_ms``) is under 2 h (a
-    reading in those hours may lie beyond it: every luminaire is in doubt)."""
-    if builder.max_interval_ms < 2 * MS_PER_H:
-        return None
-    before = floor_hour(builder.start_ms) - MS_PER_H
-    after = ceil_hour(builder.end_ms)
+) -> Silent:
+    """Who is not known to have reported just before the report's start and just after its
+    end (``energy.rollup_edges.around``: the hours just outside the period, and its own first
+    and last whole hours)."""
+    hours = around(builder.start_ms, builder.end_ms, builder.max_interval_ms)
     return Silent(
-        await _silent_at(writer, builder, before, config, zones),
-        await _silent_at(writer, builder, after, config, zones),
+        await _silent_at(writer, builder, hours.before, hours.first, config, zones),
+        await _silent_at(writer, builder, hours.after, hours.last, config, zones),
     )
 
 
@@ -915,8 +925,7 @@ async def feed_report(
     axes = [axis.edges for axis in builder.axes.values()]
     sources = Sources()
     silent = await _silent_around(writer, builder, config, zones)
-    if silent is not None:
-        edge = edge_ms(builder.inventory, silent.any, builder.gap_factor)
+    edge = edge_ms(builder.inventory, silent.any, builder.gap_factor)
     sources.edge_ms = edge
     days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
     group_days: list[tuple[int, int]] = []
@@ -943,7 +952,7 @@ async def feed_report(
     sources.rollup_hours, sources.group_hours = len(used), len(group_hours)
     sources.incomplete_hours = len(candidates.hours) - len(used)
     edge_read = EdgeRead()
-    if silent is not None and edge > 0:
+    if edge > 0:
         edges = edge_hours(start, end, axes, edge, silent)
         # an end where too many were silent (a report up to now) is read raw for everyone
         edges.hours[:] = [h for h in edges.hours if len(edges.silent[h]) <= RAW_DEVICES_MAX]
