@@ -240,8 +240,8 @@ def silent_lines(
     have raw telemetry near the month's ends (``raw`` true)."""
     if raw:
         for i in silent:
-            yield from raw_lines([lums[i]], start_ms + 10 * 60_000, start_ms + 2 * H)
-            yield from raw_lines([lums[i]], end_ms - 2 * H, end_ms - 10 * 60_000)
+            yield from raw_lines([lums[i]], start_ms + 10 * 60_000, start_ms + 2 * H, i)
+            yield from raw_lines([lums[i]], end_ms - 2 * H, end_ms - 10 * 60_000, i)
         return
     quiet = frozenset(lums[i].device_id for i in silent)
     groups = {(lums[i].zone, lums[i].circuit) for i in silent}
@@ -260,15 +260,26 @@ def silent_lines(
             yield line(row)
 
 
-def raw_lines(lums: list[Luminaire], start_ms: int, end_ms: int) -> Iterator[str]:
-    for i, lum in enumerate(lums):
+def _lit_ms(t_ms: int) -> int:
+    """Lit time (18:00-06:00 UTC) from the epoch to ``t_ms``."""
+    days, rest = divmod(t_ms, DAY)
+    return days * 12 * H + min(rest, 6 * H) + max(0, rest - 18 * H)
+
+
+def raw_lines(lums: list[Luminaire], start_ms: int, end_ms: int, base: int = 0) -> Iterator[str]:
+    """Raw telemetry every 15 min (each luminaire at its own offset) whose counter grows at the
+    lit power ``hour_rollup`` says (``base``: the index of the first of ``lums`` in the city), so
+    a whole lit hour read raw gives its rollup's figures."""
+    for k, lum in enumerate(lums):
+        i = base + k
         offset = (i * 7919) % Q
+        rate = 27.5 + (i % 10) / 10
         for t in range(start_ms - start_ms % Q + offset, end_ms, Q):
             if t < start_ms:
                 continue
             lit = _lit(t)
-            power = 27.5 + (i % 10) / 10 if lit else 0.0
-            energy = 1000.0 + i + (t - START.timestamp() * 1000) / H * 14
+            power = rate if lit else 0.0
+            energy = 1000.0 + i + rate * _lit_ms(t) / H
             yield (
                 f"telemetry,device_id={lum.device_id},zone={lum.zone} "
                 f"lamp_on={'true' if lit else 'false'},power_w={power},energy_wh={energy:.3f},"
@@ -360,10 +371,13 @@ def reports(
     what: str,
     key: str,
 ) -> None:
-    """Each report by ``bys`` with each luxtel of ``commands`` in turn; printed and kept."""
+    """Each report by ``bys`` with each luxtel of ``commands`` in turn; printed and kept, and
+    whether their CSVs are the same."""
     for by in bys:
+        outs = []
         for label, luxtel in commands.items():
-            out = tmp / f"city-{by}{key}.csv"
+            out = tmp / f"city-{by}{key}-{label.strip(': ') or 'this'}.csv"
+            outs.append(out)
             wall, rss, tail = report(luxtel, toml, out, by, "rollups", period)
             kwh = total_kwh(out)
             print(
@@ -378,6 +392,10 @@ def reports(
                 "kwh": kwh,
                 "said": tail,
             }
+        if len(outs) > 1:
+            same = len({out.read_text() for out in outs}) == 1
+            print(f"report --by {by}: the CSVs are {'identical' if same else 'DIFFERENT'}")
+            results[f"report_{by}{key}_identical"] = same
 
 
 def main() -> None:
