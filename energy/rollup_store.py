@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import math
+from array import array
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,9 +28,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from energy.counters import MS_PER_H
+from energy.counters import MS_PER_H, Sample
 from energy.inventory import Luminaire
-from energy.queries import checked, select, stream, windows
+from energy.queries import Series, checked, select, stream, windows
 from energy.report import ReportBuilder
 from energy.retention import RetentionError, post_statement
 from energy.rollup import (
@@ -84,6 +86,10 @@ GROUP_BATCH = 100
 """(zone, circuit) pairs named in one filtered query."""
 DEVICE_HOURS = 50_000
 """Device-hours built at once: a few tens of MB of tallies and lines."""
+PART_DEVICES = 5_000
+"""Luminaires tallied at once when a report reads a raw range for every luminaire
+(``_read_raw_part``): a builder of that many at a time (~650 bytes each), not of the whole
+inventory (65 MB at 100,000)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -905,6 +911,147 @@ async def _read_back(
     return used, await _add_runs(writer, builder, spans, config, zones, MEASUREMENT)
 
 
+class _Before:
+    """Each device's last reading before a raw range, from the ``ORDER BY time DESC LIMIT 1``
+    look-up, kept compactly (~70 bytes a device with its id, where a ``Sample`` and its numbers
+    take ~180) until the devices' turn comes: InfluxDB answers that look-up in *descending*
+    device order (``ORDER BY time DESC`` reverses the series too) and the window's query in
+    ascending order, so it cannot be read alongside."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.t = array("q")
+        self.values = array("d")
+        """energy, power, dim per reading; NaN for none."""
+        self.lamp = bytearray()
+        """0 off, 1 on, 2 none."""
+        self.order: list[int] = []
+        self.next = 0
+
+    def push(self, device_id: str, sample: Sample) -> None:
+        self.ids.append(device_id)
+        self.t.append(sample.t_ms)
+        for value in (sample.energy_wh, sample.power_w, sample.dim_pct):
+            self.values.append(math.nan if value is None else value)
+        self.lamp.append(2 if sample.lamp_on is None else int(sample.lamp_on))
+
+    def sort(self) -> None:
+        self.order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+
+    def push_upto(self, part: ReportBuilder, last: str | None) -> None:
+        """Push into ``part`` the readings of the devices up to ``last`` (None: all left), in
+        device order."""
+        order, ids = self.order, self.ids
+        while self.next < len(order) and (last is None or ids[order[self.next]] <= last):
+            i = order[self.next]
+            energy, power, dim = (
+                None if math.isnan(v) else v for v in self.values[3 * i : 3 * i + 3]
+            )
+            lamp = None if self.lamp[i] == 2 else bool(self.lamp[i])
+            part.push(ids[i], Sample(self.t[i], energy, power, lamp, dim))
+            self.next += 1
+
+
+class _Cursor:
+    """A query's answer grouped by device, taken device range by device range (InfluxDB answers
+    ``GROUP BY "device_id"`` in ascending device order; a device out of order is refused)."""
+
+    def __init__(self, series: AsyncIterator[Series]) -> None:
+        self._series = series
+        self._head: Series | None = None
+        self._done = False
+        self._last = ""
+
+    async def take_upto(self, last: str | None) -> AsyncIterator[Series]:
+        """The pieces of series of the devices up to ``last`` (None: all left)."""
+        while True:
+            if self._head is None and not self._done:
+                try:
+                    self._head = await anext(self._series)
+                except StopAsyncIteration:
+                    self._done = True
+            head = self._head
+            if head is None:
+                return
+            device = head.tags.get("device_id", "")
+            if last is not None and device > last:
+                return
+            if device < self._last:
+                raise ValueError(f"InfluxDB answered {device!r} after {self._last!r}")
+            self._last, self._head = device, None
+            yield head
+
+
+async def _read_raw_part(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    a: int,
+    b: int,
+    zones: Sequence[str],
+    window_ms: int,
+) -> int:
+    """Add ``[a, b)`` read raw for every luminaire (tallied only there: ``accept``); returns
+    the readings read. Within one window, ``PART_DEVICES`` luminaires at a time: the window's
+    and the look-up after it are read side by side, device range by device range (both ascending
+    by device), the look-up before it kept compactly (``_Before``); longer ranges as
+    ``read_range`` reads them, for every luminaire at once."""
+    inventory = builder.inventory
+
+    def part_of(devices: Mapping[str, Luminaire]) -> ReportBuilder:
+        return ReportBuilder(
+            builder.start_ms,
+            builder.end_ms,
+            devices,
+            builder.axes,
+            gap_factor=builder.gap_factor,
+            max_interval_ms=builder.max_interval_ms,
+            accept=(a, b),
+        )
+
+    if b - a > window_ms:
+        part = part_of(inventory)
+        read = await read_range(
+            writer,
+            part,
+            a,
+            b,
+            max_interval_ms=builder.max_interval_ms,
+            zones=zones,
+            window_ms=window_ms,
+        )
+        part.finish()
+        merge(builder, part)
+        return read
+    rp, reach = writer.target.retention_policy, int(builder.max_interval_ms)
+
+    def statement(lo: int, hi: int) -> str:
+        return select(
+            "telemetry", COLUMNS, lo, hi, zones=zones, group_by_device=True, retention_policy=rp
+        )
+
+    before = _Before()
+    read = 0
+    async for series in stream(writer, _in_time(statement(a - reach, a), order_desc=True)):
+        read += push_series(before, series)
+    before.sort()
+    inside = stream(writer, statement(a, b))
+    after = stream(writer, _in_time(statement(b, b + reach + 1), order_desc=False))
+    async with contextlib.aclosing(inside), contextlib.aclosing(after):
+        cursors = (_Cursor(inside), _Cursor(after))
+        ordered = sorted(inventory)
+        for i in range(0, max(len(ordered), 1), PART_DEVICES):
+            ids = ordered[i : i + PART_DEVICES]
+            last = None if i + PART_DEVICES >= len(ordered) else ids[-1]
+            part = part_of({d: inventory[d] for d in ids})
+            before.push_upto(part, last)
+            for cursor in cursors:
+                async for series in cursor.take_upto(last):
+                    read += push_series(part, series)
+            part.finish()
+            merge(builder, part)
+    return read
+
+
 async def feed_report(
     writer: InfluxWriter,
     builder: ReportBuilder,
@@ -968,26 +1115,7 @@ async def feed_report(
     final = plan(start, end, axes, 0.0, used | edge_read.hours, used_days)
     sources.raw_ranges = final.raw
     for a, b in final.raw:
-        part = ReportBuilder(
-            start,
-            end,
-            builder.inventory,
-            builder.axes,
-            gap_factor=builder.gap_factor,
-            max_interval_ms=builder.max_interval_ms,
-            accept=(a, b),
-        )
-        read = await read_range(
-            writer,
-            part,
-            a,
-            b,
-            max_interval_ms=builder.max_interval_ms,
-            zones=zones,
-            window_ms=window_ms,
-        )
-        part.finish()
-        merge(builder, part)
+        read = await _read_raw_part(writer, builder, a, b, zones, window_ms)
         sources.readings += read
         if advance is not None:
             advance(b - a, read)

@@ -13,6 +13,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
+from energy import rollup_store
 from energy.inventory import read_inventory
 from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
@@ -303,3 +304,20 @@ def test_a_report_past_the_newest_reading_reads_those_in_doubt_raw(
     assert f"{silent} luminaire(s) silent around the period" in said
     if end.endswith("12:00:00Z"):
         assert [r["gap"] for r in raw if r["zone"] == "south"] == [False]
+
+
+@pytest.mark.parametrize("by", ["zone", "device"])
+def test_raw_ranges_read_a_few_luminaires_at_a_time_give_the_raw_rows(
+    city: City, monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    """The partial hours at the ends and the hours without rollups, read raw for every
+    luminaire two luminaires at a time (three part builders; the look-up before kept aside, the
+    window's and the look-up after's answers taken device range by device range): the raw
+    report's rows."""
+    monkeypatch.setattr(rollup_store, "PART_DEVICES", 2)
+    _rollup(city, "2026-03-28", "2026-03-29T20:00:00Z")  # after that: no rollups, read raw
+    args = ("--by", by, "--from", "2026-03-28T10:20:00Z", "--to", "2026-03-30T17:40:00Z")
+    via, said = _said(city, *args)
+    assert via == _report(city, "raw", *args)
+    assert "whole hours from rollups" in said
+    assert "hour(s) lacked a device's rollup and were read raw" in said
