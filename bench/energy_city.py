@@ -3,7 +3,7 @@ at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale th
 
     python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
         [--device-rollups] [--raw-edges] [--silent N] [--around both|before|none]
-        [--before DIR] [--keep]
+        [--short-min N] [--before DIR] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
 city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
@@ -434,6 +434,13 @@ def main() -> None:
         type=Path,
         help="a source tree of luxtel to run each report with too, first (before/after)",
     )
+    parser.add_argument(
+        "--short-min",
+        type=int,
+        default=0,
+        help="end the reports this many minutes before the month's end (e.g. 35: a report up "
+        "to now at 23:25, its partial last hour read raw)",
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     os.environ["COLUMNS"] = "1000"  # luxtel's notes on one line: run() keeps the last
@@ -444,7 +451,7 @@ def main() -> None:
     results: dict[str, Any] = {"devices": args.devices, "zone_size": args.zone_size}
     start_ms = int(START.timestamp() * 1000)
     end_ms = start_ms + DAYS * DAY
-    end = datetime.fromtimestamp(end_ms / 1000, UTC)
+    end = datetime.fromtimestamp((end_ms - args.short_min * 60_000) / 1000, UTC)
     period = ["--from", START.isoformat(), "--to", end.isoformat()]
     try:
         db = "city"
