@@ -51,6 +51,7 @@ from energy.rollup import (
     rollups,
 )
 from energy.rollup_edges import (
+    DEVICE_BATCH,
     RAW_DEVICES_MAX,
     EdgeHours,
     Silent,
@@ -916,9 +917,10 @@ class _Before:
     look-up, kept compactly (~70 bytes a device with its id, where a ``Sample`` and its numbers
     take ~180) until the devices' turn comes: InfluxDB answers that look-up in *descending*
     device order (``ORDER BY time DESC`` reverses the series too) and the window's query in
-    ascending order, so it cannot be read alongside."""
+    ascending order, so it cannot be read alongside. Only the devices of ``only`` are kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: Collection[str]) -> None:
+        self.only = only
         self.ids: list[str] = []
         self.t = array("q")
         self.values = array("d")
@@ -929,6 +931,8 @@ class _Before:
         self.next = 0
 
     def push(self, device_id: str, sample: Sample) -> None:
+        if device_id not in self.only:
+            return
         self.ids.append(device_id)
         self.t.append(sample.t_ms)
         for value in (sample.energy_wh, sample.power_w, sample.dim_pct):
@@ -950,6 +954,16 @@ class _Before:
             lamp = None if self.lamp[i] == 2 else bool(self.lamp[i])
             part.push(ids[i], Sample(self.t[i], energy, power, lamp, dim))
             self.next += 1
+
+
+class _Rows:
+    """Readings pushed, kept per device in the order pushed."""
+
+    def __init__(self) -> None:
+        self.by: dict[str, list[Sample]] = {}
+
+    def push(self, device_id: str, sample: Sample) -> None:
+        self.by.setdefault(device_id, []).append(sample)
 
 
 class _Cursor:
@@ -991,10 +1005,18 @@ async def _read_raw_part(
     window_ms: int,
 ) -> int:
     """Add ``[a, b)`` read raw for every luminaire (tallied only there: ``accept``); returns
-    the readings read. Within one window, ``PART_DEVICES`` luminaires at a time: the window's
-    and the look-up after it are read side by side, device range by device range (both ascending
-    by device), the look-up before it kept compactly (``_Before``); longer ranges as
-    ``read_range`` reads them, for every luminaire at once."""
+    the readings read. Longer than one window: as ``read_range`` reads it, every luminaire at
+    once. Within one window, ``PART_DEVICES`` luminaires at a time, and with one query over all
+    series fewer than ``read_range``'s three (InfluxDB 1.x pays ~50 µs a series per query):
+
+    - the window is read from ``margin`` before ``a`` (the longest gap of the inventory), so a
+      luminaire reporting on time has its reading before ``a`` there: no look-up for it;
+    - the look-up after ``b`` (``LIMIT 1``) is read side by side with it, device range by device
+      range (both answers come in ascending device order);
+    - the luminaires without a reading in the margin have their readings held and their last
+      one before it looked up afterwards (by name when at most ``RAW_DEVICES_MAX``, else for
+      every series), kept compactly (``_Before``).
+    """
     inventory = builder.inventory
 
     def part_of(devices: Mapping[str, Luminaire]) -> ReportBuilder:
@@ -1023,18 +1045,25 @@ async def _read_raw_part(
         merge(builder, part)
         return read
     rp, reach = writer.target.retention_policy, int(builder.max_interval_ms)
+    longest = edge_ms(inventory, inventory, builder.gap_factor)
+    margin = int(min(reach, longest))
 
-    def statement(lo: int, hi: int) -> str:
+    def statement(lo: int, hi: int, devices: Sequence[str] = ()) -> str:
         return select(
-            "telemetry", COLUMNS, lo, hi, zones=zones, group_by_device=True, retention_policy=rp
+            "telemetry",
+            COLUMNS,
+            lo,
+            hi,
+            zones=zones,
+            devices=devices,
+            group_by_device=True,
+            retention_policy=rp,
         )
 
-    before = _Before()
     read = 0
-    async for series in stream(writer, _in_time(statement(a - reach, a), order_desc=True)):
-        read += push_series(before, series)
-    before.sort()
-    inside = stream(writer, statement(a, b))
+    held: dict[str, list[Sample]] = {}
+    """The luminaires without a reading in the margin: their readings from ``a`` on."""
+    inside = stream(writer, statement(a - margin, b))
     after = stream(writer, _in_time(statement(b, b + reach + 1), order_desc=False))
     async with contextlib.aclosing(inside), contextlib.aclosing(after):
         cursors = (_Cursor(inside), _Cursor(after))
@@ -1042,13 +1071,50 @@ async def _read_raw_part(
         for i in range(0, max(len(ordered), 1), PART_DEVICES):
             ids = ordered[i : i + PART_DEVICES]
             last = None if i + PART_DEVICES >= len(ordered) else ids[-1]
-            part = part_of({d: inventory[d] for d in ids})
-            before.push_upto(part, last)
-            for cursor in cursors:
-                async for series in cursor.take_upto(last):
-                    read += push_series(part, series)
+            window, following = _Rows(), _Rows()
+            async for series in cursors[0].take_upto(last):
+                read += push_series(window, series)
+            async for series in cursors[1].take_upto(last):
+                read += push_series(following, series)
+            for d in ids:
+                rows = window.by.get(d)
+                if not rows or rows[0].t_ms >= a:
+                    held[d] = rows or []
+            part = part_of({d: inventory[d] for d in ids if d not in held})
+            for table in (window.by, following.by):
+                for device, samples in table.items():
+                    if device in held:
+                        if table is following.by:
+                            held[device].extend(samples)
+                        continue
+                    k = bisect.bisect_left([s.t_ms for s in samples], a)
+                    for sample in samples[max(k - 1, 0) :]:  # the last before a, and on
+                        part.push(device, sample)
             part.finish()
             merge(builder, part)
+    if not held:
+        return read
+    before = _Before(held)
+    lacking = sorted(held)
+    batches = (
+        [lacking[i : i + DEVICE_BATCH] for i in range(0, len(lacking), DEVICE_BATCH)]
+        if len(lacking) <= RAW_DEVICES_MAX
+        else [[]]
+    )
+    for batch in batches:
+        look_up = _in_time(statement(a - reach, a - margin, batch), order_desc=True)
+        async for series in stream(writer, look_up):
+            read += push_series(before, series)
+    before.sort()
+    for i in range(0, len(lacking), PART_DEVICES):
+        ids = lacking[i : i + PART_DEVICES]
+        part = part_of({d: inventory[d] for d in ids})
+        before.push_upto(part, ids[-1])
+        for d in ids:
+            for sample in held[d]:
+                part.push(d, sample)
+        part.finish()
+        merge(builder, part)
     return read
 
 

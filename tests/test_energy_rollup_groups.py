@@ -307,14 +307,19 @@ def test_a_report_past_the_newest_reading_reads_those_in_doubt_raw(
 
 
 @pytest.mark.parametrize("by", ["zone", "device"])
+@pytest.mark.parametrize("by_name", [True, False])
 def test_raw_ranges_read_a_few_luminaires_at_a_time_give_the_raw_rows(
-    city: City, monkeypatch: pytest.MonkeyPatch, by: str
+    city: City, monkeypatch: pytest.MonkeyPatch, by: str, by_name: bool
 ) -> None:
     """The partial hours at the ends and the hours without rollups, read raw for every
-    luminaire two luminaires at a time (three part builders; the look-up before kept aside, the
-    window's and the look-up after's answers taken device range by device range): the raw
-    report's rows."""
+    luminaire two luminaires at a time (three part builders; the window's answer from the
+    longest gap before it and the look-up after it taken device range by device range): the
+    raw report's rows. n2 (its backlog not in) and n3 (an outage) have no reading in the gap
+    before the hours without rollups: their reading before it is looked up, by name or (more
+    of them than ``RAW_DEVICES_MAX``) for every series."""
     monkeypatch.setattr(rollup_store, "PART_DEVICES", 2)
+    if not by_name:
+        monkeypatch.setattr(rollup_store, "RAW_DEVICES_MAX", 1)
     _rollup(city, "2026-03-28", "2026-03-29T20:00:00Z")  # after that: no rollups, read raw
     args = ("--by", by, "--from", "2026-03-28T10:20:00Z", "--to", "2026-03-30T17:40:00Z")
     via, said = _said(city, *args)

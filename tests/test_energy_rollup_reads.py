@@ -20,7 +20,8 @@ H = 3_600_000
 
 
 def test_the_readings_before_come_back_in_device_order_with_their_values() -> None:
-    kept = _Before()
+    kept = _Before({"a", "b", "c"})
+    kept.push("x", Sample(START - 5, 1.0))  # not one of those asked for: not kept
     samples = {
         "c": Sample(START - 60_000, 12.5, None, None, 70.0),
         "b": Sample(START - 120_000, None, 40.0, True, None),
@@ -35,6 +36,7 @@ def test_the_readings_before_come_back_in_device_order_with_their_values() -> No
     kept.push_upto(part, None)
     for device, sample in samples.items():
         assert part.streams[device].last == sample
+    assert "x" not in part.unknown
 
 
 def _answer(devices: list[str]) -> AsyncGenerator[Series, None]:
