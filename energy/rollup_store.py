@@ -76,7 +76,7 @@ from energy.rollup_groups import (
     groupable,
     into_statement,
 )
-from energy.source import COLUMNS, push_series
+from energy.source import COLUMNS, Pushes, push_series
 from influx.client import InfluxWriter
 from influx.errors import InfluxRejectedError
 
@@ -912,14 +912,14 @@ async def _read_back(
     return used, await _add_runs(writer, builder, spans, config, zones, MEASUREMENT)
 
 
-class _Before:
-    """Each device's last reading before a raw range, from the ``ORDER BY time DESC LIMIT 1``
-    look-up, kept compactly (~70 bytes a device with its id, where a ``Sample`` and its numbers
-    take ~180) until the devices' turn comes: InfluxDB answers that look-up in *descending*
-    device order (``ORDER BY time DESC`` reverses the series too) and the window's query in
-    ascending order, so it cannot be read alongside. Only the devices of ``only`` are kept."""
+class _Kept:
+    """One reading per device (a ``LIMIT 1`` look-up's answer) kept compactly (~70 bytes a
+    device with its id, where a ``Sample`` and its numbers take ~180) until the devices' turn
+    comes, then handed out in ascending device order, whatever order InfluxDB answered in
+    (``ORDER BY time DESC`` reverses the series too). Only the devices of ``only`` are kept
+    (None: all)."""
 
-    def __init__(self, only: Collection[str]) -> None:
+    def __init__(self, only: Collection[str] | None) -> None:
         self.only = only
         self.ids: list[str] = []
         self.t = array("q")
@@ -931,7 +931,7 @@ class _Before:
         self.next = 0
 
     def push(self, device_id: str, sample: Sample) -> None:
-        if device_id not in self.only:
+        if self.only is not None and device_id not in self.only:
             return
         self.ids.append(device_id)
         self.t.append(sample.t_ms)
@@ -942,7 +942,7 @@ class _Before:
     def sort(self) -> None:
         self.order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
 
-    def push_upto(self, part: ReportBuilder, last: str | None) -> None:
+    def push_upto(self, part: Pushes, last: str | None) -> None:
         """Push into ``part`` the readings of the devices up to ``last`` (None: all left), in
         device order."""
         order, ids = self.order, self.ids
@@ -1009,13 +1009,15 @@ async def _read_raw_part(
     once. Within one window, ``PART_DEVICES`` luminaires at a time, and with one query over all
     series fewer than ``read_range``'s three (InfluxDB 1.x pays ~50 µs a series per query):
 
-    - the window is read from ``margin`` before ``a`` (the longest gap of the inventory), so a
-      luminaire reporting on time has its reading before ``a`` there: no look-up for it;
-    - the look-up after ``b`` (``LIMIT 1``) is read side by side with it, device range by device
-      range (both answers come in ascending device order);
+    - the window is read from ``margin`` before ``a`` (the longest report interval of the
+      inventory), so a luminaire reporting on time has its reading before ``a`` there: no
+      look-up for it;
+    - the look-up after ``b`` (``LIMIT 1``) is read first and kept compactly (``_Kept``); the
+      window's answer is then taken device range by device range (it comes in ascending device
+      order), each luminaire's rows pushed as they come;
     - the luminaires without a reading in the margin have their readings held and their last
       one before it looked up afterwards (by name when at most ``RAW_DEVICES_MAX``, else for
-      every series), kept compactly (``_Before``).
+      every series), kept compactly too.
     """
     inventory = builder.inventory
 
@@ -1045,7 +1047,7 @@ async def _read_raw_part(
         merge(builder, part)
         return read
     rp, reach = writer.target.retention_policy, int(builder.max_interval_ms)
-    longest = edge_ms(inventory, inventory, builder.gap_factor)
+    longest = max((lum.report_interval_s * 1000 for lum in inventory.values()), default=0)
     margin = int(min(reach, longest))
 
     def statement(lo: int, hi: int, devices: Sequence[str] = ()) -> str:
@@ -1061,41 +1063,66 @@ async def _read_raw_part(
         )
 
     read = 0
-    held: dict[str, list[Sample]] = {}
+    held = _Rows()
     """The luminaires without a reading in the margin: their readings from ``a`` on."""
+    after = _Kept(None)
+    async for series in stream(writer, _in_time(statement(b, b + reach + 1), order_desc=False)):
+        read += push_series(after, series)
+    after.sort()
     inside = stream(writer, statement(a - margin, b))
-    after = stream(writer, _in_time(statement(b, b + reach + 1), order_desc=False))
-    async with contextlib.aclosing(inside), contextlib.aclosing(after):
-        cursors = (_Cursor(inside), _Cursor(after))
+    async with contextlib.aclosing(inside):
+        cursor = _Cursor(inside)
         ordered = sorted(inventory)
         for i in range(0, max(len(ordered), 1), PART_DEVICES):
             ids = ordered[i : i + PART_DEVICES]
             last = None if i + PART_DEVICES >= len(ordered) else ids[-1]
-            window, following = _Rows(), _Rows()
-            async for series in cursors[0].take_upto(last):
-                read += push_series(window, series)
-            async for series in cursors[1].take_upto(last):
-                read += push_series(following, series)
+            # the slice's luminaires but those held, taken out as found (before ``finish``)
+            devices = {d: inventory[d] for d in ids}
+            part = part_of(devices)
+            pre: dict[str, list[Any]] = {}
+            """Per luminaire of the slice, its last reading in the margin, until pushed."""
+            on: set[str] = set()
+            """Luminaires whose reading before ``a`` was pushed."""
+            columns: list[str] = []
+            async for series in cursor.take_upto(last):
+                read += len(series.values)
+                columns = series.columns
+                device = series.tags.get("device_id", "")
+                at = series.columns.index("time")
+                times = [row[at] for row in series.values]
+                k = bisect.bisect_left(times, a)
+                if k:
+                    pre[device] = series.values[k - 1]
+                rows = series.values[k:]
+                if not rows:
+                    continue
+                if device not in on and device in pre:
+                    rows = [pre.pop(device), *rows]
+                    on.add(device)
+                if device in on or device not in devices:
+                    push_series(part, replace(series, values=rows))
+                else:
+                    push_series(held, replace(series, values=rows))
+            for device, row in pre.items():  # a reading in the margin, none from a on
+                push_series(part, Series("", {"device_id": device}, columns, [row]))
+                on.add(device)
+            following = _Rows()
+            after.push_upto(following, last)
+            for device, samples in following.by.items():
+                target = part if device in on or device not in devices else held
+                for sample in samples:
+                    target.push(device, sample)
             for d in ids:
-                rows = window.by.get(d)
-                if not rows or rows[0].t_ms >= a:
-                    held[d] = rows or []
-            part = part_of({d: inventory[d] for d in ids if d not in held})
-            for table in (window.by, following.by):
-                for device, samples in table.items():
-                    if device in held:
-                        if table is following.by:
-                            held[device].extend(samples)
-                        continue
-                    k = bisect.bisect_left([s.t_ms for s in samples], a)
-                    for sample in samples[max(k - 1, 0) :]:  # the last before a, and on
-                        part.push(device, sample)
+                if d not in on:
+                    held.by.setdefault(d, [])
+                    del devices[d]
             part.finish()
             merge(builder, part)
-    if not held:
+    held_by = held.by
+    if not held_by:
         return read
-    before = _Before(held)
-    lacking = sorted(held)
+    before = _Kept(held_by)
+    lacking = sorted(held_by)
     batches = (
         [lacking[i : i + DEVICE_BATCH] for i in range(0, len(lacking), DEVICE_BATCH)]
         if len(lacking) <= RAW_DEVICES_MAX
@@ -1111,7 +1138,7 @@ async def _read_raw_part(
         part = part_of({d: inventory[d] for d in ids})
         before.push_upto(part, ids[-1])
         for d in ids:
-            for sample in held[d]:
+            for sample in held_by[d]:
                 part.push(d, sample)
         part.finish()
         merge(builder, part)

@@ -312,11 +312,11 @@ def test_raw_ranges_read_a_few_luminaires_at_a_time_give_the_raw_rows(
     city: City, monkeypatch: pytest.MonkeyPatch, by: str, by_name: bool
 ) -> None:
     """The partial hours at the ends and the hours without rollups, read raw for every
-    luminaire two luminaires at a time (three part builders; the window's answer from the
-    longest gap before it and the look-up after it taken device range by device range): the
-    raw report's rows. n2 (its backlog not in) and n3 (an outage) have no reading in the gap
-    before the hours without rollups: their reading before it is looked up, by name or (more
-    of them than ``RAW_DEVICES_MAX``) for every series."""
+    luminaire two luminaires at a time (three part builders; the window's answer, read from the
+    longest report interval before it, taken device range by device range, the look-up after
+    it kept aside): the raw report's rows. n2 (its backlog not in) and n3 (an outage) have no
+    reading in that hour before the hours without rollups: their reading before it is looked
+    up, by name or (more of them than ``RAW_DEVICES_MAX``) for every series."""
     monkeypatch.setattr(rollup_store, "PART_DEVICES", 2)
     if not by_name:
         monkeypatch.setattr(rollup_store, "RAW_DEVICES_MAX", 1)

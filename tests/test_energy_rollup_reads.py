@@ -1,7 +1,7 @@
 """How a report reads a raw range for every luminaire a slice of luminaires at a time
-(``energy.rollup_store._read_raw_part``): the look-up before the range, answered in descending
-device order, kept compactly and handed out in ascending order, every value as it came; a
-query's answer taken device range by device range, and refused out of order."""
+(``energy.rollup_store._read_raw_part``): a look-up's answer (in descending device order when
+``ORDER BY time DESC``) kept compactly and handed out in ascending order, every value as it came;
+a query's answer taken device range by device range, and refused out of order."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 from energy.counters import Sample
 from energy.queries import Series
 from energy.report import ReportBuilder
-from energy.rollup_store import _Before, _Cursor
+from energy.rollup_store import _Cursor, _Kept
 from tests.test_energy_rollup import INVENTORY, START
 
 H = 3_600_000
 
 
 def test_the_readings_before_come_back_in_device_order_with_their_values() -> None:
-    kept = _Before({"a", "b", "c"})
+    kept = _Kept({"a", "b", "c"})
     kept.push("x", Sample(START - 5, 1.0))  # not one of those asked for: not kept
     samples = {
         "c": Sample(START - 60_000, 12.5, None, None, 70.0),
