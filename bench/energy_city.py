@@ -438,8 +438,8 @@ def main() -> None:
         "--short-min",
         type=int,
         default=0,
-        help="end the reports this many minutes before the month's end (e.g. 35: a report up "
-        "to now at 23:25, its partial last hour read raw)",
+        help="end the reports this many minutes before the month's end, and the raw telemetry "
+        "there (e.g. 35: a report up to now at 23:25, its partial last hour read raw)",
     )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -477,8 +477,9 @@ def main() -> None:
             a = asyncio.run(
                 write(server.url, db, None, raw_lines(lums, start_ms - H, start_ms + 2 * H))
             )
+            last = end_ms - args.short_min * 60_000 if args.short_min else end_ms + H
             return a + asyncio.run(
-                write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, end_ms + H))
+                write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, last))
             )
 
         if args.raw_edges:
