@@ -600,7 +600,7 @@ async def _silent_at(
     of a group whose ``energy_group_hourly`` point (holding exactly the inventory's members)
     says every member reported in the hour ``outside`` or flags nothing in the hour ``inside``;
     in the other groups, those whose own ``energy_hourly`` point (under their inventory tags)
-    says neither (``energy.rollup_edges``). A hour None is not asked."""
+    says neither (``energy.rollup_edges``). An hour given as None is not asked about."""
     inventory = builder.inventory
     hours = [h for h in (outside, inside) if h is not None]
     if not hours:
