@@ -10,7 +10,8 @@
   allows and from raw readings for the rest: the partial hours at the period's ends, hours across
   a bin's edge (half-hours for settlement, days of a zone with a half-hour offset) and hours whose
   rollups are incomplete (a device without its point); in the whole hours near the ends, only the
-  luminaires silent just outside the period are read raw (``energy.rollup_edges``).
+  luminaires in doubt there are read raw (``energy.rollup_edges``). A raw range for every
+  luminaire within one window is read ``PART_DEVICES`` luminaires at a time (``_read_raw_part``).
 
 Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall clock.
 """
