@@ -27,9 +27,9 @@ from its end, and their ``flagged`` who reported on past the period's own first 
 hours (an unflagged hour); only the luminaires neither says so of (the *silent*) have their
 hours within their gap of that end read raw, with queries naming them; their groups' other
 members come from their own hourly points there, every other group from its group hours
-(``energy.rollup_edges``). For
-a month of a city with a few silent luminaires that is a few series read raw instead of 100,000
-read three times at each end (~30 s of a 57 s report at 100,000 luminaires, ``bench/README.md``).
+(``energy.rollup_edges``). For a month of a city with a few silent luminaires that is a few
+series read raw instead of 100,000 read three times at each end (~30 s of a 57 s report at
+100,000 luminaires, ``bench/README.md``).
 
 **When a group sum may stand for its luminaires** (``GroupCheck``): a report reads a span from a
 group level only if, for every time in it, the groups hold as many luminaires as the inventory
