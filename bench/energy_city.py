@@ -3,7 +3,7 @@ at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale th
 
     python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
         [--device-rollups] [--raw-edges] [--silent N] [--around both|before|none]
-        [--short-min N] [--before DIR] [--keep]
+        [--short-min N] [--stopped] [--before DIR] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
 city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
@@ -441,6 +441,12 @@ def main() -> None:
         help="end the reports this many minutes before the month's end, and the raw telemetry "
         "there (e.g. 35: a report up to now at 23:25, its partial last hour read raw)",
     )
+    parser.add_argument(
+        "--stopped",
+        action="store_true",
+        help="the readings stop 10 min before the month's end and its last hour flags every "
+        "luminaire (as luxtel closes it then): every luminaire in doubt at the end",
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     os.environ["COLUMNS"] = "1000"  # luxtel's notes on one line: run() keeps the last
@@ -478,6 +484,7 @@ def main() -> None:
                 write(server.url, db, None, raw_lines(lums, start_ms - H, start_ms + 2 * H))
             )
             last = end_ms - args.short_min * 60_000 if args.short_min else end_ms + H
+            last = end_ms - 10 * 60_000 if args.stopped else last
             return a + asyncio.run(
                 write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, last))
             )
@@ -531,6 +538,10 @@ def main() -> None:
                         write(server.url, db, RP, group_lines(lums, t, m, n))
                     ),
                 )
+            if args.stopped:
+                every = frozenset(lum.device_id for lum in lums)
+                last_hour = group_lines(lums, [end_ms - H], GROUP_HOURLY, 1, flagged=every)
+                asyncio.run(write(server.url, db, RP, last_hour))
         zones = sorted({lum.zone for lum in lums})
         year_start = end_ms - 365 * DAY
 
