@@ -2,7 +2,8 @@
 at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale that fits.
 
     python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
-        [--device-rollups] [--raw-edges] [--silent N] [--keep]
+        [--device-rollups] [--raw-edges] [--silent N] [--around both|before|none]
+        [--short-min N] [--stopped] [--before DIR] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
 city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
@@ -24,7 +25,9 @@ figures: lit 18:00–06:00 UTC at ~28 W; 25 luminaires a circuit, ``--zone-size`
    the ends) and runs the reports again: only those N are read raw at the edges.
 2. ``luxtel energy report`` for the month ``--by zone`` and ``--by circuit`` (and ``--by device``
    with ``--device-rollups``), each a process of its own (wall time; peak RSS by GNU
-   ``/usr/bin/time``).
+   ``/usr/bin/time``). ``--before DIR``: each report also run with the luxtel of another source
+   tree (e.g. ``git archive`` of the commit before, with the built C modules copied in),
+   alternately, before then after, on the same data.
 3. The dashboard's per-zone-per-day panel query over a year, every zone selected (Grafana's
    "All" as the regex of every zone), and its savings query: the month's ``energy_zone_daily``
    and the other 335 days written directly (copies of it).
@@ -185,11 +188,12 @@ def group_lines(
     measurement: str,
     span_h: int,
     silent: frozenset[str] = frozenset(),
+    flagged: frozenset[str] = frozenset(),
 ) -> Iterator[str]:
     """Per (zone, circuit) (or per zone) points of ``span_h`` hours each, holding what
     ``into_statement`` computes from the per-luminaire points ``hour_rollup`` makes (sums, max
     of the methods, ``luminaires``, daily ``hours``, hourly ``reporting``: every member but the
-    ``silent`` ones)."""
+    ``silent`` ones; ``flagged``: the members whose hour is flagged)."""
     per_zone = measurement == ZONE_DAILY
     groups: dict[tuple[str, ...], list[tuple[int, Luminaire]]] = {}
     for i, lum in enumerate(lums):
@@ -222,7 +226,7 @@ def group_lines(
             fields = ",".join(f"{k}={v}i" for k, v in values.items())
             ints = {
                 "readings": 4 * span_h * n,
-                "flagged": 0,
+                "flagged": sum(lum.device_id in flagged for _, lum in members),
                 "resets": 0,
                 "inventory_crc": int(part["crc"]),
                 "via_counter": 1,
@@ -245,36 +249,52 @@ def silent_lines(
     """What the rollups and telemetry hold when the luminaires at indexes ``silent`` did not
     report in the hour before the month nor the hour after it (and started 10 min into it, and
     stopped 10 min before its end): their groups' hourly points there say so (``reporting``),
-    their groups' members have their own hourly points in those hours and the month's first
-    and last (``raw`` false: points of the rollup policy), and the silent ones have raw
-    telemetry near the month's ends (``raw`` true)."""
+    and so do those of the month's first and last hours (``flagged``: the 10 min without
+    readings); their groups' members have their own hourly points in those hours and the
+    month's first and last (``raw`` false: points of the rollup policy), and the silent ones
+    have raw telemetry near the month's ends (``raw`` true)."""
     if raw:
         for i in silent:
-            yield from raw_lines([lums[i]], start_ms + 10 * 60_000, start_ms + 2 * H)
-            yield from raw_lines([lums[i]], end_ms - 2 * H, end_ms - 10 * 60_000)
+            yield from raw_lines([lums[i]], start_ms + 10 * 60_000, start_ms + 2 * H, i)
+            yield from raw_lines([lums[i]], end_ms - 2 * H, end_ms - 10 * 60_000, i)
         return
     quiet = frozenset(lums[i].device_id for i in silent)
     groups = {(lums[i].zone, lums[i].circuit) for i in silent}
     touched = [(i, lum) for i, lum in enumerate(lums) if (lum.zone, lum.circuit) in groups]
-    outside = (start_ms - H, end_ms)
-    yield from group_lines([lum for _, lum in touched], list(outside), GROUP_HOURLY, 1, quiet)
+    outside, inside = (start_ms - H, end_ms), (start_ms, end_ms - H)
+    members = [lum for _, lum in touched]
+    yield from group_lines(members, list(outside), GROUP_HOURLY, 1, quiet)
+    yield from group_lines(members, list(inside), GROUP_HOURLY, 1, flagged=quiet)
     for hour in (start_ms - H, start_ms, end_ms - H, end_ms):
         for i, lum in touched:
             row = hour_rollup(lum, i, hour)
             if hour in outside and lum.device_id in quiet:
                 row = replace(row, readings=0)  # reported=0
+            if hour in inside and lum.device_id in quiet:
+                row = replace(row, flagged=1)  # 10 min without readings
             yield line(row)
 
 
-def raw_lines(lums: list[Luminaire], start_ms: int, end_ms: int) -> Iterator[str]:
-    for i, lum in enumerate(lums):
+def _lit_ms(t_ms: int) -> int:
+    """Lit time (18:00-06:00 UTC) from the epoch to ``t_ms``."""
+    days, rest = divmod(t_ms, DAY)
+    return days * 12 * H + min(rest, 6 * H) + max(0, rest - 18 * H)
+
+
+def raw_lines(lums: list[Luminaire], start_ms: int, end_ms: int, base: int = 0) -> Iterator[str]:
+    """Raw telemetry every 15 min (each luminaire at its own offset) whose counter grows at the
+    lit power ``hour_rollup`` says (``base``: the index of the first of ``lums`` in the city), so
+    a whole lit hour read raw gives its rollup's figures."""
+    for k, lum in enumerate(lums):
+        i = base + k
         offset = (i * 7919) % Q
+        rate = 27.5 + (i % 10) / 10
         for t in range(start_ms - start_ms % Q + offset, end_ms, Q):
             if t < start_ms:
                 continue
             lit = _lit(t)
-            power = 27.5 + (i % 10) / 10 if lit else 0.0
-            energy = 1000.0 + i + (t - START.timestamp() * 1000) / H * 14
+            power = rate if lit else 0.0
+            energy = 1000.0 + i + rate * _lit_ms(t) / H
             yield (
                 f"telemetry,device_id={lum.device_id},zone={lum.zone} "
                 f"lamp_on={'true' if lit else 'false'},power_w={power},energy_wh={energy:.3f},"
@@ -346,6 +366,53 @@ def report(
     return run([*argv, "-c", str(toml), "--format", "csv", "-o", str(out)])
 
 
+def luxtels(before: Path | None) -> dict[str, list[str]]:
+    """The luxtel commands to compare: this tree's, and with ``before`` another tree's first
+    (``-P``: not the working directory's packages; ``PYTHONPATH``: that tree's)."""
+    this = [sys.executable, "-m", "luxtel"]
+    if before is None:
+        return {"": this}
+    other = ["env", f"PYTHONPATH={before}", sys.executable, "-P", "-m", "luxtel"]
+    return {"before: ": other, "after: ": this}
+
+
+def reports(
+    results: dict[str, Any],
+    commands: dict[str, list[str]],
+    toml: Path,
+    tmp: Path,
+    bys: tuple[str, ...],
+    period: list[str],
+    what: str,
+    key: str,
+) -> None:
+    """Each report by ``bys`` with each luxtel of ``commands`` in turn; printed and kept, and
+    whether their CSVs are the same."""
+    for by in bys:
+        outs = []
+        for label, luxtel in commands.items():
+            out = tmp / f"city-{by}{key}-{label.strip(': ') or 'this'}.csv"
+            outs.append(out)
+            wall, rss, tail = report(luxtel, toml, out, by, "rollups", period)
+            kwh = total_kwh(out)
+            print(
+                f"{label}report --by {by} from rollups, {what}: {wall:.1f} s, "
+                f"peak RSS {rss:.0f} MiB, CPU {LAST_CPU[0]:.1f} s, {kwh:,.3f} kWh — {tail}",
+                flush=True,
+            )
+            results[f"{label.strip(': ')}report_{by}{key}"] = {
+                "s": wall,
+                "rss_mib": rss,
+                "cpu_s": LAST_CPU[0],
+                "kwh": kwh,
+                "said": tail,
+            }
+        if len(outs) > 1:
+            same = len({out.read_text() for out in outs}) == 1
+            print(f"report --by {by}: the CSVs are {'identical' if same else 'DIFFERENT'}")
+            results[f"report_{by}{key}_identical"] = same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=100_000)
@@ -370,6 +437,31 @@ def main() -> None:
         help="then make N luminaires (in N groups) silent in the hours around the month and "
         "run the reports again",
     )
+    parser.add_argument(
+        "--around",
+        choices=("both", "before", "none"),
+        default="both",
+        help="which hours just outside the month have rollups: both (every luminaire known to "
+        "have reported there), before (a report up to now: none after its end), none",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a source tree of luxtel to run each report with too, first (before/after)",
+    )
+    parser.add_argument(
+        "--short-min",
+        type=int,
+        default=0,
+        help="end the reports this many minutes before the month's end, and the raw telemetry "
+        "there (e.g. 35: a report up to now at 23:25, its partial last hour read raw)",
+    )
+    parser.add_argument(
+        "--stopped",
+        action="store_true",
+        help="the readings stop 10 min before the month's end and its last hour flags every "
+        "luminaire (as luxtel closes it then): every luminaire in doubt at the end",
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     os.environ["COLUMNS"] = "1000"  # luxtel's notes on one line: run() keeps the last
@@ -380,7 +472,7 @@ def main() -> None:
     results: dict[str, Any] = {"devices": args.devices, "zone_size": args.zone_size}
     start_ms = int(START.timestamp() * 1000)
     end_ms = start_ms + DAYS * DAY
-    end = datetime.fromtimestamp(end_ms / 1000, UTC)
+    end = datetime.fromtimestamp((end_ms - args.short_min * 60_000) / 1000, UTC)
     period = ["--from", START.isoformat(), "--to", end.isoformat()]
     try:
         db = "city"
@@ -398,15 +490,18 @@ def main() -> None:
         )
         days = [start_ms + d * DAY for d in range(DAYS)]
         # the first and last day's hours, and the hour on either side of the month
-        spans = [(start_ms - H, start_ms + DAY), (end_ms - DAY, end_ms + H)]
+        outside = {"both": (H, H), "before": (H, 0), "none": (0, 0)}[args.around]
+        spans = [(start_ms - outside[0], start_ms + DAY), (end_ms - DAY, end_ms + outside[1])]
         hours = [h for a, b in spans for h in range(a, b, H)]
 
         def raw_edges() -> int:
             a = asyncio.run(
                 write(server.url, db, None, raw_lines(lums, start_ms - H, start_ms + 2 * H))
             )
+            last = end_ms - args.short_min * 60_000 if args.short_min else end_ms + H
+            last = end_ms - 10 * 60_000 if args.stopped else last
             return a + asyncio.run(
-                write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, end_ms + H))
+                write(server.url, db, None, raw_lines(lums, end_ms - 2 * H, last))
             )
 
         if args.raw_edges:
@@ -458,6 +553,10 @@ def main() -> None:
                         write(server.url, db, RP, group_lines(lums, t, m, n))
                     ),
                 )
+            if args.stopped:
+                every = frozenset(lum.device_id for lum in lums)
+                last_hour = group_lines(lums, [end_ms - H], GROUP_HOURLY, 1, flagged=every)
+                asyncio.run(write(server.url, db, RP, last_hour))
         zones = sorted({lum.zone for lum in lums})
         year_start = end_ms - 365 * DAY
 
@@ -488,16 +587,11 @@ def main() -> None:
         wait_compacted(server, db, timeout=90)
         print(f"compacted: {time.perf_counter() - t0:.0f} s", flush=True)
 
-        for by in ("zone", "circuit", "device") if args.device_rollups else ("zone", "circuit"):
-            out = tmp / f"city-{by}.csv"
-            wall, rss, tail = report(luxtel, toml, out, by, "rollups", period)
-            kwh = total_kwh(out)
-            print(
-                f"report --by {by} from rollups, {len(lums):,} luminaires: {wall:.1f} s, "
-                f"peak RSS {rss:.0f} MiB, CPU {LAST_CPU[0]:.1f} s, {kwh:,.3f} kWh — {tail}",
-                flush=True,
-            )
-            results[f"report_{by}"] = {"s": wall, "rss_mib": rss, "kwh": kwh, "said": tail}
+        commands = luxtels(args.before)
+        bys = ("zone", "circuit", "device") if args.device_rollups else ("zone", "circuit")
+        said = {"both": "", "before": ", none after the end", "none": ", none around"}
+        what = f"{len(lums):,} luminaires{said[args.around]}"
+        reports(results, commands, toml, tmp, bys, period, what, "")
         if args.silent:
             silent = [k * len(lums) // args.silent + 7 for k in range(args.silent)]
             timed(
@@ -517,16 +611,8 @@ def main() -> None:
                     for raw in (False, True)
                 ),
             )
-            for by in ("zone", "circuit"):
-                out = tmp / f"city-{by}-silent.csv"
-                wall, rss, tail = report(luxtel, toml, out, by, "rollups", period)
-                kwh = total_kwh(out)
-                print(
-                    f"report --by {by} from rollups, {args.silent} silent: {wall:.1f} s, "
-                    f"peak RSS {rss:.0f} MiB, CPU {LAST_CPU[0]:.1f} s, {kwh:,.3f} kWh — {tail}",
-                    flush=True,
-                )
-                results[f"report_{by}_silent"] = {"s": wall, "rss_mib": rss, "kwh": kwh}
+            what = f"{args.silent} silent"
+            reports(results, commands, toml, tmp, ("zone", "circuit"), period, what, "_silent")
 
         panels = {
             p["title"]: p for p in build_dashboards()["energy.json"]["panels"] if "targets" in p

@@ -12,7 +12,7 @@ period.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +126,7 @@ class Series:
 
 async def stream(
     writer: InfluxWriter, statement: str, chunk_size: int = CHUNK_SIZE
-) -> AsyncIterator[Series]:
+) -> AsyncGenerator[Series, None]:
     """Run one statement with ``chunked=true`` and yield its series piece by piece."""
     params = {
         "db": writer.target.database,

@@ -13,10 +13,27 @@ luminaire's hourly points there equal the raw report's figures (the intervals st
 boundary are shared in proportion in both, from the same two readings), and so does any sum of
 them: a (zone, circuit) with no silent member may be read from ``energy_group_hourly``, a group
 with one from its other members' ``energy_hourly`` points, the silent members raw, with a query
-restricted to them. A luminaire counts as silent at the start unless its hourly point of the last
-whole hour ending by the start says ``reported`` (a reading there is within 2 h of the start,
-inside the look-back when ``max_interval_ms`` ≥ 2 h), at the end likewise with the first whole
-hour from the end; any doubt (no point, an old point without ``reported``) makes it silent.
+restricted to them.
+
+**Who is not silent** (``Around``; either says so):
+
+- *outside*: its hourly point of the last whole hour ending by the start says ``reported`` (a
+  reading there is within 2 h of the start, inside the look-back when ``max_interval_ms`` ≥ 2 h),
+  at the end likewise with the first whole hour from the end;
+- *inside*: its hourly point of the period's first whole hour flags nothing (``flagged`` 0), at
+  the end likewise with the last whole hour. A luminaire without a reading in the look-back
+  before the start has a stretch without readings at the start of its rollups (``missing``,
+  flagged in every hour it touches), or a break interval there (flagged too); an unflagged
+  first whole hour therefore means a reading before it, in the look-back, joined to it, and the
+  raw report's stretch at the start, if any, lies in the partial hour before it, which is read
+  raw anyway. At the end likewise: an unflagged last whole hour means a reading after it, at or
+  after the end's hour. This is what clears a report *up to now*: nothing has been rolled up
+  after its end, but the last closed hour was closed (or rebuilt, ``energy.upkeep``) with the
+  readings that came after it, so it flags nothing for a luminaire that went on reporting.
+
+Any doubt (no point, an old point without ``reported``, a flag for any reason) makes it silent.
+Both are per group first (``energy_group_hourly``'s ``reporting`` and ``flagged`` sums, when the
+group point holds exactly the inventory's members), then per luminaire in the other groups.
 """
 
 from __future__ import annotations
@@ -34,6 +51,32 @@ RAW_DEVICES_MAX = 2_000
 over every series costs less than this many filtered ones)."""
 DEVICE_BATCH = 200
 """Luminaires named in one filtered raw query (``device_id = … OR …``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Around:
+    """The hours whose rollups say who is not silent at a report's ends: ``before`` (the last
+    whole hour ending by the start) and ``after`` (the first beginning from the end), outside;
+    ``first`` and ``last``, the period's first and last whole hours, inside. None: no such hour
+    (outside: the look-back is under 2 h, so a reading there may lie beyond it; inside: the
+    period holds no whole hour)."""
+
+    before: int | None
+    first: int | None
+    last: int | None
+    after: int | None
+
+
+def around(start_ms: int, end_ms: int, max_interval_ms: float) -> Around:
+    first, last = ceil_hour(start_ms), floor_hour(end_ms) - MS_PER_H
+    whole = first + MS_PER_H <= end_ms
+    outside = max_interval_ms >= 2 * MS_PER_H
+    return Around(
+        floor_hour(start_ms) - MS_PER_H if outside else None,
+        first if whole else None,
+        last if whole else None,
+        ceil_hour(end_ms) if outside else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +165,19 @@ def group_reported(
         g
         for g, (reporting, n, crc) in rows.items()
         if g in wanted and reporting == n == wanted[g][0] and crc == wanted[g][1]
+    }
+
+
+def group_clean(
+    inventory: Mapping[str, Luminaire], rows: Mapping[Group, tuple[int, int, int]]
+) -> set[Group]:
+    """The groups whose hour (``flagged``, ``luminaires``, ``inventory_crc``) flags nothing
+    and holds exactly the luminaires the inventory puts there."""
+    wanted = expected_groups(inventory)
+    return {
+        g
+        for g, (flagged, n, crc) in rows.items()
+        if g in wanted and flagged == 0 and (n, crc) == wanted[g]
     }
 
 

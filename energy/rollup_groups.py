@@ -25,11 +25,13 @@ hour).
 ``edge``, not ``missing``, only for a luminaire with no reading in the look-back before its start
 (after its end). ``energy_hourly``'s ``reported`` and ``energy_group_hourly``'s ``reporting``
 say who reported in the last whole hour ending by the report's start and the first beginning
-from its end; only the luminaires that did not (the *silent*) have their hours within their gap
-of that end read raw, with queries naming them; their groups' other members come from their
-own hourly points there, every other group from its group hours (``energy.rollup_edges``). For
-a month of a city with a few silent luminaires that is a few series read raw instead of 100,000
-read three times at each end (~30 s of a 57 s report at 100,000 luminaires, ``bench/README.md``).
+from its end, and their ``flagged`` who reported on past the period's own first and last whole
+hours (an unflagged hour); only the luminaires neither says so of (the *silent*) have their
+hours within their gap of that end read raw, with queries naming them; their groups' other
+members come from their own hourly points there, every other group from its group hours
+(``energy.rollup_edges``). For a month of a city with a few silent luminaires that is a few
+series read raw instead of 100,000 read three times at each end (~30 s of a 57 s report at
+100,000 luminaires, ``bench/README.md``).
 
 **When a group sum may stand for its luminaires** (``GroupCheck``): a report reads a span from a
 group level only if, for every time in it, the groups hold as many luminaires as the inventory

@@ -10,7 +10,8 @@
   allows and from raw readings for the rest: the partial hours at the period's ends, hours across
   a bin's edge (half-hours for settlement, days of a zone with a half-hour offset) and hours whose
   rollups are incomplete (a device without its point); in the whole hours near the ends, only the
-  luminaires silent just outside the period are read raw (``energy.rollup_edges``).
+  luminaires in doubt there are read raw (``energy.rollup_edges``). A raw range for every
+  luminaire within one window is read ``PART_DEVICES`` luminaires at a time (``_read_raw_part``).
 
 Clock: every time here is a reading's ``ts`` (Unix ms); nothing reads the wall clock.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import math
+from array import array
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,9 +29,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from energy.counters import MS_PER_H
+from energy.counters import MS_PER_H, Sample
 from energy.inventory import Luminaire
-from energy.queries import checked, select, stream, windows
+from energy.queries import Series, checked, select, stream, windows
 from energy.report import ReportBuilder
 from energy.retention import RetentionError, post_statement
 from energy.rollup import (
@@ -51,11 +54,14 @@ from energy.rollup import (
     rollups,
 )
 from energy.rollup_edges import (
+    DEVICE_BATCH,
     RAW_DEVICES_MAX,
     EdgeHours,
     Silent,
+    around,
     edge_hours,
     edge_ms,
+    group_clean,
     group_reported,
     group_usable,
     members,
@@ -73,7 +79,7 @@ from energy.rollup_groups import (
     groupable,
     into_statement,
 )
-from energy.source import COLUMNS, push_series
+from energy.source import COLUMNS, Pushes, push_series
 from influx.client import InfluxWriter
 from influx.errors import InfluxRejectedError
 
@@ -84,6 +90,10 @@ GROUP_BATCH = 100
 """(zone, circuit) pairs named in one filtered query."""
 DEVICE_HOURS = 50_000
 """Device-hours built at once: a few tens of MB of tallies and lines."""
+PART_DEVICES = 5_000
+"""Luminaires tallied at once when a report reads a raw range for every luminaire
+(``_read_raw_part``): a builder of that many at a time (~650 bytes each), not of the whole
+inventory (65 MB at 100,000)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,71 +594,79 @@ async def _per_time(
 async def _silent_at(
     writer: InfluxWriter,
     builder: ReportBuilder,
-    hour: int,
+    outside: int | None,
+    inside: int | None,
     config: RollupConfig,
     zones: Sequence[str],
 ) -> frozenset[str]:
-    """The luminaires of the report's inventory not known to have a reading in ``hour``:
-    none of a group whose ``energy_group_hourly`` point says every member reported (and holds
-    exactly the inventory's members); in the other groups, those whose own ``energy_hourly``
-    point (under their inventory tags) does not say ``reported`` (``energy.rollup_edges``)."""
+    """The luminaires of the report's inventory not known to have reported at one end: none
+    of a group whose ``energy_group_hourly`` point (holding exactly the inventory's members)
+    says every member reported in the hour ``outside`` or flags nothing in the hour ``inside``;
+    in the other groups, those whose own ``energy_hourly`` point (under their inventory tags)
+    says neither (``energy.rollup_edges``). An hour given as None is not asked about."""
     inventory = builder.inventory
+    hours = [h for h in (outside, inside) if h is not None]
+    if not hours:
+        return frozenset(inventory)
+    lo, hi = min(hours), max(hours) + MS_PER_H
     select_list = (
-        'sum("reporting") AS "reporting", sum("luminaires") AS "luminaires", '
-        'sum("inventory_crc") AS "inventory_crc"'
+        'sum("reporting") AS "reporting", sum("flagged") AS "flagged", '
+        'sum("luminaires") AS "luminaires", sum("inventory_crc") AS "inventory_crc"'
     )
     statement = _sums_statement(
-        config, hour, hour + MS_PER_H, zones, select_list, '"zone", "circuit"', GROUP_HOURLY
+        config, lo, hi, zones, select_list, 'time(1h), "zone", "circuit" fill(none)', GROUP_HOURLY
     )
-    rows: dict[Group, tuple[int, int, int]] = {}
+    reported: dict[Group, tuple[int, int, int]] = {}
+    clean: dict[Group, tuple[int, int, int]] = {}
     try:
         async for series in stream(writer, statement):
             group = (series.tags.get("zone", ""), series.tags.get("circuit", ""))
             for values in series.values:
                 row = dict(zip(series.columns, values, strict=True))
-                rows[group] = (
-                    int(row.get("reporting") or 0),
-                    int(row.get("luminaires") or 0),
-                    int(row.get("inventory_crc") or 0),
-                )
+                t = int(row["time"])
+                n, crc = int(row.get("luminaires") or 0), int(row.get("inventory_crc") or 0)
+                if t == outside:
+                    reported[group] = (int(row.get("reporting") or 0), n, crc)
+                if t == inside and row.get("flagged") is not None:
+                    clean[group] = (int(row["flagged"]), n, crc)
     except InfluxRejectedError as error:
         if "retention policy not found" in error.message:
             return frozenset(inventory)
         raise
-    reported_groups = group_reported(inventory, rows)
+    cleared = group_reported(inventory, reported) | group_clean(inventory, clean)
     every = members(inventory)
-    doubt = [g for g in every if g not in reported_groups]
-    reported: set[str] = set()
+    doubt = [g for g in every if g not in cleared]
+    heard: set[str] = set()
     for batch in _group_batches(doubt, every):
         statement = _sums_statement(
             config,
-            hour,
-            hour + MS_PER_H,
+            lo,
+            hi,
             zones,
-            'max("reported") AS "reported"',
+            '"reported", "flagged"',
             '"device_id", "zone", "circuit"',
             MEASUREMENT,
             batch,
         )
         async for lum, row in _luminaire_rows(writer, statement, inventory):
-            if int(row.get("reported") or 0):
-                reported.add(lum.device_id)
-    return silent_devices(inventory, reported_groups, reported)
+            t = int(row["time"])
+            if t == outside and int(row.get("reported") or 0):
+                heard.add(lum.device_id)
+            if t == inside and row.get("flagged") is not None and int(row["flagged"]) == 0:
+                heard.add(lum.device_id)
+    return silent_devices(inventory, cleared, heard)
 
 
 async def _silent_around(
     writer: InfluxWriter, builder: ReportBuilder, config: RollupConfig, zones: Sequence[str]
-) -> Silent | None:
-    """Who was silent in the last whole hour ending by the report's start and in the first
-    beginning from its end; None when the look-back (``max_interval_ms``) is under 2 h (a
-    reading in those hours may lie beyond it: every luminaire is in doubt)."""
-    if builder.max_interval_ms < 2 * MS_PER_H:
-        return None
-    before = floor_hour(builder.start_ms) - MS_PER_H
-    after = ceil_hour(builder.end_ms)
+) -> Silent:
+    """Who is not known to have reported just before the report's start and just after its
+    end (``energy.rollup_edges.around``: the hours just outside the period, and its own first
+    and last whole hours)."""
+    hours = around(builder.start_ms, builder.end_ms, builder.max_interval_ms)
     return Silent(
-        await _silent_at(writer, builder, before, config, zones),
-        await _silent_at(writer, builder, after, config, zones),
+        await _silent_at(writer, builder, hours.before, hours.first, config, zones),
+        await _silent_at(writer, builder, hours.after, hours.last, config, zones),
     )
 
 
@@ -915,6 +933,239 @@ async def _read_back(
     return used, await _add_runs(writer, builder, spans, config, zones, MEASUREMENT)
 
 
+class _Kept:
+    """One reading per device (a ``LIMIT 1`` look-up's answer) kept compactly (~70 bytes a
+    device with its id, where a ``Sample`` and its numbers take ~180) until the devices' turn
+    comes, then handed out in ascending device order, whatever order InfluxDB answered in
+    (``ORDER BY time DESC`` reverses the series too). Only the devices of ``only`` are kept
+    (None: all)."""
+
+    def __init__(self, only: Collection[str] | None) -> None:
+        self.only = only
+        self.ids: list[str] = []
+        self.t = array("q")
+        self.values = array("d")
+        """energy, power, dim per reading; NaN for none."""
+        self.lamp = bytearray()
+        """0 off, 1 on, 2 none."""
+        self.order: list[int] = []
+        self.next = 0
+
+    def push(self, device_id: str, sample: Sample) -> None:
+        if self.only is not None and device_id not in self.only:
+            return
+        self.ids.append(device_id)
+        self.t.append(sample.t_ms)
+        for value in (sample.energy_wh, sample.power_w, sample.dim_pct):
+            self.values.append(math.nan if value is None else value)
+        self.lamp.append(2 if sample.lamp_on is None else int(sample.lamp_on))
+
+    def sort(self) -> None:
+        self.order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+
+    def push_upto(self, part: Pushes, last: str | None) -> None:
+        """Push into ``part`` the readings of the devices up to ``last`` (None: all left), in
+        device order."""
+        order, ids = self.order, self.ids
+        while self.next < len(order) and (last is None or ids[order[self.next]] <= last):
+            i = order[self.next]
+            energy, power, dim = (
+                None if math.isnan(v) else v for v in self.values[3 * i : 3 * i + 3]
+            )
+            lamp = None if self.lamp[i] == 2 else bool(self.lamp[i])
+            part.push(ids[i], Sample(self.t[i], energy, power, lamp, dim))
+            self.next += 1
+
+
+class _Rows:
+    """Readings pushed, kept per device in the order pushed."""
+
+    def __init__(self) -> None:
+        self.by: dict[str, list[Sample]] = {}
+
+    def push(self, device_id: str, sample: Sample) -> None:
+        self.by.setdefault(device_id, []).append(sample)
+
+
+class _Cursor:
+    """A query's answer grouped by device, taken device range by device range (InfluxDB answers
+    ``GROUP BY "device_id"`` in ascending device order; a device out of order is refused)."""
+
+    def __init__(self, series: AsyncIterator[Series]) -> None:
+        self._series = series
+        self._head: Series | None = None
+        self._done = False
+        self._last = ""
+
+    async def take_upto(self, last: str | None) -> AsyncIterator[Series]:
+        """The pieces of series of the devices up to ``last`` (None: all left)."""
+        while True:
+            if self._head is None and not self._done:
+                try:
+                    self._head = await anext(self._series)
+                except StopAsyncIteration:
+                    self._done = True
+            head = self._head
+            if head is None:
+                return
+            device = head.tags.get("device_id", "")
+            if last is not None and device > last:
+                return
+            if device < self._last:
+                raise ValueError(f"InfluxDB answered {device!r} after {self._last!r}")
+            self._last, self._head = device, None
+            yield head
+
+
+async def _read_raw_part(
+    writer: InfluxWriter,
+    builder: ReportBuilder,
+    a: int,
+    b: int,
+    zones: Sequence[str],
+    window_ms: int,
+) -> int:
+    """Add ``[a, b)`` read raw for every luminaire (tallied only there: ``accept``); returns
+    the readings read. Longer than one window: as ``read_range`` reads it, every luminaire at
+    once. Within one window, ``PART_DEVICES`` luminaires at a time, and with one query over all
+    series fewer than ``read_range``'s three (InfluxDB 1.x pays ~50 µs a series per query):
+
+    - the window is read from ``margin`` before ``a`` (the longest report interval of the
+      inventory), so a luminaire reporting on time has its reading before ``a`` there: no
+      look-up for it;
+    - the look-up after ``b`` (``LIMIT 1``) is read first and kept compactly (``_Kept``); the
+      window's answer is then taken device range by device range (it comes in ascending device
+      order), each luminaire's rows pushed as they come;
+    - the luminaires without a reading in the margin have their readings held and their last
+      one before it looked up afterwards (by name when at most ``RAW_DEVICES_MAX``, else for
+      every series), kept compactly too.
+    """
+    inventory = builder.inventory
+
+    def part_of(devices: Mapping[str, Luminaire]) -> ReportBuilder:
+        return ReportBuilder(
+            builder.start_ms,
+            builder.end_ms,
+            devices,
+            builder.axes,
+            gap_factor=builder.gap_factor,
+            max_interval_ms=builder.max_interval_ms,
+            accept=(a, b),
+        )
+
+    if b - a > window_ms:
+        part = part_of(inventory)
+        read = await read_range(
+            writer,
+            part,
+            a,
+            b,
+            max_interval_ms=builder.max_interval_ms,
+            zones=zones,
+            window_ms=window_ms,
+        )
+        part.finish()
+        merge(builder, part)
+        return read
+    rp, reach = writer.target.retention_policy, int(builder.max_interval_ms)
+    longest = max((lum.report_interval_s * 1000 for lum in inventory.values()), default=0)
+    margin = int(min(reach, longest))
+
+    def statement(lo: int, hi: int, devices: Sequence[str] = ()) -> str:
+        return select(
+            "telemetry",
+            COLUMNS,
+            lo,
+            hi,
+            zones=zones,
+            devices=devices,
+            group_by_device=True,
+            retention_policy=rp,
+        )
+
+    read = 0
+    held = _Rows()
+    """The luminaires without a reading in the margin: their readings from ``a`` on."""
+    after = _Kept(None)
+    async for series in stream(writer, _in_time(statement(b, b + reach + 1), order_desc=False)):
+        read += push_series(after, series)
+    after.sort()
+    inside = stream(writer, statement(a - margin, b))
+    async with contextlib.aclosing(inside):
+        cursor = _Cursor(inside)
+        ordered = sorted(inventory)
+        for i in range(0, max(len(ordered), 1), PART_DEVICES):
+            ids = ordered[i : i + PART_DEVICES]
+            last = None if i + PART_DEVICES >= len(ordered) else ids[-1]
+            # the slice's luminaires but those held, taken out as found (before ``finish``)
+            devices = {d: inventory[d] for d in ids}
+            part = part_of(devices)
+            pre: dict[str, list[Any]] = {}
+            """Per luminaire of the slice, its last reading in the margin, until pushed."""
+            on: set[str] = set()
+            """Luminaires whose reading before ``a`` was pushed."""
+            columns: list[str] = []
+            async for series in cursor.take_upto(last):
+                read += len(series.values)
+                columns = series.columns
+                device = series.tags.get("device_id", "")
+                at = series.columns.index("time")
+                times = [row[at] for row in series.values]
+                k = bisect.bisect_left(times, a)
+                if k:
+                    pre[device] = series.values[k - 1]
+                rows = series.values[k:]
+                if not rows:
+                    continue
+                if device not in on and device in pre:
+                    rows = [pre.pop(device), *rows]
+                    on.add(device)
+                if device in on or device not in devices:
+                    push_series(part, replace(series, values=rows))
+                else:
+                    push_series(held, replace(series, values=rows))
+            for device, row in pre.items():  # a reading in the margin, none from a on
+                push_series(part, Series("", {"device_id": device}, columns, [row]))
+                on.add(device)
+            following = _Rows()
+            after.push_upto(following, last)
+            for device, samples in following.by.items():
+                target = part if device in on or device not in devices else held
+                for sample in samples:
+                    target.push(device, sample)
+            for d in ids:
+                if d not in on:
+                    held.by.setdefault(d, [])
+                    del devices[d]
+            part.finish()
+            merge(builder, part)
+    held_by = held.by
+    if not held_by:
+        return read
+    before = _Kept(held_by)
+    lacking = sorted(held_by)
+    batches = (
+        [lacking[i : i + DEVICE_BATCH] for i in range(0, len(lacking), DEVICE_BATCH)]
+        if len(lacking) <= RAW_DEVICES_MAX
+        else [[]]
+    )
+    for batch in batches:
+        look_up = _in_time(statement(a - reach, a - margin, batch), order_desc=True)
+        async for series in stream(writer, look_up):
+            read += push_series(before, series)
+    before.sort()
+    for i in range(0, len(lacking), PART_DEVICES):
+        ids = lacking[i : i + PART_DEVICES]
+        part = part_of({d: inventory[d] for d in ids})
+        before.push_upto(part, ids[-1])
+        for d in ids:
+            for sample in held_by[d]:
+                part.push(d, sample)
+        part.finish()
+        merge(builder, part)
+    return read
+
+
 async def feed_report(
     writer: InfluxWriter,
     builder: ReportBuilder,
@@ -935,8 +1186,7 @@ async def feed_report(
     axes = [axis.edges for axis in builder.axes.values()]
     sources = Sources()
     silent = await _silent_around(writer, builder, config, zones)
-    if silent is not None:
-        edge = edge_ms(builder.inventory, silent.any, builder.gap_factor)
+    edge = edge_ms(builder.inventory, silent.any, builder.gap_factor)
     sources.edge_ms = edge
     days = candidate_days(start, end, axes, edge, ZoneInfo(config.tz))
     group_days: list[tuple[int, int]] = []
@@ -963,7 +1213,7 @@ async def feed_report(
     sources.rollup_hours, sources.group_hours = len(used), len(group_hours)
     sources.incomplete_hours = len(candidates.hours) - len(used)
     edge_read = EdgeRead()
-    if silent is not None and edge > 0:
+    if edge > 0:
         edges = edge_hours(start, end, axes, edge, silent)
         # an end where too many were silent (a report up to now) is read raw for everyone
         edges.hours[:] = [h for h in edges.hours if len(edges.silent[h]) <= RAW_DEVICES_MAX]
@@ -979,26 +1229,7 @@ async def feed_report(
     final = plan(start, end, axes, 0.0, used | edge_read.hours, used_days)
     sources.raw_ranges = final.raw
     for a, b in final.raw:
-        part = ReportBuilder(
-            start,
-            end,
-            builder.inventory,
-            builder.axes,
-            gap_factor=builder.gap_factor,
-            max_interval_ms=builder.max_interval_ms,
-            accept=(a, b),
-        )
-        read = await read_range(
-            writer,
-            part,
-            a,
-            b,
-            max_interval_ms=builder.max_interval_ms,
-            zones=zones,
-            window_ms=window_ms,
-        )
-        part.finish()
-        merge(builder, part)
+        read = await _read_raw_part(writer, builder, a, b, zones, window_ms)
         sources.readings += read
         if advance is not None:
             advance(b - a, read)

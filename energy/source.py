@@ -7,7 +7,7 @@ the period's edges have both their readings and can be shared (``energy.counters
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from energy.counters import Sample
 from energy.queries import Series, select, stream, windows
@@ -25,7 +25,13 @@ def _number(value: Any) -> float | None:
     return float(value) if value.__class__ in _NUMBERS else None
 
 
-def push_series(builder: ReportBuilder, series: Series) -> int:
+class Pushes(Protocol):
+    """What readings are pushed into: a ``ReportBuilder``, or a collector of them."""
+
+    def push(self, device_id: str, sample: Sample) -> None: ...
+
+
+def push_series(builder: Pushes, series: Series) -> int:
     """Push one device's piece of an answer (columns ``time`` and ``COLUMNS``) into
     ``builder``; returns the readings pushed."""
     device_id = series.tags.get("device_id", "")

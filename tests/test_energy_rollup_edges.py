@@ -8,9 +8,12 @@ from energy.counters import MS_PER_H
 from energy.rollup import inventory_crc
 from energy.rollup_edges import (
     DEVICE_BATCH,
+    Around,
     Silent,
+    around,
     edge_hours,
     edge_ms,
+    group_clean,
     group_reported,
     group_usable,
     raw_runs,
@@ -65,6 +68,35 @@ def test_silent_are_those_neither_in_a_group_that_all_reported_nor_reported_them
     assert group_usable(wanted, south, 2, crc[south])
     assert not group_usable(wanted, south, 1, crc[south])
     assert not group_usable(wanted, ("east", "C09"), 0, 0)
+
+
+def test_the_hours_around_a_report_are_outside_and_its_own_first_and_last_whole_ones() -> None:
+    twelve = 12 * H
+    assert around(START, START + 10 * H, twelve) == Around(
+        START - H, START, START + 9 * H, START + 10 * H
+    )
+    # 00:10 to 09:40: the hours outside are those ending by / beginning from the ends
+    assert around(START + 10 * 60_000, START + 9 * H + 40 * 60_000, twelve) == Around(
+        START - H, START + H, START + 8 * H, START + 10 * H
+    )
+    # a look-back under 2 h: a reading in the hour outside may lie beyond it, so it says
+    # nothing; the period's own hours still do
+    assert around(START, START + 10 * H, 1.5 * H) == Around(None, START, START + 9 * H, None)
+    # no whole hour inside (00:10 to 01:50): nothing inside to ask
+    assert around(START + 10 * 60_000, START + H + 50 * 60_000, twelve) == Around(
+        START - H, None, None, START + 2 * H
+    )
+    assert around(START, START + H, twelve) == Around(START - H, START, START, START + H)
+
+
+def test_a_group_is_clean_when_its_hour_flags_nothing_and_holds_the_inventorys_members() -> None:
+    north, south = ("north", "C01"), ("south", "C01")
+    wanted = expected_groups(INVENTORY)
+    rows = {north: (0, *wanted[north]), south: (1, *wanted[south])}  # b or c flagged
+    assert group_clean(INVENTORY, rows) == {north}
+    assert group_clean(INVENTORY, {south: (0, 1, wanted[south][1])}) == set()  # a point short
+    assert group_clean(INVENTORY, {north: (0, 1, wanted[north][1] + 1)}) == set()  # another crc
+    assert group_clean(INVENTORY, {("east", "C09"): (0, 0, 0)}) == set()  # not the inventory's
 
 
 def test_raw_runs_merge_consecutive_hours_with_the_same_luminaires_and_batch_them() -> None:

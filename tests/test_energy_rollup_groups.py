@@ -16,6 +16,7 @@ import pytest
 
 from dashboards import energy as energy_panels
 from dashboards.interpolate import TimeRange, Variable, interpolate
+from energy import rollup_store
 from energy.inventory import read_inventory
 from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
@@ -110,8 +111,10 @@ def test_reports_by_group_read_the_group_level_and_print_the_raw_rows(
     assert via == raw  # every field of every row, exactly
     assert any(r["gap"] for r in raw)
     if args[1] in ("zone", "month"):
-        assert "1 whole days and 44 whole hours from rollups" in said
-        assert "(1 days and 44 hours per zone and circuit" in said
+        # the first and last hour too (only s3 in doubt there: the period's own first and last
+        # hours flag nothing for the others), s3 raw in the first
+        assert "1 whole days and 46 whole hours from rollups" in said
+        assert "(1 days and 46 hours per zone and circuit" in said
     else:
         assert "hours per zone and circuit" in said
         assert "(0 days and 0 hours per zone and circuit" not in said
@@ -121,7 +124,7 @@ def test_by_device_reads_per_luminaire_rollups(city: City) -> None:
     _rollup(city)
     args = ("--by", "device", "--from", "2026-03-28", "--to", "2026-03-31")
     via, said = _said(city, *args)
-    assert "1 whole days and 44 whole hours from rollups" in said
+    assert "1 whole days and 46 whole hours from rollups" in said
     assert "(0 days and 0 hours per zone and circuit" in said
     assert via == _report(city, "raw", *args)
 
@@ -147,7 +150,7 @@ def test_an_inventory_changed_under_the_groups_sends_the_report_to_per_luminaire
     _rollup(city)  # rebuilt: the groups hold the inventory again
     _, said = _said(city, *args)
     if "90" in after:
-        assert "(1 days and 44 hours per zone and circuit" in said
+        assert "(1 days and 46 hours per zone and circuit" in said
 
 
 def test_a_late_backlog_rebuilds_its_groups_hours_and_days(city: City) -> None:
@@ -256,7 +259,7 @@ def test_a_refused_group_level_leaves_the_build_and_the_report_right(city: City)
     assert all(r["time"] != "2026-03-29T00:00:00Z" for r in conflicting)  # the day deleted
     args = ("--by", "zone", "--from", "2026-03-28", "--to", "2026-03-31")
     via, said = _said(city, *args)
-    assert "1 whole days and 44 whole hours from rollups (0 days and 44 hours per zone" in said
+    assert "1 whole days and 46 whole hours from rollups (0 days and 46 hours per zone" in said
     assert via == _report(city, "raw", *args)
 
 
@@ -294,3 +297,72 @@ def test_the_energy_dashboard_shows_the_raw_reports_figures(city: City) -> None:
         (total,) = _report(city, "raw", "--by", "day", "--from", a, "--to", b)
         assert round(verified[("", midnight)], 6) == total["verified_kwh"], a
         assert abs(baseline[("", midnight)] - total["baseline_kwh"]) <= 0.5e-6, a
+
+
+@pytest.mark.parametrize("by", ["zone", "device"])
+@pytest.mark.parametrize(
+    ("end", "raw_h"), [("2026-03-30T12:00:00Z", "0 h"), ("2026-03-30T12:40:00Z", "0.666667 h")]
+)
+def test_a_report_up_to_now_reads_no_whole_hour_raw(
+    city: City, by: str, end: str, raw_h: str
+) -> None:
+    """Nothing rolled up around the period (before its start, nor after its end: a report up
+    to now, the next hour not closed yet), but the readings go on past both ends and the
+    period's first and last whole hours were rolled up with them in view: they flag nothing,
+    so no luminaire is in doubt and no whole hour is read raw (before: every luminaire silent
+    at both ends, the edge hours read raw for all of them)."""
+    _rollup(city, "2026-03-29T06:00:00Z", "2026-03-30T12:00:00Z")
+    args = ("--by", by, "--from", "2026-03-29T06:00:00Z", "--to", end)
+    via, said = _said(city, *args)
+    assert via == _report(city, "raw", *args)
+    assert f", {raw_h} from raw readings" in said  # the partial hour only
+    assert "silent around the period" not in said
+
+
+@pytest.mark.parametrize(
+    ("end", "silent"),
+    [
+        ("2026-03-30T12:00:00Z", 6),  # on the hour: the last readings 0-25 min before the end
+        ("2026-03-30T12:20:00Z", 6),  # past the newest reading, off the hour
+        ("2026-03-30T14:00:00Z", 6),  # hours past it: every stretch at the end is missing
+    ],
+)
+def test_a_report_past_the_newest_reading_reads_those_in_doubt_raw(
+    city: City, end: str, silent: int
+) -> None:
+    """The readings stop at 11:50: the hours rolled up from there flag every luminaire (no
+    reading after its last), where the raw report calls the stretch after a luminaire's last
+    reading an edge, not flagged, when shorter than its gap. Every luminaire is in doubt at the
+    end (its last whole hour flags it), its edge hours are read raw, and the rows are the raw
+    report's (south's gap flag among them)."""
+    query(city.url, "DELETE FROM telemetry WHERE time >= '2026-03-30T11:50:00Z'", db=city.database)
+    _rollup(city, "2026-03-27", "2026-04-01")
+    args = ("--by", "zone", "--from", "2026-03-29T06:00:00Z", "--to", end)
+    via, said = _said(city, *args)
+    raw = _report(city, "raw", *args)
+    assert via == raw
+    assert f"{silent} luminaire(s) silent around the period" in said
+    if end.endswith("12:00:00Z"):
+        assert [r["gap"] for r in raw if r["zone"] == "south"] == [False]
+
+
+@pytest.mark.parametrize("by", ["zone", "device"])
+@pytest.mark.parametrize("by_name", [True, False])
+def test_raw_ranges_read_a_few_luminaires_at_a_time_give_the_raw_rows(
+    city: City, monkeypatch: pytest.MonkeyPatch, by: str, by_name: bool
+) -> None:
+    """The partial hours at the ends and the hours without rollups, read raw for every
+    luminaire two luminaires at a time (three part builders; the window's answer, read from the
+    longest report interval before it, taken device range by device range, the look-up after
+    it kept aside): the raw report's rows. n2 (its backlog not in) and n3 (an outage) have no
+    reading in that hour before the hours without rollups: their reading before it is looked
+    up, by name or (more of them than ``RAW_DEVICES_MAX``) for every series."""
+    monkeypatch.setattr(rollup_store, "PART_DEVICES", 2)
+    if not by_name:
+        monkeypatch.setattr(rollup_store, "RAW_DEVICES_MAX", 1)
+    _rollup(city, "2026-03-28", "2026-03-29T20:00:00Z")  # after that: no rollups, read raw
+    args = ("--by", by, "--from", "2026-03-28T10:20:00Z", "--to", "2026-03-30T17:40:00Z")
+    via, said = _said(city, *args)
+    assert via == _report(city, "raw", *args)
+    assert "whole hours from rollups" in said
+    assert "hour(s) lacked a device's rollup and were read raw" in said
