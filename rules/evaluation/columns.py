@@ -1,0 +1,541 @@
+"""A chunk of observations evaluated column-wise: which devices' observations can change
+anything, so only those go through the evaluator's scalar path (`evaluator._observe`).
+
+A reading of a device without alerts changes nothing but the device's view (`DeviceView`) when
+every verdict of the reading rules on it is false or null (`evaluator._observe`'s hot path). The
+view's evolution does not depend on the verdicts: which readings are stale (at or before the
+device's newest judged `ts`), the lamp history, the previous reading, the contact time. So a
+chunk is taken in three steps:
+
+1. The views' evolution, per device in arrival order, as arrays: stale readings, `history`,
+   `previous`, and the variables the verdicts read (`reading`, `device`, `sun`) per judged row.
+2. The verdicts of the reading rules over those rows (`rules.language.vectorised`), answered
+   exactly as the native functions would, or `ask` where they would not.
+3. A device with an alert, a status in the chunk, a row whose verdict is true or asked, or a
+   value the columns do not hold exactly (a field of another type, a lamp state that is not a
+   boolean, a polar day) goes through the scalar path, all its rows, in order; every other
+   device only gets its final view (`Settled`). Those produce no transitions, so the scalar
+   devices' transitions keep their order.
+
+Times are the observations' own (`at`, `received_at`), as integers of epoch microseconds, which
+the datetimes are exactly; floats only where the scalar path computes floats (the sun's
+minutes, `previous.minutes_ago`), with the same operations in the same order.
+
+`python -m bench.rules_loop` gives what it costs against the scalar path.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models import Observation, SentReading
+from models.timestamps import EPOCH
+from rules.evaluation.sun import FAR_MIN
+from rules.language.expressions import (
+    HISTORY_READINGS,
+    READING_FIELDS,
+    device_map,
+    only_reading,
+    reading_map,
+)
+from rules.language.loader import Rule
+from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise
+
+if TYPE_CHECKING:
+    from rules.evaluation.evaluator import DeviceView, Rulebook
+
+MIN_ROWS = 256
+"""Chunks smaller than this go through the scalar path: the columns' fixed cost (some hundred
+numpy calls) would be more than they save."""
+
+_US = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+_SUN_FIELDS = (
+    "last_sunset",
+    "next_sunrise",
+    "last_sunrise",
+    "next_sunset",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRules:
+    """The reading rules' verdicts vectorised, and what they read."""
+
+    verdicts: tuple[Vectorised, ...]
+    reads: frozenset[tuple[str, str]]
+    wanted: Mapping[str, frozenset[str] | None]
+
+    @classmethod
+    def of(
+        cls, rules: tuple[Rule, ...], wanted: Mapping[str, frozenset[str] | None]
+    ) -> "ChunkRules | None":
+        """None when a verdict is outside what `vectorise` mirrors."""
+        verdicts: list[Vectorised] = []
+        read: set[tuple[str, str]] = set()
+        for rule in rules:
+            assert rule.verdict is not None
+            function = vectorise(rule.verdict.source)
+            if function is None:
+                return None
+            verdicts.append(function)
+            read |= reads(rule.verdict.source)
+        return cls(tuple(verdicts), frozenset(read), wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A quiet device's view after the chunk (its status fields are unchanged)."""
+
+    zone: str
+    last_seen_at: datetime
+    lamp_history: tuple[bool, ...]
+    last_reading: Mapping[str, Any] | None
+    last_reading_at: datetime | None
+
+
+def settle(
+    book: "Rulebook",
+    rules: ChunkRules,
+    observations: Sequence[Observation],
+    view_of: Callable[[str], "DeviceView | None"],
+    alerted: set[str],
+) -> tuple[Sequence[Observation], dict[str, Settled]]:
+    """The observations for the scalar path (in order), and the final views of the devices
+    whose observations change nothing else."""
+    index: dict[str, int] = {}
+    dev = [index.setdefault(o.device_id, len(index)) for o in observations]
+    names = list(index)
+    forced = np.zeros(len(names), dtype=bool)
+    for number, o in zip(dev, observations, strict=True):
+        if o.reading is None:
+            forced[number] = True
+    for device_id in alerted.intersection(index):
+        forced[index[device_id]] = True
+    rows = [i for i, number in enumerate(dev) if not forced[number]]
+    if not rows:
+        return observations, {}
+    chunk = ChunkColumns(book, rules, observations, rows, np.asarray(dev)[rows], names, view_of)
+    quiet = chunk.quiet_devices()
+    forced[chunk.devices[~quiet]] = True
+    scalar = [o for o, number in zip(observations, dev, strict=True) if forced[number]]
+    return scalar, chunk.settled(quiet)
+
+
+def _us(at: datetime) -> int:
+    return (at - EPOCH) // _US
+
+
+class ChunkColumns:
+    """The candidate rows (readings of devices without alerts or statuses) as columns."""
+
+    def __init__(
+        self,
+        book: "Rulebook",
+        rules: ChunkRules,
+        observations: Sequence[Observation],
+        rows: list[int],
+        numbers: np.ndarray,
+        names: list[str],
+        view_of: Callable[[str], "DeviceView | None"],
+    ) -> None:
+        self.book, self.rules = book, rules
+        self.observations = [observations[i] for i in rows]
+        self.devices, local = np.unique(numbers, return_inverse=True)
+        self.local = local.astype(np.int64)
+        self.ids = [names[number] for number in self.devices]
+        self.views = [view_of(device_id) for device_id in self.ids]
+        self.bad = np.zeros(len(self.ids), dtype=bool)
+        """Devices whose rows the columns cannot hold exactly: the scalar path takes them."""
+        obs = self.observations
+        self.at_us = np.array([_us(o.at) for o in obs], dtype=np.int64)
+        self.heard_us = self._heard(obs)
+        self.fields = [
+            r.fields if r.__class__ is SentReading else r.__dict__ for r in (o.reading for o in obs)
+        ]
+        self._stale()
+        self._history()
+
+    def _heard(self, obs: list[Observation]) -> np.ndarray:
+        received: list[int] = []
+        last: datetime | None = None
+        last_us = 0
+        for o in obs:
+            if o.received_at is not last:
+                last, last_us = o.received_at, _us(o.received_at)
+            received.append(last_us)
+        retained = np.array([o.retained for o in obs], dtype=bool)
+        heard = np.maximum(self.at_us, np.array(received, dtype=np.int64))
+        return np.where(retained, self.at_us, heard)
+
+    def _stale(self) -> None:
+        """`judged`: the rows after the device's newest judged `ts` so far (its view's, then its
+        earlier rows'), in device order (`order`), with the previous judged row of each."""
+        count = len(self.ids)
+        newest = [v.last_reading_at if v is not None else None for v in self.views]
+        has_newest = np.array([t is not None for t in newest], dtype=bool)
+        newest_us = np.array([_us(t) if t is not None else 0 for t in newest], dtype=np.int64)
+        values = np.concatenate([newest_us, self.at_us])
+        _, rank = np.unique(values, return_inverse=True)
+        rank = rank.astype(np.int64) + 1
+        rank[:count][~has_newest] = 0
+        width = len(values) + 1
+        devices = np.concatenate([np.arange(count, dtype=np.int64), self.local])
+        key = devices * width + rank
+        order = np.argsort(devices, kind="stable")
+        running = np.maximum.accumulate(key[order])
+        before = np.empty_like(running)
+        before[1:] = running[:-1]
+        before[0] = -1
+        stale_sorted = key[order] <= before
+        stale = np.empty(len(values), dtype=bool)
+        stale[order] = stale_sorted
+        self.stale = stale[count:]
+        self.newest_us, self.has_newest = newest_us, has_newest
+        judged = np.flatnonzero(~self.stale)
+        self.order = judged[np.argsort(self.local[judged], kind="stable")]
+        """The judged rows, by device, each device's in arrival order."""
+        device = self.local[self.order]
+        self.first = np.ones(len(self.order), dtype=bool)
+        self.first[1:] = device[1:] != device[:-1]
+        self.prior = np.empty(len(self.order), dtype=np.int64)
+        self.prior[1:] = self.order[:-1]
+        self.prior[self.first] = -1
+        """Per judged row (in `order`), the previous judged row of its device (-1: none)."""
+
+    def _history(self) -> None:
+        """`history.switches` and `.readings` per judged row (in `order`), and each device's
+        final lamp history, from its view's and its judged rows' lamp states."""
+        initial: list[int] = []
+        lamps: list[bool] = []
+        for number, view in enumerate(self.views):
+            kept = () if view is None else view.lamp_history
+            if any(lamp.__class__ is not bool for lamp in kept):
+                self.bad[number] = True
+            initial += [number] * len(kept)
+            lamps += [bool(lamp) for lamp in kept]
+        states = [self.observations[i].reading.lamp_on for i in self.order]
+        for i, lamp in zip(self.order, states, strict=True):
+            if lamp.__class__ is not bool:
+                self.bad[self.local[i]] = True
+        device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
+        lamp = np.array(lamps + [bool(s) for s in states], dtype=bool)
+        order = np.argsort(device, kind="stable")
+        device, lamp = device[order], lamp[order]
+        change = np.zeros(len(lamp), dtype=np.int64)
+        change[1:] = (device[1:] == device[:-1]) & (lamp[1:] != lamp[:-1])
+        changes = np.cumsum(change)
+        start = np.searchsorted(device, device, side="left")
+        position = np.arange(len(lamp))
+        low = np.maximum(start, position - (HISTORY_READINGS - 1))
+        sorted_at = np.empty(len(lamp), dtype=np.int64)
+        sorted_at[order] = position
+        judged = sorted_at[len(initial) :]  # where each judged row (in `order`) went
+        self.switches = (changes - changes[low]).astype(float)[judged]
+        self.readings = (position - low + 1).astype(float)[judged]
+        self.lamp_device, self.lamp_state = device, lamp
+
+    def quiet_devices(self) -> np.ndarray:
+        """Per candidate device: whether none of its judged rows has a verdict that is true,
+        not a boolean or null, or not answered here (and its values are held exactly)."""
+        frame, bad_rows = self.frame()
+        interesting = bad_rows.copy()
+        rows = len(self.order)
+        for verdict in self.rules.verdicts:
+            result = verdict(frame)
+            ask = np.broadcast_to(np.asarray(result.ask | False, dtype=bool), rows)
+            null = np.broadcast_to(np.asarray(result.null | False, dtype=bool), rows)
+            if result.kind is bool:
+                value = np.broadcast_to(np.asarray(result.value, dtype=bool), rows)
+                interesting |= ask | (~null & value)
+            elif result.kind is type(None):
+                interesting |= ask
+            else:
+                interesting |= ask | ~null  # not a boolean: the scalar path counts an error
+        noisy = self.bad.copy()
+        noisy[self.local[self.order][interesting]] = True
+        return ~noisy
+
+    def frame(self) -> tuple[Frame, np.ndarray]:
+        """The judged rows' variables, and the rows holding a value the columns do not."""
+        rows = len(self.order)
+        columns: dict[tuple[str, str], Column] = {}
+        present: dict[tuple[str, str], Any] = {}
+        exists: dict[str, Any] = {}
+        bad = np.zeros(rows, dtype=bool)
+        read = self.rules.reads
+        wanted = self.rules.wanted
+        device = self.local[self.order]
+        reading_names = {f for v, f in read if v == "reading"}
+        previous_names = {f for v, f in read if v == "previous"}
+        sent = _sent_fields(wanted)
+        values: dict[str, _Values] = {}
+        for name in reading_names | (previous_names & sent):
+            values[name] = _Values.of([self.fields[i] for i in self.order], name)
+            bad |= values[name].bad
+        exists["reading"] = True
+        for name in reading_names:
+            present[("reading", name)] = values[name].present
+            columns[("reading", name)] = values[name].column()
+        if "previous" in wanted:
+            exists["previous"] = True
+            self._previous(previous_names, values, columns, present, sent)
+        if "history" in wanted:
+            exists["history"] = True
+            for name, column in (("switches", self.switches), ("readings", self.readings)):
+                present[("history", name)] = True
+                columns[("history", name)] = Column(float, column)
+        if "device" in wanted:
+            exists["device"] = True
+            self._device({f for v, f in read if v == "device"}, device, columns, present)
+        if "sun" in wanted:
+            bad |= self._sun({f for v, f in read if v == "sun"}, device, columns, present, exists)
+        return Frame(rows, columns, present, exists), bad
+
+    def _previous(
+        self,
+        names: set[str],
+        values: "dict[str, _Values]",
+        columns: dict[tuple[str, str], Column],
+        present: dict[tuple[str, str], Any],
+        sent: frozenset[str],
+    ) -> None:
+        """`previous` per judged row: the prior judged row's reading (the fields `sent`), or the
+        view's kept reading for a device's first, and `minutes_ago`."""
+        first = self.first
+        prior = np.maximum(np.arange(len(first)) - 1, 0)  # the prior judged row's position
+        kept = [
+            None if v is None or v.last_reading is None or v.last_reading_at is None else v
+            for v in self.views
+        ]
+        device = self.local[self.order]
+        at = self.at_us[self.order]
+        before = np.where(first, self.newest_us[device], self.at_us[np.maximum(self.prior, 0)])
+        has_kept = np.array([v is not None for v in kept], dtype=bool)
+        ago = (at - before) / 1e6 / 60
+        exists_ago = ~first | has_kept[device]
+        for name in names:
+            if name == "minutes_ago":
+                present[("previous", name)] = exists_ago
+                columns[("previous", name)] = Column(float, ago, ~exists_ago)
+                continue
+            if name not in sent:
+                present[("previous", name)] = False
+                columns[("previous", name)] = Column(float, 0.0, True)
+                continue
+            own = values[name]
+            start = _Values.of(
+                [{} if v is None else v.last_reading for v in kept],  # type: ignore[misc]
+                name,
+                exact=True,
+            )
+            kind = own.kind if own.present.any() else start.kind
+            value = np.where(first, start.value_of(kind)[device], own.value_of(kind)[prior])
+            is_there = np.where(first, start.present[device], own.present[prior])
+            wrong = np.where(first, ~start.is_kind(kind)[device], ~own.is_kind(kind)[prior])
+            present[("previous", name)] = is_there
+            columns[("previous", name)] = Column(kind, value, ~is_there | wrong)
+
+    def _device(
+        self,
+        names: set[str],
+        device: np.ndarray,
+        columns: dict[tuple[str, str], Column],
+        present: dict[tuple[str, str], Any],
+    ) -> None:
+        maps = []
+        for number, device_id in enumerate(self.ids):
+            place = self.book.place(device_id)
+            if place is not None:
+                maps.append(place.device)
+            else:
+                # Its zone is each observation's: none of the float fields the columns hold.
+                zone = self.observations[int(np.flatnonzero(self.local == number)[0])].zone
+                maps.append(device_map(None, device_id, zone))
+        for name in names:
+            got = _Values.of(maps, name, exact=True)
+            kind = got.kind
+            present[("device", name)] = got.present[device]
+            wrong = ~got.is_kind(kind)[device]
+            columns[("device", name)] = Column(kind, got.value_of(kind)[device], wrong)
+
+    def _sun(
+        self,
+        names: set[str],
+        device: np.ndarray,
+        columns: dict[tuple[str, str], Column],
+        present: dict[tuple[str, str], Any],
+        exists: dict[str, Any],
+    ) -> np.ndarray:
+        """The sun facts per judged row (`SunClock.facts`, from the same events); the rows
+        where the sun's elevation would decide (no event within three dates) are bad."""
+        rows = len(device)
+        places = [self.book.place(device_id) for device_id in self.ids]
+        with_place = np.array([p is not None for p in places], dtype=bool)[device]
+        exists["sun"] = with_place
+        at = self.at_us[self.order]
+        day = at // _DAY_US
+        key = device * (1 << 40) + (day - day.min() if rows else day)
+        groups, group = np.unique(key, return_inverse=True)
+        times = np.full((len(groups), 6), np.inf)
+        is_day = np.full((len(groups), 7), 2, dtype=np.int8)
+        events = np.full((len(groups), 4, 7), np.nan)
+        first = np.zeros(len(groups), dtype=np.int64)
+        first[group[::-1]] = np.arange(rows)[::-1]
+        for g in range(len(groups)):
+            place = places[int(device[first[g]])]
+            if place is None:
+                continue
+            table = place.sun.table(float(day[first[g]] * 86_400))
+            times[g], is_day[g], events[g] = table.times, table.is_day, table.events
+        t = at / 1e6
+        span = (times[group] <= t[:, None]).sum(axis=1)
+        facts = {"is_day": is_day[group, span]}
+        for j, name in enumerate(_SUN_FIELDS):
+            facts[name] = events[group, j, span]
+        minutes = {
+            "minutes_after_sunset": _minutes(t - facts["last_sunset"]),
+            "minutes_before_sunrise": _minutes(facts["next_sunrise"] - t),
+            "minutes_after_sunrise": _minutes(t - facts["last_sunrise"]),
+            "minutes_before_sunset": _minutes(facts["next_sunset"] - t),
+        }
+        polar: np.ndarray = with_place & (facts["is_day"] == 2)
+        for name in names:
+            present[("sun", name)] = with_place
+            if name == "is_day":
+                columns[("sun", name)] = Column(bool, facts["is_day"] == 1, ~with_place)
+            elif name in minutes:
+                columns[("sun", name)] = Column(float, minutes[name], ~with_place)
+            else:
+                present[("sun", name)] = False
+                columns[("sun", name)] = Column(float, 0.0, True)
+        return polar
+
+    def settled(self, quiet: np.ndarray) -> dict[str, Settled]:
+        """The final view of each quiet device."""
+        out: dict[str, Settled] = {}
+        heard = np.full(len(self.ids), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(heard, self.local, self.heard_us)
+        last_row = np.full(len(self.ids), -1, dtype=np.int64)
+        np.maximum.at(last_row, self.local[self.order], self.order)  # the latest judged row
+        lamp_end = np.searchsorted(self.lamp_device, np.arange(len(self.ids)), side="right")
+        lamp_start = np.searchsorted(self.lamp_device, np.arange(len(self.ids)), side="left")
+        names = self.rules.wanted.get("previous", frozenset()) if self._keeps_previous() else None
+        for number in np.flatnonzero(quiet):
+            view = self.views[number]
+            seen = EPOCH + timedelta(microseconds=int(heard[number]))
+            if view is not None and view.last_seen_at > seen:
+                seen = view.last_seen_at
+            row = int(last_row[number])
+            if row < 0:
+                assert view is not None  # every row stale: the device has a judged reading
+                out[self.ids[number]] = Settled(
+                    view.zone, seen, view.lamp_history, view.last_reading, view.last_reading_at
+                )
+                continue
+            obs = self.observations[row]
+            low = max(int(lamp_start[number]), int(lamp_end[number]) - HISTORY_READINGS)
+            history = tuple(bool(s) for s in self.lamp_state[low : lamp_end[number]])
+            if self._keeps_previous():
+                assert obs.reading is not None
+                kept = only_reading(reading_map(obs.reading), names)
+            else:
+                kept = None if view is None else view.last_reading  # type: ignore[assignment]
+            out[self.ids[number]] = Settled(obs.zone, seen, history, kept, obs.at)
+        return out
+
+    def _keeps_previous(self) -> bool:
+        return "previous" in self.rules.wanted
+
+
+def _minutes(delta: np.ndarray) -> np.ndarray:
+    """`(t - event) / 60`, or `FAR_MIN` where there is no such event (NaN)."""
+    out: np.ndarray = np.where(np.isnan(delta), FAR_MIN, delta / 60)
+    return out
+
+
+def _sent_fields(wanted: Mapping[str, frozenset[str] | None]) -> frozenset[str]:
+    """The reading fields a view keeps as its `previous` (`only_reading`)."""
+    names = wanted.get("previous", frozenset())
+    if names is None:
+        return frozenset(READING_FIELDS)
+    return frozenset(READING_FIELDS) & names
+
+
+class _Values:
+    """One field over a list of dicts: sent or not, and its value as a float or a bool."""
+
+    __slots__ = ("bad", "bools", "floats", "is_bool", "is_float", "kind", "present")
+
+    def __init__(
+        self,
+        present: np.ndarray,
+        is_float: np.ndarray,
+        is_bool: np.ndarray,
+        floats: np.ndarray,
+        bools: np.ndarray,
+        bad: np.ndarray,
+    ) -> None:
+        self.present, self.is_float, self.is_bool = present, is_float, is_bool
+        self.floats, self.bools, self.bad = floats, bools, bad
+        self.kind: type = bool if is_bool.any() and not is_float.any() else float
+
+    @classmethod
+    def of(cls, maps: Sequence[Mapping[str, Any]], name: str, *, exact: bool = False) -> "_Values":
+        """With `exact`, the values as they are (ints are not doubles, None is a value); else as
+        `reading_map` makes them: None is not sent, ints become doubles, and a value of
+        another type (or an int too large for a double) is `bad`."""
+        raw = [m.get(name, _ABSENT) for m in maps]
+        objects = np.fromiter(raw, dtype=object, count=len(raw))
+        kinds = np.fromiter(map(type, raw), dtype=object, count=len(raw))
+        present = ~_of_type(kinds, _Absent)
+        if not exact:
+            if name not in READING_FIELDS:
+                present = np.zeros(len(raw), dtype=bool)
+            present &= ~_of_type(kinds, type(None))
+        is_bool = present & _of_type(kinds, bool)
+        is_float = present & _of_type(kinds, float)
+        is_int = present & _of_type(kinds, int)
+        bad = np.zeros(len(raw), dtype=bool)
+        floats = np.zeros(len(raw), dtype=float)
+        bools = np.zeros(len(raw), dtype=bool)
+        if is_float.any():
+            floats[is_float] = objects[is_float].astype(float)
+        if is_bool.any():
+            bools[is_bool] = objects[is_bool].astype(bool)
+        if not exact:
+            if is_int.any():
+                try:
+                    floats[is_int] = objects[is_int].astype(float)  # float(), as reading_map
+                    is_float = is_float | is_int
+                except OverflowError:
+                    bad |= is_int
+            bad |= present & ~is_bool & ~is_float
+        return cls(present, is_float, is_bool, floats, bools, bad)
+
+    def is_kind(self, kind: type) -> np.ndarray:
+        return self.is_bool if kind is bool else self.is_float
+
+    def value_of(self, kind: type) -> np.ndarray:
+        return self.bools if kind is bool else self.floats
+
+    def column(self) -> Column:
+        kind = self.kind
+        return Column(kind, self.value_of(kind), ~self.present | ~self.is_kind(kind))
+
+
+def _of_type(kinds: np.ndarray, cls: type) -> np.ndarray:
+    """Where the array of types `kinds` holds `cls`."""
+    target: Any = cls
+    out: np.ndarray = kinds == target
+    return out
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()
