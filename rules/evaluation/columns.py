@@ -14,7 +14,7 @@ chunk is taken in three steps:
 3. A device with an alert, a status in the chunk, a row whose verdict is true or asked, or a
    value the columns do not hold exactly (a field of another type, a lamp state that is not a
    boolean, a polar day) goes through the scalar path, all its rows, in order; every other
-   device only gets its final view (`Settled`). Those produce no transitions, so the scalar
+   device only gets its final view. Those produce no transitions, so the scalar
    devices' transitions keep their order.
 
 Times are the observations' own (`at`, `received_at`), as integers of epoch microseconds, which
@@ -25,8 +25,9 @@ minutes, `previous.minutes_ago`), with the same operations in the same order.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from models import Observation, SentReading
 from models.timestamps import EPOCH
 from rules.evaluation.sun import FAR_MIN
+from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
     HISTORY_READINGS,
     READING_FIELDS,
@@ -45,7 +47,7 @@ from rules.language.loader import Rule
 from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise
 
 if TYPE_CHECKING:
-    from rules.evaluation.evaluator import DeviceView, Rulebook
+    from rules.evaluation.evaluator import Rulebook
 
 MIN_ROWS = 256
 """Chunks smaller than this go through the scalar path: the columns' fixed cost (some hundred
@@ -86,24 +88,13 @@ class ChunkRules:
         return cls(tuple(verdicts), frozenset(read), wanted)
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """A quiet device's view after the chunk (its status fields are unchanged)."""
-
-    zone: str
-    last_seen_at: datetime
-    lamp_history: tuple[bool, ...]
-    last_reading: Mapping[str, Any] | None
-    last_reading_at: datetime | None
-
-
 def settle(
     book: "Rulebook",
     rules: ChunkRules,
     observations: Sequence[Observation],
-    view_of: Callable[[str], "DeviceView | None"],
+    view_of: Callable[[str], DeviceView | None],
     alerted: set[str],
-) -> tuple[Sequence[Observation], dict[str, Settled]]:
+) -> tuple[Sequence[Observation], dict[str, DeviceView]]:
     """The observations for the scalar path (in order), and the final views of the devices
     whose observations change nothing else."""
     index: dict[str, int] = {}
@@ -140,7 +131,7 @@ class ChunkColumns:
         rows: list[int],
         numbers: np.ndarray,
         names: list[str],
-        view_of: Callable[[str], "DeviceView | None"],
+        view_of: Callable[[str], DeviceView | None],
     ) -> None:
         self.book, self.rules = book, rules
         self.observations = [observations[i] for i in rows]
@@ -272,10 +263,11 @@ class ChunkColumns:
         reading_names = {f for v, f in read if v == "reading"}
         previous_names = {f for v, f in read if v == "previous"}
         sent = _sent_fields(wanted)
-        values: dict[str, _Values] = {}
-        for name in reading_names | (previous_names & sent):
-            values[name] = _Values.of([self.fields[i] for i in self.order], name)
-            bad |= values[name].bad
+        values = _reading_values(
+            [self.fields[i] for i in self.order], reading_names | (previous_names & sent)
+        )
+        for got in values.values():
+            bad |= got.bad
         exists["reading"] = True
         for name in reading_names:
             present[("reading", name)] = values[name].present
@@ -414,41 +406,69 @@ class ChunkColumns:
                 columns[("sun", name)] = Column(float, 0.0, True)
         return polar
 
-    def settled(self, quiet: np.ndarray) -> dict[str, Settled]:
+    def settled(self, quiet: np.ndarray) -> dict[str, DeviceView]:
         """The final view of each quiet device."""
-        out: dict[str, Settled] = {}
-        heard = np.full(len(self.ids), np.iinfo(np.int64).min, dtype=np.int64)
+        out: dict[str, DeviceView] = {}
+        count = len(self.ids)
+        heard = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(heard, self.local, self.heard_us)
-        last_row = np.full(len(self.ids), -1, dtype=np.int64)
-        np.maximum.at(last_row, self.local[self.order], self.order)  # the latest judged row
-        lamp_end = np.searchsorted(self.lamp_device, np.arange(len(self.ids)), side="right")
-        lamp_start = np.searchsorted(self.lamp_device, np.arange(len(self.ids)), side="left")
-        names = self.rules.wanted.get("previous", frozenset()) if self._keeps_previous() else None
-        for number in np.flatnonzero(quiet):
-            view = self.views[number]
-            seen = EPOCH + timedelta(microseconds=int(heard[number]))
+        last = np.full(count, -1, dtype=np.int64)
+        np.maximum.at(last, self.local[self.order], self.order)  # the latest judged row
+        lamp_end = np.searchsorted(self.lamp_device, np.arange(count), side="right")
+        lamp_low = np.maximum(
+            np.searchsorted(self.lamp_device, np.arange(count), side="left"),
+            lamp_end - HISTORY_READINGS,
+        )
+        keeps = "previous" in self.rules.wanted
+        names = self.rules.wanted.get("previous") if keeps else None
+        states = self.lamp_state.tolist()
+        heard_list, last_list = heard.tolist(), last.tolist()
+        low_list, end_list = lamp_low.tolist(), lamp_end.tolist()
+        views, ids, observations = self.views, self.ids, self.observations
+        for number in np.flatnonzero(quiet).tolist():
+            view = views[number]
+            seen = EPOCH + timedelta(microseconds=heard_list[number])
             if view is not None and view.last_seen_at > seen:
                 seen = view.last_seen_at
-            row = int(last_row[number])
+            row = last_list[number]
             if row < 0:
                 assert view is not None  # every row stale: the device has a judged reading
-                out[self.ids[number]] = Settled(
-                    view.zone, seen, view.lamp_history, view.last_reading, view.last_reading_at
-                )
+                out[ids[number]] = replace(view, last_seen_at=seen)
                 continue
-            obs = self.observations[row]
-            low = max(int(lamp_start[number]), int(lamp_end[number]) - HISTORY_READINGS)
-            history = tuple(bool(s) for s in self.lamp_state[low : lamp_end[number]])
-            if self._keeps_previous():
+            obs = observations[row]
+            history = tuple(states[low_list[number] : end_list[number]])
+            if keeps:
                 assert obs.reading is not None
                 kept = only_reading(reading_map(obs.reading), names)
             else:
                 kept = None if view is None else view.last_reading  # type: ignore[assignment]
-            out[self.ids[number]] = Settled(obs.zone, seen, history, kept, obs.at)
+            if view is None:
+                out[ids[number]] = DeviceView(obs.zone, seen, history, kept, obs.at)
+            else:
+                out[ids[number]] = DeviceView(
+                    obs.zone, seen, history, kept, obs.at, view.status_at, view.status_ts_at
+                )
         return out
 
     def _keeps_previous(self) -> bool:
         return "previous" in self.rules.wanted
+
+
+def _reading_values(fields: list[Mapping[str, Any]], names: set[str]) -> "dict[str, _Values]":
+    """`_Values.of` each of `names` (as `reading_map` makes them); all at once, by one
+    `itemgetter` pass, when every row sent every field read (as a rule)."""
+    sent = sorted(name for name in names if name in READING_FIELDS)
+    out = {name: _Values.of(fields, name) for name in names if name not in READING_FIELDS}
+    if len(sent) < 2:
+        return out | {name: _Values.of(fields, name) for name in sent}
+    try:
+        table = list(map(itemgetter(*sent), fields))
+    except KeyError:
+        return out | {name: _Values.of(fields, name) for name in sent}
+    columns = zip(*table, strict=True) if table else (() for _ in sent)
+    for name, raw in zip(sent, columns, strict=True):
+        out[name] = _Values.of_values(raw)
+    return out
 
 
 def _minutes(delta: np.ndarray) -> np.ndarray:
@@ -488,20 +508,35 @@ class _Values:
         """With `exact`, the values as they are (ints are not doubles, None is a value); else as
         `reading_map` makes them: None is not sent, ints become doubles, and a value of
         another type (or an int too large for a double) is `bad`."""
-        raw = [m.get(name, _ABSENT) for m in maps]
-        objects = np.fromiter(raw, dtype=object, count=len(raw))
-        kinds = np.fromiter(map(type, raw), dtype=object, count=len(raw))
+        if not exact and name not in READING_FIELDS:
+            nothing = np.zeros(len(maps), dtype=bool)
+            return cls(nothing, nothing, nothing, np.zeros(len(maps)), nothing, nothing)
+        return cls.of_values([m.get(name, _ABSENT) for m in maps], exact=exact)
+
+    @classmethod
+    def of_values(cls, raw: Sequence[Any], *, exact: bool = False) -> "_Values":
+        """`of` from the values (`_ABSENT`: not in the dict)."""
+        count = len(raw)
+        seen = set(map(type, raw))
+        if len(seen) == 1 and (float in seen or bool in seen):
+            # The common case, every row sent a value of one type.
+            every, nothing = np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
+            if float in seen:
+                return cls(every, every, nothing, np.fromiter(raw, float, count), nothing, nothing)
+            return cls(
+                every, nothing, every, np.zeros(count), np.fromiter(raw, bool, count), nothing
+            )
+        objects = np.fromiter(raw, dtype=object, count=count)
+        kinds = np.fromiter(map(type, raw), dtype=object, count=count)
         present = ~_of_type(kinds, _Absent)
         if not exact:
-            if name not in READING_FIELDS:
-                present = np.zeros(len(raw), dtype=bool)
             present &= ~_of_type(kinds, type(None))
         is_bool = present & _of_type(kinds, bool)
         is_float = present & _of_type(kinds, float)
         is_int = present & _of_type(kinds, int)
-        bad = np.zeros(len(raw), dtype=bool)
-        floats = np.zeros(len(raw), dtype=float)
-        bools = np.zeros(len(raw), dtype=bool)
+        bad = np.zeros(count, dtype=bool)
+        floats = np.zeros(count, dtype=float)
+        bools = np.zeros(count, dtype=bool)
         if is_float.any():
             floats[is_float] = objects[is_float].astype(float)
         if is_bool.any():
@@ -525,6 +560,11 @@ class _Values:
     def column(self) -> Column:
         kind = self.kind
         return Column(kind, self.value_of(kind), ~self.present | ~self.is_kind(kind))
+
+
+_BOOL = frozenset({bool})
+_FLOAT = frozenset({float})
+_NUMBERS = frozenset({float, int})
 
 
 def _of_type(kinds: np.ndarray, cls: type) -> np.ndarray:

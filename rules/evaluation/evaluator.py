@@ -50,6 +50,7 @@ from rules.evaluation.bucket_map import BucketMap
 from rules.evaluation.columns import MIN_ROWS, ChunkRules, settle
 from rules.evaluation.inventory import EMPTY, Device, Inventory
 from rules.evaluation.sun import SunClock
+from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
     HISTORY_READINGS,
     Bindings,
@@ -63,25 +64,6 @@ from rules.language.expressions import (
 from rules.language.loader import Rule, RuleSet
 from rules.language.native import ASK_CEL, Fused, fuse
 from rules.notify.templates import render
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceView:
-    """What the engine remembers of a device between observations."""
-
-    zone: str
-    last_seen_at: datetime
-    """Contact time: the later of the newest message's `ts` and its receive time."""
-    lamp_history: tuple[bool, ...] = ()
-    last_reading: Mapping[str, Any] | None = None
-    """The newest reading's fields that rules read as `previous.NAME` (None: none kept)."""
-    last_reading_at: datetime | None = None
-    """The newest judged reading's `ts`: a reading at or before it gets no verdict."""
-    status_at: datetime | None = None
-    """The newest status's time (`at`): where the timer starts counting its silence."""
-    status_ts_at: datetime | None = None
-    """The newest judged status's own `ts`: a status with a `ts` at or before it gets no
-    verdict (one without, a Last Will, is judged in arrival order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,17 +305,7 @@ def _settle(run: _Run, observations: Iterable[Observation], least: int) -> Itera
     if rules is None:
         return observations
     scalar, settled = settle(run.book, rules, observations, run.device, run.alerted)
-    for device_id, view in settled.items():
-        old = run.device(device_id)
-        run.devices[device_id] = DeviceView(
-            view.zone,
-            view.last_seen_at,
-            view.lamp_history,
-            view.last_reading,
-            view.last_reading_at,
-            None if old is None else old.status_at,
-            None if old is None else old.status_ts_at,
-        )
+    run.devices.update(settled)
     return scalar
 
 
