@@ -203,17 +203,20 @@ class ChunkColumns:
         initial: list[int] = []
         lamps: list[bool] = []
         for number, view in enumerate(self.views):
-            kept = () if view is None else view.lamp_history
-            if any(lamp.__class__ is not bool for lamp in kept):
-                self.bad[number] = True
-            initial += [number] * len(kept)
-            lamps += [bool(lamp) for lamp in kept]
-        states = [self.observations[i].reading.lamp_on for i in self.order]
-        for i, lamp in zip(self.order, states, strict=True):
-            if lamp.__class__ is not bool:
-                self.bad[self.local[i]] = True
+            if view is not None and view.lamp_history:
+                kept = view.lamp_history
+                if not set(map(type, kept)) <= _BOOL:
+                    self.bad[number] = True
+                initial += [number] * len(kept)
+                lamps += map(bool, kept)
+        states = [self.observations[i].reading.lamp_on for i in self.order.tolist()]
+        if not set(map(type, states)) <= _BOOL:
+            for i, lamp in zip(self.order, states, strict=True):
+                if lamp.__class__ is not bool:
+                    self.bad[self.local[i]] = True
+            states = [bool(s) for s in states]
         device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
-        lamp = np.array(lamps + [bool(s) for s in states], dtype=bool)
+        lamp = np.array(lamps + states, dtype=bool)
         order = np.argsort(device, kind="stable")
         device, lamp = device[order], lamp[order]
         change = np.zeros(len(lamp), dtype=np.int64)
@@ -263,9 +266,10 @@ class ChunkColumns:
         reading_names = {f for v, f in read if v == "reading"}
         previous_names = {f for v, f in read if v == "previous"}
         sent = _sent_fields(wanted)
-        values = _reading_values(
-            [self.fields[i] for i in self.order], reading_names | (previous_names & sent)
-        )
+        fields = [self.fields[i] for i in self.order]
+        values = {
+            name: _Values.of(fields, name) for name in reading_names | (previous_names & sent)
+        }
         for got in values.values():
             bad |= got.bad
         exists["reading"] = True
@@ -377,12 +381,20 @@ class ChunkColumns:
         events = np.full((len(groups), 4, 7), np.nan)
         first = np.zeros(len(groups), dtype=np.int64)
         first[group[::-1]] = np.arange(rows)[::-1]
-        for g in range(len(groups)):
-            place = places[int(device[first[g]])]
-            if place is None:
-                continue
-            table = place.sun.table(float(day[first[g]] * 86_400))
-            times[g], is_day[g], events[g] = table.times, table.is_day, table.events
+        tables = [
+            None if place is None else place.sun.table(float(start))
+            for place, start in zip(
+                [places[i] for i in device[first].tolist()],
+                (day[first] * 86_400).tolist(),
+                strict=True,
+            )
+        ]
+        found = [g for g, table in enumerate(tables) if table is not None]
+        if found:
+            kept = [tables[g] for g in found]
+            times[found] = np.stack([t.times for t in kept])  # type: ignore[union-attr]
+            is_day[found] = np.stack([t.is_day for t in kept])  # type: ignore[union-attr]
+            events[found] = np.stack([t.events for t in kept])  # type: ignore[union-attr]
         t = at / 1e6
         span = (times[group] <= t[:, None]).sum(axis=1)
         facts = {"is_day": is_day[group, span]}
@@ -454,23 +466,6 @@ class ChunkColumns:
         return "previous" in self.rules.wanted
 
 
-def _reading_values(fields: list[Mapping[str, Any]], names: set[str]) -> "dict[str, _Values]":
-    """`_Values.of` each of `names` (as `reading_map` makes them); all at once, by one
-    `itemgetter` pass, when every row sent every field read (as a rule)."""
-    sent = sorted(name for name in names if name in READING_FIELDS)
-    out = {name: _Values.of(fields, name) for name in names if name not in READING_FIELDS}
-    if len(sent) < 2:
-        return out | {name: _Values.of(fields, name) for name in sent}
-    try:
-        table = list(map(itemgetter(*sent), fields))
-    except KeyError:
-        return out | {name: _Values.of(fields, name) for name in sent}
-    columns = zip(*table, strict=True) if table else (() for _ in sent)
-    for name, raw in zip(sent, columns, strict=True):
-        out[name] = _Values.of_values(raw)
-    return out
-
-
 def _minutes(delta: np.ndarray) -> np.ndarray:
     """`(t - event) / 60`, or `FAR_MIN` where there is no such event (NaN)."""
     out: np.ndarray = np.where(np.isnan(delta), FAR_MIN, delta / 60)
@@ -511,7 +506,11 @@ class _Values:
         if not exact and name not in READING_FIELDS:
             nothing = np.zeros(len(maps), dtype=bool)
             return cls(nothing, nothing, nothing, np.zeros(len(maps)), nothing, nothing)
-        return cls.of_values([m.get(name, _ABSENT) for m in maps], exact=exact)
+        try:
+            raw = list(map(itemgetter(name), maps))  # every row sent it, as a rule
+        except KeyError:
+            raw = [m.get(name, _ABSENT) for m in maps]
+        return cls.of_values(raw, exact=exact)
 
     @classmethod
     def of_values(cls, raw: Sequence[Any], *, exact: bool = False) -> "_Values":
