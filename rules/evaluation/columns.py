@@ -40,8 +40,6 @@ from rules.language.expressions import (
     HISTORY_READINGS,
     READING_FIELDS,
     device_map,
-    only_reading,
-    reading_map,
 )
 from rules.language.loader import Rule
 from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise
@@ -139,14 +137,16 @@ class ChunkColumns:
         self.local = local.astype(np.int64)
         self.ids = [names[number] for number in self.devices]
         self.views = [view_of(device_id) for device_id in self.ids]
+        self.kept: dict[str, _Values] = {}
+        """The fields a view keeps of its latest reading (`only_reading`), per judged row."""
         self.bad = np.zeros(len(self.ids), dtype=bool)
         """Devices whose rows the columns cannot hold exactly: the scalar path takes them."""
         obs = self.observations
-        self.at_us = np.array([_us(o.at) for o in obs], dtype=np.int64)
+        epoch, us = EPOCH, _US
+        self.at_us = np.array([(o.at - epoch) // us for o in obs], dtype=np.int64)
         self.heard_us = self._heard(obs)
-        self.fields = [
-            r.fields if r.__class__ is SentReading else r.__dict__ for r in (o.reading for o in obs)
-        ]
+        readings = [o.reading for o in obs]
+        self.fields = [r.fields if r.__class__ is SentReading else r.__dict__ for r in readings]
         self._stale()
         self._history()
 
@@ -267,11 +267,10 @@ class ChunkColumns:
         previous_names = {f for v, f in read if v == "previous"}
         sent = _sent_fields(wanted)
         fields = [self.fields[i] for i in self.order]
-        values = {
-            name: _Values.of(fields, name) for name in reading_names | (previous_names & sent)
-        }
+        values = {name: _Values.of(fields, name) for name in reading_names | sent}
         for got in values.values():
             bad |= got.bad
+        self.kept = {name: values[name] for name in sent}
         exists["reading"] = True
         for name in reading_names:
             present[("reading", name)] = values[name].present
@@ -432,8 +431,14 @@ class ChunkColumns:
             lamp_end - HISTORY_READINGS,
         )
         keeps = "previous" in self.rules.wanted
-        names = self.rules.wanted.get("previous") if keeps else None
         states = self.lamp_state.tolist()
+        kept_columns = [
+            (name, got.present.tolist(), got.python_values())
+            for name, got in sorted(self.kept.items(), key=lambda item: _ORDER[item[0]])
+        ]
+        position = np.empty(len(self.at_us), dtype=np.int64)
+        position[self.order] = np.arange(len(self.order))
+        positions = position.tolist()
         heard_list, last_list = heard.tolist(), last.tolist()
         low_list, end_list = lamp_low.tolist(), lamp_end.tolist()
         views, ids, observations = self.views, self.ids, self.observations
@@ -450,8 +455,8 @@ class ChunkColumns:
             obs = observations[row]
             history = tuple(states[low_list[number] : end_list[number]])
             if keeps:
-                assert obs.reading is not None
-                kept = only_reading(reading_map(obs.reading), names)
+                at = positions[row]
+                kept = {name: values[at] for name, sent, values in kept_columns if sent[at]}
             else:
                 kept = None if view is None else view.last_reading  # type: ignore[assignment]
             if view is None:
@@ -550,6 +555,15 @@ class _Values:
             bad |= present & ~is_bool & ~is_float
         return cls(present, is_float, is_bool, floats, bools, bad)
 
+    def python_values(self) -> list[Any]:
+        """Each row's value as `reading_map` gives it (a float or a bool; where sent)."""
+        if not self.is_bool.any():
+            return self.floats.tolist()  # type: ignore[no-any-return]
+        if not self.is_float.any():
+            return self.bools.tolist()  # type: ignore[no-any-return]
+        mixed = np.where(self.is_bool, self.bools.astype(object), self.floats.astype(object))
+        return mixed.tolist()  # type: ignore[no-any-return]
+
     def is_kind(self, kind: type) -> np.ndarray:
         return self.is_bool if kind is bool else self.is_float
 
@@ -561,6 +575,8 @@ class _Values:
         return Column(kind, self.value_of(kind), ~self.present | ~self.is_kind(kind))
 
 
+_ORDER = {name: i for i, name in enumerate(READING_FIELDS)}
+"""`reading_map`'s order of the fields (a kept reading's dict is built in it)."""
 _BOOL = frozenset({bool})
 _FLOAT = frozenset({float})
 _NUMBERS = frozenset({float, int})
