@@ -27,13 +27,13 @@ minutes, `previous.minutes_ago`), with the same operations in the same order.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models import Observation, SentReading
 from models.timestamps import EPOCH
+from rules.evaluation.field_values import BOOLS, FieldValues
 from rules.evaluation.sun import FAR_MIN
 from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
@@ -140,7 +140,7 @@ class ChunkColumns:
         self.local = local.astype(np.int64)
         self.ids = [names[number] for number in self.devices]
         self.views = [view_of(device_id) for device_id in self.ids]
-        self.kept: dict[str, _Values] = {}
+        self.kept: dict[str, FieldValues] = {}
         """The fields a view keeps of its latest reading (`only_reading`), per judged row."""
         self.bad = np.zeros(len(self.ids), dtype=bool)
         """Devices whose rows the columns cannot hold exactly: the scalar path takes them."""
@@ -208,12 +208,12 @@ class ChunkColumns:
         for number, view in enumerate(self.views):
             if view is not None and view.lamp_history:
                 kept = view.lamp_history
-                if not set(map(type, kept)) <= _BOOL:
+                if not set(map(type, kept)) <= BOOLS:
                     self.bad[number] = True
                 initial += [number] * len(kept)
                 lamps += map(bool, kept)
         states = [self.observations[i].reading.lamp_on for i in self.order.tolist()]
-        if not set(map(type, states)) <= _BOOL:
+        if not set(map(type, states)) <= BOOLS:
             for i, lamp in zip(self.order, states, strict=True):
                 if lamp.__class__ is not bool:
                     self.bad[self.local[i]] = True
@@ -270,7 +270,7 @@ class ChunkColumns:
         previous_names = {f for v, f in read if v == "previous"}
         sent = _sent_fields(wanted)
         fields = [self.fields[i] for i in self.order]
-        values = _Values.many(fields, reading_names | sent)
+        values = FieldValues.many(fields, reading_names | sent)
         for got in values.values():
             bad |= got.bad
         self.kept = {name: values[name] for name in sent}
@@ -296,7 +296,7 @@ class ChunkColumns:
     def _previous(
         self,
         names: set[str],
-        values: "dict[str, _Values]",
+        values: "dict[str, FieldValues]",
         columns: dict[tuple[str, str], Column],
         present: dict[tuple[str, str], Any],
         sent: frozenset[str],
@@ -325,7 +325,7 @@ class ChunkColumns:
                 columns[("previous", name)] = Column(float, 0.0, True)
                 continue
             own = values[name]
-            start = _Values.of(
+            start = FieldValues.of(
                 [{} if v is None else v.last_reading for v in kept],  # type: ignore[misc]
                 name,
                 exact=True,
@@ -354,7 +354,7 @@ class ChunkColumns:
                 zone = self.observations[int(np.flatnonzero(self.local == number)[0])].zone
                 maps.append(device_map(None, device_id, zone))
         for name in names:
-            got = _Values.of(maps, name, exact=True)
+            got = FieldValues.of(maps, name, exact=True)
             kind = got.kind
             present[("device", name)] = got.present[device]
             wrong = ~got.is_kind(kind)[device]
@@ -488,128 +488,5 @@ def _sent_fields(wanted: Mapping[str, frozenset[str] | None]) -> frozenset[str]:
     return frozenset(READING_FIELDS) & names
 
 
-class _Values:
-    """One field over a list of dicts: sent or not, and its value as a float or a bool."""
-
-    __slots__ = ("bad", "bools", "floats", "is_bool", "is_float", "kind", "present")
-
-    def __init__(
-        self,
-        present: np.ndarray,
-        is_float: np.ndarray,
-        is_bool: np.ndarray,
-        floats: np.ndarray,
-        bools: np.ndarray,
-        bad: np.ndarray,
-    ) -> None:
-        self.present, self.is_float, self.is_bool = present, is_float, is_bool
-        self.floats, self.bools, self.bad = floats, bools, bad
-        self.kind: type = bool if is_bool.any() and not is_float.any() else float
-
-    @classmethod
-    def of(cls, maps: Sequence[Mapping[str, Any]], name: str, *, exact: bool = False) -> "_Values":
-        """With `exact`, the values as they are (ints are not doubles, None is a value); else as
-        `reading_map` makes them: None is not sent, ints become doubles, and a value of
-        another type (or an int too large for a double) is `bad`."""
-        if not exact and name not in READING_FIELDS:
-            nothing = np.zeros(len(maps), dtype=bool)
-            return cls(nothing, nothing, nothing, np.zeros(len(maps)), nothing, nothing)
-        try:
-            raw = list(map(itemgetter(name), maps))  # every row sent it, as a rule
-        except KeyError:
-            raw = [m.get(name, _ABSENT) for m in maps]
-        return cls.of_values(raw, exact=exact)
-
-    @classmethod
-    def many(cls, maps: Sequence[Mapping[str, Any]], names: set[str]) -> "dict[str, _Values]":
-        """`of` each of `names`, from one pass over `maps` when every one holds every reading
-        field of them (as a rule): each dict is visited once rather than once a name."""
-        fields = sorted(name for name in names if name in READING_FIELDS)
-        out = {name: cls.of(maps, name) for name in names if name not in READING_FIELDS}
-        if len(fields) < 2 or not maps:
-            return out | {name: cls.of(maps, name) for name in fields}
-        try:
-            table = list(map(itemgetter(*fields), maps))
-        except KeyError:
-            return out | {name: cls.of(maps, name) for name in fields}
-        for name, raw in zip(fields, zip(*table, strict=True), strict=True):
-            out[name] = cls.of_values(raw)
-        return out
-
-    @classmethod
-    def of_values(cls, raw: Sequence[Any], *, exact: bool = False) -> "_Values":
-        """`of` from the values (`_ABSENT`: not in the dict)."""
-        count = len(raw)
-        seen = set(map(type, raw))
-        if len(seen) == 1 and (float in seen or bool in seen):
-            # The common case, every row sent a value of one type.
-            every, nothing = np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
-            if float in seen:
-                return cls(every, every, nothing, np.fromiter(raw, float, count), nothing, nothing)
-            return cls(
-                every, nothing, every, np.zeros(count), np.fromiter(raw, bool, count), nothing
-            )
-        objects = np.fromiter(raw, dtype=object, count=count)
-        kinds = np.fromiter(map(type, raw), dtype=object, count=count)
-        present = ~_of_type(kinds, _Absent)
-        if not exact:
-            present &= ~_of_type(kinds, type(None))
-        is_bool = present & _of_type(kinds, bool)
-        is_float = present & _of_type(kinds, float)
-        is_int = present & _of_type(kinds, int)
-        bad = np.zeros(count, dtype=bool)
-        floats = np.zeros(count, dtype=float)
-        bools = np.zeros(count, dtype=bool)
-        if is_float.any():
-            floats[is_float] = objects[is_float].astype(float)
-        if is_bool.any():
-            bools[is_bool] = objects[is_bool].astype(bool)
-        if not exact:
-            if is_int.any():
-                try:
-                    floats[is_int] = objects[is_int].astype(float)  # float(), as reading_map
-                    is_float = is_float | is_int
-                except OverflowError:
-                    bad |= is_int
-            bad |= present & ~is_bool & ~is_float
-        return cls(present, is_float, is_bool, floats, bools, bad)
-
-    def python_values(self) -> list[Any]:
-        """Each row's value as `reading_map` gives it (a float or a bool; where sent)."""
-        if not self.is_bool.any():
-            return self.floats.tolist()  # type: ignore[no-any-return]
-        if not self.is_float.any():
-            return self.bools.tolist()  # type: ignore[no-any-return]
-        mixed = np.where(self.is_bool, self.bools.astype(object), self.floats.astype(object))
-        return mixed.tolist()  # type: ignore[no-any-return]
-
-    def is_kind(self, kind: type) -> np.ndarray:
-        return self.is_bool if kind is bool else self.is_float
-
-    def value_of(self, kind: type) -> np.ndarray:
-        return self.bools if kind is bool else self.floats
-
-    def column(self) -> Column:
-        kind = self.kind
-        return Column(kind, self.value_of(kind), ~self.present | ~self.is_kind(kind))
-
-
 _ORDER = {name: i for i, name in enumerate(READING_FIELDS)}
 """`reading_map`'s order of the fields (a kept reading's dict is built in it)."""
-_BOOL = frozenset({bool})
-_FLOAT = frozenset({float})
-_NUMBERS = frozenset({float, int})
-
-
-def _of_type(kinds: np.ndarray, cls: type) -> np.ndarray:
-    """Where the array of types `kinds` holds `cls`."""
-    target: Any = cls
-    out: np.ndarray = kinds == target
-    return out
-
-
-class _Absent:
-    pass
-
-
-_ABSENT = _Absent()
