@@ -59,6 +59,7 @@ from rich.table import Table
 from ingest.decode import Limits, decode
 from models import Observation, Status
 from rules.evaluation.alerts import Alert
+from rules.evaluation.columns import MIN_ROWS
 from rules.evaluation.evaluator import EngineState, Rulebook, evaluate, mark_sent
 from rules.evaluation.inventory import Device, Inventory
 from rules.evaluation.sun import sun_facts
@@ -195,6 +196,7 @@ def run_score(
     *,
     from_start: bool = False,
     replay: Replay | None = None,
+    columnar_from: int | None = MIN_ROWS,
 ) -> Score:
     """Simulate the fleet, evaluate its messages (live, or with `replay`'s outage and
     backlog), and score the alerts against the episodes."""
@@ -226,7 +228,7 @@ def run_score(
         nonlocal state, groups, total_notifications, eval_s, evaluated
         now = from_ms(now_ms)
         started = time.process_time()
-        state, transitions = evaluate(book, state, now, buffer)
+        state, transitions = evaluate(book, state, now, buffer, columnar_from=columnar_from)
         eval_s += time.process_time() - started
         evaluated += len(buffer)
         buffer.clear()
@@ -555,6 +557,10 @@ def main(
     redeliver_min: float = typer.Option(
         15.0, help="Minutes before the outage whose messages are delivered again after it."
     ),
+    columnar_from: int = typer.Option(
+        MIN_ROWS,
+        help="Evaluate a tick's observations column-wise from this many on (0: never; 1: always).",
+    ),
 ) -> None:
     """Simulate, evaluate and score."""
     begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
@@ -572,7 +578,15 @@ def main(
     if replay_backlog > 0:
         offset = (days * 24 - replay_backlog) / 2 if replay_from is None else replay_from
         replay = Replay(begin + timedelta(hours=offset), replay_backlog, redeliver_min)
-    score = run_score(config, rules, notify_config, tick_s, from_start=from_start, replay=replay)
+    score = run_score(
+        config,
+        rules,
+        notify_config,
+        tick_s,
+        from_start=from_start,
+        replay=replay,
+        columnar_from=columnar_from or None,
+    )
     report(score, Console(width=120))
 
 

@@ -24,7 +24,8 @@ from energy.rollup_store import RollupConfig, build
 from influx.client import InfluxTarget, InfluxWriter
 from rules.evaluation import inventory as rules_inventory
 from rules.evaluation.alerts import Alert
-from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.evaluator import EngineState
+from rules.evaluation.views import DeviceView
 from rules.runtime.state_points import state_lines
 from servers import InfluxDBServer, query, write_points
 

@@ -16,8 +16,9 @@ import pytest
 
 from influx.client import InfluxTarget, InfluxWriter
 from models import Observation
-from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.evaluator import EngineState
 from rules.evaluation.inventory import Inventory
+from rules.evaluation.views import DeviceView
 from rules.notify.config import NotifyConfig, parse_notify
 from rules.notify.routing import DEFAULTS, build_route
 from rules.runtime.engine import RulesEngine

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ingest.decode import Limits, decode
 from models import Reading
-from rules.language.expressions import _READING_FIELDS, only, only_reading, reading_map
+from rules.language.expressions import READING_FIELDS, only, only_reading, reading_map
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 LIMITS = Limits(topic_root="lighting", max_clock_skew_s=1e9, observe=True)
@@ -23,7 +23,7 @@ UPPER = {"voltage_v": 600, "current_a": 50, "power_factor": 1, "driver_temp_c": 
 def defined_map(reading: Reading) -> dict[str, Any]:
     """`reading_map` as its docstring defines it: the sent fields, numbers as doubles."""
     out: dict[str, Any] = {}
-    for name in _READING_FIELDS:
+    for name in READING_FIELDS:
         value = getattr(reading, name)
         if value is not None:
             out[name] = value if isinstance(value, bool) else float(value)
@@ -46,7 +46,7 @@ def defined_map(reading: Reading) -> dict[str, Any]:
     fast=st.booleans(),
     names=st.one_of(
         st.none(),
-        st.frozensets(st.sampled_from([*_READING_FIELDS, "minutes_ago", "unknown"])),
+        st.frozensets(st.sampled_from([*READING_FIELDS, "minutes_ago", "unknown"])),
     ),
 )
 def test_the_hot_path_forms_give_what_the_definitions_give(

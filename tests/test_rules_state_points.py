@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from influx.client import InfluxTarget, InfluxWriter
 from models import Observation
 from rules.evaluation.alerts import Alert
-from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.evaluator import EngineState
 from rules.evaluation.inventory import Inventory
+from rules.evaluation.views import DeviceView
 from rules.language.loader import load_rules
 from rules.runtime.engine import RulesEngine
 from rules.runtime.state_points import (

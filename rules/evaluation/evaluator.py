@@ -39,7 +39,7 @@ fired).
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -47,8 +47,10 @@ from typing import Any, Literal
 from models import Observation
 from rules.evaluation.alerts import Alert, AlertKey, Transition
 from rules.evaluation.bucket_map import BucketMap
+from rules.evaluation.columns import MIN_ROWS, ChunkRules, settle
 from rules.evaluation.inventory import EMPTY, Device, Inventory
 from rules.evaluation.sun import SunClock
+from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
     HISTORY_READINGS,
     Bindings,
@@ -62,25 +64,6 @@ from rules.language.expressions import (
 from rules.language.loader import Rule, RuleSet
 from rules.language.native import ASK_CEL, Fused, fuse
 from rules.notify.templates import render
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceView:
-    """What the engine remembers of a device between observations."""
-
-    zone: str
-    last_seen_at: datetime
-    """Contact time: the later of the newest message's `ts` and its receive time."""
-    lamp_history: tuple[bool, ...] = ()
-    last_reading: Mapping[str, Any] | None = None
-    """The newest reading's fields that rules read as `previous.NAME` (None: none kept)."""
-    last_reading_at: datetime | None = None
-    """The newest judged reading's `ts`: a reading at or before it gets no verdict."""
-    status_at: datetime | None = None
-    """The newest status's time (`at`): where the timer starts counting its silence."""
-    status_ts_at: datetime | None = None
-    """The newest judged status's own `ts`: a status with a `ts` at or before it gets no
-    verdict (one without, a Last Will, is judged in arrival order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +111,16 @@ class Rulebook:
     _verdicts: dict[str, "_Verdicts"] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _chunk_rules: list[ChunkRules | None] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
+    def chunk_rules(self) -> ChunkRules | None:
+        """The reading rules' verdicts vectorised (None: outside what is mirrored)."""
+        if not self._chunk_rules:
+            rules = self.rules.of_source("reading")
+            self._chunk_rules.append(ChunkRules.of(rules, self.rules.fields.get("reading", {})))
+        return self._chunk_rules[0]
 
     def verdicts(self, source: Literal["reading", "status"]) -> "_Verdicts":
         """The verdicts of the rules on `source`, fused once per Rulebook."""
@@ -275,15 +268,23 @@ def evaluate(
     counters: Counters | None = None,
     *,
     deadman: bool = True,
+    columnar_from: int | None = MIN_ROWS,
 ) -> tuple[EngineState, list[Transition]]:
     """Apply `observations` (in order), then the timers at `now`. Returns the new state and the
     transitions, in the order they happened. `state` is not changed. The deadman looks at every
     device of the inventory: the engine asks for it on its timer tick only (`deadman=False`
-    when it evaluates a batch of observations)."""
+    when it evaluates a batch of observations).
+
+    A chunk of at least `columnar_from` observations (None: never) is first evaluated
+    column-wise (`rules.evaluation.columns`): the devices whose observations change nothing but
+    their views get those views at once, and only the others go through `_observe`. The result
+    is the same either way (`tests/test_rules_columns.py`)."""
     run = _Run(book, state, counters)
     reading_rules = book.verdicts("reading")
     status_rules = book.verdicts("status")
     silence_rules = book.rules.of_source("silence")
+    if columnar_from is not None:
+        observations = _settle(run, observations, columnar_from)
     for obs in observations:
         _observe(run, obs, reading_rules, status_rules, silence_rules)
     _tick(run, now, silence_rules if deadman else (), state.started_at or now)
@@ -293,6 +294,19 @@ def evaluate(
         ),
         run.transitions,
     )
+
+
+def _settle(run: _Run, observations: Iterable[Observation], least: int) -> Iterable[Observation]:
+    """Set the views of the devices whose observations change nothing else (from the chunk's
+    columns); returns the observations left for `_observe`."""
+    if not isinstance(observations, Sequence) or len(observations) < max(least, 1):
+        return observations
+    rules = run.book.chunk_rules()
+    if rules is None:
+        return observations
+    scalar, settled = settle(run.book, rules, observations, run.device, run.alerted)
+    run.devices.update(settled)
+    return scalar
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
+import numpy as np
 from astral import Observer
 from astral.sun import elevation, sunrise, sunset
 
@@ -60,6 +61,20 @@ class _Day:
     times: tuple[float, ...]
     spans: tuple[_Span, ...]
 
+    def table(self) -> "SunTable":
+        """The date's events and spans as rows of arrays, for `rules.evaluation.columns`."""
+        times = np.full(MAX_EVENTS, np.inf)
+        times[: len(self.times)] = self.times
+        spans = np.full((4, MAX_EVENTS + 1), np.nan)
+        is_day = np.full(MAX_EVENTS + 1, 2, dtype=np.int8)
+        for i, span in enumerate(self.spans):
+            is_day[i] = 2 if span.is_day is None else int(span.is_day)
+            for j, event in enumerate(
+                (span.last_sunset, span.next_sunrise, span.last_sunrise, span.next_sunset)
+            ):
+                spans[j, i] = np.nan if event is None else event
+        return SunTable(times, is_day, spans)
+
     @classmethod
     def of(cls, day: date, events: Events) -> "_Day":
         ordered = sorted(set(events))
@@ -85,11 +100,29 @@ class _Day:
         return cls(start, start + _DAY_S, tuple(t for t, _ in ordered), tuple(spans))
 
 
+MAX_EVENTS = 6
+"""Events of three dates at most (a sunrise and a sunset each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SunTable:
+    """One place's UTC date as arrays: `times` (its events, padded with +inf to `MAX_EVENTS`),
+    per span `is_day` (0, 1; 2: None, the sun's elevation decides) and `events` (rows: last
+    sunset, next sunrise, last sunrise, next sunset; NaN: none)."""
+
+    times: np.ndarray
+    is_day: np.ndarray
+    events: np.ndarray
+
+
+FAR_MIN = _FAR_MIN
+
+
 class SunClock:
     """The sun facts at one place. Its answers depend on nothing but the place and the time:
     what it keeps (the current date, the events of the dates around it) only saves work."""
 
-    __slots__ = ("_current", "_dates", "_observer", "lat", "lon")
+    __slots__ = ("_current", "_dates", "_observer", "_tables", "lat", "lon")
 
     def __init__(self, lat: float, lon: float) -> None:
         self.lat = lat
@@ -97,6 +130,7 @@ class SunClock:
         self._observer = Observer(latitude=round(lat, 6), longitude=round(lon, 6))
         self._current: _Day | None = None
         self._dates: dict[date, Events] = {}
+        self._tables: dict[float, SunTable] = {}
 
     def facts(self, at: datetime) -> dict[str, bool | float]:
         """`is_day` and minutes after/before the nearest sunrise and sunset, at `at`."""
@@ -117,6 +151,18 @@ class SunClock:
             "minutes_after_sunrise": _FAR_MIN if risen is None else (t - risen) / 60,
             "minutes_before_sunset": _FAR_MIN if setting is None else (setting - t) / 60,
         }
+
+    def table(self, start: float) -> SunTable:
+        """The `SunTable` of the UTC date starting at `start` (epoch seconds, a midnight): what
+        `facts` reads for a time of that date, kept as `facts` keeps it."""
+        day = self._current
+        if day is None or day.start != start:
+            day = self._current = self._day(datetime.fromtimestamp(start, UTC).date())
+        table = self._tables.get(start)
+        if table is None:
+            self._tables = {start: day.table()}
+            table = self._tables[start]
+        return table
 
     def _day(self, day: date) -> _Day:
         wanted = (day - _ONE_DAY, day, day + _ONE_DAY)

@@ -39,7 +39,7 @@ from rules.language.native import Native, NotMirroredError, translate
 HISTORY_READINGS = 6
 """How many of a device's latest readings `history.switches` looks at."""
 
-_READING_FIELDS = (
+READING_FIELDS = (
     "lamp_on",
     "power_w",
     "energy_wh",
@@ -51,6 +51,7 @@ _READING_FIELDS = (
     "lux",
     "seq",
 )
+"""The fields of a reading that rules see (`reading_map`), in its order."""
 
 
 class ExpressionError(ValueError):
@@ -93,7 +94,7 @@ def reading_map(reading: Reading | SentReading) -> dict[str, Any]:
     fields = reading.fields if isinstance(reading, SentReading) else reading.__dict__
     get = fields.get
     out: dict[str, Any] = {}
-    for name in _READING_FIELDS:
+    for name in READING_FIELDS:
         value = get(name)
         if value is None:
             continue
@@ -201,7 +202,7 @@ def only_reading(values: dict[str, Any], names: frozenset[str] | None) -> dict[s
 @functools.cache
 def _reading_order(names: frozenset[str]) -> tuple[str, ...]:
     """`names` that are reading fields, in `reading_map`'s order (a rule set has a few)."""
-    return tuple(name for name in _READING_FIELDS if name in names)
+    return tuple(name for name in READING_FIELDS if name in names)
 
 
 SAMPLE_READING = {

@@ -29,8 +29,9 @@ from typing import Final, Literal
 
 from influx.line_protocol import FieldValue, encode_line, format_field
 from rules.evaluation.alerts import Alert
-from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.evaluator import EngineState
 from rules.evaluation.inventory import Device, Inventory
+from rules.evaluation.views import DeviceView
 from rules.language.loader import RuleSet
 
 MEASUREMENT: Final = "luminaire_state"

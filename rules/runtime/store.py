@@ -45,7 +45,8 @@ from typing import Any, Literal
 import orjson
 
 from rules.evaluation.alerts import Alert
-from rules.evaluation.evaluator import DeviceView, EngineState
+from rules.evaluation.evaluator import EngineState
+from rules.evaluation.views import DeviceView
 from rules.notify.dispatch import Group, Silence
 from rules.notify.routing import Matcher
 from rules.runtime.journal import START, Position

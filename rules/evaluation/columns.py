@@ -1,0 +1,492 @@
+"""A chunk of observations evaluated column-wise: which devices' observations can change
+anything, so only those go through the evaluator's scalar path (`evaluator._observe`).
+
+A reading of a device without alerts changes nothing but the device's view (`DeviceView`) when
+every verdict of the reading rules on it is false or null (`evaluator._observe`'s hot path). The
+view's evolution does not depend on the verdicts: which readings are stale (at or before the
+device's newest judged `ts`), the lamp history, the previous reading, the contact time. So a
+chunk is taken in three steps:
+
+1. The views' evolution, per device in arrival order, as arrays: stale readings, `history`,
+   `previous`, and the variables the verdicts read (`reading`, `device`, `sun`) per judged row.
+2. The verdicts of the reading rules over those rows (`rules.language.vectorised`), answered
+   exactly as the native functions would, or `ask` where they would not.
+3. A device with an alert, a status in the chunk, a row whose verdict is true or asked, or a
+   value the columns do not hold exactly (a field of another type, a lamp state that is not a
+   boolean, a polar day) goes through the scalar path, all its rows, in order; every other
+   device only gets its final view. Those produce no transitions, so the scalar
+   devices' transitions keep their order.
+
+Times are the observations' own (`at`, `received_at`), as integers of epoch microseconds, which
+the datetimes are exactly; floats only where the scalar path computes floats (the sun's
+minutes, `previous.minutes_ago`), with the same operations in the same order.
+
+`python -m bench.rules_loop` gives what it costs against the scalar path.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models import Observation, SentReading
+from models.timestamps import EPOCH
+from rules.evaluation.field_values import BOOLS, FieldValues
+from rules.evaluation.sun import FAR_MIN
+from rules.evaluation.views import DeviceView
+from rules.language.expressions import (
+    HISTORY_READINGS,
+    READING_FIELDS,
+    device_map,
+)
+from rules.language.loader import Rule
+from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise
+
+if TYPE_CHECKING:
+    from rules.evaluation.evaluator import Rulebook
+
+MIN_ROWS = 512
+"""Chunks smaller than this go through the scalar path: the columns' fixed costs, per chunk (some
+hundred numpy calls) and per luminaire (its view, its sun table), are more than they save. On
+`bench.rules_loop`'s readings (1000 luminaires, about one reading each in a small chunk), CPU per
+observation, scalar → columns: chunks of 128 17.5 → 26.5 µs, 256 16.5 → 19.4, 512 16.9 → 16.3,
+1024 17.5 → 14.0 (best of 2, busy machine)."""
+
+_US = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+_SUN_FIELDS = (
+    "last_sunset",
+    "next_sunrise",
+    "last_sunrise",
+    "next_sunset",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRules:
+    """The reading rules' verdicts vectorised, and what they read."""
+
+    verdicts: tuple[Vectorised, ...]
+    reads: frozenset[tuple[str, str]]
+    wanted: Mapping[str, frozenset[str] | None]
+
+    @classmethod
+    def of(
+        cls, rules: tuple[Rule, ...], wanted: Mapping[str, frozenset[str] | None]
+    ) -> "ChunkRules | None":
+        """None when a verdict is outside what `vectorise` mirrors."""
+        verdicts: list[Vectorised] = []
+        read: set[tuple[str, str]] = set()
+        for rule in rules:
+            assert rule.verdict is not None
+            function = vectorise(rule.verdict.source)
+            if function is None:
+                return None
+            verdicts.append(function)
+            read |= reads(rule.verdict.source)
+        return cls(tuple(verdicts), frozenset(read), wanted)
+
+
+def settle(
+    book: "Rulebook",
+    rules: ChunkRules,
+    observations: Sequence[Observation],
+    view_of: Callable[[str], DeviceView | None],
+    alerted: set[str],
+) -> tuple[Sequence[Observation], dict[str, DeviceView]]:
+    """The observations for the scalar path (in order), and the final views of the devices
+    whose observations change nothing else."""
+    index: dict[str, int] = {}
+    dev = [index.setdefault(o.device_id, len(index)) for o in observations]
+    names = list(index)
+    forced = np.zeros(len(names), dtype=bool)
+    for number, o in zip(dev, observations, strict=True):
+        if o.reading is None:
+            forced[number] = True
+    for device_id in alerted.intersection(index):
+        forced[index[device_id]] = True
+    rows = [i for i, number in enumerate(dev) if not forced[number]]
+    if not rows:
+        return observations, {}
+    chunk = ChunkColumns(book, rules, observations, rows, np.asarray(dev)[rows], names, view_of)
+    quiet = chunk.quiet_devices()
+    forced[chunk.devices[~quiet]] = True
+    scalar = [o for o, number in zip(observations, dev, strict=True) if forced[number]]
+    return scalar, chunk.settled(quiet)
+
+
+def _us(at: datetime) -> int:
+    return (at - EPOCH) // _US
+
+
+class ChunkColumns:
+    """The candidate rows (readings of devices without alerts or statuses) as columns."""
+
+    def __init__(
+        self,
+        book: "Rulebook",
+        rules: ChunkRules,
+        observations: Sequence[Observation],
+        rows: list[int],
+        numbers: np.ndarray,
+        names: list[str],
+        view_of: Callable[[str], DeviceView | None],
+    ) -> None:
+        self.book, self.rules = book, rules
+        self.observations = [observations[i] for i in rows]
+        self.devices, local = np.unique(numbers, return_inverse=True)
+        self.local = local.astype(np.int64)
+        self.ids = [names[number] for number in self.devices]
+        self.views = [view_of(device_id) for device_id in self.ids]
+        self.kept: dict[str, FieldValues] = {}
+        """The fields a view keeps of its latest reading (`only_reading`), per judged row."""
+        self.bad = np.zeros(len(self.ids), dtype=bool)
+        """Devices whose rows the columns cannot hold exactly: the scalar path takes them."""
+        obs = self.observations
+        epoch, us = EPOCH, _US
+        self.at_us = np.array([(o.at - epoch) // us for o in obs], dtype=np.int64)
+        self.heard_us = self._heard(obs)
+        readings = [o.reading for o in obs]
+        self.fields = [r.fields if r.__class__ is SentReading else r.__dict__ for r in readings]
+        self._stale()
+        self._history()
+
+    def _heard(self, obs: list[Observation]) -> np.ndarray:
+        received: list[int] = []
+        last: datetime | None = None
+        last_us = 0
+        for o in obs:
+            if o.received_at is not last:
+                last, last_us = o.received_at, _us(o.received_at)
+            received.append(last_us)
+        retained = np.array([o.retained for o in obs], dtype=bool)
+        heard = np.maximum(self.at_us, np.array(received, dtype=np.int64))
+        return np.where(retained, self.at_us, heard)
+
+    def _stale(self) -> None:
+        """`judged`: the rows after the device's newest judged `ts` so far (its view's, then its
+        earlier rows'), in device order (`order`), with the previous judged row of each."""
+        count = len(self.ids)
+        newest = [v.last_reading_at if v is not None else None for v in self.views]
+        has_newest = np.array([t is not None for t in newest], dtype=bool)
+        newest_us = np.array([_us(t) if t is not None else 0 for t in newest], dtype=np.int64)
+        values = np.concatenate([newest_us, self.at_us])
+        _, rank = np.unique(values, return_inverse=True)
+        rank = rank.astype(np.int64) + 1
+        rank[:count][~has_newest] = 0
+        width = len(values) + 1
+        devices = np.concatenate([np.arange(count, dtype=np.int64), self.local])
+        key = devices * width + rank
+        order = np.argsort(devices, kind="stable")
+        running = np.maximum.accumulate(key[order])
+        before = np.empty_like(running)
+        before[1:] = running[:-1]
+        before[0] = -1
+        stale_sorted = key[order] <= before
+        stale = np.empty(len(values), dtype=bool)
+        stale[order] = stale_sorted
+        self.stale = stale[count:]
+        self.newest_us, self.has_newest = newest_us, has_newest
+        judged = np.flatnonzero(~self.stale)
+        self.order = judged[np.argsort(self.local[judged], kind="stable")]
+        """The judged rows, by device, each device's in arrival order."""
+        device = self.local[self.order]
+        self.first = np.ones(len(self.order), dtype=bool)
+        self.first[1:] = device[1:] != device[:-1]
+        self.prior = np.empty(len(self.order), dtype=np.int64)
+        self.prior[1:] = self.order[:-1]
+        self.prior[self.first] = -1
+        """Per judged row (in `order`), the previous judged row of its device (-1: none)."""
+
+    def _history(self) -> None:
+        """`history.switches` and `.readings` per judged row (in `order`), and each device's
+        final lamp history, from its view's and its judged rows' lamp states."""
+        initial: list[int] = []
+        lamps: list[bool] = []
+        for number, view in enumerate(self.views):
+            if view is not None and view.lamp_history:
+                kept = view.lamp_history
+                if not set(map(type, kept)) <= BOOLS:
+                    self.bad[number] = True
+                initial += [number] * len(kept)
+                lamps += map(bool, kept)
+        states = [self.observations[i].reading.lamp_on for i in self.order.tolist()]
+        if not set(map(type, states)) <= BOOLS:
+            for i, lamp in zip(self.order, states, strict=True):
+                if lamp.__class__ is not bool:
+                    self.bad[self.local[i]] = True
+            states = [bool(s) for s in states]
+        device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
+        lamp = np.array(lamps + states, dtype=bool)
+        order = np.argsort(device, kind="stable")
+        device, lamp = device[order], lamp[order]
+        change = np.zeros(len(lamp), dtype=np.int64)
+        change[1:] = (device[1:] == device[:-1]) & (lamp[1:] != lamp[:-1])
+        changes = np.cumsum(change)
+        start = np.searchsorted(device, device, side="left")
+        position = np.arange(len(lamp))
+        low = np.maximum(start, position - (HISTORY_READINGS - 1))
+        sorted_at = np.empty(len(lamp), dtype=np.int64)
+        sorted_at[order] = position
+        judged = sorted_at[len(initial) :]  # where each judged row (in `order`) went
+        self.switches = (changes - changes[low]).astype(float)[judged]
+        self.readings = (position - low + 1).astype(float)[judged]
+        self.lamp_device, self.lamp_state = device, lamp
+
+    def quiet_devices(self) -> np.ndarray:
+        """Per candidate device: whether none of its judged rows has a verdict that is true,
+        not a boolean or null, or not answered here (and its values are held exactly)."""
+        frame, bad_rows = self.frame()
+        interesting = bad_rows.copy()
+        rows = len(self.order)
+        for verdict in self.rules.verdicts:
+            result = verdict(frame)
+            ask = np.broadcast_to(np.asarray(result.ask | False, dtype=bool), rows)
+            null = np.broadcast_to(np.asarray(result.null | False, dtype=bool), rows)
+            if result.kind is bool:
+                value = np.broadcast_to(np.asarray(result.value, dtype=bool), rows)
+                interesting |= ask | (~null & value)
+            elif result.kind is type(None):
+                interesting |= ask
+            else:
+                interesting |= ask | ~null  # not a boolean: the scalar path counts an error
+        noisy = self.bad.copy()
+        noisy[self.local[self.order][interesting]] = True
+        return ~noisy
+
+    def frame(self) -> tuple[Frame, np.ndarray]:
+        """The judged rows' variables, and the rows holding a value the columns do not."""
+        rows = len(self.order)
+        columns: dict[tuple[str, str], Column] = {}
+        present: dict[tuple[str, str], Any] = {}
+        exists: dict[str, Any] = {}
+        bad = np.zeros(rows, dtype=bool)
+        read = self.rules.reads
+        wanted = self.rules.wanted
+        device = self.local[self.order]
+        reading_names = {f for v, f in read if v == "reading"}
+        previous_names = {f for v, f in read if v == "previous"}
+        sent = _sent_fields(wanted)
+        fields = [self.fields[i] for i in self.order]
+        values = FieldValues.many(fields, reading_names | sent)
+        for got in values.values():
+            bad |= got.bad
+        self.kept = {name: values[name] for name in sent}
+        exists["reading"] = True
+        for name in reading_names:
+            present[("reading", name)] = values[name].present
+            columns[("reading", name)] = values[name].column()
+        if "previous" in wanted:
+            exists["previous"] = True
+            self._previous(previous_names, values, columns, present, sent)
+        if "history" in wanted:
+            exists["history"] = True
+            for name, column in (("switches", self.switches), ("readings", self.readings)):
+                present[("history", name)] = True
+                columns[("history", name)] = Column(float, column)
+        if "device" in wanted:
+            exists["device"] = True
+            self._device({f for v, f in read if v == "device"}, device, columns, present)
+        if "sun" in wanted:
+            bad |= self._sun({f for v, f in read if v == "sun"}, device, columns, present, exists)
+        return Frame(rows, columns, present, exists), bad
+
+    def _previous(
+        self,
+        names: set[str],
+        values: "dict[str, FieldValues]",
+        columns: dict[tuple[str, str], Column],
+        present: dict[tuple[str, str], Any],
+        sent: frozenset[str],
+    ) -> None:
+        """`previous` per judged row: the prior judged row's reading (the fields `sent`), or the
+        view's kept reading for a device's first, and `minutes_ago`."""
+        first = self.first
+        prior = np.maximum(np.arange(len(first)) - 1, 0)  # the prior judged row's position
+        kept = [
+            None if v is None or v.last_reading is None or v.last_reading_at is None else v
+            for v in self.views
+        ]
+        device = self.local[self.order]
+        at = self.at_us[self.order]
+        before = np.where(first, self.newest_us[device], self.at_us[np.maximum(self.prior, 0)])
+        has_kept = np.array([v is not None for v in kept], dtype=bool)
+        ago = (at - before) / 1e6 / 60
+        exists_ago = ~first | has_kept[device]
+        for name in names:
+            if name == "minutes_ago":
+                present[("previous", name)] = exists_ago
+                columns[("previous", name)] = Column(float, ago, ~exists_ago)
+                continue
+            if name not in sent:
+                present[("previous", name)] = False
+                columns[("previous", name)] = Column(float, 0.0, True)
+                continue
+            own = values[name]
+            start = FieldValues.of(
+                [{} if v is None else v.last_reading for v in kept],  # type: ignore[misc]
+                name,
+                exact=True,
+            )
+            kind = own.kind if own.present.any() else start.kind
+            value = np.where(first, start.value_of(kind)[device], own.value_of(kind)[prior])
+            is_there = np.where(first, start.present[device], own.present[prior])
+            wrong = np.where(first, ~start.is_kind(kind)[device], ~own.is_kind(kind)[prior])
+            present[("previous", name)] = is_there
+            columns[("previous", name)] = Column(kind, value, ~is_there | wrong)
+
+    def _device(
+        self,
+        names: set[str],
+        device: np.ndarray,
+        columns: dict[tuple[str, str], Column],
+        present: dict[tuple[str, str], Any],
+    ) -> None:
+        maps = []
+        for number, device_id in enumerate(self.ids):
+            place = self.book.place(device_id)
+            if place is not None:
+                maps.append(place.device)
+            else:
+                # Its zone is each observation's: none of the float fields the columns hold.
+                zone = self.observations[int(np.flatnonzero(self.local == number)[0])].zone
+                maps.append(device_map(None, device_id, zone))
+        for name in names:
+            got = FieldValues.of(maps, name, exact=True)
+            kind = got.kind
+            present[("device", name)] = got.present[device]
+            wrong = ~got.is_kind(kind)[device]
+            columns[("device", name)] = Column(kind, got.value_of(kind)[device], wrong)
+
+    def _sun(
+        self,
+        names: set[str],
+        device: np.ndarray,
+        columns: dict[tuple[str, str], Column],
+        present: dict[tuple[str, str], Any],
+        exists: dict[str, Any],
+    ) -> np.ndarray:
+        """The sun facts per judged row (`SunClock.facts`, from the same events); the rows
+        where the sun's elevation would decide (no event within three dates) are bad."""
+        rows = len(device)
+        places = [self.book.place(device_id) for device_id in self.ids]
+        with_place = np.array([p is not None for p in places], dtype=bool)[device]
+        exists["sun"] = with_place
+        at = self.at_us[self.order]
+        day = at // _DAY_US
+        key = device * (1 << 40) + (day - day.min() if rows else day)
+        groups, group = np.unique(key, return_inverse=True)
+        times = np.full((len(groups), 6), np.inf)
+        is_day = np.full((len(groups), 7), 2, dtype=np.int8)
+        events = np.full((len(groups), 4, 7), np.nan)
+        first = np.zeros(len(groups), dtype=np.int64)
+        first[group[::-1]] = np.arange(rows)[::-1]
+        tables = [
+            None if place is None else place.sun.table(float(start))
+            for place, start in zip(
+                [places[i] for i in device[first].tolist()],
+                (day[first] * 86_400).tolist(),
+                strict=True,
+            )
+        ]
+        found = [g for g, table in enumerate(tables) if table is not None]
+        if found:
+            kept = [tables[g] for g in found]
+            times[found] = np.stack([t.times for t in kept])  # type: ignore[union-attr]
+            is_day[found] = np.stack([t.is_day for t in kept])  # type: ignore[union-attr]
+            events[found] = np.stack([t.events for t in kept])  # type: ignore[union-attr]
+        t = at / 1e6
+        span = (times[group] <= t[:, None]).sum(axis=1)
+        facts = {"is_day": is_day[group, span]}
+        for j, name in enumerate(_SUN_FIELDS):
+            facts[name] = events[group, j, span]
+        minutes = {
+            "minutes_after_sunset": _minutes(t - facts["last_sunset"]),
+            "minutes_before_sunrise": _minutes(facts["next_sunrise"] - t),
+            "minutes_after_sunrise": _minutes(t - facts["last_sunrise"]),
+            "minutes_before_sunset": _minutes(facts["next_sunset"] - t),
+        }
+        polar: np.ndarray = with_place & (facts["is_day"] == 2)
+        for name in names:
+            present[("sun", name)] = with_place
+            if name == "is_day":
+                columns[("sun", name)] = Column(bool, facts["is_day"] == 1, ~with_place)
+            elif name in minutes:
+                columns[("sun", name)] = Column(float, minutes[name], ~with_place)
+            else:
+                present[("sun", name)] = False
+                columns[("sun", name)] = Column(float, 0.0, True)
+        return polar
+
+    def settled(self, quiet: np.ndarray) -> dict[str, DeviceView]:
+        """The final view of each quiet device."""
+        out: dict[str, DeviceView] = {}
+        count = len(self.ids)
+        heard = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(heard, self.local, self.heard_us)
+        last = np.full(count, -1, dtype=np.int64)
+        np.maximum.at(last, self.local[self.order], self.order)  # the latest judged row
+        lamp_end = np.searchsorted(self.lamp_device, np.arange(count), side="right")
+        lamp_low = np.maximum(
+            np.searchsorted(self.lamp_device, np.arange(count), side="left"),
+            lamp_end - HISTORY_READINGS,
+        )
+        keeps = "previous" in self.rules.wanted
+        states = self.lamp_state.tolist()
+        kept_columns = [
+            (name, got.present.tolist(), got.python_values())
+            for name, got in sorted(self.kept.items(), key=lambda item: _ORDER[item[0]])
+        ]
+        position = np.empty(len(self.at_us), dtype=np.int64)
+        position[self.order] = np.arange(len(self.order))
+        positions = position.tolist()
+        heard_list, last_list = heard.tolist(), last.tolist()
+        low_list, end_list = lamp_low.tolist(), lamp_end.tolist()
+        views, ids, observations = self.views, self.ids, self.observations
+        for number in np.flatnonzero(quiet).tolist():
+            view = views[number]
+            seen = EPOCH + timedelta(microseconds=heard_list[number])
+            if view is not None and view.last_seen_at > seen:
+                seen = view.last_seen_at
+            row = last_list[number]
+            if row < 0:
+                assert view is not None  # every row stale: the device has a judged reading
+                out[ids[number]] = replace(view, last_seen_at=seen)
+                continue
+            obs = observations[row]
+            history = tuple(states[low_list[number] : end_list[number]])
+            if keeps:
+                at = positions[row]
+                kept = {name: values[at] for name, sent, values in kept_columns if sent[at]}
+            else:
+                kept = None if view is None else view.last_reading  # type: ignore[assignment]
+            if view is None:
+                out[ids[number]] = DeviceView(obs.zone, seen, history, kept, obs.at)
+            else:
+                out[ids[number]] = DeviceView(
+                    obs.zone, seen, history, kept, obs.at, view.status_at, view.status_ts_at
+                )
+        return out
+
+    def _keeps_previous(self) -> bool:
+        return "previous" in self.rules.wanted
+
+
+def _minutes(delta: np.ndarray) -> np.ndarray:
+    """`(t - event) / 60`, or `FAR_MIN` where there is no such event (NaN)."""
+    out: np.ndarray = np.where(np.isnan(delta), FAR_MIN, delta / 60)
+    return out
+
+
+def _sent_fields(wanted: Mapping[str, frozenset[str] | None]) -> frozenset[str]:
+    """The reading fields a view keeps as its `previous` (`only_reading`)."""
+    names = wanted.get("previous", frozenset())
+    if names is None:
+        return frozenset(READING_FIELDS)
+    return frozenset(READING_FIELDS) & names
+
+
+_ORDER = {name: i for i, name in enumerate(READING_FIELDS)}
+"""`reading_map`'s order of the fields (a kept reading's dict is built in it)."""
