@@ -38,6 +38,7 @@ from common.gc_settings import tune_for_ingest
 from ingest.decode import Decoded, Limits, decode_into
 from models import Handed
 from models.timestamps import epoch_ms
+from rules.runtime.channel import handed_count
 from rules.runtime.journal import START, encode_record
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
@@ -70,16 +71,22 @@ def decode_all(messages: list[Message], topic_root: str, rules: bool) -> tuple[f
     return time.process_time() - began, out
 
 
-def batches_of(observations: list[Handed], size: int, count: int) -> list[list[Handed]]:
+def batches_of(
+    messages: list[Message], topic_root: str, size: int, count: int
+) -> list[list[Handed]]:
+    """`count` batches of the messages' observations as the decoder hands them over (its
+    fast path's entries in runs), at least `size` each, whole messages, cycling through them."""
     out: list[list[Handed]] = []
-    position = 0
+    limits = Limits(topic_root=topic_root, max_clock_skew_s=1e9, observe=True, hand_over=True)
+    decoded = Decoded()
     while len(out) < count:
-        batch = observations[position : position + size]
-        if len(batch) < size:
-            position = 0
-            continue
-        out.append(batch)
-        position += size
+        for topic, payload, received_at in messages:
+            decode_into(decoded, topic, payload, received_at, epoch_ms(received_at), limits)
+            if handed_count(decoded.handed) >= size:
+                out.append(decoded.handed)
+                decoded = Decoded()
+                if len(out) == count:
+                    break
     return out
 
 
@@ -110,10 +117,9 @@ def main() -> None:
     tune_for_ingest()
     off = min(decode_all(messages, config.topic_root, False)[0] for _ in range(3))
     on = [decode_all(messages, config.topic_root, True) for _ in range(3)]
-    observations = on[0][1].handed
-    build_us = (min(cpu for cpu, _ in on) - off) / len(observations) * 1e6
-    batches = batches_of(observations, args.batch, args.batches)
-    total = sum(len(b) for b in batches)
+    build_us = (min(cpu for cpu, _ in on) - off) / handed_count(on[0][1].handed) * 1e6
+    batches = batches_of(messages, config.topic_root, args.batch, args.batches)
+    total = sum(handed_count(b) for b in batches)
 
     began = time.process_time()
     sizes = [len(encode_record(batch, 0, 0.0)) for batch in batches]

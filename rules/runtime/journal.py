@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from models import Handed, Observation
-from rules.runtime.channel import decode_handed, encode_handed
+from rules.runtime.channel import decode_handed, encode_handed, handed_count
 
 SUFFIX = ".journal"
 UNREADABLE_SUFFIX = ".unreadable"
@@ -112,9 +112,12 @@ class Body:
     count: int
 
     @classmethod
-    def of(cls, observations: Sequence[Handed]) -> "Body":
+    def of(cls, observations: Sequence[Handed], count: int | None = None) -> "Body":
+        """`count`: `handed_count(observations)`, when known."""
         data = encode_handed(observations)
-        return cls(data, zlib.crc32(data), len(observations))
+        if count is None:
+            count = handed_count(observations)
+        return cls(data, zlib.crc32(data), count)
 
     def record(self, seq: int, appended_at: float) -> bytes:
         """The record: the header, then the body. Its CRC is the body's followed by the rest

@@ -17,6 +17,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from models import Handed
+from rules.runtime.channel import handed_count
 from rules.runtime.journal import (
     HEADER,
     MAX_SEGMENT_BYTES,
@@ -179,10 +180,11 @@ class JournalWriter:
     async def append(self, observations: Sequence[Handed]) -> None:
         """Append a batch's observations durably (written and fsynced); waits while the
         journal is at its bound. Appends keep the order of their calls."""
-        if not observations:
+        count = handed_count(observations)
+        if not count:
             return
         async with self._lock:
-            await self._append(await asyncio.to_thread(Body.of, observations))
+            await self._append(await asyncio.to_thread(Body.of, observations, count))
 
     async def append_encoded(self, body: Body) -> None:
         """`append` of observations encoded already."""
