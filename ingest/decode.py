@@ -267,13 +267,19 @@ def _fast_telemetry(
         return True
     if limits.hand_over:
         run = out.run if out.run is not None else out.journal_run()
+        cached = out.received_json  # `received_text` inline: a method call cost ~50 ns more
+        text = (
+            cached[1]
+            if cached is not None and cached[0] is received_at
+            else out.received_text(received_at)
+        )
         line = fast_path.telemetry(
             payload,
             topic.zone,
             topic.source_id,
             received_ms,
             limits.skew_ms,
-            out.received_text(received_at),
+            text,
             limits.stamps,
             run,
         )
