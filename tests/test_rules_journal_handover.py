@@ -303,6 +303,24 @@ def test_a_run_holds_the_entries_the_c_module_hands_one_by_one(
     )
 
 
+@pytest.mark.parametrize("messages", [3, 40, 300])
+def test_a_record_of_many_pieces_reads_back(tmp_path: Path, messages: int) -> None:
+    """Runs of entries and the full path's observations alternating: a record written in its
+    pieces (few) or joined first (more than `journal.MAX_PIECES`) reads back the same."""
+    plain = b'{"lamp_on": true, "power_w": 40.0, "energy_wh": 1.5}'
+    listed = [
+        ("lighting/z/d1/telemetry", plain, 1000, False)
+        if i % 2 == 0
+        else ("lighting/z/d1/status", b'{"online": true}', 1000, False)
+        for i in range(messages)
+    ]
+    made = decoded(listed, True, hand_over=False)
+    handed = decoded(listed, True, hand_over=True)
+    assert len(Body.of(handed.handed).pieces) == (1 if messages == 300 else 2 * messages + 1)
+    got = through_journal(tmp_path, [handed.handed])
+    assert [rules_view(o) for o in got] == [rules_view(o) for o in made.observations]
+
+
 def test_a_record_of_the_previous_format_is_still_read(tmp_path: Path) -> None:
     """A journal an earlier luxtel left (version 1, every observation with its models) is read
     after an upgrade: nothing it held is lost."""

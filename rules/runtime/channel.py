@@ -128,12 +128,27 @@ def encode_handed(handed: Sequence[Handed]) -> bytes:
     An entry given as bytes is one the decoder's fast path wrote already (JSON text of a
     reading's entry, `ingest.reading_lines`'s `Entry`), and a `JournalRun` holds several such
     entries, comma-separated: the body is then mostly a join (an empty run adds nothing)."""
-    entries = [
-        h if isinstance(h, bytes | bytearray) else orjson.dumps(_entry(h))
-        for h in handed
-        if h.__class__ is not JournalRun or h
-    ]
-    return b"".join((_OPEN, b",".join(entries), b"]]"))
+    return b"".join(handed_pieces(handed))
+
+
+def handed_pieces(handed: Sequence[Handed]) -> list[bytes | bytearray]:
+    """`encode_handed`'s body in pieces, in order, not joined (a copy of a batch's body cost
+    ~0.14 µs an observation, fresh memory and its page faults included): the journal writes
+    them as they are."""
+    pieces: list[bytes | bytearray] = [_OPEN]
+    for h in handed:
+        if isinstance(h, bytes | bytearray):
+            if not h:
+                continue  # an empty run
+            pieces.append(h)
+        else:
+            pieces.append(orjson.dumps(_entry(h)))
+        pieces.append(b",")
+    if len(pieces) > 1:
+        pieces[-1] = b"]]"
+    else:
+        pieces.append(b"]]")
+    return pieces
 
 
 def handed_count(handed: Sequence[Handed]) -> int:

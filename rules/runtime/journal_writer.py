@@ -6,6 +6,7 @@ under the journal's bound (`append` waits while there is none: back-pressure).
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from collections import deque
@@ -34,6 +35,8 @@ from rules.runtime.journal import (
 
 log = structlog.get_logger("luxtel.rules")
 
+IOV_MAX = 1024
+"""Pieces written by one writev (Linux's limit)."""
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 """Backoff between attempts at an append that failed (a full disk, say)."""
@@ -192,7 +195,7 @@ class JournalWriter:
             await self._append(body)
 
     async def _append(self, body: Body) -> None:
-        size = HEADER.size + len(body.data)
+        size = HEADER.size + body.size
         while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
             self._room.clear()
             self.metrics.full.set(1)
@@ -210,7 +213,7 @@ class JournalWriter:
             log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
         self.metrics.full.set(0)
         appended_at = self.clock()
-        await self._write_until_done(body.record(self.end.seq, appended_at))
+        await self._write_until_done(body.header(self.end.seq, appended_at), body.pieces)
         start = self.end.offset
         self.end = Position(start + size, self.end.seq + body.count)
         self._pending.append(_Pending(self.end.offset, appended_at))
@@ -218,13 +221,13 @@ class JournalWriter:
         self._update_metrics()
         self._appended.set()
 
-    async def _write_until_done(self, record: bytes) -> None:
+    async def _write_until_done(self, header: bytes, pieces: Sequence[bytes | bytearray]) -> None:
         """`_write`, again after a capped backoff while it fails (a full disk, say): the batch
         is not acknowledged meanwhile, so ingest waits instead of losing anything."""
         failures = 0
         while True:
             try:
-                await asyncio.to_thread(self._write, record)
+                await asyncio.to_thread(self._write, header, pieces)
             except OSError as error:
                 if not failures:
                     log.error(
@@ -240,9 +243,11 @@ class JournalWriter:
                 log.info("rules_journal_write_recovered", attempts=failures + 1)
             return
 
-    def _write(self, record: bytes) -> None:
-        """Blocking: in a thread. Starts a new segment when the current one is full; a write
-        that fails is cut off again, so the segment holds only whole records."""
+    def _write(self, header: bytes, pieces: Sequence[bytes | bytearray]) -> None:
+        """Blocking: in a thread. Writes the record (its header, then its body's pieces, with
+        writev: no copy made to join them) and fsyncs it. Starts a new segment when the
+        current one is full; a write that fails is cut off again, so the segment holds only
+        whole records."""
         if self._size >= self.segment_bytes:
             path = self.directory / segment_name(self.end)
             handle = path.open("ab", buffering=0)
@@ -250,16 +255,21 @@ class JournalWriter:
             self._handle, self._segment, self._size = handle, path, 0
             fsync_directory(self.directory)
         descriptor = self._handle.fileno()
+        views = deque(memoryview(piece) for piece in (header, *pieces))
+        size = sum(len(view) for view in views)
         try:
-            view = memoryview(record)
-            while view:
-                view = view[os.write(descriptor, view) :]
+            while views:
+                written = os.writev(descriptor, list(itertools.islice(views, IOV_MAX)))
+                while views and written >= len(views[0]):
+                    written -= len(views.popleft())
+                if views:
+                    views[0] = views[0][written:]
             os.fsync(descriptor)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(descriptor, self._size)
             raise
-        self._size += len(record)
+        self._size += size
 
     async def appended(self) -> Position:
         """Wait for the next append; the durable end then."""
