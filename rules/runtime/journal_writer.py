@@ -180,21 +180,27 @@ class JournalWriter:
         """Bytes the rules have not committed."""
         return self.end.offset - self.committed.offset
 
-    async def append(self, observations: Sequence[Handed]) -> None:
+    async def append(
+        self, observations: Sequence[Handed], admitted: Callable[[], None] | None = None
+    ) -> None:
         """Append a batch's observations durably (written and fsynced); waits while the
-        journal is at its bound. Appends keep the order of their calls."""
+        journal is at its bound. Appends keep the order of their calls. `admitted`: called
+        once the journal has room for them, before they are written (at once when there is
+        nothing to append)."""
         count = handed_count(observations)
         if not count:
+            if admitted is not None:
+                admitted()
             return
         async with self._lock:
-            await self._append(await asyncio.to_thread(Body.of, observations, count))
+            await self._append(await asyncio.to_thread(Body.of, observations, count), admitted)
 
     async def append_encoded(self, body: Body) -> None:
         """`append` of observations encoded already."""
         async with self._lock:
             await self._append(body)
 
-    async def _append(self, body: Body) -> None:
+    async def _append(self, body: Body, admitted: Callable[[], None] | None = None) -> None:
         size = HEADER.size + body.size
         while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
             self._room.clear()
@@ -212,6 +218,8 @@ class JournalWriter:
             self._full_logged = False
             log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
         self.metrics.full.set(0)
+        if admitted is not None:
+            admitted()
         appended_at = self.clock()
         await self._write_until_done(body.header(self.end.seq, appended_at), body.pieces)
         start = self.end.offset
