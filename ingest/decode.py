@@ -145,7 +145,7 @@ class Decoded:
         """The run the fast path's next journal entries go to (`Limits.hand_over`)."""
         run = self.run
         if run is None:
-            run = self.run = JournalRun()
+            run = self.run = JournalRun.empty()
             self.handed.append(run)
         return run
 

@@ -95,10 +95,15 @@ class JournalRun(bytearray):
     and a tuple each cost `luxtel run` ~0.3 µs a reading, and joining them again as much)."""
 
     __slots__ = ("readings",)
+    readings: int
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.readings = 0
+    @classmethod
+    def empty(cls) -> "JournalRun":
+        """A new run (no `__init__` of its own: it cost ~0.15 µs more a run, and the full path's
+        observations end a run)."""
+        run = cls()
+        run.readings = 0
+        return run
 
 
 Handed: TypeAlias = Observation | ObservedReading | bytes | JournalRun

@@ -273,7 +273,7 @@ def test_a_run_holds_the_entries_the_c_module_hands_one_by_one(
     batch it leaves to the full path (an element it does not take) leaves the run as it
     was."""
     ms, skew_ms, received = epoch_ms(NOW), int(SKEW_S * 1000), orjson.dumps(NOW)
-    run = JournalRun()
+    run = JournalRun.empty()
     run += before
     if batch:
         payload = json.dumps(
