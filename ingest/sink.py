@@ -152,9 +152,9 @@ class Sink:
         of its own, so the appends keep the batches' order (the tasks start in the order the
         batches came, and the journal's lock serves them first come, first served); the write
         starts once the journal has room for the batch (at its bound ingest stops writing as
-        well as acknowledging). In turn before the write, the append had added its fsync (~7 ms
-        a batch of 5,000, `python bench/journal.py`) to every batch's time in one of the
-        `writes_in_flight`."""
+        well as acknowledging). In turn before the write, the append had added its write and
+        fsync (3–7 ms a batch of 5,000 here, `python bench/journal.py`) to every batch's time
+        in one of the `writes_in_flight`."""
         journaled = None
         room = asyncio.Event()
         try:

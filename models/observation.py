@@ -92,7 +92,8 @@ class JournalRun(bytearray):
     """Consecutive readings the decoder's fast path checked, as their journal entries written
     by the C module straight into this buffer, comma-separated (`ingest.reading_lines`'s
     `run`), and how many there are (`readings`): no Python object per reading (a bytes object
-    and a tuple each cost `luxtel run` ~0.3 µs a reading, and joining them again as much)."""
+    and a tuple each, then joining them, cost `luxtel run` ~0.15 µs a reading more:
+    `python bench/journal.py`)."""
 
     __slots__ = ("readings",)
     readings: int
