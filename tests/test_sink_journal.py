@@ -6,6 +6,7 @@ written at once and a small batch's write finishes before a large one's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,46 @@ def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batche
     assert [(o.device_id, o.at) for chunk in got for o in chunk] == [
         (o.device_id, o.at) for o in expected
     ]
+
+
+def test_at_the_journal_bound_a_batch_is_neither_written_nor_acknowledged_and_stopping_is_clean(
+    influxdb: InfluxDBServer, influx_db: str, tmp_path: Path
+) -> None:
+    """The rules commit nothing and the journal is at its bound after the first batch: the
+    second waits for room without being written to InfluxDB or acknowledged; stopping the
+    sink then leaves the journal holding exactly the first batch, whole."""
+    first, second = _batch(0, 0, 3_000), _batch(1, 3_000, 3_000)
+    journal = JournalWriter(tmp_path / "journal", 1 << 20)  # 3,000 observations: ~0.75 MiB
+    acknowledged: list[int] = []
+
+    async def run() -> int:
+        metrics = IngestMetrics()
+        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
+            sink = Sink(
+                writer,
+                Spool(tmp_path / "spool", 1 << 30),
+                DeadLetterLog(tmp_path / "deadletter.jsonl", metrics),
+                metrics,
+                lambda deliveries: acknowledged.extend(d.position for d in deliveries),
+                journal=journal.append,
+            )
+            inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+            inbox.put_nowait(first)
+            inbox.put_nowait(second)
+            task = asyncio.create_task(sink.run(inbox))
+            # The gauge is what says the append waits for room (and the first batch is done).
+            while journal.metrics.full._value.get() != 1 or not acknowledged:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            written = int(metrics.points_written._value.get())
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return written
+
+    written = asyncio.run(run())
+    journal.close()
+    assert written == 3_000, "the second batch is not written while the journal has no room"
+    assert acknowledged == [0]
+    reopened = JournalWriter(tmp_path / "journal", 1 << 20)
+    assert reopened.end.seq == 3_000, "the first batch whole, nothing of the second"
+    reopened.close()
