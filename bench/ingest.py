@@ -746,14 +746,14 @@ def luxtel_command(run: Run, name: str, client_id: str, database: str, work: Pat
     )
     if name == "luxtel-rules":
         text += f'[rules]\npath = "{RULES_FILE}"\n[inventory]\npath = "{run.inventory()}"\n'
-    if name == "luxtel-rollups":
-        text += rollup_settings(run, work)
         # The inventory also turns the energy rollups on: their own feature, with their own
         # benchmark (bench/energy_rollups.py). Here they would add their bookkeeping of the
         # hours written (~0.3 µs a reading in `luxtel run`) and, when their tick fell in a run
         # with the readings' hour closed, a rebuild of it: not the rules' cost, which this
         # contender measures against luxtel's.
         text += "[energy]\nrollups = false\n"
+    if name == "luxtel-rollups":
+        text += rollup_settings(run, work)
     config.write_text(text)
     return Launch([sys.executable, "-m", "luxtel", "run", "-c", str(config)], metrics_port=port)
 

@@ -40,13 +40,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import TOPIC_ROOT, readings_base_ms
 from bench.publish import build_messages, fleet, write_inventory
 from common.gc_settings import tune_for_ingest
 from ingest.decode import Decoded, Limits, decode_into
-from models import Handed, Observation
+from models import Handed, JournalRun, Observation
 from models.timestamps import epoch_ms
 from rules.evaluation import evaluator, sun
 from rules.evaluation.inventory import load_inventory
@@ -81,9 +83,20 @@ def handed_of(args: argparse.Namespace, directory: Path) -> tuple[list[Handed], 
     received = datetime.now(UTC)
     for topic, payload in messages:
         decode_into(out, topic, payload, received, epoch_ms(received), limits)
-    if len(out.handed) != args.readings:
-        raise SystemExit(f"decoded {len(out.handed)} observations of {args.readings} readings")
-    return out.handed, inventory
+    handed = list(entries_of(out.handed))
+    if len(handed) != args.readings:
+        raise SystemExit(f"decoded {len(handed)} observations of {args.readings} readings")
+    return handed, inventory
+
+
+def entries_of(handed: list[Handed]) -> Iterator[Handed]:
+    """One item per observation: the fast path's runs of journal entries split into entries
+    (to cut the journal into records of `--record` observations)."""
+    for item in handed:
+        if isinstance(item, JournalRun):
+            yield from (orjson.dumps(entry) for entry in orjson.loads(b"[" + item + b"]"))
+        else:
+            yield item
 
 
 def journal_of(handed: list[Handed], directory: Path, record: int) -> Path:

@@ -32,6 +32,7 @@ from models import (
     BatchReading,
     DeadLetter,
     Handed,
+    JournalRun,
     Observation,
     Reading,
     Reason,
@@ -42,7 +43,7 @@ from models.timestamps import epoch_ms, from_epoch_ms
 
 if TYPE_CHECKING:
     from ingest.adapters.router import SourceRouter
-    from ingest.reading_lines import Checked, Entry
+    from ingest.reading_lines import Checked
 
 TOPIC_CACHE = 65_536
 """Valid topics remembered by `Limits.topic` (~180 bytes each: at most ~12 MB)."""
@@ -58,11 +59,11 @@ class Limits:
     observe: bool = False
     """Also return each accepted reading and status as an Observation (for the rules)."""
     hand_over: bool = False
-    """With `observe`: put them in `Decoded.handed` rather than `Decoded.observations`, a
-    reading the fast path checked as plain data (`models.ObservedReading`) rather than an
-    `Observation` with a `Reading` model — what `luxtel run` journals for its rules process,
-    which reads nothing of the model (building it cost ~5.5 µs of CPU a reading, this ~1:
-    `python bench/journal.py`)."""
+    """With `observe`: put them in `Decoded.handed` rather than `Decoded.observations`, the
+    readings the fast path checked as their journal entries, which the C module writes into a
+    `models.JournalRun`, rather than `Observation`s with a `Reading` model — what `luxtel run`
+    journals for its rules process, which reads nothing of the model (building it cost ~5.5 µs
+    of CPU a reading: `python bench/journal.py`)."""
     payload_kept_bytes: int = PAYLOAD_KEPT_BYTES
     """How much of a rejected payload its dead-letter record keeps (`DeadLetter.of`)."""
     _topics: dict[str, Topic] = field(default_factory=dict, compare=False, repr=False)
@@ -112,6 +113,9 @@ class Decoded:
     observations: list[Observation] = field(default_factory=list)
     handed: list[Handed] = field(default_factory=list)
     """With `Limits.hand_over`, the observations for the rules' journal, in order."""
+    run: JournalRun | None = None
+    """With `Limits.hand_over`, the run of fast-path entries at the end of `handed`, which the
+    next reading the fast path checks joins (None: the next one starts a new run)."""
     unknown_fields: int = 0
     retained_skipped: int = 0
     """Retained readings and statuses without `ts`: observed, not written again."""
@@ -129,11 +133,21 @@ class Decoded:
         return text
 
     def observed(self, observation: Observation, hand_over: bool) -> None:
-        """Keep an observation of the full path (`Limits.hand_over`: in `handed`)."""
+        """Keep an observation of the full path (`Limits.hand_over`: in `handed`, after the
+        run of fast-path entries before it)."""
         if hand_over:
             self.handed.append(observation)
+            self.run = None
         else:
             self.observations.append(observation)
+
+    def journal_run(self) -> JournalRun:
+        """The run the fast path's next journal entries go to (`Limits.hand_over`)."""
+        run = self.run
+        if run is None:
+            run = self.run = JournalRun.empty()
+            self.handed.append(run)
+        return run
 
 
 class RejectionError(Exception):
@@ -252,20 +266,27 @@ def _fast_telemetry(
         out.points.append(_new_point(Point, (line, name)))
         return True
     if limits.hand_over:
-        entry = fast_path.telemetry(
+        run = out.run if out.run is not None else out.journal_run()
+        cached = out.received_json  # `received_text` inline: a method call cost ~50 ns more
+        text = (
+            cached[1]
+            if cached is not None and cached[0] is received_at
+            else out.received_text(received_at)
+        )
+        line = fast_path.telemetry(
             payload,
             topic.zone,
             topic.source_id,
             received_ms,
             limits.skew_ms,
-            out.received_text(received_at),
+            text,
             limits.stamps,
+            run,
         )
-        if entry is None:
+        if line is None:
             return False
-        line, journaled = entry
         out.points.append(_new_point(Point, (line, name)))
-        out.handed.append(journaled)
+        run.readings += 1
         return True
     checked = fast_path.telemetry(
         payload, topic.zone, topic.source_id, received_ms, limits.skew_ms, True, limits.stamps
@@ -295,17 +316,21 @@ def _fast_batch(
         out.points.extend([_new_point(Point, (line, name)) for line in lines])
         return True
     if limits.hand_over:
-        entries = fast_path.batch(
+        run = out.run if out.run is not None else out.journal_run()
+        lines = fast_path.batch(
             payload,
             topic.zone,
             received_ms,
             limits.skew_ms,
             out.received_text(received_at),
             limits.stamps,
+            run,
         )
-        if entries is None:
+        if lines is None:
             return False
-        return _handed(name, entries, out)
+        out.points.extend([_new_point(Point, (line, name)) for line in lines])
+        run.readings += len(lines)
+        return True
     elements = fast_path.batch(
         payload, topic.zone, received_ms, limits.skew_ms, True, limits.stamps
     )
@@ -329,18 +354,6 @@ def _observed(
         device_id = reading.device_id or topic.source_id
         out.points.append(_new_point(Point, (checked[0], name)))
         out.observations.append(Observation(topic.zone, device_id, at, received_at, reading))
-    return True
-
-
-def _handed(name: str, entries: "list[Entry]", out: Decoded) -> bool:
-    """`_observed` for the rules' journal (`Limits.hand_over`): each reading's entry as the C
-    module wrote it, JSON text (`rules.runtime.channel.encode_handed`'s entry of a reading), so
-    no Python object is built per value. Its `at` in epoch µs: the reading's `ts`, or the
-    receive stamp it was written with (ms)."""
-    points, handed = out.points, out.handed
-    for line, entry in entries:
-        points.append(_new_point(Point, (line, name)))
-        handed.append(entry)
     return True
 
 

@@ -664,63 +664,93 @@ static void put_integer(line_buffer *b, long long n) {
  * literal below 2**53 with ".0" — and otherwise as Python's repr of the double
  * (`float.__repr__`, shortest round-trip; ~0.1 us a value, hence not for all). Integers as sent
  * (plain non-negative literals). `received` is the receive time's JSON text, given.
- * NULL with an exception set on a real failure (memory, a buffer too small). */
-static PyObject *entry_of(const reading *r, const char *zone, Py_ssize_t zone_length,
-                          const char *device, Py_ssize_t device_length, long long at_us,
-                          const char *received, Py_ssize_t received_length) {
-    line_buffer b;
-    b.length = 0;
-    b.overflow = 0;
-    put(&b, "[", 1);
-    put_json_string(&b, zone, zone_length);
-    put(&b, ",", 1);
-    put_json_string(&b, device, device_length);
-    put(&b, ",", 1);
-    put_integer(&b, at_us);
-    put(&b, ",", 1);
-    put(&b, received, received_length);
-    put(&b, ",false,", 7);
+ * Written into `b`; 0 with an exception set on a real failure (memory, a buffer too small). */
+static int write_entry(line_buffer *b, const reading *r, const char *zone,
+                       Py_ssize_t zone_length, const char *device, Py_ssize_t device_length,
+                       long long at_us, const char *received, Py_ssize_t received_length) {
+    b->length = 0;
+    b->overflow = 0;
+    put(b, "[", 1);
+    put_json_string(b, zone, zone_length);
+    put(b, ",", 1);
+    put_json_string(b, device, device_length);
+    put(b, ",", 1);
+    put_integer(b, at_us);
+    put(b, ",", 1);
+    put(b, received, received_length);
+    put(b, ",false,", 7);
     char separator = '{';
     for (int i = 0; i < F_COUNT; i++) {
         unsigned bit = 1u << i;
         if (!(r->seen & bit) || (i >= F_MEASURED && (r->present & bit)))
             continue;
-        put(&b, &separator, 1);
+        put(b, &separator, 1);
         separator = ',';
-        put(&b, "\"", 1);
-        put(&b, FIELDS[i].name, (Py_ssize_t)FIELDS[i].length);
-        put(&b, "\":", 2);
+        put(b, "\"", 1);
+        put(b, FIELDS[i].name, (Py_ssize_t)FIELDS[i].length);
+        put(b, "\":", 2);
         const value *v = &r->values[i];
         if (!(r->present & bit)) {
-            put(&b, "null", 4);
+            put(b, "null", 4);
         } else if (FIELDS[i].kind == K_BOOL) {
             if (v->flag)
-                put(&b, "true", 4);
+                put(b, "true", 4);
             else
-                put(&b, "false", 5);
+                put(b, "false", 5);
         } else if (FIELDS[i].kind == K_INT) {
-            put(&b, v->text, v->length); /* a plain non-negative integer literal */
+            put(b, v->text, v->length); /* a plain non-negative integer literal */
         } else if (v->exact) {
-            put(&b, v->text, v->length);
+            put(b, v->text, v->length);
         } else if (v->form == N_INT && v->integer < EXACT_INTEGERS && v->integer > -EXACT_INTEGERS) {
-            put(&b, v->text, v->length);
-            put(&b, ".0", 2);
+            put(b, v->text, v->length);
+            put(b, ".0", 2);
         } else {
             char *text = PyOS_double_to_string(v->number, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
             if (text == NULL)
-                return NULL;
-            put(&b, text, (Py_ssize_t)strlen(text));
+                return 0;
+            put(b, text, (Py_ssize_t)strlen(text));
             PyMem_Free(text);
         }
     }
     if (separator == '{')
-        put(&b, "{", 1);
-    put(&b, "}]", 2);
-    if (b.overflow) {
+        put(b, "{", 1);
+    put(b, "}]", 2);
+    if (b->overflow) {
         PyErr_SetString(PyExc_ValueError, "reading_lines: journal entry longer than its buffer");
-        return NULL;
+        return 0;
     }
+    return 1;
+}
+
+static PyObject *entry_of(const reading *r, const char *zone, Py_ssize_t zone_length,
+                          const char *device, Py_ssize_t device_length, long long at_us,
+                          const char *received, Py_ssize_t received_length) {
+    line_buffer b;
+    if (!write_entry(&b, r, zone, zone_length, device, device_length, at_us, received,
+                     received_length))
+        return NULL;
     return PyBytes_FromStringAndSize(b.data, b.length);
+}
+
+/* `write_entry`, appended to `run` (a bytearray: the entries of a journal run, comma-separated,
+ * as `rules.runtime.channel.encode_handed` joins them), so no Python object is made per reading.
+ * 0 with an exception set on a real failure. */
+static int append_entry(PyObject *run, const reading *r, const char *zone, Py_ssize_t zone_length,
+                        const char *device, Py_ssize_t device_length, long long at_us,
+                        const char *received, Py_ssize_t received_length) {
+    line_buffer b;
+    if (!write_entry(&b, r, zone, zone_length, device, device_length, at_us, received,
+                     received_length))
+        return 0;
+    Py_ssize_t at = PyByteArray_GET_SIZE(run);
+    Py_ssize_t comma = at > 0 ? 1 : 0;
+    if (PyByteArray_Resize(run, at + comma + b.length) < 0)
+        return 0;
+    char *to = PyByteArray_AS_STRING(run) + at;
+    if (comma)
+        *to++ = ',';
+    memcpy(to, b.data, (size_t)b.length);
+    return 1;
 }
 
 /* ---- Stamps: the receive time of readings without `ts`, unique per device -------------------- */
@@ -933,6 +963,7 @@ typedef struct {
     int with_values;
     const char *received; /* hand-over mode: the receive time's JSON text, else NULL */
     Py_ssize_t received_length;
+    PyObject *run; /* hand-over mode with a run (a bytearray): the entries go there, else NULL */
     Stamps *stamps;
     undo_log *undo; /* a batch's stamps, NULL for a telemetry message */
 } context;
@@ -977,6 +1008,14 @@ static PyObject *item_of(const reading *r, const context *x) {
     PyObject *line = line_of(r, x->zone, x->zone_length, device, device_length, ts_ms);
     if (line == NULL || !x->with_values)
         return line;
+    if (x->run != NULL) {
+        if (!append_entry(x->run, r, x->zone, x->zone_length, device, device_length,
+                          has_ts ? r->ts_us : ts_ms * 1000, x->received, x->received_length)) {
+            Py_DECREF(line);
+            return NULL;
+        }
+        return line;
+    }
     if (x->received != NULL) {
         PyObject *entry = entry_of(r, x->zone, x->zone_length, device, device_length,
                                    has_ts ? r->ts_us : ts_ms * 1000, x->received,
@@ -1009,8 +1048,9 @@ static PyObject *item_of(const reading *r, const context *x) {
 static int parse_context(PyObject *const *args, Py_ssize_t nargs, int batch, cursor *c,
                          context *x) {
     const Py_ssize_t expected = batch ? 6 : 7;
-    if (nargs != expected) {
-        PyErr_Format(PyExc_TypeError, "expected %zd arguments, got %zd", expected, nargs);
+    if (nargs != expected && nargs != expected + 1) {
+        PyErr_Format(PyExc_TypeError, "expected %zd or %zd arguments, got %zd", expected,
+                     expected + 1, nargs);
         return 0;
     }
     if (!PyBytes_Check(args[0])) {
@@ -1055,7 +1095,16 @@ static int parse_context(PyObject *const *args, Py_ssize_t nargs, int batch, cur
         PyErr_SetString(PyExc_TypeError, "stamps must be a reading_lines.Stamps");
         return 0;
     }
-    x->stamps = (Stamps *)args[at];
+    x->stamps = (Stamps *)args[at++];
+    x->run = NULL;
+    if (nargs > at) {
+        if (x->received == NULL || !PyByteArray_Check(args[at])) {
+            PyErr_SetString(PyExc_TypeError,
+                            "run must be a bytearray, given with the receive time's JSON text");
+            return 0;
+        }
+        x->run = args[at];
+    }
     return 1;
 }
 
@@ -1100,6 +1149,7 @@ static PyObject *batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     if (c.at >= c.end || *c.at != '[')
         Py_RETURN_NONE;
     c.at++;
+    Py_ssize_t run_length = x.run != NULL ? PyByteArray_GET_SIZE(x.run) : 0;
     PyObject *items = PyList_New(0);
     if (items == NULL)
         return NULL;
@@ -1110,6 +1160,8 @@ static PyObject *batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         if (appended < 0) {
             undo_finish(&undo, x.stamps, 1);
             Py_DECREF(items);
+            if (x.run != NULL) /* shrinking: cannot fail */
+                (void)PyByteArray_Resize(x.run, run_length);
             return NULL;
         }
         if (appended == 0)
@@ -1133,6 +1185,8 @@ static PyObject *batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 refused:
     undo_finish(&undo, x.stamps, 1);
     Py_DECREF(items);
+    if (x.run != NULL && PyByteArray_Resize(x.run, run_length) < 0) /* shrinking */
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1141,11 +1195,13 @@ static PyMethodDef methods[] = {
      "telemetry(payload, zone, device_id, received_ms, skew_ms, with_values, stamps)\n--\n\n"
      "A telemetry payload's line, or None to leave it to the full path. with_values True:\n"
      "(line, device_id sent, ts us, values, stamp ms); bytes (the receive time's JSON text):\n"
-     "(line, the reading's journal entry as JSON bytes)."},
+     "(line, the reading's journal entry as JSON bytes); and a bytearray `run` after stamps:\n"
+     "the line, the entry appended to run (comma-separated)."},
     {"batch", (PyCFunction)(void (*)(void))batch, METH_FASTCALL,
      "batch(payload, zone, received_ms, skew_ms, with_values, stamps)\n--\n\n"
      "A batch payload's lines, or None to leave the whole batch to the full path\n"
-     "(items as telemetry's, by with_values)."},
+     "(items as telemetry's, by with_values; with a run: lines, the entries appended to it,\n"
+     "none when the batch is left to the full path)."},
     {NULL, NULL, 0, NULL},
 };
 

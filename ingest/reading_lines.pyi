@@ -2,6 +2,8 @@
 
 from typing import Literal, TypeAlias, final, overload
 
+from models import JournalRun
+
 Checked: TypeAlias = tuple[
     str, str | None, int | None, dict[str, bool | int | float | None], int | None
 ]
@@ -15,7 +17,9 @@ Entry: TypeAlias = tuple[str, bytes]
 """Hand-over mode (`with_values` given as the receive time's JSON text): a reading's line and
 its entry of the rules' journal as JSON text — `[zone, device_id, at_us, received, false,
 {field: value}]`, what `rules.runtime.channel.encode_handed` writes for a reading, the values as
-`Checked` has them, floats as Python's repr of the double."""
+`Checked` has them, floats as Python's repr of the double. Given a `run` after `stamps`, the
+entries are appended to it instead (comma-separated; a batch left to the full path leaves it
+as it was), and the lines are returned as with `with_values` False."""
 
 @final
 class Stamps:
@@ -74,6 +78,17 @@ def telemetry(
     stamps: Stamps,
 ) -> Entry | None: ...
 @overload
+def telemetry(
+    payload: bytes,
+    zone: str,
+    device_id: str,
+    received_ms: int,
+    skew_ms: int,
+    with_values: bytes,
+    stamps: Stamps,
+    run: JournalRun,
+) -> str | None: ...
+@overload
 def batch(
     payload: bytes,
     zone: str,
@@ -100,3 +115,13 @@ def batch(
     with_values: bytes,
     stamps: Stamps,
 ) -> list[Entry] | None: ...
+@overload
+def batch(
+    payload: bytes,
+    zone: str,
+    received_ms: int,
+    skew_ms: int,
+    with_values: bytes,
+    stamps: Stamps,
+    run: JournalRun,
+) -> list[str] | None: ...

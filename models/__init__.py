@@ -2,7 +2,14 @@
 
 from models.deadletter import DeadLetter
 from models.identifiers import ID_PATTERN, Identifier, is_identifier
-from models.observation import Handed, Observation, ObservedReading, SentReading, SentValues
+from models.observation import (
+    Handed,
+    JournalRun,
+    Observation,
+    ObservedReading,
+    SentReading,
+    SentValues,
+)
 from models.reading import BatchReading, Reading
 from models.reasons import Reason
 from models.status import Status
@@ -15,6 +22,7 @@ __all__ = [
     "DeadLetter",
     "Handed",
     "Identifier",
+    "JournalRun",
     "Observation",
     "ObservedReading",
     "Reading",

@@ -26,11 +26,11 @@ from ingest.decode import Decoded, Limits, decode_into
 from ingest.messages import Inbound
 from ingest.metrics import IngestMetrics
 from ingest.stages import decode_chunk
-from models import Handed, Observation, Reading, SentReading
+from models import Handed, JournalRun, Observation, Reading, SentReading
 from models.identifiers import ID_PATTERN
 from models.timestamps import epoch_ms
 from rules.language.expressions import reading_map
-from rules.runtime.channel import encode_observations
+from rules.runtime.channel import encode_observations, handed_count
 from rules.runtime.journal import START, Body
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
@@ -189,7 +189,11 @@ def rules_view(observation: Observation) -> tuple[Any, ...]:
     )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,  # a real journal, fsynced: no timed assertion
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(messages=message_lists(), fast=st.booleans(), split=st.integers(0, 10))
 def test_the_rules_get_back_what_the_decoder_made(
     tmp_path_factory: pytest.TempPathFactory,
@@ -201,9 +205,12 @@ def test_the_rules_get_back_what_the_decoder_made(
     handed = decoded(messages, fast, hand_over=True)
     assert handed.observations == [], "with hand_over, everything is in `handed`"
     assert [p.line for p in handed.points] == [p.line for p in made.points]
-    assert len(handed.handed) == len(made.observations)
+    assert handed_count(handed.handed) == len(made.observations)
     if not fast:
         assert all(isinstance(h, Observation) for h in handed.handed), "models on the full path"
+    for run in handed.handed:
+        if isinstance(run, JournalRun):  # the C module's entries, comma-separated
+            assert len(orjson.loads(b"[" + run + b"]")) == run.readings
     got = through_journal(
         tmp_path_factory.mktemp("journal"), [handed.handed[:split], handed.handed[split:]]
     )
@@ -215,34 +222,103 @@ def test_the_rules_get_back_what_the_decoder_made(
 
 
 def test_the_fast_path_hands_plain_data_and_the_full_path_observations_in_order() -> None:
-    """A plain reading is handed as its journal entry, JSON the C module wrote (no Python object
-    per value); one the fast path leaves (an unknown field) and a status as Observations: one
-    list, in the messages' order."""
+    """Plain readings are handed as their journal entries, JSON the C module wrote into one
+    run (no Python object per reading); one the fast path leaves (an unknown field) and a
+    status as Observations, and the plain reading after them in a run of its own: one list, in
+    the messages' order."""
     limits = Limits(topic_root="lighting", observe=True, hand_over=True)
     plain = b'{"lamp_on": true, "power_w": 40.0, "energy_wh": 1.5, "lux": null}'
+    batch = b'[{"device_id": "d2", "lamp_on": true, "power_w": 9, "energy_wh": 3}]'
     odd = b'{"lamp_on": false, "power_w": 0, "energy_wh": 2, "rssi": -80}'
     chunk = [
         Inbound("lighting/z/d1/telemetry", plain, False, NOW, None),
+        Inbound("lighting/z/gw/batch", batch, False, NOW, None),
         Inbound("lighting/z/d1/telemetry", odd, False, NOW, None),
         Inbound("lighting/z/d1/status", b'{"online": true}', False, NOW, None),
+        Inbound("lighting/z/d1/telemetry", plain, False, NOW, None),
     ]
     handed: list[Handed] = []
     decode_chunk(chunk, limits, IngestMetrics(), handed=handed)
-    first, second, third = handed
-    assert isinstance(first, bytes), "the reading's journal entry, written by the C module"
+    first, second, third, fourth = handed
+    assert isinstance(first, JournalRun), "the readings' journal entries, written by the C module"
+    assert first.readings == 2
     received = NOW.isoformat()
-    assert orjson.loads(first) == [
-        "z",
-        "d1",
-        epoch_ms(NOW) * 1000,
-        received,
-        False,
-        {**json.loads(plain)},
+    at_us = epoch_ms(NOW) * 1000
+    assert orjson.loads(b"[" + first + b"]") == [
+        ["z", "d1", at_us, received, False, {**json.loads(plain)}],
+        ["z", "d2", at_us, received, False, {"lamp_on": True, "power_w": 9.0, "energy_wh": 3.0}],
     ]
     assert isinstance(second, Observation)
     assert isinstance(second.reading, Reading)
     assert isinstance(third, Observation)
     assert third.status is not None
+    assert isinstance(fourth, JournalRun)
+    assert fourth.readings == 1
+    # d1's fourth receive stamp: its reading, reading and status before took the ms before it.
+    assert orjson.loads(b"[" + fourth + b"]")[0][:3] == ["z", "d1", at_us + 3000]
+
+
+@settings(max_examples=300)
+@given(
+    bodies=st.lists(reading_bodies(None), min_size=1, max_size=4),
+    devices=st.lists(DEVICES, min_size=4, max_size=4),
+    before=st.sampled_from([b"", b'["z","d0",1,"t",false,{}]']),
+    batch=st.booleans(),
+)
+def test_a_run_holds_the_entries_the_c_module_hands_one_by_one(
+    bodies: list[dict[str, Any]], devices: list[str], before: bytes, batch: bool
+) -> None:
+    """Appended to a run, the C module's entries are exactly the ones it hands back one by
+    one (`Entry`), comma-separated after what the run held; the lines are the same; and a
+    batch it leaves to the full path (an element it does not take) leaves the run as it
+    was."""
+    ms, skew_ms, received = epoch_ms(NOW), int(SKEW_S * 1000), orjson.dumps(NOW)
+    run = JournalRun.empty()
+    run += before
+    if batch:
+        payload = json.dumps(
+            [{**body, "device_id": device} for body, device in zip(bodies, devices, strict=False)]
+        ).encode()
+        pairs = reading_lines.batch(payload, "z", ms, skew_ms, received, reading_lines.Stamps())
+        lines = reading_lines.batch(
+            payload, "z", ms, skew_ms, received, reading_lines.Stamps(), run
+        )
+    else:
+        payload = json.dumps(bodies[0]).encode()
+        pair = reading_lines.telemetry(
+            payload, "z", "d1", ms, skew_ms, received, reading_lines.Stamps()
+        )
+        line = reading_lines.telemetry(
+            payload, "z", "d1", ms, skew_ms, received, reading_lines.Stamps(), run
+        )
+        pairs = None if pair is None else [pair]
+        lines = None if line is None else [line]
+    assert (pairs is None) == (lines is None), "the same readings taken"
+    if pairs is None or lines is None:
+        assert bytes(run) == before, "left as it was"
+        return
+    assert lines == [line for line, _ in pairs]
+    assert bytes(run) == b",".join(
+        [before, *(entry for _, entry in pairs)] if before else [entry for _, entry in pairs]
+    )
+
+
+@pytest.mark.parametrize("messages", [3, 40, 300])
+def test_a_record_of_many_pieces_reads_back(tmp_path: Path, messages: int) -> None:
+    """Runs of entries and the full path's observations alternating: a record written in its
+    pieces (few) or joined first (more than `journal.MAX_PIECES`) reads back the same."""
+    plain = b'{"lamp_on": true, "power_w": 40.0, "energy_wh": 1.5}'
+    listed = [
+        ("lighting/z/d1/telemetry", plain, 1000, False)
+        if i % 2 == 0
+        else ("lighting/z/d1/status", b'{"online": true}', 1000, False)
+        for i in range(messages)
+    ]
+    made = decoded(listed, True, hand_over=False)
+    handed = decoded(listed, True, hand_over=True)
+    assert len(Body.of(handed.handed).pieces) == (1 if messages == 300 else 2 * messages + 1)
+    got = through_journal(tmp_path, [handed.handed])
+    assert [rules_view(o) for o in got] == [rules_view(o) for o in made.observations]
 
 
 def test_a_record_of_the_previous_format_is_still_read(tmp_path: Path) -> None:

@@ -155,6 +155,9 @@ def test_the_rules_run_in_a_process_of_their_own_that_stopping_ends(
             publisher.publish([driver_at(topic_root, "lum-1")])
             wait_until(lambda: alerts.on("lum-1") == 1, 60, "the alert on MQTT")
             wait_until(lambda: alert_rows(influxdb, influx_db, "lum-1") == 1, 60, "in InfluxDB")
+            # Below ingest: it runs only on CPU time nothing else wants (a reading evaluated
+            # means it has set its priority).
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
             assert running.pipeline is not None
             url = f"http://127.0.0.1:{running.pipeline.metrics_port}/metrics"
 

@@ -39,7 +39,16 @@ import orjson
 from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel
 
-from models import BatchReading, Handed, Observation, ObservedReading, Reading, SentReading, Status
+from models import (
+    BatchReading,
+    Handed,
+    JournalRun,
+    Observation,
+    ObservedReading,
+    Reading,
+    SentReading,
+    Status,
+)
 from models.checked import from_checked
 from models.observation import sent_values
 from models.timestamps import EPOCH
@@ -117,9 +126,34 @@ def encode_handed(handed: Sequence[Handed]) -> bytes:
     made so from a `Reading` model) — and an entry of 7 a status, as version 1 has it.
 
     An entry given as bytes is one the decoder's fast path wrote already (JSON text of a
-    reading's entry, `ingest.reading_lines`'s `Entry`): the body is then mostly a join."""
-    entries = [h if isinstance(h, bytes) else orjson.dumps(_entry(h)) for h in handed]
-    return b"".join((_OPEN, b",".join(entries), b"]]"))
+    reading's entry, `ingest.reading_lines`'s `Entry`), and a `JournalRun` holds several such
+    entries, comma-separated: the body is then mostly a join (an empty run adds nothing)."""
+    return b"".join(handed_pieces(handed))
+
+
+def handed_pieces(handed: Sequence[Handed]) -> list[bytes | bytearray]:
+    """`encode_handed`'s body in pieces, in order, not joined (a copy of a batch's body cost
+    ~0.14 µs an observation, fresh memory and its page faults included): the journal writes
+    them as they are."""
+    pieces: list[bytes | bytearray] = [_OPEN]
+    for h in handed:
+        if isinstance(h, bytes | bytearray):
+            if not h:
+                continue  # an empty run
+            pieces.append(h)
+        else:
+            pieces.append(orjson.dumps(_entry(h)))
+        pieces.append(b",")
+    if len(pieces) > 1:
+        pieces[-1] = b"]]"
+    else:
+        pieces.append(b"]]")
+    return pieces
+
+
+def handed_count(handed: Sequence[Handed]) -> int:
+    """How many observations `handed` holds (a `JournalRun` holds `readings`)."""
+    return sum(h.readings if isinstance(h, JournalRun) else 1 for h in handed)
 
 
 _OPEN = b"[%d,[" % JOURNAL_FORMAT

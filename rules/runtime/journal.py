@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from models import Handed, Observation
-from rules.runtime.channel import decode_handed, encode_handed
+from rules.runtime.channel import decode_handed, handed_count, handed_pieces
 
 SUFFIX = ".journal"
 UNREADABLE_SUFFIX = ".unreadable"
@@ -51,6 +51,9 @@ HEADER = struct.Struct("<IIdQI")
 """Body length, CRC-32 (of the body and the rest of the header), appended at, first seq, count."""
 MIN_SEGMENT_BYTES = 1 << 20
 MAX_SEGMENT_BYTES = 64 << 20
+MAX_PIECES = 256
+"""A body in more pieces than this (many small entries: statuses, the full path's readings) is
+joined first: a piece costs a CRC call and an iovec, a join a copy."""
 MAX_RECORD_BYTES = 1 << 30
 """Far above any real record (a batch of 100,000 observations is ~50 MB): a larger length is
 a corrupt header."""
@@ -105,22 +108,46 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """A record's encoded observations and their CRC-32, before the record is framed."""
+    """A record's encoded observations and their CRC-32, before the record is framed: `data`,
+    the body, or its pieces in order (`rules.runtime.channel.handed_pieces`), which the writer
+    writes as they are."""
 
-    data: bytes
+    data: bytes | Sequence[bytes | bytearray]
     crc: int
     count: int
 
     @classmethod
-    def of(cls, observations: Sequence[Handed]) -> "Body":
-        data = encode_handed(observations)
-        return cls(data, zlib.crc32(data), len(observations))
+    def of(cls, observations: Sequence[Handed], count: int | None = None) -> "Body":
+        """`count`: `handed_count(observations)`, when known."""
+        pieces = handed_pieces(observations)
+        if len(pieces) > MAX_PIECES:
+            pieces = [b"".join(pieces)]
+        crc = 0
+        for piece in pieces:
+            crc = zlib.crc32(piece, crc)
+        if count is None:
+            count = handed_count(observations)
+        return cls(pieces, crc, count)
+
+    @property
+    def pieces(self) -> Sequence[bytes | bytearray]:
+        return (self.data,) if isinstance(self.data, bytes) else self.data
+
+    @property
+    def size(self) -> int:
+        """The body's length in bytes."""
+        return len(self.data) if isinstance(self.data, bytes) else sum(map(len, self.data))
+
+    def header(self, seq: int, appended_at: float) -> bytes:
+        """The record's header (the body follows it). Its CRC is the body's followed by the
+        rest of the header's, so the header is framed when the record is written."""
+        size = self.size
+        rest = HEADER.pack(size, 0, appended_at, seq, self.count)[8:]
+        return struct.pack("<II", size, zlib.crc32(rest, self.crc)) + rest
 
     def record(self, seq: int, appended_at: float) -> bytes:
-        """The record: the header, then the body. Its CRC is the body's followed by the rest
-        of the header's, so the header is framed when the record is written."""
-        rest = HEADER.pack(len(self.data), 0, appended_at, seq, self.count)[8:]
-        return struct.pack("<II", len(self.data), zlib.crc32(rest, self.crc)) + rest + self.data
+        """The record: the header, then the body, joined (the writer writes the pieces)."""
+        return b"".join((self.header(seq, appended_at), *self.pieces))
 
 
 def encode_record(observations: Sequence[Handed], seq: int, appended_at: float) -> bytes:

@@ -6,6 +6,7 @@ under the journal's bound (`append` waits while there is none: back-pressure).
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from collections import deque
@@ -17,6 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from models import Handed
+from rules.runtime.channel import handed_count
 from rules.runtime.journal import (
     HEADER,
     MAX_SEGMENT_BYTES,
@@ -33,6 +35,8 @@ from rules.runtime.journal import (
 
 log = structlog.get_logger("luxtel.rules")
 
+IOV_MAX = 1024
+"""Pieces written by one writev (Linux's limit)."""
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 """Backoff between attempts at an append that failed (a full disk, say)."""
@@ -176,21 +180,28 @@ class JournalWriter:
         """Bytes the rules have not committed."""
         return self.end.offset - self.committed.offset
 
-    async def append(self, observations: Sequence[Handed]) -> None:
+    async def append(
+        self, observations: Sequence[Handed], admitted: Callable[[], None] | None = None
+    ) -> None:
         """Append a batch's observations durably (written and fsynced); waits while the
-        journal is at its bound. Appends keep the order of their calls."""
-        if not observations:
+        journal is at its bound. Appends keep the order of their calls. `admitted`: called
+        once the journal has room for them, before they are written (at once when there is
+        nothing to append)."""
+        count = handed_count(observations)
+        if not count:
+            if admitted is not None:
+                admitted()
             return
         async with self._lock:
-            await self._append(await asyncio.to_thread(Body.of, observations))
+            await self._append(await asyncio.to_thread(Body.of, observations, count), admitted)
 
     async def append_encoded(self, body: Body) -> None:
         """`append` of observations encoded already."""
         async with self._lock:
             await self._append(body)
 
-    async def _append(self, body: Body) -> None:
-        size = HEADER.size + len(body.data)
+    async def _append(self, body: Body, admitted: Callable[[], None] | None = None) -> None:
+        size = HEADER.size + body.size
         while self.lag_bytes > 0 and self.lag_bytes + size > self.max_bytes:
             self._room.clear()
             self.metrics.full.set(1)
@@ -207,8 +218,10 @@ class JournalWriter:
             self._full_logged = False
             log.info("rules_journal_room", bytes=self.lag_bytes, action="ingest goes on")
         self.metrics.full.set(0)
+        if admitted is not None:
+            admitted()
         appended_at = self.clock()
-        await self._write_until_done(body.record(self.end.seq, appended_at))
+        await self._write_until_done(body.header(self.end.seq, appended_at), body.pieces)
         start = self.end.offset
         self.end = Position(start + size, self.end.seq + body.count)
         self._pending.append(_Pending(self.end.offset, appended_at))
@@ -216,13 +229,13 @@ class JournalWriter:
         self._update_metrics()
         self._appended.set()
 
-    async def _write_until_done(self, record: bytes) -> None:
+    async def _write_until_done(self, header: bytes, pieces: Sequence[bytes | bytearray]) -> None:
         """`_write`, again after a capped backoff while it fails (a full disk, say): the batch
         is not acknowledged meanwhile, so ingest waits instead of losing anything."""
         failures = 0
         while True:
             try:
-                await asyncio.to_thread(self._write, record)
+                await asyncio.to_thread(self._write, header, pieces)
             except OSError as error:
                 if not failures:
                     log.error(
@@ -238,9 +251,11 @@ class JournalWriter:
                 log.info("rules_journal_write_recovered", attempts=failures + 1)
             return
 
-    def _write(self, record: bytes) -> None:
-        """Blocking: in a thread. Starts a new segment when the current one is full; a write
-        that fails is cut off again, so the segment holds only whole records."""
+    def _write(self, header: bytes, pieces: Sequence[bytes | bytearray]) -> None:
+        """Blocking: in a thread. Writes the record (its header, then its body's pieces, with
+        writev: no copy made to join them) and fsyncs it. Starts a new segment when the
+        current one is full; a write that fails is cut off again, so the segment holds only
+        whole records."""
         if self._size >= self.segment_bytes:
             path = self.directory / segment_name(self.end)
             handle = path.open("ab", buffering=0)
@@ -248,16 +263,21 @@ class JournalWriter:
             self._handle, self._segment, self._size = handle, path, 0
             fsync_directory(self.directory)
         descriptor = self._handle.fileno()
+        views = deque(memoryview(piece) for piece in (header, *pieces))
+        size = sum(len(view) for view in views)
         try:
-            view = memoryview(record)
-            while view:
-                view = view[os.write(descriptor, view) :]
+            while views:
+                written = os.writev(descriptor, list(itertools.islice(views, IOV_MAX)))
+                while views and written >= len(views[0]):
+                    written -= len(views.popleft())
+                if views:
+                    views[0] = views[0][written:]
             os.fsync(descriptor)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(descriptor, self._size)
             raise
-        self._size += len(record)
+        self._size += size
 
     async def appended(self) -> Position:
         """Wait for the next append; the durable end then."""

@@ -2,7 +2,7 @@
 (see `rules.runtime.process`), the child end of the channel (`rules.runtime.channel`) as its
 argument.
 
-It runs the engine on an asyncio loop of its own, at a lower CPU priority (`NICENESS`):
+It runs the engine on an asyncio loop of its own, at the lowest CPU priority (`lower_priority`):
 observations from the journal (`rules.runtime.journal`), from the position committed in its state
 on,
 up to the durable end the parent reports on the channel, into the engine's inbox; alert
@@ -63,8 +63,8 @@ INBOX_CHUNKS = 4
 """The engine's inbox, in journal records (a batch each): small, the journal holds the backlog."""
 READ_BYTES = 8 << 20
 """Journal bytes read at once (then the inbox has to take them first)."""
-NICENESS = 10
-"""Below ingest: when the cores are busy, the rules fall behind (and lag), not ingest."""
+NICENESS = 19
+"""Where there is no SCHED_IDLE (`lower_priority`): the lowest niceness."""
 METRICS_EVERY_S = 1.0
 POSITION_EVERY_S = 0.2
 """How often the positions evaluated and committed go to the parent (when they moved)."""
@@ -116,9 +116,23 @@ def worker_main(config: WorkerConfig, sock: socket.socket) -> None:
         # Ctrl-C and a service manager's stop reach the whole process group: the parent
         # drains ingest first, then ends the channel, which ends this process.
         signal.signal(signum, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+    lower_priority()
     sys.exit(asyncio.run(_main(config, sock)))
+
+
+def lower_priority() -> None:
+    """Below ingest: when the cores are busy, the rules fall behind (and lag: the journal holds
+    their backlog, up to its bound), not ingest. Linux's SCHED_IDLE (for this thread and the
+    threads it starts): the process runs on CPU time nothing else wants, and any other task
+    that wakes takes the core from it at once — at niceness 10 it had kept Mosquitto, InfluxDB
+    and `luxtel run` waiting for their turn behind it, and cost ingest readings/s
+    (`python bench/ingest.py --only luxtel,luxtel-rules`). Not starved for good: the scheduler
+    still gives it a small share of a busy core. Elsewhere, the lowest niceness."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)
 
 
 class _ToParent:

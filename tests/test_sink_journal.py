@@ -1,0 +1,138 @@
+"""With the rules on, the sink journals a batch's observations while it writes the batch's points
+to InfluxDB (`Sink.deliver`): a batch is acknowledged only once its observations are in the
+journal, fsynced, and the journal holds the batches in the order they came, though two are
+written at once and a small batch's write finishes before a large one's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from influx.client import InfluxTarget, InfluxWriter
+from ingest.deadletters import DeadLetterLog
+from ingest.decode import Point
+from ingest.messages import Batch
+from ingest.metrics import IngestMetrics
+from ingest.sink import Sink
+from ingest.spool import Spool
+from mqtt.acks import Delivery
+from rules.runtime.journal import START
+from rules.runtime.journal_reader import JournalReader
+from rules.runtime.journal_writer import JournalWriter
+from servers import InfluxDBServer
+from tests.rules_fixtures import reading
+
+pytestmark = pytest.mark.integration
+
+BASE_MS = 1_790_000_000_000
+
+
+def _batch(number: int, first: int, n: int) -> Batch:
+    return Batch(
+        points=[
+            Point(
+                f"telemetry,device_id=lum-{i % 50},zone=north lamp_on=true,power_w=40.0,"
+                f"energy_wh={1000.0 + i!r} {BASE_MS + i}",
+                "lighting/north/x/telemetry",
+            )
+            for i in range(first, first + n)
+        ],
+        deliveries=[Delivery(0, number)],
+        observations=[reading(f"lum-{i}", i / 60) for i in range(first, first + n)],
+    )
+
+
+def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batches_order(
+    influxdb: InfluxDBServer, influx_db: str, tmp_path: Path
+) -> None:
+    sizes = [8_000, 1, 3_000, 1, 1, 5_000, 2]
+    batches, first = [], 0
+    for number, n in enumerate(sizes):
+        batches.append(_batch(number, first, n))
+        first += n
+    journal = JournalWriter(tmp_path / "journal", 1 << 30)
+    acknowledged: list[tuple[int, int]] = []
+    """(the batch, the observations in the journal, durable, when it was acknowledged)"""
+
+    def acknowledge(deliveries: list[Delivery]) -> None:
+        (delivery,) = deliveries
+        acknowledged.append((delivery.position, journal.end.seq))
+
+    async def run() -> None:
+        metrics = IngestMetrics()
+        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
+            sink = Sink(
+                writer,
+                Spool(tmp_path / "spool", 1 << 30),
+                DeadLetterLog(tmp_path / "deadletter.jsonl", metrics),
+                metrics,
+                acknowledge,
+                journal=journal.append,
+            )
+            inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+            for batch in batches:
+                inbox.put_nowait(batch)
+            inbox.put_nowait(None)
+            await sink.run(inbox)
+
+    asyncio.run(run())
+    journal.close()
+    assert len(acknowledged) == len(batches)
+    for number, durable in acknowledged:
+        assert durable >= sum(sizes[: number + 1]), f"batch {number} acknowledged before journaled"
+    reader = JournalReader(tmp_path / "journal", START)
+    got = []
+    while records := reader.read(journal.end.offset):
+        for record in records:
+            got.append(list(reader.decode(record)))
+    assert [len(chunk) for chunk in got] == sizes, "one record a batch, in the batches' order"
+    expected = [o for batch in batches for o in batch.observations]
+    assert [(o.device_id, o.at) for chunk in got for o in chunk] == [
+        (o.device_id, o.at) for o in expected
+    ]
+
+
+def test_at_the_journal_bound_a_batch_is_neither_written_nor_acknowledged_and_stopping_is_clean(
+    influxdb: InfluxDBServer, influx_db: str, tmp_path: Path
+) -> None:
+    """The rules commit nothing and the journal is at its bound after the first batch: the
+    second waits for room without being written to InfluxDB or acknowledged; stopping the
+    sink then leaves the journal holding exactly the first batch, whole."""
+    first, second = _batch(0, 0, 3_000), _batch(1, 3_000, 3_000)
+    journal = JournalWriter(tmp_path / "journal", 1 << 20)  # 3,000 observations: ~0.75 MiB
+    acknowledged: list[int] = []
+
+    async def run() -> int:
+        metrics = IngestMetrics()
+        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
+            sink = Sink(
+                writer,
+                Spool(tmp_path / "spool", 1 << 30),
+                DeadLetterLog(tmp_path / "deadletter.jsonl", metrics),
+                metrics,
+                lambda deliveries: acknowledged.extend(d.position for d in deliveries),
+                journal=journal.append,
+            )
+            inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+            inbox.put_nowait(first)
+            inbox.put_nowait(second)
+            task = asyncio.create_task(sink.run(inbox))
+            # The gauge is what says the append waits for room (and the first batch is done).
+            while journal.metrics.full._value.get() != 1 or not acknowledged:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            written = int(metrics.points_written._value.get())
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return written
+
+    written = asyncio.run(run())
+    journal.close()
+    assert written == 3_000, "the second batch is not written while the journal has no room"
+    assert acknowledged == [0]
+    reopened = JournalWriter(tmp_path / "journal", 1 << 20)
+    assert reopened.end.seq == 3_000, "the first batch whole, nothing of the second"
+    reopened.close()
