@@ -202,6 +202,22 @@ class ReportBuilder:
         self.duplicates = 0
         self._devices: dict[str, _Device] = {}
 
+    def part(
+        self, inventory: Mapping[str, Luminaire], accept: tuple[int, int] | None = None
+    ) -> ReportBuilder:
+        """A builder of the same period, axes and counter settings over ``inventory`` (some of
+        this one's luminaires), tallying ``accept`` only: a part read on its own, then merged
+        (``energy.rollup.merge``)."""
+        return ReportBuilder(
+            self.start_ms,
+            self.end_ms,
+            inventory,
+            self.axes,
+            gap_factor=self.gap_factor,
+            max_interval_ms=self.max_interval_ms,
+            accept=accept,
+        )
+
     def _tally(self, axis: str, group: str, index: int) -> Tally:
         table = self.tallies[axis]
         tally = table.get((group, index))

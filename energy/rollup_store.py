@@ -715,14 +715,7 @@ async def _read_edge_hours(
     )
     # the sums go to a builder of their own (its tallies: bounded by groups × bins), merged
     # into the report's only if few enough luminaires are left raw
-    scratch = ReportBuilder(
-        builder.start_ms,
-        builder.end_ms,
-        inventory,
-        builder.axes,
-        gap_factor=builder.gap_factor,
-        max_interval_ms=builder.max_interval_ms,
-    )
+    scratch = builder.part(inventory)
     group_sums = device_sums = 0
     need: dict[int, set[str]] = {}
     if not groupable(builder):  # rows per luminaire: its own hourly points
@@ -816,15 +809,7 @@ async def _read_raw_devices(
     of a raw report of the whole period over that run, for those luminaires only."""
     total = 0
     for a, b, ids in raw_runs(sorted(read.hours), read.raw):
-        part = ReportBuilder(
-            builder.start_ms,
-            builder.end_ms,
-            {d: builder.inventory[d] for d in ids},
-            builder.axes,
-            gap_factor=builder.gap_factor,
-            max_interval_ms=builder.max_interval_ms,
-            accept=(a, b),
-        )
+        part = builder.part({d: builder.inventory[d] for d in ids}, (a, b))
         total += await read_range(
             writer,
             part,
@@ -1042,19 +1027,8 @@ async def _read_raw_part(
     """
     inventory = builder.inventory
 
-    def part_of(devices: Mapping[str, Luminaire]) -> ReportBuilder:
-        return ReportBuilder(
-            builder.start_ms,
-            builder.end_ms,
-            devices,
-            builder.axes,
-            gap_factor=builder.gap_factor,
-            max_interval_ms=builder.max_interval_ms,
-            accept=(a, b),
-        )
-
     if b - a > window_ms:
-        part = part_of(inventory)
+        part = builder.part(inventory, (a, b))
         read = await read_range(
             writer,
             part,
@@ -1099,7 +1073,7 @@ async def _read_raw_part(
             last = None if i + PART_DEVICES >= len(ordered) else ids[-1]
             # the slice's luminaires but those held, taken out as found (before ``finish``)
             devices = {d: inventory[d] for d in ids}
-            part = part_of(devices)
+            part = builder.part(devices, (a, b))
             pre: dict[str, list[Any]] = {}
             """Per luminaire of the slice, its last reading in the margin, until pushed."""
             on: set[str] = set()
@@ -1156,7 +1130,7 @@ async def _read_raw_part(
     before.sort()
     for i in range(0, len(lacking), PART_DEVICES):
         ids = lacking[i : i + PART_DEVICES]
-        part = part_of({d: inventory[d] for d in ids})
+        part = builder.part({d: inventory[d] for d in ids}, (a, b))
         before.push_upto(part, ids[-1])
         for d in ids:
             for sample in held_by[d]:
