@@ -12,37 +12,16 @@ from pathlib import Path
 import pytest
 
 from influx.client import InfluxTarget, InfluxWriter
-from ingest.deadletters import DeadLetterLog
-from ingest.decode import Point
 from ingest.messages import Batch
 from ingest.metrics import IngestMetrics
-from ingest.sink import Sink
-from ingest.spool import Spool
 from mqtt.acks import Delivery
 from rules.runtime.journal import START
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
 from servers import InfluxDBServer
-from tests.rules_fixtures import reading
+from tests.sink_fixtures import new_sink, telemetry_batch
 
 pytestmark = pytest.mark.integration
-
-BASE_MS = 1_790_000_000_000
-
-
-def _batch(number: int, first: int, n: int) -> Batch:
-    return Batch(
-        points=[
-            Point(
-                f"telemetry,device_id=lum-{i % 50},zone=north lamp_on=true,power_w=40.0,"
-                f"energy_wh={1000.0 + i!r} {BASE_MS + i}",
-                "lighting/north/x/telemetry",
-            )
-            for i in range(first, first + n)
-        ],
-        deliveries=[Delivery(0, number)],
-        observations=[reading(f"lum-{i}", i / 60) for i in range(first, first + n)],
-    )
 
 
 def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batches_order(
@@ -51,7 +30,7 @@ def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batche
     sizes = [8_000, 1, 3_000, 1, 1, 5_000, 2]
     batches, first = [], 0
     for number, n in enumerate(sizes):
-        batches.append(_batch(number, first, n))
+        batches.append(telemetry_batch(first, n, number))
         first += n
     journal = JournalWriter(tmp_path / "journal", 1 << 30)
     acknowledged: list[tuple[int, int]] = []
@@ -64,10 +43,9 @@ def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batche
     async def run() -> None:
         metrics = IngestMetrics()
         async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
-            sink = Sink(
+            sink = new_sink(
                 writer,
-                Spool(tmp_path / "spool", 1 << 30),
-                DeadLetterLog(tmp_path / "deadletter.jsonl", metrics),
+                tmp_path,
                 metrics,
                 acknowledge,
                 journal=journal.append,
@@ -101,17 +79,16 @@ def test_at_the_journal_bound_a_batch_is_neither_written_nor_acknowledged_and_st
     """The rules commit nothing and the journal is at its bound after the first batch: the
     second waits for room without being written to InfluxDB or acknowledged; stopping the
     sink then leaves the journal holding exactly the first batch, whole."""
-    first, second = _batch(0, 0, 3_000), _batch(1, 3_000, 3_000)
+    first, second = telemetry_batch(0, 3_000, 0), telemetry_batch(3_000, 3_000, 1)
     journal = JournalWriter(tmp_path / "journal", 1 << 20)  # 3,000 observations: ~0.75 MiB
     acknowledged: list[int] = []
 
     async def run() -> int:
         metrics = IngestMetrics()
         async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
-            sink = Sink(
+            sink = new_sink(
                 writer,
-                Spool(tmp_path / "spool", 1 << 30),
-                DeadLetterLog(tmp_path / "deadletter.jsonl", metrics),
+                tmp_path,
                 metrics,
                 lambda deliveries: acknowledged.extend(d.position for d in deliveries),
                 journal=journal.append,

@@ -10,30 +10,12 @@ from pathlib import Path
 import pytest
 
 from influx.client import InfluxTarget, InfluxWriter
-from ingest.deadletters import DeadLetterLog
-from ingest.decode import Point
 from ingest.messages import Batch
 from ingest.metrics import IngestMetrics
-from ingest.sink import Sink
-from ingest.spool import Spool
 from servers import InfluxDBServer
+from tests.sink_fixtures import new_sink, telemetry_batch
 
 pytestmark = pytest.mark.integration
-
-BASE_MS = 1_790_000_000_000
-
-
-def _batch(first: int, n: int) -> Batch:
-    return Batch(
-        points=[
-            Point(
-                f"telemetry,device_id=lum-{i % 50},zone=north lamp_on=true,power_w=40.0,"
-                f"energy_wh={1000.0 + i!r} {BASE_MS + i}",
-                "lighting/north/x/telemetry",
-            )
-            for i in range(first, first + n)
-        ]
-    )
 
 
 def test_written_lines_are_told_in_batch_order(
@@ -47,16 +29,15 @@ def test_written_lines_are_told_in_batch_order(
     sizes = [20_000, 1, 5_000, 1, 1, 10_000, 2]
     batches, first = [], 0
     for n in sizes:
-        batches.append(_batch(first, n))
+        batches.append(telemetry_batch(first, n))
         first += n
 
     async def run() -> None:
         metrics = IngestMetrics()
         async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
-            sink = Sink(
+            sink = new_sink(
                 writer,
-                Spool(tmp_path / "spool", 1 << 30),
-                DeadLetterLog(tmp_path / "deadletter.jsonl", metrics),
+                tmp_path,
                 metrics,
                 lambda _deliveries: None,
                 written=written,
