@@ -3,7 +3,7 @@ at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale th
 
     python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
         [--device-rollups] [--raw-edges] [--silent N] [--around both|before|none]
-        [--short-min N] [--stopped] [--before DIR] [--keep]
+        [--short-min N] [--stopped] [--before DIR] [--dashboard-only] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
 city's data set is the rollups themselves, written as fast as InfluxDB takes them (synthetic
@@ -28,9 +28,11 @@ figures: lit 18:00–06:00 UTC at ~28 W; 25 luminaires a circuit, ``--zone-size`
    ``/usr/bin/time``). ``--before DIR``: each report also run with the luxtel of another source
    tree (e.g. ``git archive`` of the commit before, with the built C modules copied in),
    alternately, before then after, on the same data.
-3. The dashboard's per-zone-per-day panel query over a year, every zone selected (Grafana's
-   "All" as the regex of every zone), and its savings query: the month's ``energy_zone_daily``
-   and the other 335 days written directly (copies of it).
+3. The dashboard's per-zone-per-day panel query over a year, every zone selected (the zone
+   variable's "All", and every zone listed as Grafana's regex), and its savings query, as
+   Grafana asks them (``epoch=ms``): the month's ``energy_zone_daily`` and the other 335 days
+   written directly (copies of it). ``--dashboard-only`` writes only that year (all 365 days
+   from ``group_lines``) and runs only these queries.
 4. At ``--small-devices`` luminaires × 30 days of raw 15-minute telemetry
    (``bench/energy_rollups.py``'s writer), in the same run: ``luxtel energy rollup`` (the real
    build, group levels included), the report ``--by zone`` from rollups and from raw readings
@@ -55,6 +57,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+from urllib.request import urlopen
 
 import aiohttp
 
@@ -413,6 +417,90 @@ def reports(
             results[f"report_{by}{key}_identical"] = same
 
 
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU of process ``pid`` so far (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dashboard_queries(
+    server: CompactingInfluxDB,
+    db: str,
+    zones: list[str],
+    year_start: int,
+    end_ms: int,
+    results: dict[str, Any],
+) -> None:
+    """The energy dashboard's per-zone-per-day and savings queries over ``year_start`` to
+    ``end_ms``, every zone selected two ways: "All" as the dashboard sends it (the zone
+    variable's custom all value) and each zone listed (Grafana's regex of every zone, its
+    default "All"). Asked as Grafana asks (``epoch=ms``); timed to the last byte of InfluxDB's
+    answer, with InfluxDB's CPU for it and this client's JSON decoding beside (Grafana decodes
+    in its own server, not here)."""
+    energy = build_dashboards()["energy.json"]
+    panels = {p["title"]: p for p in energy["panels"] if "targets" in p}
+    (zone,) = [v for v in energy["templating"]["list"] if v["name"] == "zone"]
+    span = TimeRange(year_start, end_ms, "1d", DAY)
+    forms = {
+        f"All ({zone['allValue']})": Variable.all(zone["allValue"]),
+        f"every zone listed ({len(zones)})": Variable(tuple(zones), multi=True),
+    }
+    for title in ("Energy per zone per day", "Savings against the baseline"):
+        for form, variable in forms.items():
+            statement = interpolate(panels[title]["targets"][0]["query"], {"zone": variable}, span)
+            body = {"db": db, "q": statement, "epoch": "ms"}
+            walls, cpus, decodes = [], [], []
+            for _ in range(5):
+                cpu0 = _cpu_s(server.pid)
+                t0 = time.perf_counter()
+                request = f"{server.url}/query"  # our own server, on the loopback
+                with urlopen(request, urlencode(body).encode()) as response:  # noqa: S310
+                    text = response.read()
+                walls.append(time.perf_counter() - t0)
+                cpus.append(_cpu_s(server.pid) - cpu0)
+                t0 = time.perf_counter()
+                answer = json.loads(text)
+                decodes.append(time.perf_counter() - t0)
+            values = sum(len(s["values"]) for s in answer["results"][0].get("series", []))
+            print(
+                f"dashboard '{title}' over {(end_ms - year_start) // DAY} days, {form}: "
+                f"{', '.join(f'{w:.2f}' for w in walls)} s (InfluxDB CPU "
+                f"{', '.join(f'{c:.2f}' for c in cpus)} s; {values:,} values, "
+                f"{len(text) / 2**20:.1f} MiB, {len(statement):,} characters asked; "
+                f"decoded here in {min(decodes):.2f} s)",
+                flush=True,
+            )
+            results[f"dashboard_{title}_{form}"] = {
+                "s": walls,
+                "influx_cpu_s": cpus,
+                "decode_s": decodes,
+                "values": values,
+            }
+
+
+def dashboard_only(server: CompactingInfluxDB, db: str, lums: list[Luminaire]) -> dict[str, Any]:
+    """``--dashboard-only``: the year of ``energy_zone_daily`` (written directly, as
+    ``group_lines`` computes it) and the dashboard's queries over it; no report levels."""
+    results: dict[str, Any] = {}
+    end_ms = int(START.timestamp() * 1000) + DAYS * DAY
+    year_start = end_ms - 365 * DAY
+    days = list(range(year_start, end_ms, DAY))
+    timed(
+        f"{ZONE_DAILY}: 365 days, written directly",
+        results,
+        "write_zone_year",
+        lambda: asyncio.run(write(server.url, db, RP, group_lines(lums, days, ZONE_DAILY, 24))),
+    )
+    t0 = time.perf_counter()
+    wait_compacted(server, db, timeout=90)
+    print(f"compacted: {time.perf_counter() - t0:.0f} s", flush=True)
+    zones = sorted({lum.zone for lum in lums})
+    dashboard_queries(server, db, zones, year_start, end_ms, results)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=100_000)
@@ -462,6 +550,12 @@ def main() -> None:
         help="the readings stop 10 min before the month's end and its last hour flags every "
         "luminaire (as luxtel closes it then): every luminaire in doubt at the end",
     )
+    parser.add_argument(
+        "--dashboard-only",
+        action="store_true",
+        help="only write the year of energy_zone_daily and run the energy dashboard's queries "
+        "over it (no report levels, no reports, no raw path)",
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     os.environ["COLUMNS"] = "1000"  # luxtel's notes on one line: run() keeps the last
@@ -482,6 +576,9 @@ def main() -> None:
             f"CREATE RETENTION POLICY {RP} ON {db} DURATION INF REPLICATION 1 SHARD DURATION 364d",
         )
         lums = city(args.devices, args.zone_size)
+        if args.dashboard_only:
+            print(json.dumps({**results, **dashboard_only(server, db, lums)}))
+            return
         write_inventory(tmp / "inventory.csv", lums)
         toml = tmp / "luxtel.toml"
         toml.write_text(
@@ -614,24 +711,7 @@ def main() -> None:
             what = f"{args.silent} silent"
             reports(results, commands, toml, tmp, ("zone", "circuit"), period, what, "_silent")
 
-        panels = {
-            p["title"]: p for p in build_dashboards()["energy.json"]["panels"] if "targets" in p
-        }
-        span = TimeRange(year_start, end_ms, "1d", DAY)
-        variables = {"zone": Variable(tuple(zones), multi=True)}
-        for title in ("Energy per zone per day", "Savings against the baseline"):
-            statement = interpolate(panels[title]["targets"][0]["query"], variables, span)
-            walls = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                answer = query(server.url, statement, db=db)
-                walls.append(time.perf_counter() - t0)
-            values = sum(len(s["values"]) for s in answer["results"][0].get("series", []))
-            print(
-                f"dashboard '{title}' over 365 days, all {len(zones)} zones: "
-                f"{', '.join(f'{w:.2f}' for w in walls)} s ({values:,} values)"
-            )
-            results[f"dashboard_{title}"] = {"s": walls, "values": values}
+        dashboard_queries(server, db, zones, year_start, end_ms, results)
 
         # The raw path, at a scale that fits, in the same run.
         small = args.small_devices

@@ -4,7 +4,10 @@ Variables and how the queries use them (Grafana's InfluxQL interpolation; `inter
 reproduces it for the tests):
 
 - `zone` — multi-value, with "All"; from `SHOW TAG VALUES`. Used as `"zone" =~ /^$zone$/`: Grafana
-  regex-escapes each value and joins several as `(a|b)`.
+  regex-escapes each value and joins several as `(a|b)`. "All" is `.*` (`ZONE_ALL`), not Grafana's
+  default of every zone joined: a city's 1,000 zones made that a 6 KB regex in every panel's
+  request (8 KB URL-encoded in a GET: common proxies' request-line limit), for no gain —
+  InfluxDB 1.6 spent the same on either (`bench/README.md`, "Energy for a whole city").
 - `circuit` — not an InfluxDB tag. A custom variable whose *value* is the circuit's device ids as
   one regex alternation, built from the inventory at `dashboards build` time, used as
   `"device_id" =~ /^(${circuit:raw})$/` (`:raw` so Grafana does not escape the `|`). "All" is
@@ -24,6 +27,8 @@ from dashboards.inventory import Inventory, circuit_regex
 from dashboards.sdk import INFLUX
 
 ZONE = '"zone" =~ /^$zone$/'
+ZONE_ALL = ".*"
+"""The zone variable's value for "All" (Grafana's custom all value, inserted unescaped)."""
 CIRCUIT = '"device_id" =~ /^(${circuit:raw})$/'
 DEVICE = '"device_id" =~ /^$device$/'
 NOW = "time > now() - $window"
@@ -65,6 +70,7 @@ def zone_variable() -> builder.QueryVariable:
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
+        .all_value(ZONE_ALL)
         .current(model.VariableOption(selected=True, text="All", value="$__all"))
     )
 

@@ -15,6 +15,7 @@ from urllib.request import Request, urlopen
 import pytest
 
 from dashboards import energy as energy_panels
+from dashboards.build import build_dashboards
 from dashboards.interpolate import TimeRange, Variable, interpolate
 from energy import rollup_store
 from energy.inventory import read_inventory
@@ -263,11 +264,14 @@ def test_a_refused_group_level_leaves_the_build_and_the_report_right(city: City)
     assert via == _report(city, "raw", *args)
 
 
-def _dashboard(city: City, panel: str) -> dict[tuple[str, int], float]:
+EVERY_ZONE = Variable(("north", "south"), multi=True)
+"""Every zone of the city selected one by one (Grafana joins them as a regex)."""
+
+
+def _dashboard(city: City, panel: str, zone: Variable = EVERY_ZONE) -> dict[tuple[str, int], float]:
     """One of the energy dashboard's queries over the three London days, every zone selected:
     its values by (zone, or "" for a sum over zones) and time (ms)."""
-    variables = {"zone": Variable(("north", "south"), multi=True)}
-    statement = interpolate(panel, variables, TimeRange(START, END - 1))
+    statement = interpolate(panel, {"zone": zone}, TimeRange(START, END - 1))
     answer = query(city.url, statement, db=city.database, epoch="ms")
     out = {}
     for series in answer["results"][0].get("series", []):
@@ -297,6 +301,28 @@ def test_the_energy_dashboard_shows_the_raw_reports_figures(city: City) -> None:
         (total,) = _report(city, "raw", "--by", "day", "--from", a, "--to", b)
         assert round(verified[("", midnight)], 6) == total["verified_kwh"], a
         assert abs(baseline[("", midnight)] - total["baseline_kwh"]) <= 0.5e-6, a
+
+
+def test_all_zones_on_the_energy_dashboard_is_a_short_query_with_every_zones_figures(
+    city: City,
+) -> None:
+    """ "All" of the zone variable sends its custom all value (`.*`: one short regex, not every
+    zone of a city joined), and each of the energy dashboard's queries answers with it exactly
+    what it answers with every zone selected one by one."""
+    _rollup(city)
+    energy = build_dashboards()["energy.json"]
+    (zone,) = [v for v in energy["templating"]["list"] if v["name"] == "zone"]
+    assert zone["includeAll"]
+    assert zone["allValue"] == ".*"
+    everything = Variable.all(zone["allValue"])
+    queries = [t["query"] for p in energy["panels"] for t in p.get("targets", [])]
+    assert len(queries) == 5
+    for panel in queries:
+        statement = interpolate(panel, {"zone": everything}, TimeRange(START, END - 1))
+        assert '"zone" =~ /^.*$/' in statement
+        listed = _dashboard(city, panel)
+        assert len({t for _, t in listed}) == 3, panel  # the three London days
+        assert _dashboard(city, panel, everything) == listed, panel
 
 
 @pytest.mark.parametrize("by", ["zone", "device"])
