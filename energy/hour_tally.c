@@ -5,7 +5,8 @@
  * Why in C: the read-back build costs ~4.5 us of CPU a reading (bench/README.md, "Rollup
  * upkeep"), as much as ingest itself; the issue allows 10 % of ingest. A reading costs here a
  * parse of its line (the sink's own text, `influx.line_protocol.encode_reading`'s shape), one
- * dict look-up and a few integer operations.
+ * look-up in the tally's own index of device ids and a few integer operations; an hour's close
+ * writes its lines straight into write bodies (`take_bodies`).
  *
  * The arithmetic is `energy.counters` + `energy.report.Tally.add`, operation for operation, in
  * integers (energy in mWh, burning time in ms, dimming in %·ms, the baseline in mW·ms): the only
@@ -79,9 +80,22 @@ typedef struct {
     signed char has_e, has_p, has_dim, lamp;
 } Rd;
 
+/* A slot of the device index: an open-addressing table (linear probing, at most half full) of
+ * the devices' ids. Why not a dict of str: a reading's look-up then made a str of its id,
+ * hashed it and touched the dict's entry, the key and the int it held, each a cache miss with
+ * a city's devices (25,000: 40 % of the feed's time, bench/README.md, "Rollup upkeep"); here
+ * a slot holds the id's hash and position, the id's bytes are compared only on a hash match. */
+typedef struct {
+    uint32_t hash;
+    int32_t pos; /* -1: empty */
+} Slot;
+
 typedef struct {
     PyObject_HEAD
-    PyObject *index; /* dict: device_id -> int */
+    Slot *slots;   /* the device index: mask + 1 slots */
+    size_t mask;
+    char *ids;     /* every device id's UTF-8 bytes, one after the other */
+    size_t *id_at; /* device i's id: ids[id_at[i] .. id_at[i + 1]) */
     Py_ssize_t n;
     Dev *devs;
     double *gap_ms;
@@ -539,6 +553,34 @@ static int add_reopened(Tally *self, int64_t h) {
     return rc;
 }
 
+/* FNV-1a of an id's bytes; -1 when one is not ASCII (such an id is in no inventory's index:
+ * the feed skips the line, as it did when it looked the id up as ASCII text). */
+static int64_t id_hash(const char *id, Py_ssize_t len) {
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)id[k];
+        if (c >= 0x80)
+            return -1;
+        h = (h ^ c) * 16777619u;
+    }
+    return h;
+}
+
+/* The position of the device with this id, or -1. */
+static Py_ssize_t find_device(const Tally *self, const char *id, Py_ssize_t len, uint32_t h) {
+    for (size_t k = h & self->mask;; k = (k + 1) & self->mask) {
+        const Slot *slot = &self->slots[k];
+        if (slot->pos < 0)
+            return -1;
+        if (slot->hash == h) {
+            size_t at = self->id_at[slot->pos];
+            if ((Py_ssize_t)(self->id_at[slot->pos + 1] - at) == len &&
+                memcmp(self->ids + at, id, (size_t)len) == 0)
+                return slot->pos;
+        }
+    }
+}
+
 static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
     const char *dev, *zone;
     Py_ssize_t dev_len = 0, zone_len = 0;
@@ -555,22 +597,14 @@ static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
             return 0; /* no ts: InfluxDB refuses such a line; it was never written */
         return add_fallback_range(self, r.t - reach, r.t + reach);
     }
-    PyObject *key = PyUnicode_DecodeASCII(dev, dev_len, NULL);
-    if (key == NULL) {
-        PyErr_Clear();
+    int64_t h_id = id_hash(dev, dev_len);
+    if (h_id < 0) {
         self->skipped++;
         return add_fallback_range(self, r.t - reach, r.t + reach);
     }
-    PyObject *found = PyDict_GetItemWithError(self->index, key);
-    Py_DECREF(key);
-    if (found == NULL)
-        return PyErr_Occurred() ? -1 : 0; /* not in the inventory: no rollup has it */
-    Py_ssize_t i = PyLong_AsSsize_t(found);
-    if (i < 0 || i >= self->n) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "hour_tally: device index out of range");
-        return -1;
-    }
+    Py_ssize_t i = find_device(self, dev, dev_len, (uint32_t)h_id);
+    if (i < 0)
+        return 0; /* not in the inventory: no rollup has it */
     Dev *d = &self->devs[i];
     if (d->seen && !d->untrusted &&
         ((Py_ssize_t)d->zone_len != zone_len || memcmp(d->zone, zone, (size_t)zone_len) != 0))
@@ -652,7 +686,9 @@ static int feed_one(Tally *self, const char *s, Py_ssize_t len, int replayed) {
 /* ---- the type -------------------------------------------------------------------------- */
 
 static void Tally_dealloc(Tally *self) {
-    Py_XDECREF(self->index);
+    PyMem_Free(self->slots);
+    PyMem_Free(self->ids);
+    PyMem_Free(self->id_at);
     Py_XDECREF(self->fallback);
     Py_XDECREF(self->reopened);
     Py_XDECREF(self->heads);
@@ -693,29 +729,63 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "max_interval_ms and max_fallback must be positive");
         return -1;
     }
-    self->index = PyDict_New();
-    self->fallback = PySet_New(NULL);
-    self->reopened = PySet_New(NULL);
-    self->devs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Dev));
-    self->gap_ms = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
-    self->baseline_mw = PyMem_Calloc(n ? (size_t)n : 1, sizeof(int64_t));
-    if (!self->index || !self->fallback || !self->reopened || !self->devs || !self->gap_ms ||
-        !self->baseline_mw) {
+    if (n > INT32_MAX / 4) {
         Py_DECREF(dseq);
-        PyErr_NoMemory();
+        PyErr_SetString(PyExc_ValueError, "too many devices");
         return -1;
     }
+    size_t nslots = 16;
+    while (nslots < 2 * (size_t)n)
+        nslots *= 2;
+    self->slots = PyMem_Malloc(nslots * sizeof(Slot));
+    self->mask = nslots - 1;
+    self->id_at = PyMem_Calloc((size_t)n + 1, sizeof(size_t));
+    size_t id_bytes = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *name = PySequence_Fast_GET_ITEM(dseq, i);
-        PyObject *pos = PyLong_FromSsize_t(i);
-        if (pos == NULL || !PyUnicode_Check(name) || PyDict_SetItem(self->index, name, pos) < 0) {
-            Py_XDECREF(pos);
+        Py_ssize_t name_len;
+        if (!PyUnicode_Check(name) || PyUnicode_AsUTF8AndSize(name, &name_len) == NULL) {
             Py_DECREF(dseq);
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "device ids must be str");
             return -1;
         }
-        Py_DECREF(pos);
+        id_bytes += (size_t)name_len;
+    }
+    self->ids = PyMem_Malloc(id_bytes ? id_bytes : 1);
+    self->fallback = PySet_New(NULL);
+    self->reopened = PySet_New(NULL);
+    self->devs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Dev));
+    self->gap_ms = PyMem_Calloc(n ? (size_t)n : 1, sizeof(double));
+    self->baseline_mw = PyMem_Calloc(n ? (size_t)n : 1, sizeof(int64_t));
+    if (!self->slots || !self->id_at || !self->ids || !self->fallback || !self->reopened ||
+        !self->devs || !self->gap_ms || !self->baseline_mw) {
+        Py_DECREF(dseq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t k = 0; k < nslots; k++)
+        self->slots[k].pos = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t name_len;
+        const char *name = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(dseq, i), &name_len);
+        size_t at = self->id_at[i];
+        memcpy(self->ids + at, name, (size_t)name_len);
+        self->id_at[i + 1] = at + (size_t)name_len;
+        int64_t h = id_hash(name, name_len);
+        if (h >= 0) { /* a later device of the same id takes its place, as in a dict */
+            Py_ssize_t old = find_device(self, name, name_len, (uint32_t)h);
+            size_t k = (uint32_t)h & self->mask;
+            if (old >= 0) {
+                while (self->slots[k].pos != old)
+                    k = (k + 1) & self->mask;
+            } else {
+                while (self->slots[k].pos >= 0)
+                    k = (k + 1) & self->mask;
+            }
+            self->slots[k].hash = (uint32_t)h;
+            self->slots[k].pos = (int32_t)i;
+        }
         PyObject *g = PySequence_GetItem(gaps, i);
         PyObject *b = PySequence_GetItem(baselines, i);
         self->gap_ms[i] = g ? PyFloat_AsDouble(g) : -1;
@@ -849,12 +919,35 @@ static PyObject *Tally_take(Tally *self, PyObject *arg) {
     return out;
 }
 
+/* An integer's decimal digits, appended (callers hold ROLLUP_LINE_MAX bytes for a line). */
+static void put_int(char **p, long long v) {
+    char digits[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *(*p)++ = '-';
+    while (n)
+        *(*p)++ = digits[--n];
+}
+
+/* A literal (a C string constant), appended. */
+#define PUT(p, text)                                                                               \
+    do {                                                                                           \
+        memcpy(*(p), text, sizeof text - 1);                                                       \
+        *(p) += sizeof text - 1;                                                                   \
+    } while (0)
+
 /* Python's repr of a float, appended. */
 static int put_float(char **p, char *end, double v) {
     if (v == floor(v) && fabs(v) < 1e15 && !(v == 0.0 && signbit(v)) && end - *p > 24) {
         /* a whole number below 1e16: repr writes its digits and ".0" (0.0, 1.0, 100.0 — the
          * common cases), without the general routine */
-        *p += snprintf(*p, (size_t)(end - *p), "%lld.0", (long long)v);
+        put_int(p, (long long)v);
+        PUT(p, ".0");
         return 0;
     }
     char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
@@ -872,86 +965,164 @@ static int put_float(char **p, char *end, double v) {
     return 0;
 }
 
-static int put_text(char **p, char *end, const char *text) {
-    size_t n = strlen(text);
-    if ((size_t)(end - *p) < n + 1) {
-        PyErr_SetString(PyExc_RuntimeError, "take_lines: line too long");
+/* `name=<v>i`, appended. */
+#define PUT_INT(p, name, v)                                                                        \
+    do {                                                                                           \
+        PUT(p, name);                                                                              \
+        put_int(p, v);                                                                             \
+        *(*(p))++ = 'i';                                                                           \
+    } while (0)
+
+#define ROLLUP_LINE_MAX 1536
+/* A line: its head (at most 512 bytes, checked), its tail (64) and the rest (the fields and
+ * the time: under 700). */
+
+/* Device i's line of the hour (its sums taken and forgotten): energy.rollup.line(Rollup.of(lum,
+ * hour, tally)), character for character, written at buf (ROLLUP_LINE_MAX bytes free); returns its
+ * length, or -1 with an exception set. */
+static Py_ssize_t put_line(Tally *self, Py_ssize_t i, int64_t hour, char *buf) {
+    Acc use = take_one(self, i, hour);
+    /* divmod(baseline mW·ms, 3,600,000): whole mWh and the rest (energy.rollup.BASELINE) */
+    long long whole = (long long)floordiv(use.baseline_mw_ms, MS_PER_H);
+    long long rest = (long long)use.baseline_mw_ms - whole * MS_PER_H;
+    int methods = use.methods;
+    Py_ssize_t head_len, tail_len;
+    const char *head = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->heads, i), &head_len);
+    if (head == NULL)
+        return -1;
+    const char *tail = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->tails, i), &tail_len);
+    if (tail == NULL)
+        return -1;
+    if (head_len > 512 || tail_len > 64) {
+        PyErr_SetString(PyExc_ValueError, "take_lines: tags too long");
         return -1;
     }
-    memcpy(*p, text, n);
-    *p += n;
-    return 0;
+    char *p = buf, *end = buf + ROLLUP_LINE_MAX;
+    memcpy(p, head, (size_t)head_len);
+    p += head_len;
+    PUT_INT(&p, "readings=", (long long)use.readings);
+    PUT(&p, ",expected=");
+    if (put_float(&p, end, self->expected[i]) < 0)
+        return -1;
+    PUT_INT(&p, ",metered_mwh=", (long long)(use.counter_mwh + use.power_mwh));
+    PUT_INT(&p, ",counter_mwh=", (long long)use.counter_mwh);
+    PUT_INT(&p, ",power_mwh=", (long long)use.power_mwh);
+    PUT_INT(&p, ",verified_mwh=", (long long)use.verified_mwh);
+    PUT_INT(&p, ",burning_ms=", (long long)use.burn_ms);
+    PUT_INT(&p, ",dim_pct_ms=", (long long)use.dim_ms);
+    PUT_INT(&p, ",baseline_mwh=", whole);
+    PUT_INT(&p, ",baseline_rest=", rest);
+    PUT_INT(&p, ",flagged=", (long long)use.flagged);
+    PUT_INT(&p, ",resets=", (long long)use.resets);
+    if (use.flagged)
+        PUT(&p, ",gap=true,method=\"");
+    else
+        PUT(&p, ",gap=false,method=\"");
+    if (methods == 3)
+        PUT(&p, "counter+power");
+    else if (methods == 1)
+        PUT(&p, "counter");
+    else if (methods == 2)
+        PUT(&p, "power");
+    else
+        PUT(&p, "none");
+    PUT_INT(&p, "\",via_counter=", (long long)((methods & 1) ? 1 : 0));
+    PUT_INT(&p, ",via_power=", (long long)((methods & 2) ? 1 : 0));
+    memcpy(p, tail, (size_t)tail_len);
+    p += tail_len;
+    PUT_INT(&p, ",reported=", (long long)(use.readings > 0 ? 1 : 0));
+    *p++ = ' ';
+    put_int(&p, (long long)hour);
+    return p - buf;
 }
 
-/* energy.rollup.line(Rollup.of(lum, hour, tally)), character for character. */
-static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
+static int lines_arg(Tally *self, PyObject *arg, long long *hour) {
     if (self->heads == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "take_lines needs heads, expected and tails");
-        return NULL;
+        return -1;
     }
+    return hour_arg(arg, hour);
+}
+
+/* energy.rollup.line(Rollup.of(lum, hour, tally)) for every device, as str. */
+static PyObject *Tally_take_lines(Tally *self, PyObject *arg) {
     long long hour;
-    if (hour_arg(arg, &hour) < 0)
+    if (lines_arg(self, arg, &hour) < 0)
         return NULL;
     PyObject *out = PyList_New(self->n);
     if (out == NULL)
         return NULL;
-    char buf[1024];
+    char buf[ROLLUP_LINE_MAX];
     for (Py_ssize_t i = 0; i < self->n; i++) {
-        Acc use = take_one(self, i, hour);
-        long long readings = use.readings, flagged = use.flagged, resets = use.resets;
-        long long counter = use.counter_mwh, power = use.power_mwh, verified = use.verified_mwh;
-        long long burn = use.burn_ms, dim = use.dim_ms;
-        /* divmod(baseline mW·ms, 3,600,000): whole mWh and the rest (energy.rollup.BASELINE) */
-        long long whole = (long long)floordiv(use.baseline_mw_ms, MS_PER_H);
-        long long rest = use.baseline_mw_ms - whole * MS_PER_H;
-        int methods = use.methods;
-        Py_ssize_t head_len;
-        const char *head = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->heads, i), &head_len);
-        if (head == NULL)
-            goto fail;
-        if (head_len > 512) {
-            PyErr_SetString(PyExc_ValueError, "take_lines: tags too long");
-            goto fail;
+        Py_ssize_t len = put_line(self, i, hour, buf);
+        PyObject *text = len < 0 ? NULL : PyUnicode_DecodeUTF8(buf, len, NULL);
+        if (text == NULL) {
+            Py_DECREF(out);
+            return NULL;
         }
-        char *p = buf, *end = buf + sizeof buf;
-        memcpy(p, head, (size_t)head_len);
-        p += head_len;
-        char num[256];
-        const char *method = methods == 3   ? "counter+power"
-                             : methods == 1 ? "counter"
-                             : methods == 2 ? "power"
-                                            : "none";
-        snprintf(num, sizeof num, "readings=%lldi,expected=", readings);
-        if (put_text(&p, end, num) < 0 || put_float(&p, end, self->expected[i]) < 0)
-            goto fail;
-        snprintf(num, sizeof num,
-                 ",metered_mwh=%lldi,counter_mwh=%lldi,power_mwh=%lldi,verified_mwh=%lldi,"
-                 "burning_ms=%lldi,dim_pct_ms=%lldi,baseline_mwh=%lldi,baseline_rest=%lldi",
-                 counter + power, counter, power, verified, burn, dim, whole, rest);
-        if (put_text(&p, end, num) < 0)
-            goto fail;
-        snprintf(num, sizeof num, ",flagged=%lldi,resets=%lldi,gap=%s,method=\"", flagged, resets,
-                 flagged ? "true" : "false");
-        if (put_text(&p, end, num) < 0 || put_text(&p, end, method) < 0)
-            goto fail;
-        Py_ssize_t tail_len;
-        const char *tail = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->tails, i), &tail_len);
-        if (tail == NULL)
-            goto fail;
-        snprintf(num, sizeof num, "\",via_counter=%di,via_power=%di", (methods & 1) ? 1 : 0,
-                 (methods & 2) ? 1 : 0);
-        if (put_text(&p, end, num) < 0 || put_text(&p, end, tail) < 0)
-            goto fail;
-        snprintf(num, sizeof num, ",reported=%di %lld", readings > 0 ? 1 : 0, hour);
-        if (put_text(&p, end, num) < 0)
-            goto fail;
-        PyObject *text = PyUnicode_DecodeUTF8(buf, p - buf, NULL);
-        if (text == NULL)
-            goto fail;
         PyList_SET_ITEM(out, i, text);
     }
     return out;
+}
+
+/* The same lines, written straight into write bodies: bytes of at most `per_body` lines joined
+ * by "\n" (b"\n".join of take_lines' lines, encoded, in slices). Why: at a city's cadence (4
+ * readings a device-hour) a str per line, then joining and encoding them, cost as much as
+ * formatting them (bench/README.md, "Rollup upkeep"). */
+static PyObject *Tally_take_bodies(Tally *self, PyObject *args) {
+    PyObject *hour_obj;
+    Py_ssize_t per_body;
+    if (!PyArg_ParseTuple(args, "On", &hour_obj, &per_body))
+        return NULL;
+    long long hour;
+    if (lines_arg(self, hour_obj, &hour) < 0)
+        return NULL;
+    if (per_body < 1) {
+        PyErr_SetString(PyExc_ValueError, "take_bodies: per_body must be positive");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    size_t cap = (size_t)(per_body < self->n ? per_body : (self->n ? self->n : 1)) * 400 + ROLLUP_LINE_MAX;
+    char *body = PyMem_Malloc(cap);
+    if (body == NULL) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    size_t used = 0;
+    Py_ssize_t in_body = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (cap - used < ROLLUP_LINE_MAX + 1) {
+            char *grown = PyMem_Realloc(body, cap * 2);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            body = grown;
+            cap *= 2;
+        }
+        if (in_body)
+            body[used++] = '\n';
+        Py_ssize_t len = put_line(self, i, hour, body + used);
+        if (len < 0)
+            goto fail;
+        used += (size_t)len;
+        if (++in_body == per_body || i == self->n - 1) {
+            PyObject *chunk = PyBytes_FromStringAndSize(body, (Py_ssize_t)used);
+            if (chunk == NULL || PyList_Append(out, chunk) < 0) {
+                Py_XDECREF(chunk);
+                goto fail;
+            }
+            Py_DECREF(chunk);
+            used = 0;
+            in_body = 0;
+        }
+    }
+    PyMem_Free(body);
+    return out;
 fail:
+    PyMem_Free(body);
     Py_DECREF(out);
     return NULL;
 }
@@ -1034,7 +1205,8 @@ static PyObject *Tally_stats(Tally *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *record_bytes(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
-    return PyLong_FromSize_t(sizeof(Dev) + sizeof(double) + sizeof(int64_t));
+    /* its record, gap, baseline, id offset and two index slots (its id's bytes: with its head) */
+    return PyLong_FromSize_t(sizeof(Dev) + sizeof(double) + 2 * sizeof(int64_t) + 2 * sizeof(Slot));
 }
 
 static PyMethodDef Tally_methods[] = {
@@ -1046,6 +1218,9 @@ static PyMethodDef Tally_methods[] = {
      "baseline_mw_ms, flagged, resets), integers; methods: 1 counter, 2 power."},
     {"take_lines", (PyCFunction)Tally_take_lines, METH_O,
      "take_lines(hour_ms): as take, as energy.rollup.line's lines (needs heads, expected)."},
+    {"take_bodies", (PyCFunction)Tally_take_bodies, METH_VARARGS,
+     "take_bodies(hour_ms, per_body): as take_lines, as write bodies: bytes of at most "
+     "per_body lines joined by newlines."},
     {"close", (PyCFunction)Tally_close, METH_O,
      "close(ms): hours before ms are closed; nothing is added to them any more."},
     {"history", (PyCFunction)Tally_history, METH_O,

@@ -245,26 +245,28 @@ async def build(
     return done
 
 
-async def write_lines(
+async def write_bodies(
     writer: InfluxWriter,
     inventory: Mapping[str, Luminaire],
-    lines: Sequence[str],
+    bodies: Sequence[bytes],
+    rows: int,
     start_ms: int,
     end_ms: int,
     config: RollupConfig,
 ) -> Built:
-    """Write rollups computed elsewhere (``energy.tally``: their ``line``s) for the whole
-    hours of ``[start_ms, end_ms)`` and their sums per (zone, circuit), then write the daily
-    rollups of the days they complete (a day's point is only read once it sums all the day's
-    hours, ``_read_back_days``: writing it at every hour's close would cost a query and a point
-    per luminaire each hour for nothing)."""
+    """Write ``rows`` rollups computed elsewhere (``energy.tally``: their ``line``s, joined
+    into write bodies of at most ``WRITE_BATCH`` lines) for the whole hours of ``[start_ms,
+    end_ms)`` and their sums per (zone, circuit), then write the daily rollups of the days they
+    complete (a day's point is only read once it sums all the day's hours,
+    ``_read_back_days``: writing it at every hour's close would cost a query and a point per
+    luminaire each hour for nothing)."""
     target = replace(writer.target, retention_policy=config.retention_policy)
     async with InfluxWriter(target) as out:
-        for i in range(0, len(lines), WRITE_BATCH):
-            await out.write(list(lines[i : i + WRITE_BATCH]))
+        for body in bodies:
+            await out.write_body(body)
         await _into(writer, config, GROUP_HOURLY, floor_hour(start_ms), ceil_hour(end_ms))
         days = await build_days(writer, out, inventory, start_ms, end_ms, config, complete=True)
-    return Built(rows=len(lines), days=days)
+    return Built(rows=rows, days=days)
 
 
 async def _luminaire_rows(

@@ -42,7 +42,14 @@ from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.retention import RetentionConfig, RetentionError, ensure_retention
 from energy.rollup import floor_hour
-from energy.rollup_store import Built, RollupConfig, build, latest_reading_ms, write_lines
+from energy.rollup_store import (
+    WRITE_BATCH,
+    Built,
+    RollupConfig,
+    build,
+    latest_reading_ms,
+    write_bodies,
+)
 from energy.tally import RollupTally
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
@@ -251,16 +258,17 @@ class Upkeep:
             await self._build(a, b)
             return
         started = time.process_time()
-        taken = {h: tally.lines(h) for h in range(a, b, MS_PER_H) if tally.vouches(h)}
+        taken = {h: tally.bodies(h, WRITE_BATCH) for h in range(a, b, MS_PER_H) if tally.vouches(h)}
         tally.close(b)
         cpu_s = time.process_time() - started
         for lo, hi in ranges(h for h in range(a, b, MS_PER_H) if h not in taken):
             await self._build(lo, hi)
         for lo, hi in ranges(sorted(taken)):
             started = time.process_time()
-            lines = [text for h in range(lo, hi, MS_PER_H) for text in taken[h]]
-            built = await write_lines(
-                self.writer, self.inventory, lines, lo, hi, self.config.rollups
+            bodies = [body for h in range(lo, hi, MS_PER_H) for body in taken[h]]
+            rows = len(tally.devices) * ((hi - lo) // MS_PER_H)
+            built = await write_bodies(
+                self.writer, self.inventory, bodies, rows, lo, hi, self.config.rollups
             )
             self.rows += built.rows
             self.tallied_rows += built.rows

@@ -79,7 +79,11 @@ class InfluxWriter:
 
     async def write(self, lines: list[str]) -> None:
         """Write points, or raise the error that says what to do next."""
-        body = "\n".join(lines).encode()
+        await self.write_body("\n".join(lines).encode())
+
+    async def write_body(self, body: bytes) -> None:
+        """Write points already joined into one line-protocol body (UTF-8, lines separated by
+        newlines), as `write` does."""
         await self._request("POST", "write", params=self._params, data=body, what="write")
 
     async def ping(self) -> bool:

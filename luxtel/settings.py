@@ -416,11 +416,12 @@ class EnergySettings(_Section):
         description="Memory for the hours written late, awaiting a rebuild (beyond: one span).",
     )
     tally_max_bytes: int = Field(
-        default=64 << 20,
+        default=96 << 20,
         ge=0,
-        description="Memory for tallying the open hours' rollups as readings are written (~650 "
-        "bytes a luminaire; 0: off). An inventory needing more is not tallied: every hour is "
-        "then read back from InfluxDB at its close, ~4.5 µs of CPU a reading.",
+        description="Memory for tallying the open hours' rollups as readings are written (~750 "
+        "bytes a luminaire: 96 MiB holds 130,000; 0: off). An inventory needing more is not "
+        "tallied: every hour is then read back from InfluxDB at its close, ~4.5 µs of CPU a "
+        "reading.",
     )
 
 
