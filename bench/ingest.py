@@ -510,6 +510,9 @@ class Result:
     hour to close and the rolling up)."""
     rollup_cpu_s: float | None = None
     """luxtel-rollups: CPU seconds of luxtel's process during its builds (the upkeep's own log)."""
+    rollup_feed_cpu_s: float | None = None
+    """luxtel-rollups: CPU seconds luxtel spent feeding its tally the lines written (the
+    upkeep's own log, ``tally_cpu_s``): the upkeep's direct share of ingest."""
     rollup_seconds: float | None = None
     """luxtel-rollups: from the last reading stored to the last rollup written."""
     main_cpu_us_per_reading: float | None = None
@@ -588,6 +591,7 @@ def median_result(runs: list[Result]) -> Result:
         "rollup_tallied_rows",
         "rollup_seconds",
         "rollup_cpu_s",
+        "rollup_feed_cpu_s",
         "cpu_us_at_stored",
         "main_cpu_us_per_reading",
     ):
@@ -832,6 +836,7 @@ def wait_rollups(run: Run, child: Child, stored_at: float, result: Result) -> No
         int(e.get("rows", 0)) for e in events if e.get("how") == "tally"
     )
     result.rollup_cpu_s = sum(float(e.get("cpu_s", 0.0)) for e in events)
+    result.rollup_feed_cpu_s = max(float(e.get("tally_cpu_s", 0.0)) for e in events)
     last = max(datetime.fromisoformat(str(e["timestamp"])).timestamp() for e in events)
     result.rollup_seconds = max(0.0, last - stored_at)
 
@@ -1620,8 +1625,12 @@ def report(run: Run, results: list[Result], command: str, host: dict[str, Any]) 
             f"in {r.rollup_builds} build(s) and wrote {r.rollup_tallied_rows or 0:,} device-hours "
             f"from its tally, the last {fmt(r.rollup_seconds, 1)} s after the readings were all "
             f"stored, taking {fmt(r.rollup_cpu_s, 2)} s of CPU "
-            f"({(r.rollup_cpu_s or 0) * 1e6 / args.readings:.2f} µs a reading); the contender's "
-            f"CPU is counted up to then{extra}."
+            f"({(r.rollup_cpu_s or 0) * 1e6 / args.readings:.2f} µs a reading), and "
+            f"{fmt(r.rollup_feed_cpu_s, 3)} s feeding its tally as the readings were written "
+            f"({(r.rollup_feed_cpu_s or 0) * 1e6 / args.readings:.2f} µs a reading; close and "
+            f"feed, the upkeep's own CPU: "
+            f"{((r.rollup_cpu_s or 0) + (r.rollup_feed_cpu_s or 0)) * 1e6 / args.readings:.2f} "
+            f"µs a reading); the contender's CPU is counted up to then{extra}."
         )
     if any(r.contender == "nodered" for r in results):
         console.print(

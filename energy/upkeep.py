@@ -151,6 +151,9 @@ class Upkeep:
         self.rows = 0
         self.tallied_rows = 0
         """Of ``rows``, those written from the tally (no read-back)."""
+        self.feed_cpu_s = 0.0
+        """CPU time (``time.process_time``) spent feeding the tally the sink's lines so far: the
+        upkeep's share of ingest, logged with each build (``tally_cpu_s``)."""
         self._pending: list[tuple[int, int]] = []
         self._prepared = False
         self.started_ms = int(self.clock() * 1000)
@@ -165,6 +168,7 @@ class Upkeep:
         the tally, which names the closed hours they change (their own, or hours their
         intervals reach back into); without a tally, the lines' own hours are dirty."""
         if self.tally is not None:
+            started = time.process_time()
             try:
                 reopened = self.tally.feed(lines, replayed)
             except Exception as error:  # the rollups must never stop ingest
@@ -174,6 +178,8 @@ class Upkeep:
                 if reopened:
                     self.dirty.add_hours(reopened)
                 return
+            finally:
+                self.feed_cpu_s += time.process_time() - started
         self.dirty.note(lines)
 
     def _load_watermark(self, now_ms: int) -> int:
@@ -272,7 +278,7 @@ class Upkeep:
             )
             self.rows += built.rows
             self.tallied_rows += built.rows
-            _log_built(lo, hi, built, cpu_s + time.process_time() - started, how="tally")
+            self._log_built(lo, hi, built, cpu_s + time.process_time() - started, how="tally")
             cpu_s = 0.0
 
     async def _build(self, a: int, b: int) -> None:
@@ -280,7 +286,7 @@ class Upkeep:
             started = time.process_time()
             built = await build(self.writer, self.inventory, a, b, self.config.rollups)
             self.rows += built.rows
-            _log_built(a, b, built, time.process_time() - started)
+            self._log_built(a, b, built, time.process_time() - started)
 
     async def _rebuild(self, a: int, b: int, watermark: int) -> None:
         """Rebuild ``[a, b)`` and the closed hours its edge intervals reach."""
@@ -289,7 +295,7 @@ class Upkeep:
         started = time.process_time()
         built = await build(self.writer, self.inventory, a, b, self.config.rollups)
         self.rows += built.rows
-        _log_built(a, b, built, time.process_time() - started)
+        self._log_built(a, b, built, time.process_time() - started)
         if built.reach is not None:
             lo, hi = built.reach
             if lo < a:
@@ -297,17 +303,20 @@ class Upkeep:
             if hi >= b:
                 await self._build(b, min(floor_hour(hi) + MS_PER_H, watermark))
 
-
-def _log_built(a: int, b: int, built: Built, cpu_s: float, how: str = "read-back") -> None:
-    """One build done: its hours, what it read and wrote, and the process's CPU time meanwhile
-    (``time.process_time``: ingest's too, when it ran between the build's awaits)."""
-    log.info(
-        "rollups_built",
-        how=how,
-        start_ms=a,
-        end_ms=b,
-        rows=built.rows,
-        days=built.days,
-        readings=built.readings,
-        cpu_s=round(cpu_s, 4),
-    )
+    def _log_built(
+        self, a: int, b: int, built: Built, cpu_s: float, how: str = "read-back"
+    ) -> None:
+        """One build done: its hours, what it read and wrote, and the process's CPU time
+        meanwhile (``time.process_time``: ingest's too, when it ran between the build's awaits);
+        ``tally_cpu_s``: the CPU spent feeding the tally since start."""
+        log.info(
+            "rollups_built",
+            how=how,
+            start_ms=a,
+            end_ms=b,
+            rows=built.rows,
+            days=built.days,
+            readings=built.readings,
+            cpu_s=round(cpu_s, 4),
+            tally_cpu_s=round(self.feed_cpu_s, 4),
+        )
