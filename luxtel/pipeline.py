@@ -9,7 +9,7 @@ drained.
 """
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -61,6 +61,12 @@ def influx_target(settings: Settings) -> InfluxTarget:
         password=influx.password_value(),
         timeout_s=influx.timeout_s,
     )
+
+
+def energy_target(settings: Settings) -> InfluxTarget:
+    """`influx_target` with the energy work's own timeout (`energy.query_timeout_s`): the
+    rollups' and reports' statements read a city's hour, day or month."""
+    return replace(influx_target(settings), timeout_s=settings.energy.query_timeout_s)
 
 
 def rules_config(settings: Settings) -> RulesConfig:
@@ -228,9 +234,12 @@ class Pipeline:
                 settings.rules.journal_max_bytes,
                 self.metrics.registry,
             )
-        async with InfluxWriter(influx_target(settings)) as writer:
+        async with (
+            InfluxWriter(influx_target(settings)) as writer,
+            InfluxWriter(energy_target(settings)) as energy_writer,
+        ):
             await self._prepare_database(writer)
-            self.upkeep = rollup_upkeep(settings, writer)
+            self.upkeep = rollup_upkeep(settings, energy_writer)
             if self.upkeep is not None:
                 await self.upkeep.prepare()  # before the sink writes: see Upkeep.prepare
             source = MqttSource(

@@ -415,6 +415,14 @@ class EnergySettings(_Section):
         ge=1024,
         description="Memory for the hours written late, awaiting a rebuild (beyond: one span).",
     )
+    query_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Timeout of one InfluxDB request of the rollups and the energy commands "
+        "(an hour, a day or a month of a city: at 100,000 luminaires a statement takes seconds "
+        "to minutes, where a write takes milliseconds and `influx.timeout_s` stays short so that "
+        "ingest spools soon).",
+    )
     tally_max_bytes: int = Field(
         default=96 << 20,
         ge=0,

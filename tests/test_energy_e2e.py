@@ -11,7 +11,7 @@ import csv
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,20 @@ def test_days_add_up_and_the_plot_and_settlement_are_written(month: Month) -> No
     assert len(half_hours) == 4 * 31 * 48
     assert sum(float(r["kwh"]) for r in half_hours) == pytest.approx(total, rel=1e-6)
     assert {r["settlement_period"] for r in half_hours} == {str(n) for n in range(1, 49)}
+
+
+def test_the_report_waits_for_its_queries_with_the_energy_timeout_not_the_write_timeout(
+    month: Month,
+) -> None:
+    """`influx.timeout_s` is short so that ingest spools soon; a report's queries read a city's
+    month and take longer than any write: they get `energy.query_timeout_s`. Here no request
+    could finish within the write timeout (a microsecond)."""
+    short = month.tmp / "short-writes.toml"
+    short.write_text(
+        month.toml.read_text().replace("[influx]\n", "[influx]\ntimeout_s = 0.000001\n")
+        + "[energy]\nquery_timeout_s = 120\n"
+    )
+    assert _report(month) == _report(replace(month, toml=short))
 
 
 def test_a_zone_that_is_not_an_identifier_is_refused(month: Month) -> None:

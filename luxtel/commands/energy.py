@@ -32,7 +32,7 @@ from energy.settlement import write_settlement
 from energy.source import feed
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
-from luxtel.pipeline import influx_target
+from luxtel.pipeline import energy_target
 from luxtel.rollups import retention_config, rollup_config
 from luxtel.settings import ConfigError, Settings, load_settings
 
@@ -123,7 +123,7 @@ def _progress() -> Progress:
 
 def _run(work: Callable[[InfluxWriter], Coroutine[Any, Any, T]], settings: Settings) -> T:
     async def main() -> T:
-        async with InfluxWriter(influx_target(settings)) as writer:
+        async with InfluxWriter(energy_target(settings)) as writer:
             return await work(writer)
 
     try:
