@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,6 +107,7 @@ def build_engine(
         registry=registry,
         state_interval_s=config.state_interval_s,
         outbox=OutboxBound(config.outbox_max_bytes, timedelta(seconds=config.outbox_keep_s)),
+        gather_max_bytes=config.gather_max_bytes,
     )
 
 
@@ -223,7 +224,7 @@ async def _run(
     registry: CollectorRegistry,
     config: WorkerConfig,
 ) -> None:
-    inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
+    inbox: asyncio.Queue[Sequence[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
     store = Store(config.rules.state_dir / STATE_FILE)
     try:
         journal = JournalReader(config.journal, store.position())
@@ -282,7 +283,7 @@ async def _listen(reader: asyncio.StreamReader, durable: _Durable) -> None:
 async def _feed(
     journal: JournalReader,
     durable: _Durable,
-    inbox: asyncio.Queue[list[Observation] | None],
+    inbox: asyncio.Queue[Sequence[Observation] | None],
     listener: "asyncio.Task[None]",
     contact: _Contact,
 ) -> None:
