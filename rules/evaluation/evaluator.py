@@ -38,6 +38,7 @@ Each alert's transitions are stamped in its rule's clock, in order (never resolv
 fired).
 """
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -538,6 +539,13 @@ def _new_alert(
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _since_text(since: datetime) -> str:
+    """An alert's `since` as its summary shows it: its `active_at`, rendered again with each
+    reading that holds it (`strftime` was a third of rendering a summary)."""
+    return since.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _summary(
     rule: Rule, device_id: str, zone: str, device: Device | None, since: datetime, value: float
 ) -> str:
@@ -552,6 +560,6 @@ def _summary(
         "model": device.model if device else "?",
         "rated_power_w": device.rated_power_w if device else "?",
         "value": value,
-        "since": since.strftime("%Y-%m-%d %H:%M UTC"),
+        "since": _since_text(since),
     }
     return render(rule.summary, values)
