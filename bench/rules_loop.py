@@ -58,6 +58,7 @@ from rules.runtime import store as store_module
 from rules.runtime.journal import START
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
+from rules.runtime.worker import INBOX_CHUNKS
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 SEED = 1
@@ -144,7 +145,7 @@ class Timers:
 
 async def evaluate_journal(engine: engine_module.RulesEngine, path: Path) -> None:
     """The rules process's loop without its parent: every record into the inbox, then `None`."""
-    inbox: asyncio.Queue[Sequence[Observation] | None] = asyncio.Queue(4)  # worker.INBOX_CHUNKS
+    inbox: asyncio.Queue[Sequence[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
 
     async def feed() -> None:
         reader = JournalReader(path, START)

@@ -59,8 +59,9 @@ from rules.runtime.store import OutboxBound, Store
 
 log = structlog.get_logger("luxtel.rules")
 
-INBOX_CHUNKS = 4
-"""The engine's inbox, in journal records (a batch each): small, the journal holds the backlog."""
+INBOX_CHUNKS = 10
+"""The engine's inbox, in journal records (a batch each): small, the journal holds the backlog;
+enough that a cycle of a lagging engine gathers `GATHER_MAX` (the sink's batches of 5000)."""
 READ_BYTES = 8 << 20
 """Journal bytes read at once (then the inbox has to take them first)."""
 NICENESS = 19
