@@ -118,6 +118,7 @@ def test_columns_hold_what_decode_handed_reads(chunk: list[Observation]) -> None
     assert len(rows) == len(decoded)
     assert [rules_view(o) for o in rows] == [rules_view(o) for o in decoded]
     assert list(rows) == decoded
+    assert rows.take(list(range(0, len(rows), 2))) == decoded[::2]
     assert columns(rows) == columns(Rows.of(decoded))
 
 
@@ -221,6 +222,7 @@ def test_a_record_read_as_columns_evaluates_as_the_scalar_path(
         parts.append(part)
         decoded += decode_handed(body)
     rows = Rows.concat(parts) if parts else Rows.of([])
+    assert rows.take(list(range(1, len(rows), 3))) == decoded[1::3]
     counters, scalar_counters = Counters(), Counters()
     got = evaluate(rulebook, state, at(900), rows, counters, deadman=False, columnar_from=least)
     expected = evaluate(

@@ -113,7 +113,7 @@ def settle(
     chunk = ChunkColumns(book, rules, rows, candidates, view_of)
     quiet = chunk.quiet_devices()
     forced[chunk.devices[~quiet]] = True
-    scalar = [rows[i] for i in np.flatnonzero(forced[dev]).tolist()]
+    scalar = rows.take(np.flatnonzero(forced[dev]).tolist())
     return scalar, chunk.settled(quiet)
 
 

@@ -33,6 +33,7 @@ class Rows(Sequence[Observation]):
         "_fields",
         "_index",
         "_make",
+        "_take",
         "_zone_of",
         "at_us",
         "device",
@@ -52,15 +53,18 @@ class Rows(Sequence[Observation]):
         make: Callable[[int], Observation],
         zone_of: Callable[[int], str],
         at: Callable[[int], datetime] | None = None,
+        take: Callable[[list[int]], list[Observation]] | None = None,
     ) -> None:
         """`names`: the device ids, `device` each row's index into them; `fields(names)`: those
         reading fields over every row (a status row: not sent); `make(i)`: the i-th
-        observation; `zone_of(i)` its zone and `at(i)` its `ts` (by default from `at_us`)."""
+        observation; `zone_of(i)` its zone and `at(i)` its `ts` (by default from `at_us`);
+        `take(rows)` those rows' observations at once (by default `make` each)."""
         self.names, self.device = names, device
         self.at_us, self.heard_us, self.reading = at_us, heard_us, reading
         self._fields: dict[str, FieldValues] = {}
         self._make, self._zone_of = make, zone_of
         self._at = at
+        self._take = take
         self._index: dict[str, int] | None = None
         self._field_source = fields
 
@@ -138,6 +142,17 @@ class Rows(Sequence[Observation]):
             part, j = where(i)
             return part[j]
 
+        def take(rows: list[int]) -> list[Observation]:
+            out: list[Observation] = []
+            for k, part in enumerate(parts):
+                low, high = (
+                    bisect.bisect_left(rows, starts[k]),
+                    bisect.bisect_left(rows, starts[k + 1]),
+                )
+                if low < high:
+                    out += part.take([i - starts[k] for i in rows[low:high]])
+            return out
+
         def zone_of(i: int) -> str:
             part, j = where(i)
             return part.zone(j)
@@ -156,6 +171,7 @@ class Rows(Sequence[Observation]):
             make,
             zone_of,
             at,
+            take,
         )
 
     def __len__(self) -> int:
@@ -179,6 +195,13 @@ class Rows(Sequence[Observation]):
     def __iter__(self) -> Iterator[Observation]:
         make = self._make
         return (make(i) for i in range(len(self)))
+
+    def take(self, rows: list[int]) -> list[Observation]:
+        """The observations of `rows` (indices, ascending), in that order."""
+        if self._take is not None:
+            return self._take(rows)
+        make = self._make
+        return [make(i) for i in rows]
 
     def fields(self, names: set[str]) -> Mapping[str, FieldValues]:
         """Those reading fields over every row (computed once each)."""
