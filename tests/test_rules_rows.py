@@ -68,7 +68,9 @@ def observations(draw: st.DrawFn) -> list[Observation]:
 
 
 def columns(rows: Rows) -> tuple[Any, ...]:
-    fields = rows.fields(set(READING_FIELDS) | {"rssi"})
+    fields = {
+        name: got.resolved() for name, got in rows.fields(set(READING_FIELDS) | {"rssi"}).items()
+    }
     return (
         [rows.names[d] for d in rows.device.tolist()],
         [rows.zone(i) for i in range(len(rows))],

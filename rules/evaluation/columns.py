@@ -196,7 +196,8 @@ class ChunkColumns:
                     self.bad[number] = True
                 initial += [number] * len(kept)
                 lamps += map(bool, kept)
-        lamp_on = self.rows.fields({"lamp_on"})["lamp_on"].take(self.candidates[self.order])
+        judged = self.candidates[self.order]
+        lamp_on = self.rows.fields({"lamp_on"})["lamp_on"].take(judged).resolved()
         self.bad[self.local[self.order][~lamp_on.is_bool]] = True  # not a boolean
         device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
         # A lamp state that is not a boolean makes its device the scalar path's; as bool() of
@@ -254,7 +255,8 @@ class ChunkColumns:
         sent = _sent_fields(wanted)
         judged = self.candidates[self.order]
         values = {
-            name: got.take(judged) for name, got in self.rows.fields(reading_names | sent).items()
+            name: got.take(judged).resolved()
+            for name, got in self.rows.fields(reading_names | sent).items()
         }
         for got in values.values():
             bad |= got.bad

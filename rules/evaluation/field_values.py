@@ -127,6 +127,9 @@ class FieldValues:
         """These rows' values (an array of indices), in that order."""
         return FieldValues(*(getattr(self, name)[rows] for name in _ARRAYS))
 
+    def resolved(self) -> "FieldValues":
+        return self
+
     def python_values(self) -> list[Any]:
         """Each row's value as `reading_map` gives it (a float or a bool; where sent)."""
         if not self.is_bool.any():
@@ -145,6 +148,40 @@ class FieldValues:
     def column(self) -> Column:
         kind = self.kind
         return Column(kind, self.value_of(kind), ~self.present | ~self.is_kind(kind))
+
+
+class FieldKinds:
+    """One field as `rules.runtime.handed_rows` gives it, each row's kind and value: its rows
+    taken and joined as two arrays (rather than `FieldValues`' six), then `resolved()`."""
+
+    __slots__ = ("kinds", "values")
+
+    def __init__(self, kinds: np.ndarray, values: np.ndarray) -> None:
+        self.kinds, self.values = kinds, values
+
+    def take(self, rows: np.ndarray) -> "FieldKinds":
+        return FieldKinds(self.kinds[rows], self.values[rows])
+
+    @classmethod
+    def concat(cls, parts: "Sequence[FieldKinds]") -> "FieldKinds":
+        return cls(
+            np.concatenate([p.kinds for p in parts]), np.concatenate([p.values for p in parts])
+        )
+
+    def resolved(self) -> FieldValues:
+        return FieldValues.of_kinds(self.kinds, self.values)
+
+
+AnyField = FieldValues | FieldKinds
+"""A field over rows, in either form."""
+
+
+def concat_fields(parts: "Sequence[AnyField]") -> AnyField:
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, FieldKinds) for p in parts):
+        return FieldKinds.concat(parts)  # type: ignore[arg-type]
+    return FieldValues.concat([p.resolved() for p in parts])
 
 
 _ARRAYS = ("present", "is_float", "is_bool", "floats", "bools", "bad")

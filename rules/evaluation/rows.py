@@ -16,7 +16,7 @@ import numpy as np
 
 from models import Observation, SentReading
 from models.timestamps import EPOCH
-from rules.evaluation.field_values import FieldValues
+from rules.evaluation.field_values import AnyField, FieldValues, concat_fields
 
 _US = timedelta(microseconds=1)
 
@@ -49,7 +49,7 @@ class Rows(Sequence[Observation]):
         at_us: np.ndarray,
         heard_us: np.ndarray,
         reading: np.ndarray,
-        fields: Callable[[set[str]], Mapping[str, FieldValues]],
+        fields: Callable[[set[str]], Mapping[str, AnyField]],
         make: Callable[[int], Observation],
         zone_of: Callable[[int], str],
         at: Callable[[int], datetime] | None = None,
@@ -61,7 +61,7 @@ class Rows(Sequence[Observation]):
         `take(rows)` those rows' observations at once (by default `make` each)."""
         self.names, self.device = names, device
         self.at_us, self.heard_us, self.reading = at_us, heard_us, reading
-        self._fields: dict[str, FieldValues] = {}
+        self._fields: dict[str, AnyField] = {}
         self._make, self._zone_of = make, zone_of
         self._at = at
         self._take = take
@@ -93,7 +93,7 @@ class Rows(Sequence[Observation]):
         heard = np.maximum(at_us, np.array(received, dtype=np.int64))
         heard_us = np.where(retained, at_us, heard)
 
-        def fields(names: set[str]) -> Mapping[str, FieldValues]:
+        def fields(names: set[str]) -> Mapping[str, AnyField]:
             maps = [
                 {}
                 if (r := o.reading) is None
@@ -134,9 +134,9 @@ class Rows(Sequence[Observation]):
             k = bisect.bisect_right(starts, i) - 1
             return parts[k], i - starts[k]
 
-        def fields(names: set[str]) -> Mapping[str, FieldValues]:
+        def fields(names: set[str]) -> Mapping[str, AnyField]:
             got = [part.fields(names) for part in parts]
-            return {name: FieldValues.concat([g[name] for g in got]) for name in names}
+            return {name: concat_fields([g[name] for g in got]) for name in names}
 
         def make(i: int) -> Observation:
             part, j = where(i)
@@ -203,8 +203,9 @@ class Rows(Sequence[Observation]):
         make = self._make
         return [make(i) for i in rows]
 
-    def fields(self, names: set[str]) -> Mapping[str, FieldValues]:
-        """Those reading fields over every row (computed once each)."""
+    def fields(self, names: set[str]) -> Mapping[str, AnyField]:
+        """Those reading fields over every row (computed once each; `resolved()` gives their
+        `FieldValues`)."""
         missing = names - self._fields.keys()
         if missing:
             self._fields.update(self._field_source(missing))

@@ -17,7 +17,7 @@ import orjson
 
 from models import Observation, SentReading
 from models.timestamps import EPOCH
-from rules.evaluation.field_values import FieldValues
+from rules.evaluation.field_values import AnyField, FieldKinds, FieldValues
 from rules.evaluation.rows import Rows
 from rules.language.expressions import READING_FIELDS
 from rules.runtime.channel import decode_status_entry
@@ -90,9 +90,9 @@ def rows_of(body: bytes) -> RowsChunk | None:
     kinds = np.frombuffer(kind_bytes, np.int8).reshape(len(READING_FIELDS), count)
     values = np.frombuffer(value_bytes, np.float64).reshape(len(READING_FIELDS), count)
 
-    def fields(names: set[str]) -> Mapping[str, FieldValues]:
+    def fields(names: set[str]) -> Mapping[str, AnyField]:
         return {
-            name: FieldValues.of_kinds(kinds[_FIELD[name]], values[_FIELD[name]])
+            name: FieldKinds(kinds[_FIELD[name]], values[_FIELD[name]])
             if name in _FIELD
             else FieldValues.absent(count)
             for name in names
