@@ -231,3 +231,32 @@ def test_a_record_read_as_columns_evaluates_as_the_scalar_path(
         rulebook, state, at(900), decoded, scalar_counters, deadman=False, columnar_from=None
     )
     assert outcome(*got, counters) == outcome(*expected, scalar_counters)
+
+
+@settings(max_examples=500, deadline=None)
+@given(observations(), st.data())
+def test_a_damaged_body_is_read_as_decode_handed_reads_it_or_left_to_it(
+    chunk: list[Observation], data: st.DataObject
+) -> None:
+    """A byte changed anywhere, or the body cut short: the C module reads what orjson reads
+    there, or leaves it to `decode_handed` (never reads past the body, never guesses)."""
+    body = encode_handed(chunk)
+    at_byte = data.draw(st.integers(0, len(body) - 1))
+    damaged = (
+        body[:at_byte]
+        if data.draw(st.booleans())
+        else body[:at_byte] + bytes([data.draw(st.integers(0, 255))]) + body[at_byte + 1 :]
+    )
+    got: list[Observation] | str | None
+    try:
+        rows = rows_of(damaged)
+        got = None if rows is None else list(rows)
+    except ValueError:  # a receive time that is no longer one
+        got = "unreadable"  # as the journal reader takes any error of a record's decoding
+    expected: list[Observation] | str
+    try:
+        expected = decode_handed(damaged)
+    except Exception:  # whatever orjson or the entries raise: the record is unreadable
+        expected = "unreadable"
+    if got is not None:  # None: left to decode_handed, which decides
+        assert got == expected

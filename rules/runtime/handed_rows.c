@@ -23,7 +23,7 @@
  *   a status   any entry of 7 elements whose first two are such strings and third a string
  *              (version 1's form: the caller decodes it from its span with orjson).
  * Anything else - escapes in those strings, other shapes, numbers out of range, invalid
- * JSON - is None.
+ * JSON, a body that is not UTF-8 - is None.
  *
  * parse(body, fields) -> None | (rows, device_codes, device_names, zone_codes, zone_names,
  *     at_us, received_codes, received_texts, retained, status, starts, ends, kinds, values)
@@ -591,6 +591,31 @@ static PyObject *transposed(buffer *b, Py_ssize_t rows, Py_ssize_t count, size_t
     return out;
 }
 
+/* Whether the body is UTF-8, as orjson requires of all of it (the strings skipped here too):
+ * ASCII, as a rule (identifiers are: models.identifiers), checked 8 bytes at a time; else by
+ * Python's strict decoder. */
+static int utf8(const char *body, Py_ssize_t length) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        uint64_t word;
+        memcpy(&word, body + i, 8);
+        if (word & 0x8080808080808080u)
+            break;
+    }
+    for (; i < length; i++)
+        if ((unsigned char)body[i] & 0x80)
+            break;
+    if (i == length)
+        return 1;
+    PyObject *text = PyUnicode_DecodeUTF8(body, length, NULL);
+    if (text == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(text);
+    return 1;
+}
+
 static PyObject *parse(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer view;
@@ -621,6 +646,8 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     }
     const char *body = view.buf;
     cursor c = {body, body + view.len};
+    if (!utf8(body, view.len))
+        goto plain_none;
     int got = 0;
     Py_ssize_t rows = 0;
     if (!take(&c, '[') || (ws(&c), !literal(&c, "2")) || !take(&c, ',') || !take(&c, '['))
