@@ -346,9 +346,9 @@ class RulesSettings(_Section):
     gather_max_bytes: int = Field(
         default=16 * 1024**2,
         ge=64 * 1024,
-        description="The most journal records, in bytes, the rules gather into one evaluation "
-        "cycle (held in memory meanwhile, with their columns); fewer, larger cycles cost less "
-        "CPU per reading.",
+        description="The journal records, in bytes, past which the rules gather no more into "
+        "one evaluation cycle (so at most this and one record, a batch; held in memory "
+        "meanwhile, with their columns); fewer, larger cycles cost less CPU per reading.",
     )
     outbox_max_bytes: int = Field(
         default=8 * 1024**2,

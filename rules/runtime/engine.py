@@ -140,8 +140,9 @@ class RulesEngine:
         them in a registry of their own (`self.metrics.registry`). `state_interval_s`: the
         least time between two `luminaire_state` snapshots (taken on a tick); 0, or no
         `influx`, writes none. `outbox`: how much delivered history the outbox keeps
-        (`rules.runtime.store`). `gather_max_bytes`: the most journal bytes (`Chunk.size`,
-        `RowsChunk.size`) gathered into one evaluation cycle, which holds them in memory."""
+        (`rules.runtime.store`). `gather_max_bytes`: the journal bytes (`Chunk.size`,
+        `RowsChunk.size`) past which a cycle gathers no more records (so at most this and one
+        record, the sink's batch), held in memory meanwhile."""
         self.rules = load_rules(rules_path, params)
         self.book = Rulebook(self.rules, inventory)
         self.state_path = state_dir / STATE_FILE
