@@ -423,17 +423,23 @@ class ChunkColumns:
         )
         keeps = "previous" in self.rules.wanted
         states = self.lamp_state.tolist()
-        kept_columns = [
-            (name, got.present.tolist(), got.python_values())
-            for name, got in sorted(self.kept.items(), key=lambda item: _ORDER[item[0]])
-        ]
+        numbers = np.flatnonzero(quiet)
         position = np.empty(len(self.at_us), dtype=np.int64)
         position[self.order] = np.arange(len(self.order))
-        positions = position.tolist()
+        latest = last[numbers]
+        # The kept reading's fields of each quiet device's latest judged row only, in the order
+        # of `numbers` (those with one): the k-th such device reads item k.
+        places = position[latest[latest >= 0]]
+        kept_columns = [
+            (name, taken.present.tolist(), taken.python_values())
+            for name, got in sorted(self.kept.items(), key=lambda item: _ORDER[item[0]])
+            for taken in (got.take(places),)
+        ]
         heard_list, last_list = heard.tolist(), last.tolist()
         low_list, end_list = lamp_low.tolist(), lamp_end.tolist()
         views, ids, rows, candidates = self.views, self.ids, self.rows, self.candidates.tolist()
-        for number in np.flatnonzero(quiet).tolist():
+        k = -1
+        for number in numbers.tolist():
             view = views[number]
             seen = EPOCH + timedelta(microseconds=heard_list[number])
             if view is not None and view.last_seen_at > seen:
@@ -443,11 +449,11 @@ class ChunkColumns:
                 assert view is not None  # every row stale: the device has a judged reading
                 out[ids[number]] = replace(view, last_seen_at=seen)
                 continue
+            k += 1
             zone, at = rows.zone(candidates[row]), rows.at(candidates[row])
             history = tuple(states[low_list[number] : end_list[number]])
             if keeps:
-                place = positions[row]
-                kept = {name: values[place] for name, sent, values in kept_columns if sent[place]}
+                kept = {name: values[k] for name, sent, values in kept_columns if sent[k]}
             else:
                 kept = None if view is None else view.last_reading  # type: ignore[assignment]
             if view is None:
