@@ -13,8 +13,8 @@ of `--batch` observations (the sink's batch, `ingest.batch_size`, default 5000):
 - append: `JournalWriter.append` of each batch — encode, write, fsync (one per batch) — wall
   and CPU time per observation, on `--dir` (default: a temporary directory under the state
   directory's usual disk, the current directory);
-- read: `JournalReader.read` and decoding the records back into observations (what the rules
-  process pays per observation before evaluating).
+- read: `JournalReader.read` and reading the records as the rules process does (`Record.chunk`:
+  as columns, `rules.runtime.journal_rows`; what it pays per observation before evaluating).
 
 CPU time is the process's (`time.process_time`), so other processes on a shared machine count
 less; the append's wall time includes the fsync, which depends on the disk. The garbage
@@ -148,7 +148,7 @@ def main() -> None:
         reader = JournalReader(Path(directory), START)
         read = 0
         while records := reader.read(journal.end.offset):
-            read += sum(len(record.observations()) for record in records)
+            read += sum(len(record.chunk()) for record in records)
         read_cpu = time.process_time() - cpu
     assert read == total, (read, total)
 

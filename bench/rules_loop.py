@@ -34,7 +34,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,7 @@ from rules.runtime import store as store_module
 from rules.runtime.journal import START
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
+from rules.runtime.worker import INBOX_CHUNKS
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "rules" / "streetlight.yaml"
 SEED = 1
@@ -144,7 +145,7 @@ class Timers:
 
 async def evaluate_journal(engine: engine_module.RulesEngine, path: Path) -> None:
     """The rules process's loop without its parent: every record into the inbox, then `None`."""
-    inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue(4)  # worker.INBOX_CHUNKS
+    inbox: asyncio.Queue[Sequence[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
 
     async def feed() -> None:
         reader = JournalReader(path, START)
@@ -174,7 +175,7 @@ def cycle_pass(
     if scalar:
         namespace["evaluate"] = functools.partial(original, columnar_from=None)
     with (
-        timers.patched(journal_module.Record, "observations", "journal read: decode"),
+        timers.patched(journal_module.Record, "chunk", "journal read: decode"),
         timers.patched(engine_module, "evaluate", "evaluate"),
         timers.patched(engine_module.RulesEngine, "cycle", "cycle"),
         timers.patched(store_module.Store, "save", "cycle: SQLite save"),

@@ -84,6 +84,7 @@ def rules_config(settings: Settings) -> RulesConfig:
         state_interval_s=rules.state_interval_s,
         outbox_max_bytes=rules.outbox_max_bytes,
         outbox_keep_s=rules.outbox_keep_s,
+        gather_max_bytes=rules.gather_max_bytes,
         log_level=settings.log.level,
         log_format=settings.log.format,
     )

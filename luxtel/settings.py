@@ -343,6 +343,13 @@ class RulesSettings(_Section):
         "alarm, silent) to InfluxDB `luminaire_state`, the city map's data; 0: never. The map "
         "looks 5 minutes back, hence at most 240 s.",
     )
+    gather_max_bytes: int = Field(
+        default=16 * 1024**2,
+        ge=64 * 1024,
+        description="The journal records, in bytes, past which the rules gather no more into "
+        "one evaluation cycle (so at most this and one record, a batch; held in memory "
+        "meanwhile, with their columns); fewer, larger cycles cost less CPU per reading.",
+    )
     outbox_max_bytes: int = Field(
         default=8 * 1024**2,
         ge=64 * 1024,

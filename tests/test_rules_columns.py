@@ -19,6 +19,7 @@ from models import Observation, SentReading, Status
 from rules.evaluation.columns import ChunkColumns, ChunkRules
 from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate
 from rules.evaluation.inventory import Device
+from rules.evaluation.rows import Rows
 from rules.language.loader import compile_document, load_rules
 from rules.language.native import NotMirroredError
 from rules.language.vectorised import Column, Frame, vectorise
@@ -290,17 +291,13 @@ def test_columns_hold_the_variables_and_verdicts_of_the_scalar_path(
     assert rules is not None
     scalar = _scalar_variables(rulebook, state, chunk)
     readers = [o for o in chunk if o.reading is not None]
-    index: dict[str, int] = {}
-    numbers = np.array([index.setdefault(o.device_id, len(index)) for o in readers], dtype=np.int64)
     if not readers:
         return
     columns = ChunkColumns(
         rulebook,
         rules,
-        readers,
-        list(range(len(readers))),
-        numbers,
-        list(index),
+        Rows.of(readers),
+        np.arange(len(readers)),
         lambda device_id: state.devices.get(device_id),
     )
     # Without statuses in between, a device's judged readings are those the scalar path judged.

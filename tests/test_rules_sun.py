@@ -99,3 +99,28 @@ def test_a_kept_day_never_answers_for_another(place: tuple[float, float]) -> Non
     times += [midnight + timedelta(seconds=s) for s in (-1, 0, 1, -1, 86399, 86400, 86401)]
     for at in times:
         assert clock.facts(at) == reference(*place, at), at
+
+
+def astral_events(observer: Observer, day: date) -> tuple[tuple[float, bool], ...]:
+    out = []
+    for is_rise, compute in ((True, sunrise), (False, sunset)):
+        try:
+            out.append((compute(observer, day, tzinfo=UTC).timestamp(), is_rise))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    lat=st.floats(-90, 90) | st.sampled_from([66.0, 67.5, 78.22, -78.0, 89.9, 0.0]),
+    lon=st.floats(-180, 180),
+    day=st.dates(date(1990, 1, 1), date(2100, 12, 31)),
+)
+def test_a_dates_events_are_astrals_to_the_bit(lat: float, lon: float, day: date) -> None:
+    """`_events_on` shares the first step of astral's transit between the events and the
+    luminaires of a date; its times are astral's own, exactly, polar days and nights too."""
+    from rules.evaluation.sun import _events_on
+
+    observer = Observer(latitude=round(lat, 6), longitude=round(lon, 6))
+    assert _events_on(observer, day) == astral_events(observer, day)

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models import Observation, SentReading
+from models import Observation
 from models.timestamps import EPOCH
 from rules.evaluation.field_values import BOOLS, FieldValues
+from rules.evaluation.rows import Rows
 from rules.evaluation.sun import FAR_MIN
 from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
@@ -97,23 +98,22 @@ def settle(
     alerted: set[str],
 ) -> tuple[Sequence[Observation], dict[str, DeviceView]]:
     """The observations for the scalar path (in order), and the final views of the devices
-    whose observations change nothing else."""
-    index: dict[str, int] = {}
-    dev = [index.setdefault(o.device_id, len(index)) for o in observations]
-    names = list(index)
-    forced = np.zeros(len(names), dtype=bool)
-    for number, o in zip(dev, observations, strict=True):
-        if o.reading is None:
-            forced[number] = True
-    for device_id in alerted.intersection(index):
-        forced[index[device_id]] = True
-    rows = [i for i, number in enumerate(dev) if not forced[number]]
-    if not rows:
+    whose observations change nothing else. `observations` may be `Rows` already (the rules
+    process's chunks): then only the scalar path's observations are made."""
+    rows = observations if isinstance(observations, Rows) else Rows.of(observations)
+    dev = rows.device
+    forced = np.zeros(len(rows.names), dtype=bool)
+    forced[dev[~rows.reading]] = True
+    code_of = rows.code_of()
+    for device_id in alerted.intersection(code_of):
+        forced[code_of[device_id]] = True
+    candidates = np.flatnonzero(~forced[dev])
+    if not len(candidates):
         return observations, {}
-    chunk = ChunkColumns(book, rules, observations, rows, np.asarray(dev)[rows], names, view_of)
+    chunk = ChunkColumns(book, rules, rows, candidates, view_of)
     quiet = chunk.quiet_devices()
     forced[chunk.devices[~quiet]] = True
-    scalar = [o for o, number in zip(observations, dev, strict=True) if forced[number]]
+    scalar = rows.take(np.flatnonzero(forced[dev]).tolist())
     return scalar, chunk.settled(quiet)
 
 
@@ -128,42 +128,26 @@ class ChunkColumns:
         self,
         book: "Rulebook",
         rules: ChunkRules,
-        observations: Sequence[Observation],
-        rows: list[int],
-        numbers: np.ndarray,
-        names: list[str],
+        rows: Rows,
+        candidates: np.ndarray,
         view_of: Callable[[str], DeviceView | None],
     ) -> None:
+        """`candidates`: the rows (indices into `rows`, in order) taken here, all readings."""
         self.book, self.rules = book, rules
-        self.observations = [observations[i] for i in rows]
-        self.devices, local = np.unique(numbers, return_inverse=True)
+        self.rows, self.candidates = rows, candidates
+        self.devices, local = np.unique(rows.device[candidates], return_inverse=True)
         self.local = local.astype(np.int64)
-        self.ids = [names[number] for number in self.devices]
+        names = rows.names
+        self.ids = [names[number] for number in self.devices.tolist()]
         self.views = [view_of(device_id) for device_id in self.ids]
         self.kept: dict[str, FieldValues] = {}
         """The fields a view keeps of its latest reading (`only_reading`), per judged row."""
         self.bad = np.zeros(len(self.ids), dtype=bool)
         """Devices whose rows the columns cannot hold exactly: the scalar path takes them."""
-        obs = self.observations
-        epoch, us = EPOCH, _US
-        self.at_us = np.array([(o.at - epoch) // us for o in obs], dtype=np.int64)
-        self.heard_us = self._heard(obs)
-        readings = [o.reading for o in obs]
-        self.fields = [r.fields if r.__class__ is SentReading else r.__dict__ for r in readings]
+        self.at_us = rows.at_us[candidates]
+        self.heard_us = rows.heard_us[candidates]
         self._stale()
         self._history()
-
-    def _heard(self, obs: list[Observation]) -> np.ndarray:
-        received: list[int] = []
-        last: datetime | None = None
-        last_us = 0
-        for o in obs:
-            if o.received_at is not last:
-                last, last_us = o.received_at, _us(o.received_at)
-            received.append(last_us)
-        retained = np.array([o.retained for o in obs], dtype=bool)
-        heard = np.maximum(self.at_us, np.array(received, dtype=np.int64))
-        return np.where(retained, self.at_us, heard)
 
     def _stale(self) -> None:
         """`judged`: the rows after the device's newest judged `ts` so far (its view's, then its
@@ -212,14 +196,14 @@ class ChunkColumns:
                     self.bad[number] = True
                 initial += [number] * len(kept)
                 lamps += map(bool, kept)
-        states = [self.observations[i].reading.lamp_on for i in self.order.tolist()]
-        if not set(map(type, states)) <= BOOLS:
-            for i, lamp in zip(self.order, states, strict=True):
-                if lamp.__class__ is not bool:
-                    self.bad[self.local[i]] = True
-            states = [bool(s) for s in states]
+        judged = self.candidates[self.order]
+        lamp_on = self.rows.fields({"lamp_on"})["lamp_on"].take(judged).resolved()
+        self.bad[self.local[self.order][~lamp_on.is_bool]] = True  # not a boolean
         device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
-        lamp = np.array(lamps + states, dtype=bool)
+        # A lamp state that is not a boolean makes its device the scalar path's; as bool() of
+        # it meanwhile (a number's truth), as in the rows held here before.
+        states = np.where(lamp_on.is_bool, lamp_on.bools, lamp_on.is_float & (lamp_on.floats != 0))
+        lamp = np.concatenate([np.array(lamps, dtype=bool), states])
         order = np.argsort(device, kind="stable")
         device, lamp = device[order], lamp[order]
         change = np.zeros(len(lamp), dtype=np.int64)
@@ -269,8 +253,11 @@ class ChunkColumns:
         reading_names = {f for v, f in read if v == "reading"}
         previous_names = {f for v, f in read if v == "previous"}
         sent = _sent_fields(wanted)
-        fields = [self.fields[i] for i in self.order]
-        values = FieldValues.many(fields, reading_names | sent)
+        judged = self.candidates[self.order]
+        values = {
+            name: got.take(judged).resolved()
+            for name, got in self.rows.fields(reading_names | sent).items()
+        }
         for got in values.values():
             bad |= got.bad
         self.kept = {name: values[name] for name in sent}
@@ -351,7 +338,8 @@ class ChunkColumns:
                 maps.append(place.device)
             else:
                 # Its zone is each observation's: none of the float fields the columns hold.
-                zone = self.observations[int(np.flatnonzero(self.local == number)[0])].zone
+                first = int(np.flatnonzero(self.local == number)[0])
+                zone = self.rows.zone(int(self.candidates[first]))
                 maps.append(device_map(None, device_id, zone))
         for name in names:
             got = FieldValues.of(maps, name, exact=True)
@@ -435,17 +423,23 @@ class ChunkColumns:
         )
         keeps = "previous" in self.rules.wanted
         states = self.lamp_state.tolist()
-        kept_columns = [
-            (name, got.present.tolist(), got.python_values())
-            for name, got in sorted(self.kept.items(), key=lambda item: _ORDER[item[0]])
-        ]
+        numbers = np.flatnonzero(quiet)
         position = np.empty(len(self.at_us), dtype=np.int64)
         position[self.order] = np.arange(len(self.order))
-        positions = position.tolist()
+        latest = last[numbers]
+        # The kept reading's fields of each quiet device's latest judged row only, in the order
+        # of `numbers` (those with one): the k-th such device reads item k.
+        places = position[latest[latest >= 0]]
+        kept_columns = [
+            (name, taken.present.tolist(), taken.python_values())
+            for name, got in sorted(self.kept.items(), key=lambda item: _ORDER[item[0]])
+            for taken in (got.take(places),)
+        ]
         heard_list, last_list = heard.tolist(), last.tolist()
         low_list, end_list = lamp_low.tolist(), lamp_end.tolist()
-        views, ids, observations = self.views, self.ids, self.observations
-        for number in np.flatnonzero(quiet).tolist():
+        views, ids, rows, candidates = self.views, self.ids, self.rows, self.candidates.tolist()
+        k = -1
+        for number in numbers.tolist():
             view = views[number]
             seen = EPOCH + timedelta(microseconds=heard_list[number])
             if view is not None and view.last_seen_at > seen:
@@ -455,18 +449,18 @@ class ChunkColumns:
                 assert view is not None  # every row stale: the device has a judged reading
                 out[ids[number]] = replace(view, last_seen_at=seen)
                 continue
-            obs = observations[row]
+            k += 1
+            zone, at = rows.zone(candidates[row]), rows.at(candidates[row])
             history = tuple(states[low_list[number] : end_list[number]])
             if keeps:
-                at = positions[row]
-                kept = {name: values[at] for name, sent, values in kept_columns if sent[at]}
+                kept = {name: values[k] for name, sent, values in kept_columns if sent[k]}
             else:
                 kept = None if view is None else view.last_reading  # type: ignore[assignment]
             if view is None:
-                out[ids[number]] = DeviceView(obs.zone, seen, history, kept, obs.at)
+                out[ids[number]] = DeviceView(zone, seen, history, kept, at)
             else:
                 out[ids[number]] = DeviceView(
-                    obs.zone, seen, history, kept, obs.at, view.status_at, view.status_ts_at
+                    zone, seen, history, kept, at, view.status_at, view.status_ts_at
                 )
         return out
 

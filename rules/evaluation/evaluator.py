@@ -38,6 +38,7 @@ Each alert's transitions are stamped in its rule's clock, in order (never resolv
 fired).
 """
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -114,6 +115,24 @@ class Rulebook:
     _chunk_rules: list[ChunkRules | None] = field(
         default_factory=list, init=False, repr=False, compare=False
     )
+    _summaries: dict[tuple[str, str, str, datetime, float, float], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """A reading alert's summary by what it is rendered from (`summary`)."""
+
+    def summary(self, rule: Rule, device_id: str, zone: str, since: datetime, value: float) -> str:
+        """`_summary` of a luminaire's alert, kept (at most `SUMMARIES_KEPT`): a device in
+        alert renders its summary again with each reading that holds it (the scalar path's
+        costliest step), from a few values over and over (the inventory's device, `since`
+        and the reading's value: the same rendering for the same ones)."""
+        key = (rule.name, device_id, zone, since, value, math.copysign(1.0, value))
+        found = self._summaries.get(key)
+        if found is None:
+            if len(self._summaries) >= SUMMARIES_KEPT:
+                self._summaries.clear()
+            device = self.inventory.get(device_id)
+            found = self._summaries[key] = _summary(rule, device_id, zone, device, since, value)
+        return found
 
     def chunk_rules(self) -> ChunkRules | None:
         """The reading rules' verdicts vectorised (None: outside what is mirrored)."""
@@ -150,6 +169,10 @@ class Rulebook:
                 for device in self.inventory
             )
         return found
+
+
+SUMMARIES_KEPT = 4096
+"""`Rulebook.summary`'s bound (a few hundred kB of strings)."""
 
 
 @dataclass(slots=True)
@@ -230,7 +253,7 @@ class _Run:
                 self.transitions.append(Transition(alert, "pending", at))
             else:
                 since = alert.active_at
-                summary = _summary(rule, alert.device_id, alert.zone, device, since, value)
+                summary = self.book.summary(rule, alert.device_id, alert.zone, since, value)
                 alert = replace(alert, cleared_at=None, value=value, summary=summary)
             self.alerts[alert.key] = alert
             self.alerted.add(device_id)
@@ -538,6 +561,13 @@ def _new_alert(
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _since_text(since: datetime) -> str:
+    """An alert's `since` as its summary shows it: its `active_at`, rendered again with each
+    reading that holds it (`strftime` was a third of rendering a summary)."""
+    return since.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _summary(
     rule: Rule, device_id: str, zone: str, device: Device | None, since: datetime, value: float
 ) -> str:
@@ -552,6 +582,6 @@ def _summary(
         "model": device.model if device else "?",
         "rated_power_w": device.rated_power_w if device else "?",
         "value": value,
-        "since": since.strftime("%Y-%m-%d %H:%M UTC"),
+        "since": _since_text(since),
     }
     return render(rule.summary, values)

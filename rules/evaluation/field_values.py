@@ -38,8 +38,7 @@ class FieldValues:
         `reading_map` makes them: None is not sent, ints become doubles, and a value of
         another type (or an int too large for a double) is `bad`."""
         if not exact and name not in READING_FIELDS:
-            nothing = np.zeros(len(maps), dtype=bool)
-            return cls(nothing, nothing, nothing, np.zeros(len(maps)), nothing, nothing)
+            return cls.absent(len(maps))
         try:
             raw = list(map(itemgetter(name), maps))  # every row sent it, as a rule
         except KeyError:
@@ -100,6 +99,37 @@ class FieldValues:
             bad |= present & ~is_bool & ~is_float
         return cls(present, is_float, is_bool, floats, bools, bad)
 
+    @classmethod
+    def absent(cls, count: int) -> "FieldValues":
+        """A field no row sent."""
+        nothing = np.zeros(count, dtype=bool)
+        return cls(nothing, nothing, nothing, np.zeros(count), nothing, nothing)
+
+    @classmethod
+    def of_kinds(cls, kinds: np.ndarray, values: np.ndarray) -> "FieldValues":
+        """From a field's kinds and values as `rules.runtime.handed_rows` gives them (`KINDS`),
+        as `of` makes them from the same values."""
+        is_bool = kinds == KIND_BOOL
+        is_float = (kinds == KIND_FLOAT) | (kinds == KIND_INT)
+        other = kinds == KIND_OTHER
+        floats = np.where(is_float, values, 0.0)
+        return cls(
+            is_bool | is_float | other, is_float, is_bool, floats, is_bool & (values != 0), other
+        )
+
+    @classmethod
+    def concat(cls, parts: "Sequence[FieldValues]") -> "FieldValues":
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in _ARRAYS))
+
+    def take(self, rows: np.ndarray) -> "FieldValues":
+        """These rows' values (an array of indices), in that order."""
+        return FieldValues(*(getattr(self, name)[rows] for name in _ARRAYS))
+
+    def resolved(self) -> "FieldValues":
+        return self
+
     def python_values(self) -> list[Any]:
         """Each row's value as `reading_map` gives it (a float or a bool; where sent)."""
         if not self.is_bool.any():
@@ -120,6 +150,45 @@ class FieldValues:
         return Column(kind, self.value_of(kind), ~self.present | ~self.is_kind(kind))
 
 
+class FieldKinds:
+    """One field as `rules.runtime.handed_rows` gives it, each row's kind and value: its rows
+    taken and joined as two arrays (rather than `FieldValues`' six), then `resolved()`."""
+
+    __slots__ = ("kinds", "values")
+
+    def __init__(self, kinds: np.ndarray, values: np.ndarray) -> None:
+        self.kinds, self.values = kinds, values
+
+    def take(self, rows: np.ndarray) -> "FieldKinds":
+        return FieldKinds(self.kinds[rows], self.values[rows])
+
+    @classmethod
+    def concat(cls, parts: "Sequence[FieldKinds]") -> "FieldKinds":
+        return cls(
+            np.concatenate([p.kinds for p in parts]), np.concatenate([p.values for p in parts])
+        )
+
+    def resolved(self) -> FieldValues:
+        return FieldValues.of_kinds(self.kinds, self.values)
+
+
+AnyField = FieldValues | FieldKinds
+"""A field over rows, in either form."""
+
+
+def concat_fields(parts: "Sequence[AnyField]") -> AnyField:
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, FieldKinds) for p in parts):
+        return FieldKinds.concat(parts)  # type: ignore[arg-type]
+    return FieldValues.concat([p.resolved() for p in parts])
+
+
+_ARRAYS = ("present", "is_float", "is_bool", "floats", "bools", "bad")
+"""`__init__`'s arguments, in order."""
+KIND_ABSENT, KIND_NULL, KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_OTHER = range(6)
+"""A field's kind in a row, as `rules.runtime.handed_rows` gives it: not sent, null, a boolean
+(value 0 or 1), a double, an integer (value: its nearest double), any other JSON value."""
 BOOLS = frozenset({bool})
 _FLOAT = frozenset({float})
 _NUMBERS = frozenset({float, int})

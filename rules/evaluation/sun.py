@@ -12,10 +12,20 @@ import bisect
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from math import degrees
+from typing import TypeVar
 
 import numpy as np
-from astral import Observer
-from astral.sun import elevation, sunrise, sunset
+from astral import Observer, SunDirection, refraction_at_zenith
+from astral.julian import julianday, julianday_to_juliancentury
+from astral.sun import (
+    SUN_APPARENT_RADIUS,
+    elevation,
+    eq_of_time,
+    hour_angle,
+    minutes_to_timedelta,
+    sun_declination,
+)
 
 _HORIZON_DEG = -0.833
 _FAR_MIN = 1e6
@@ -28,14 +38,69 @@ Events = tuple[tuple[float, bool], ...]
 
 
 def _events_on(observer: Observer, day: date) -> Events:
-    """The sunrise and sunset of one UTC date (either may not happen: polar day or night)."""
+    """The sunrise and sunset of one UTC date (either may not happen: polar day or night):
+    `astral.sun.sunrise` and `sunset` in UTC, to the bit (`tests/test_rules_sun.py`)."""
     out: list[tuple[float, bool]] = []
-    for is_rise, compute in ((True, sunrise), (False, sunset)):
+    for is_rise in (True, False):
         try:
-            out.append((compute(observer, day, tzinfo=UTC).timestamp(), is_rise))
+            out.append((_event(observer, day, is_rise).timestamp(), is_rise))
         except ValueError:
             continue
     return tuple(out)
+
+
+_ZENITH = 90.0 + SUN_APPARENT_RADIUS
+_REFRACTION = refraction_at_zenith(_ZENITH)
+
+
+@lru_cache(maxsize=64)
+def _sun_at(jd: float) -> tuple[float, float]:
+    """The sun's declination and the equation of time at a Julian day number (astral's)."""
+    jc = julianday_to_juliancentury(jd)
+    return sun_declination(jc), eq_of_time(jc)
+
+
+def _event(observer: Observer, day: date, is_rise: bool) -> datetime:
+    """`astral.sun.sunrise(observer, day, tzinfo=UTC)` (or `sunset`) for an observer at sea
+    level, by astral's own functions in its order (`time_of_transit`, and the retry on the date
+    either side when the transit falls on another UTC date), but for one thing: its first step
+    reads the sun at the date's start, the same for every luminaire and for both events, so it
+    is computed once a date (`_sun_at`) — astral computed it again for each, which made the
+    events of a luminaire's new date (six at first: three dates) most of the rules process's CPU
+    on its first readings (`python -m bench.rules_loop`). ValueError where astral raises one (the
+    sun does not cross the horizon that date)."""
+    found = _transit(observer, day, is_rise)
+    if found.date() != day:
+        other = day + (_ONE_DAY if found.date() < day else -_ONE_DAY)
+        found = _transit(observer, other, is_rise)
+        if found.date() != day:
+            raise ValueError("no such event on the date")
+    return found
+
+
+def _transit(observer: Observer, day: date, is_rise: bool) -> datetime:
+    """`astral.sun.time_of_transit(observer, day, 90 + SUN_APPARENT_RADIUS, direction)` for
+    an observer at sea level (no elevation adjustment), step for step."""
+    latitude = max(-89.8, min(89.8, observer.latitude))
+    direction = SunDirection.RISING if is_rise else SunDirection.SETTING
+    jd = julianday(day)
+    adjustment = 0.0
+    time_utc = 0.0
+    for step in range(2):
+        if step == 0:
+            declination, eqtime = _sun_at(jd + adjustment)
+        else:
+            jc = julianday_to_juliancentury(jd + adjustment)
+            declination, eqtime = sun_declination(jc), eq_of_time(jc)
+        hourangle = hour_angle(latitude, declination, _ZENITH + 0.0 + _REFRACTION, direction)
+        delta = -observer.longitude - degrees(hourangle)
+        offset = delta * 4.0 - eqtime
+        if offset < -720.0:
+            offset += 1440
+        time_utc = 720.0 + offset
+        adjustment = time_utc / 1440.0
+    moment = datetime(day.year, day.month, day.day) + minutes_to_timedelta(time_utc)
+    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,22 +219,41 @@ class SunClock:
 
     def table(self, start: float) -> SunTable:
         """The `SunTable` of the UTC date starting at `start` (epoch seconds, a midnight): what
-        `facts` reads for a time of that date, kept as `facts` keeps it."""
-        day = self._current
-        if day is None or day.start != start:
-            day = self._current = self._day(datetime.fromtimestamp(start, UTC).date())
+        `facts` reads for a time of that date (the last `KEPT_DATES` of them kept)."""
         table = self._tables.get(start)
         if table is None:
-            self._tables = {start: day.table()}
-            table = self._tables[start]
+            day = self._current
+            if day is None or day.start != start:
+                day = self._current = self._day(datetime.fromtimestamp(start, UTC).date())
+            table = day.table()
+            self._tables = _latest(self._tables, {start: table}, KEPT_DATES)
         return table
 
     def _day(self, day: date) -> _Day:
+        """The date's `_Day`, from the events of the date and those either side; the events of
+        the `KEPT_DATES` dates nearest to it are kept: a luminaire's readings on both sides of
+        a UTC midnight, chunk after chunk, computed the same dates again each time (most of the
+        rules process's CPU on `bench/run` run shortly after midnight UTC)."""
         wanted = (day - _ONE_DAY, day, day + _ONE_DAY)
         kept = self._dates
         dates = {d: kept[d] if d in kept else _events_on(self._observer, d) for d in wanted}
-        self._dates = dates
+        self._dates = _latest(kept, dates, KEPT_DATES + 2)
         return _Day.of(day, tuple(event for d in wanted for event in dates[d]))
+
+
+KEPT_DATES = 4
+"""The UTC dates a `SunClock` keeps the table of (and the events of these and those either
+side): a few, for readings that straddle a midnight or arrive late."""
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def _latest(kept: dict[_Key, _Value], fresh: dict[_Key, _Value], most: int) -> dict[_Key, _Value]:
+    """`kept` and `fresh` (the latest used), without the least recently used beyond `most`."""
+    out = {k: v for k, v in kept.items() if k not in fresh}
+    out.update(fresh)
+    return dict(list(out.items())[-most:]) if len(out) > most else out
 
 
 @lru_cache(maxsize=1024)

@@ -5,6 +5,7 @@ template language: a rules file can only name the values listed here, and a wron
 load error with its line rather than a blank in a crew's notification.
 """
 
+import functools
 import string
 from collections.abc import Mapping
 
@@ -52,10 +53,17 @@ def template_problems(text: str, allowed: frozenset[str]) -> list[str]:
     return problems
 
 
+@functools.lru_cache(maxsize=1024)
+def _parts(text: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
+    """A template parsed once: an alert's summary is rendered again with each reading that
+    holds it."""
+    return tuple(_FORMATTER.parse(text))
+
+
 def render(text: str, values: Mapping[str, object]) -> str:
     """Fill a checked template; a value that does not fit its format is shown as it is."""
     out = []
-    for literal, name, spec, _ in _FORMATTER.parse(text):
+    for literal, name, spec, _ in _parts(text):
         out.append(literal)
         if name is None:
             continue

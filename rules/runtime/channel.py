@@ -197,6 +197,11 @@ def decode_handed(body: bytes) -> list[Observation]:
     return observations
 
 
+def decode_status_entry(entry: list[Any]) -> Observation:
+    """One entry of a status (version 1's form, as version 2 keeps it)."""
+    return _observations_v1([entry])[0]
+
+
 def encode_observations(observations: list[Observation]) -> bytes:
     """A chunk of observations as version 1 (a journal an earlier luxtel left holds it): one
     JSON array per observation, the models as their fields, the names of the fields sent, and

@@ -24,5 +24,7 @@ class RulesConfig:
     outbox_max_bytes: int
     """The outbox's bound (`rules.runtime.store.OutboxBound`)."""
     outbox_keep_s: float
+    gather_max_bytes: int
+    """The journal bytes gathered into one evaluation cycle at most (`RulesEngine`)."""
     log_level: Literal["debug", "info", "warning", "error"]
     log_format: Literal["console", "json"]

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from models import Observation
 from rules.evaluation.alerts import Transition
 from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate, mark_sent
 from rules.evaluation.inventory import EMPTY, Inventory
+from rules.evaluation.rows import Rows
 from rules.language.errors import NotifyError
 from rules.language.loader import load_rules
 from rules.notify.config import NO_RECEIVERS, NotifyConfig
@@ -47,6 +48,7 @@ from rules.notify.dispatch import Group, Notification, dispatch
 from rules.notify.outputs import alert_topic, influx_line, mqtt_payload
 from rules.notify.receivers import Integration, integration_for, notification_entries
 from rules.runtime.journal import Chunk, Position
+from rules.runtime.journal_rows import RowsChunk
 from rules.runtime.metrics import RulesMetrics
 from rules.runtime.state_points import SnapshotEncoder, StatePolicy
 from rules.runtime.store import (
@@ -67,12 +69,15 @@ FINAL_DELIVERY_S = 5.0
 GATHER_S = 0.25
 """How long observations are gathered into one evaluation cycle (alerts come this much later;
 their `for` durations are minutes)."""
-GATHER_MAX = 20_000
-"""Most observations gathered into one cycle (up to four journal records of the sink's 5000, the
-inbox's worth). A chunk is evaluated column-wise (`rules.evaluation.columns`), whose costs per
-luminaire (its view, its sun table) are shared by its readings in the chunk: on `bench/run`'s
-load (1000 luminaires), `evaluate` cost 5.5–6.1 µs an observation in cycles of 5000 and 4.4 in
-cycles of 20,000 (`bench.rules_loop`'s readings, evaluated directly, best of 3, busy machine)."""
+GATHER_MAX = 50_000
+"""Most observations gathered into one cycle (ten journal records of the sink's 5000, the
+rules process's inbox's worth; and at most `gather_max_bytes` of journal records). A chunk is
+evaluated column-wise (`rules.evaluation.columns`), whose costs per luminaire (its view, its sun
+table) are shared by its readings in the chunk: on `bench/run`'s load (1000 luminaires),
+`evaluate` cost 5.5–6.1 µs an observation in cycles of 5000 and 4.4 in cycles of 20,000
+(`bench.rules_loop`'s readings, evaluated directly, best of 3, busy machine); with the journal
+read as columns, the rules process's loop 2.89 and 3.13 µs in cycles of 20,000, 2.65 and 2.72
+in cycles of 50,000 (`--mode batch --readings 300000`, alternated, busy machine)."""
 COMMIT_S = 1.0
 """Least time (monotonic clock) between two commits of the journal position alone: what a
 `kill -9` makes the rules process evaluate again (in effect once: its effects were not
@@ -85,8 +90,16 @@ STATE_YIELD_LINES = 500
 (a few ms; the first snapshot, which encodes every series key, some 15 ms)."""
 
 
-Inbox = asyncio.Queue[list[Observation]] | asyncio.Queue[list[Observation] | None]
-"""What the decoder fills (`None` ends the engine, as it ends every stage)."""
+Inbox = (
+    asyncio.Queue[list[Observation]]
+    | asyncio.Queue[list[Observation] | None]
+    | asyncio.Queue[Sequence[Observation] | None]
+)
+"""What the decoder fills (`None` ends the engine, as it ends every stage): lists of
+observations, or, in the rules process, journal records' chunks (`Chunk`, `RowsChunk`)."""
+DEFAULT_GATHER_BYTES = 16 << 20
+"""`gather_max_bytes`'s default: with `GATHER_MAX`, a cycle's chunk holds ~11.5 MB of journal
+records in `bench/run` (50,000 readings of ~230 bytes), and its columns ~7 MB more."""
 
 
 def utc_now() -> datetime:
@@ -121,12 +134,15 @@ class RulesEngine:
         registry: CollectorRegistry | None = None,
         state_interval_s: float = 60.0,
         outbox: OutboxBound = DEFAULT_BOUND,
+        gather_max_bytes: int = DEFAULT_GATHER_BYTES,
     ) -> None:
         """`registry`: where the engine's Prometheus metrics go (the pipeline's); None keeps
         them in a registry of their own (`self.metrics.registry`). `state_interval_s`: the
         least time between two `luminaire_state` snapshots (taken on a tick); 0, or no
         `influx`, writes none. `outbox`: how much delivered history the outbox keeps
-        (`rules.runtime.store`)."""
+        (`rules.runtime.store`). `gather_max_bytes`: the journal bytes (`Chunk.size`,
+        `RowsChunk.size`) past which a cycle gathers no more records (so at most this and one
+        record, the sink's batch), held in memory meanwhile."""
         self.rules = load_rules(rules_path, params)
         self.book = Rulebook(self.rules, inventory)
         self.state_path = state_dir / STATE_FILE
@@ -143,6 +159,7 @@ class RulesEngine:
         self.tick_s = tick_s
         self.state_interval_s = state_interval_s
         self.outbox = outbox
+        self.gather_max_bytes = gather_max_bytes
         self._outbox_over = False
         self.state_policy = StatePolicy.of(self.rules)
         self._encoder = SnapshotEncoder(inventory)
@@ -205,7 +222,7 @@ class RulesEngine:
             self._store = None
 
     async def _evaluate_forever(self, inbox: "Inbox") -> None:
-        getter: asyncio.Task[list[Observation] | None] | None = None
+        getter: asyncio.Task[Sequence[Observation] | None] | None = None
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         try:
@@ -237,17 +254,23 @@ class RulesEngine:
                 getter.cancel()
 
     async def _gather(
-        self, inbox: "Inbox", first: list[Observation]
-    ) -> tuple[list[Observation], "asyncio.Task[list[Observation] | None] | None", bool]:
-        """`first` and whatever else arrives within `GATHER_S` (up to `GATHER_MAX`), for one
-        cycle: a cycle has a fixed cost (grouping, SQLite reads, metrics) of about a
-        millisecond, which one cycle per chunk paid per reading at a few hundred readings a
-        second (`bench/run --rate 500`). Returns the observations, the getter still waiting
-        (if any) and whether the end marker came."""
+        self, inbox: "Inbox", first: Sequence[Observation]
+    ) -> tuple[Sequence[Observation], "asyncio.Task[Sequence[Observation] | None] | None", bool]:
+        """`first` and whatever else arrives within `GATHER_S` (up to `GATHER_MAX` observations
+        and `gather_max_bytes` of journal records), for one cycle: a cycle has a fixed cost
+        (grouping, SQLite reads, metrics) of about a millisecond, which one cycle per chunk paid
+        per reading at a few hundred readings a second (`bench/run --rate 500`). Returns the
+        observations, the getter still waiting (if any) and whether the end marker came."""
         loop = asyncio.get_running_loop()
-        observations = list(first)
+        parts = [first]
+        count, size = len(first), _size(first)
         until = loop.time() + GATHER_S
-        while len(observations) < GATHER_MAX and (left := until - loop.time()) > 0:
+        getter: asyncio.Task[Sequence[Observation] | None] | None = None
+        ended = False
+        while count < GATHER_MAX and size < self.gather_max_bytes:
+            left = until - loop.time()
+            if left <= 0:
+                break
             getter = asyncio.ensure_future(inbox.get())
             try:
                 done, _ = await asyncio.wait({getter}, timeout=left)
@@ -255,19 +278,23 @@ class RulesEngine:
                 getter.cancel()
                 raise
             if getter not in done:
-                return observations, getter, False
-            more = getter.result()
+                break
+            more, getter = getter.result(), None
             self._note(more)
             if more is None:
-                return observations, None, True
-            observations.extend(more)
-        return observations, None, False
+                ended = True
+                break
+            parts.append(more)
+            count, size = count + len(more), size + _size(more)
+        return _joined(parts), getter, ended
 
-    def _note(self, received: list[Observation] | None) -> None:
-        if isinstance(received, Chunk):
+    def _note(self, received: Sequence[Observation] | None) -> None:
+        if isinstance(received, Chunk | RowsChunk):
             self._received = received.position
 
-    def cycle(self, observations: list[Observation], *, timers: bool = True) -> list[Transition]:
+    def cycle(
+        self, observations: Sequence[Observation], *, timers: bool = True
+    ) -> list[Transition]:
         """One evaluation: observations (and, on the timer, the deadman), grouping, and — when
         anything changed, or on the timer — one SQLite transaction."""
         store = self._store
@@ -297,7 +324,10 @@ class RulesEngine:
         new = mark_sent(new, result.handled, now)
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         outbox = self._outbox(transitions, result.notifications)
-        self._dirty.update(o.device_id for o in observations)
+        if isinstance(observations, Rows):
+            self._dirty.update(observations.device_ids())
+        else:
+            self._dirty.update(o.device_id for o in observations)
         groups = dict(result.groups)
         position = self._received
         self.evaluated = position
@@ -475,6 +505,20 @@ class _AlertPoints:
         except InfluxError as error:
             return True, NotifyError(str(error), retryable=True)
         return False, None
+
+
+def _size(chunk: Sequence[Observation]) -> int:
+    """The journal bytes a chunk came from (0: not from the journal)."""
+    return chunk.size if isinstance(chunk, Chunk | RowsChunk) else 0
+
+
+def _joined(parts: list[Sequence[Observation]]) -> Sequence[Observation]:
+    """The parts' observations, in order: columns (`Rows`) when any part is, else a list."""
+    if len(parts) == 1:
+        return parts[0]
+    if any(isinstance(part, Rows) for part in parts):
+        return Rows.concat([p if isinstance(p, Rows) else Rows.of(p) for p in parts])
+    return [o for part in parts for o in part]
 
 
 async def _chunks(lines: Iterator[str]) -> AsyncGenerator[list[str], None]:

@@ -44,6 +44,7 @@ from typing import BinaryIO
 
 from models import Handed, Observation
 from rules.runtime.channel import decode_handed, handed_count, handed_pieces
+from rules.runtime.journal_rows import RowsChunk, rows_of
 
 SUFFIX = ".journal"
 UNREADABLE_SUFFIX = ".unreadable"
@@ -84,14 +85,17 @@ START = Position()
 
 
 class Chunk(list[Observation]):
-    """Observations of one journal record, with the position after it: what the rules process
-    puts in the engine's inbox (`rules.runtime.engine` commits `position` with the state)."""
+    """Observations of one journal record, with the position after it and the record's size in
+    bytes: what the rules process puts in the engine's inbox (`rules.runtime.engine` commits
+    `position` with the state), when the record is not read as columns
+    (`rules.runtime.journal_rows.RowsChunk`)."""
 
-    __slots__ = ("position",)
+    __slots__ = ("position", "size")
 
-    def __init__(self, observations: list[Observation], position: Position) -> None:
+    def __init__(self, observations: list[Observation], position: Position, size: int = 0) -> None:
         super().__init__(observations)
         self.position = position
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +106,23 @@ class Record:
     count: int
     body: bytes
 
+    @property
+    def size(self) -> int:
+        """The record's bytes in the journal."""
+        return self.end.offset - self.start
+
     def observations(self) -> Chunk:
-        return Chunk(decode_handed(self.body), self.end)
+        return Chunk(decode_handed(self.body), self.end, self.size)
+
+    def chunk(self) -> "Chunk | RowsChunk":
+        """The record's observations as the rules process takes them: as columns
+        (`rules.runtime.journal_rows`), or, a record the C module does not take, as
+        `observations()`."""
+        rows = rows_of(self.body)
+        if rows is None:
+            return self.observations()
+        rows.position, rows.size = self.end, self.size
+        return rows
 
 
 @dataclass(frozen=True, slots=True)

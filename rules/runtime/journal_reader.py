@@ -18,6 +18,7 @@ from rules.runtime.journal import (
     read_record,
     segment_paths,
 )
+from rules.runtime.journal_rows import RowsChunk
 
 log = structlog.get_logger("luxtel.rules")
 
@@ -119,13 +120,13 @@ class JournalReader:
             raise JournalError(f"{path}: {error} (the last segment)") from error
         self.position = following
 
-    def decode(self, record: Record) -> Chunk:
+    def decode(self, record: Record) -> Chunk | RowsChunk:
         """The record's observations; a record whose CRC holds but whose body this version
         cannot decode (written by another version, say) is set aside in a file of its own
         (`{offset}.unreadable`, logged) and stands for no observations, so it is not tried
         again forever."""
         try:
-            return record.observations()
+            return record.chunk()
         except Exception as error:  # whatever the body holds
             path = self.directory / f"{record.start:020d}{UNREADABLE_SUFFIX}"
             with contextlib.suppress(OSError):

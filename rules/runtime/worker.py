@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,8 +59,9 @@ from rules.runtime.store import OutboxBound, Store
 
 log = structlog.get_logger("luxtel.rules")
 
-INBOX_CHUNKS = 4
-"""The engine's inbox, in journal records (a batch each): small, the journal holds the backlog."""
+INBOX_CHUNKS = 10
+"""The engine's inbox, in journal records (a batch each): small, the journal holds the backlog;
+enough that a cycle of a lagging engine gathers `GATHER_MAX` (the sink's batches of 5000)."""
 READ_BYTES = 8 << 20
 """Journal bytes read at once (then the inbox has to take them first)."""
 NICENESS = 19
@@ -107,6 +108,7 @@ def build_engine(
         registry=registry,
         state_interval_s=config.state_interval_s,
         outbox=OutboxBound(config.outbox_max_bytes, timedelta(seconds=config.outbox_keep_s)),
+        gather_max_bytes=config.gather_max_bytes,
     )
 
 
@@ -223,7 +225,7 @@ async def _run(
     registry: CollectorRegistry,
     config: WorkerConfig,
 ) -> None:
-    inbox: asyncio.Queue[list[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
+    inbox: asyncio.Queue[Sequence[Observation] | None] = asyncio.Queue(INBOX_CHUNKS)
     store = Store(config.rules.state_dir / STATE_FILE)
     try:
         journal = JournalReader(config.journal, store.position())
@@ -282,7 +284,7 @@ async def _listen(reader: asyncio.StreamReader, durable: _Durable) -> None:
 async def _feed(
     journal: JournalReader,
     durable: _Durable,
-    inbox: asyncio.Queue[list[Observation] | None],
+    inbox: asyncio.Queue[Sequence[Observation] | None],
     listener: "asyncio.Task[None]",
     contact: _Contact,
 ) -> None:
