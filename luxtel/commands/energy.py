@@ -255,8 +255,12 @@ def report(
                 writer, builder, rollups, zones=zones, window_ms=window, advance=advance
             )
         raw_h = sum(y - x for x, y in used.raw_ranges) / 3_600_000
+        months = (
+            f"{used.rollup_months} whole month(s) per luminaire, " if used.rollup_months else ""
+        )
         _err.print(
-            f"{used.rollup_days} whole days and {used.rollup_hours} whole hours from rollups "
+            f"{months}{used.rollup_days} whole days and {used.rollup_hours} whole hours from "
+            "rollups "
             f"({used.group_days} days and {used.group_hours} hours per zone and circuit; "
             f"{used.rollup_rows:,} sums), "
             f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
