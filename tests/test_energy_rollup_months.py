@@ -165,7 +165,8 @@ def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city
     _rollup(city, "2026-02-28", "2026-04-02")
     months = _months(city)
     march = [m for m in months if m[0] == "2026-03-01T00:00:00Z"]
-    assert [m[1:4] for m in march] == [[d, 743, 31] for d in sorted(FLEET)]  # every luminaire, every hour, every day
+    # every luminaire, every hour, every day
+    assert [m[1:4] for m in march] == [[d, 743, 31] for d in sorted(FLEET)]
     assert {m[0] for m in months} == {"2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"}
     raw, _ = _report(city, "raw", *MONTH)
     via, said = _report(city, "rollups", *MONTH)
