@@ -302,7 +302,7 @@ def report(
         _err.print(
             f"warning: {len(builder.unknown)} device(s) not in the inventory left out: {some}"
         )
-    write_rows(builder.rows("rows", grid_factor), by, fmt, output)
+    write_rows(builder.iter_rows("rows", grid_factor), by, fmt, output)
     if plot is not None:
         # Imported when used: matplotlib and pyarrow cost every luxtel process ~110 MB of RSS.
         from energy.plot import plot_report
