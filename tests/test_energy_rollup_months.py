@@ -5,6 +5,7 @@ luminaire lacks, or one in doubt at the ends, is read the other ways, with the s
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -21,8 +22,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from energy.inventory import read_inventory
 from energy.periods import local_midnight_ms, month_edges, to_ms
+from energy.retention import RetentionConfig
 from energy.rollup_months import MONTH_MEASUREMENT, whole_months
+from energy.rollup_store import RollupConfig
+from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
+from influx.client import InfluxTarget, InfluxWriter
 from luxtel.commands.energy import energy_app
 from servers import InfluxDBServer, create_database, query, quote_ident, write_points
 
@@ -195,6 +201,35 @@ def test_a_day_rebuilt_later_rewrites_its_month(city: City) -> None:
     # only the day they are in, its points deleted first: the month is rewritten from its days
     _rollup(city, "2026-03-10", "2026-03-11", "--delete-first")
     assert _n2_march(city) == before + len(city.late)
+    raw, _ = _report(city, "raw", *MONTH)
+    via, said = _report(city, "rollups", *MONTH)
+    assert via == raw
+    assert "1 whole month(s) per luminaire" in said
+
+
+def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> None:
+    _rollup(city, "2026-02-28", "2026-03-30")
+    assert not [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    inventory = read_inventory(city.tmp / "inventory.csv")
+    config = UpkeepConfig(
+        every_s=3600,
+        settle_s=1200,
+        rollups=RollupConfig(max_interval_ms=6 * H, tz="Europe/London"),
+        retention=RetentionConfig(),
+    )
+    state = city.tmp / "rollups.json"
+    start = to_ms(datetime(2026, 3, 30, tzinfo=LONDON))
+    state.write_text(json.dumps({"watermark_ms": start}))
+    now = MARCH[1] / 1000 + 8 * 3600
+
+    async def tick() -> int:
+        async with InfluxWriter(InfluxTarget(city.url, city.database)) as writer:
+            upkeep = Upkeep(writer, inventory, state, config, DirtyHours(), clock=lambda: now)
+            return await upkeep.tick(start)
+
+    assert asyncio.run(tick()) > MARCH[1]
+    march = [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    assert [m[1:4] for m in march] == [[d, 743, 31] for d in sorted(FLEET)]
     raw, _ = _report(city, "raw", *MONTH)
     via, said = _report(city, "rollups", *MONTH)
     assert via == raw
