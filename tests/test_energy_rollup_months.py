@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,92 +28,32 @@ from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
 from luxtel.commands.energy import energy_app
-from servers import InfluxDBServer, create_database, query, quote_ident, write_points
+from servers import InfluxDBServer, query, quote_ident, write_points
+from tests.energy_fleet import FLEET, LONDON, City, Story, make_city
 
-LONDON = ZoneInfo("Europe/London")
 H = 3_600_000
 MARCH = (to_ms(datetime(2026, 3, 1, tzinfo=LONDON)), to_ms(datetime(2026, 4, 1, tzinfo=LONDON)))
 """A civil month of London with the spring-forward day (29 March, 23 h): 743 hours."""
 LATE = to_ms(datetime(2026, 3, 10, 21, tzinfo=LONDON))
 """n2's readings of the two hours from here arrive late (``test_a_day_rebuilt_later…``)."""
 
-FLEET = {
-    # device: zone, circuit, report interval s, what happens
-    "n1": ("north", "C01", 900, "steady"),
-    "n2": ("north", "C01", 900, "reset"),
-    "n3": ("north", "C02", 900, "outage"),  # silent 3 h (a gap), then 14 h (a break)
-    "s1": ("south", "C03", 3600, "wrap"),  # hourly, wraps at 2^32 Wh
-    "s2": ("south", "C03", 900, "no_counter"),  # power only
-    "s3": ("south", "C04", 900, "onboarding"),  # first reading on 27 February
-}
 
-
-def _lit(t: int) -> bool:
-    hour = datetime.fromtimestamp(t / 1000, LONDON).hour
-    return hour >= 18 or hour < 7
-
-
-def _readings(device: str, onboarding: int) -> list[tuple[int, str]]:
-    _, _, interval_s, kind = FLEET[device]
-    rng = random.Random(device)
-    energy = {"wrap": 2.0**32 - 2000.0, "onboarding": 50_000.0}.get(kind, 1000.0)
-    t = onboarding + 7 * 60_000 if kind == "onboarding" else MARCH[0] - 30 * H
-    out = []
-    while t < MARCH[1] + 30 * H:
-        step = interval_s * 1000 + rng.randint(-60, 60) * 1000
-        silent = (MARCH[0] + 100 * H, MARCH[0] + 103 * H), (MARCH[0] + 400 * H, MARCH[0] + 414 * H)
-        if kind == "outage" and any(a <= t < b for a, b in silent):
-            t += step
-            energy += 30.0
-            continue
-        on = _lit(t)
-        power = 40.0 + rng.randint(0, 9) / 10 if on else 0.0
-        energy += power * step / H
-        if kind == "reset" and MARCH[0] + 500 * H <= t < MARCH[0] + 500 * H + step:
-            energy = 3.0
-        if kind == "wrap" and energy >= 2.0**32:
-            energy -= 2.0**32
-        fields = f"lamp_on={str(on).lower()},power_w={power},dim_pct={70 if on else 0}i"
-        if kind != "no_counter":
-            fields += f",energy_wh={energy!r}"
-        out.append((t, f"telemetry,device_id={device},zone={FLEET[device][0]} {fields} {t}"))
-        t += step
-    return out
-
-
-@dataclass(frozen=True)
-class City:
-    url: str
-    database: str
-    toml: Path
-    tmp: Path
-    late: list[str]
+def _story(onboarding: int) -> Story:
+    return Story(
+        first=MARCH[0] - 30 * H,
+        until=MARCH[1] + 30 * H,
+        outages=(
+            (MARCH[0] + 100 * H, MARCH[0] + 103 * H),
+            (MARCH[0] + 400 * H, MARCH[0] + 414 * H),
+        ),
+        reset=MARCH[0] + 500 * H,
+        onboarding=onboarding,
+        wrap_wh=2000.0,  # wraps in March
+    )
 
 
 def _city(influxdb: InfluxDBServer, tmp_path: Path, onboarding: int) -> City:
-    database = f"months_{uuid.uuid4().hex[:8]}"
-    create_database(influxdb.url, database)
-    inventory = tmp_path / "inventory.csv"
-    rows = [
-        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
-        "model,installed_on"
-    ]
-    for device, (zone, circuit, interval, _) in FLEET.items():
-        rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
-    inventory.write_text("\n".join(rows) + "\n")
-    toml = tmp_path / "luxtel.toml"
-    toml.write_text(
-        f'[influx]\nurl = "{influxdb.url}"\ndatabase = "{database}"\n'
-        f'[inventory]\npath = "{inventory}"\n[energy]\nmax_interval_h = 6\n'
-        'tz = "Europe/London"\n'
-    )
-    on_time: list[str] = []
-    late: list[str] = []
-    for device in FLEET:
-        for t, text in _readings(device, onboarding):
-            (late if device == "n2" and LATE <= t < LATE + 2 * H else on_time).append(text)
-    write_points(influxdb.url, database, on_time)
-    return City(influxdb.url, database, toml, tmp_path, late)
+    return make_city(influxdb.url, tmp_path, _story(onboarding + 7 * 60_000), (LATE, LATE + 2 * H))
 
 
 @pytest.fixture
@@ -167,6 +105,15 @@ def _n2_march(city: City) -> int:
 MONTH = ("--by", "device", "--from", "2026-03-01", "--to", "2026-04-01")
 
 
+def _said_by_device(city: City, *more: str) -> tuple[list[dict[str, Any]], str]:
+    """The month's report by device from rollups, checked equal to the raw one, and what it
+    said."""
+    raw, _ = _report(city, "raw", *MONTH, *more)
+    via, said = _report(city, "rollups", *MONTH, *more)
+    assert via == raw
+    return raw, said
+
+
 def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-04-02")
     months = _months(city)
@@ -174,9 +121,7 @@ def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city
     # every luminaire, every hour, every day
     assert [m[1:4] for m in march] == [[d, 743, 31] for d in sorted(FLEET)]
     assert {m[0] for m in months} == {"2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"}
-    raw, _ = _report(city, "raw", *MONTH)
-    via, said = _report(city, "rollups", *MONTH)
-    assert via == raw
+    raw, said = _said_by_device(city)
     assert "1 whole month(s) per luminaire, 0 whole days and 0 whole hours" in said
     assert ", 0 h from raw readings" in said
     resets = {r["device"]: r["resets"] for r in raw}
@@ -184,10 +129,8 @@ def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city
     assert {r["device"]: r["method"] for r in raw}["s2"] == "power"
     assert {r["device"]: r["gap"] for r in raw}["n3"]
     # one zone: the month's points of that zone only
-    raw, _ = _report(city, "raw", *MONTH, "--zone", "south")
-    via, said = _report(city, "rollups", *MONTH, "--zone", "south")
-    assert via == raw
-    assert [r["device"] for r in via] == ["s1", "s2", "s3"]
+    raw, said = _said_by_device(city, "--zone", "south")
+    assert [r["device"] for r in raw] == ["s1", "s2", "s3"]
     assert "1 whole month(s) per luminaire" in said
     # rebuilt again, the same points: overwritten, never doubled
     _rollup(city, "2026-03-01", "2026-04-01")
@@ -197,13 +140,11 @@ def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city
 def test_a_day_rebuilt_later_rewrites_its_month(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-04-02")
     before = _n2_march(city)
-    write_points(city.url, city.database, city.late)  # n2's two hours, weeks late
+    write_points(city.url, city.database, city.backlog)  # n2's two hours, weeks late
     # only the day they are in, its points deleted first: the month is rewritten from its days
     _rollup(city, "2026-03-10", "2026-03-11", "--delete-first")
-    assert _n2_march(city) == before + len(city.late)
-    raw, _ = _report(city, "raw", *MONTH)
-    via, said = _report(city, "rollups", *MONTH)
-    assert via == raw
+    assert _n2_march(city) == before + len(city.backlog)
+    _, said = _said_by_device(city)
     assert "1 whole month(s) per luminaire" in said
 
 
@@ -230,18 +171,14 @@ def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> 
     assert asyncio.run(tick()) > MARCH[1]
     march = [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
     assert [m[1:4] for m in march] == [[d, 743, 31] for d in sorted(FLEET)]
-    raw, _ = _report(city, "raw", *MONTH)
-    via, said = _report(city, "rollups", *MONTH)
-    assert via == raw
+    _, said = _said_by_device(city)
     assert "1 whole month(s) per luminaire" in said
 
 
 def test_no_month_point_until_its_last_day_and_the_report_is_the_same(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-03-20")
     assert not [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
-    raw, _ = _report(city, "raw", *MONTH)
-    via, said = _report(city, "rollups", *MONTH)
-    assert via == raw
+    _, said = _said_by_device(city)
     assert "whole month" not in said
 
 
@@ -253,9 +190,7 @@ def test_a_luminaire_commissioned_in_the_month_keeps_the_raw_rows(
     made = _city(influxdb, tmp_path, MARCH[0] + 11 * 24 * H)
     try:
         _rollup(made, "2026-02-28", "2026-04-02")
-        raw, _ = _report(made, "raw", *MONTH)
-        via, said = _report(made, "rollups", *MONTH)
-        assert via == raw
+        _, said = _said_by_device(made)
         assert "whole month" not in said
         assert "1 luminaire(s) silent around the period (s3)" in said
     finally:
