@@ -182,6 +182,20 @@ def test_no_month_point_until_its_last_day_and_the_report_is_the_same(city: City
     assert "whole month" not in said
 
 
+def test_a_month_point_missing_a_day_is_not_read(city: City) -> None:
+    """A month summed while one of its days had no daily points (here deleted) says so in its
+    ``hours``: the report reads the days and hours instead, with the same rows."""
+    _rollup(city, "2026-02-28", "2026-04-02")
+    day = to_ms(datetime(2026, 3, 15, tzinfo=LONDON))
+    statement = f'DELETE FROM "energy_daily" WHERE time >= {day}ms AND time < {day + 24 * H}ms'  # noqa: S608
+    query(city.url, statement, db=city.database)
+    _rollup(city, "2026-03-20", "2026-03-21")  # rewrites the month from 30 days
+    march = [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    assert [m[2:4] for m in march] == [[719, 30]] * len(FLEET)
+    _, said = _said_by_device(city)
+    assert "whole month" not in said
+
+
 def test_a_luminaire_commissioned_in_the_month_keeps_the_raw_rows(
     influxdb: InfluxDBServer, tmp_path: Path
 ) -> None:
