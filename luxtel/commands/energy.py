@@ -332,7 +332,8 @@ def rollup(
         ),
     ] = False,
 ) -> None:
-    """(Re)build the hourly and daily energy rollups of the whole hours over [--from, --to).
+    """(Re)build the hourly and daily energy rollups of the whole hours over [--from, --to),
+    and the monthly ones of their months whose last day is rolled up.
 
     Idempotent: a rebuilt hour overwrites its points (same series, same time). `luxtel run`
     keeps recent hours current by itself; use this for history, or after editing the
