@@ -38,11 +38,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from zoneinfo import ZoneInfo
 
 from energy.counters import MS_PER_H
+from energy.inventory import Luminaire
 from energy.periods import from_ms, local_midnight_ms
 from energy.queries import checked, stream
 from energy.report import ReportBuilder
@@ -148,20 +149,50 @@ def _statement(retention_policy: str, a: int, b: int, zones: Sequence[str]) -> s
     return f'SELECT {columns} FROM "{rp}"."{MONTH_MEASUREMENT}" WHERE {" AND ".join(where)}'  # noqa: S608
 
 
-class _Month:
+class MonthRows:
     """One month's rows kept compactly until every luminaire is known to be there (~250 bytes
     a luminaire: its id, twice, and ``len(READ)`` integers in an array), so a month that turns
-    out incomplete adds nothing to the report."""
+    out incomplete adds nothing to the report. Pure: fed the rows as InfluxDB answers them."""
 
-    def __init__(self) -> None:
+    def __init__(self, inventory: Mapping[str, Luminaire], hours: int) -> None:
+        self.inventory = inventory
+        self.hours = hours
         self.ids: list[str] = []
         self.seen: set[str] = set()
         self.values = array("q")
+        self.refused = False
+        """A row of one of the inventory's luminaires that cannot stand for its month: not
+        all its hours, a second point, a figure that is not an integer (another schema)."""
 
-    def keep(self, device_id: str, values: Sequence[int]) -> None:
-        self.ids.append(device_id)
-        self.seen.add(device_id)
-        self.values.extend(values)
+    def add(self, record: Mapping[str, object]) -> bool:
+        """Keep one row (a point's ``device_id``, ``zone``, ``circuit`` and ``READ``); a row
+        of a luminaire not in the inventory, or under tags it no longer has there, is not its
+        and is passed over. False once the month is refused."""
+        lum = self.inventory.get(str(record.get("device_id")))
+        if lum is None or (lum.zone, lum.circuit) != (record.get("zone"), record.get("circuit")):
+            return not self.refused
+        values = [record.get(name) for name in READ]
+        if (
+            record.get("hours") != self.hours
+            or lum.device_id in self.seen
+            or not all(type(v) is int for v in values)
+        ):
+            self.refused = True
+        if not self.refused:
+            self.ids.append(lum.device_id)
+            self.seen.add(lum.device_id)
+            self.values.extend(v for v in values if isinstance(v, int))
+        return not self.refused
+
+    def complete(self) -> bool:
+        """Whether every luminaire of the inventory has its one point, all its hours."""
+        return not self.refused and len(self.seen) == len(self.inventory)
+
+    def sums(self) -> Iterator[tuple[str, dict[str, int]]]:
+        """Each luminaire's kept figures by name."""
+        width = len(READ)
+        for k, device_id in enumerate(self.ids):
+            yield device_id, dict(zip(READ, self.values[k * width : (k + 1) * width], strict=True))
 
 
 async def take(
@@ -177,37 +208,22 @@ async def take(
     a, b = month
     inventory = builder.inventory
     hours = (b - a) // MS_PER_H
-    kept = _Month()
+    kept = MonthRows(inventory, hours)
     answer = stream(writer, _statement(retention_policy, a, b, zones))
     try:
         async with contextlib.aclosing(answer):
             async for series in answer:
                 for row in series.values:
-                    record = dict(zip(series.columns, row, strict=True))
-                    lum = inventory.get(record["device_id"])
-                    if lum is None or (lum.zone, lum.circuit) != (
-                        record["zone"],
-                        record["circuit"],
-                    ):
-                        continue  # not the report's, or under tags the inventory no longer has
-                    values = [record[name] for name in READ]
-                    if (
-                        record["hours"] != hours
-                        or lum.device_id in kept.seen
-                        or not all(type(v) is int for v in values)  # a point of this schema
-                    ):
+                    if not kept.add(dict(zip(series.columns, row, strict=True))):
                         return 0
-                    kept.keep(lum.device_id, values)
     except InfluxRejectedError as error:
         if "retention policy not found" in error.message:
             return 0
         raise
-    if len(kept.seen) != len(inventory):
+    if not kept.complete():
         return 0
-    width = len(READ)
     for name, axis in builder.axes.items():
         index = bisect.bisect_right(axis.edges, a) - 1
-        for k, device_id in enumerate(kept.ids):
-            sums = dict(zip(READ, kept.values[k * width : (k + 1) * width], strict=True))
+        for device_id, sums in kept.sums():
             add_sums(builder, name, index, device_id, sums)
     return len(kept.ids)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -20,10 +21,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from energy.inventory import read_inventory
+from energy.inventory import Luminaire, read_inventory
 from energy.periods import local_midnight_ms, month_edges, to_ms
 from energy.retention import RetentionConfig
-from energy.rollup_months import MONTH_MEASUREMENT, whole_months
+from energy.rollup_months import MONTH_MEASUREMENT, READ, MonthRows, whole_months
 from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
@@ -114,6 +115,7 @@ def _said_by_device(city: City, *more: str) -> tuple[list[dict[str, Any]], str]:
     return raw, said
 
 
+@pytest.mark.integration
 def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-04-02")
     months = _months(city)
@@ -137,6 +139,7 @@ def test_a_month_by_device_is_read_from_the_monthly_level_with_the_raw_rows(city
     assert _months(city) == months
 
 
+@pytest.mark.integration
 def test_a_day_rebuilt_later_rewrites_its_month(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-04-02")
     before = _n2_march(city)
@@ -148,6 +151,7 @@ def test_a_day_rebuilt_later_rewrites_its_month(city: City) -> None:
     assert "1 whole month(s) per luminaire" in said
 
 
+@pytest.mark.integration
 def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-03-30")
     assert not [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
@@ -175,6 +179,7 @@ def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> 
     assert "1 whole month(s) per luminaire" in said
 
 
+@pytest.mark.integration
 def test_no_month_point_until_its_last_day_and_the_report_is_the_same(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-03-20")
     assert not [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
@@ -182,6 +187,7 @@ def test_no_month_point_until_its_last_day_and_the_report_is_the_same(city: City
     assert "whole month" not in said
 
 
+@pytest.mark.integration
 def test_a_month_point_missing_a_day_is_not_read(city: City) -> None:
     """A month summed while one of its days had no daily points (here deleted) says so in its
     ``hours``: the report reads the days and hours instead, with the same rows."""
@@ -196,6 +202,7 @@ def test_a_month_point_missing_a_day_is_not_read(city: City) -> None:
     assert "whole month" not in said
 
 
+@pytest.mark.integration
 def test_a_luminaire_commissioned_in_the_month_keeps_the_raw_rows(
     influxdb: InfluxDBServer, tmp_path: Path
 ) -> None:
@@ -237,3 +244,50 @@ def test_whole_months_are_the_civil_months_inside_the_period(
         first = datetime.fromtimestamp(a / 1000, tz)
         assert (first.day, first.hour, first.minute) == (1, 0, 0)
         assert datetime.fromtimestamp(b / 1000, tz).date() - first.date() >= timedelta(days=28)
+
+
+_LUMS = {f"d{i}": Luminaire(f"d{i}", f"z{i % 2}", f"c{i % 3}", 100.0, 900) for i in range(5)}
+_FAULTS = ("none", "missing", "moved", "short", "twice", "float", "stranger")
+
+
+def _month_row(lum: Luminaire, hours: int) -> dict[str, object]:
+    row: dict[str, object] = {"device_id": lum.device_id, "zone": lum.zone, "circuit": lum.circuit}
+    row.update(dict.fromkeys(READ, 7))
+    row["hours"] = hours
+    return row
+
+
+@given(st.lists(st.sampled_from(_FAULTS), min_size=len(_LUMS), max_size=len(_LUMS)), st.randoms())
+def test_a_month_is_taken_only_with_one_whole_point_per_luminaire(
+    faults: list[str], rng: random.Random
+) -> None:
+    """Whatever the answer's order: the month stands only if every luminaire has exactly one
+    point under its inventory tags with all the month's hours and integer figures; rows of
+    other luminaires, or under old tags, are passed over."""
+    hours = 743
+    rows: list[dict[str, object]] = []
+    for lum, fault in zip(_LUMS.values(), faults, strict=True):
+        row = _month_row(lum, hours)
+        if fault == "missing":
+            continue
+        if fault == "moved":  # only a point under tags the inventory no longer has
+            row["circuit"] = "old"
+        if fault == "short":
+            row["hours"] = hours - 24
+        if fault == "float":
+            row["counter_mwh"] = 7.0
+        rows.append(row)
+        if fault == "twice":
+            rows.append(dict(row))
+        if fault == "stranger":  # a luminaire not in the report's inventory
+            rows.append({**row, "device_id": "elsewhere"})
+    rng.shuffle(rows)
+    kept = MonthRows(_LUMS, hours)
+    for row in rows:
+        if not kept.add(row):
+            break
+    whole = all(f in ("none", "stranger") for f in faults)
+    assert kept.complete() == whole
+    if whole:
+        assert sorted(kept.ids) == sorted(_LUMS)
+        assert all(sums == dict.fromkeys(READ, 7) | {"hours": hours} for _, sums in kept.sums())
