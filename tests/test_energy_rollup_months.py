@@ -96,9 +96,14 @@ def _months(city: City) -> list[list[Any]]:
     return sorted(series[0]["values"]) if series else []
 
 
+def _march(city: City) -> list[list[Any]]:
+    """The points of March 2026 (London): time, device, hours, days, readings."""
+    return [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+
+
 def _n2_march(city: City) -> int:
     """n2's readings in its March point."""
-    found = [m[4] for m in _months(city) if m[0] == "2026-03-01T00:00:00Z" and m[1] == "n2"]
+    found = [m[4] for m in _march(city) if m[1] == "n2"]
     assert len(found) == 1
     return int(found[0])
 
@@ -154,7 +159,7 @@ def test_a_day_rebuilt_later_rewrites_its_month(city: City) -> None:
 @pytest.mark.integration
 def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-03-30")
-    assert not [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    assert not _march(city)
     inventory = read_inventory(city.tmp / "inventory.csv")
     config = UpkeepConfig(
         every_s=3600,
@@ -173,7 +178,7 @@ def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> 
             return await upkeep.tick(start)
 
     assert asyncio.run(tick()) > MARCH[1]
-    march = [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    march = _march(city)
     assert [m[1:4] for m in march] == [[d, 743, 31] for d in sorted(FLEET)]
     _, said = _said_by_device(city)
     assert "1 whole month(s) per luminaire" in said
@@ -182,7 +187,7 @@ def test_the_upkeep_writes_the_month_when_it_closes_its_last_day(city: City) -> 
 @pytest.mark.integration
 def test_no_month_point_until_its_last_day_and_the_report_is_the_same(city: City) -> None:
     _rollup(city, "2026-02-28", "2026-03-20")
-    assert not [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    assert not _march(city)
     _, said = _said_by_device(city)
     assert "whole month" not in said
 
@@ -196,7 +201,7 @@ def test_a_month_point_missing_a_day_is_not_read(city: City) -> None:
     statement = f'DELETE FROM "energy_daily" WHERE time >= {day}ms AND time < {day + 24 * H}ms'  # noqa: S608
     query(city.url, statement, db=city.database)
     _rollup(city, "2026-03-20", "2026-03-21")  # rewrites the month from 30 days
-    march = [m for m in _months(city) if m[0] == "2026-03-01T00:00:00Z"]
+    march = _march(city)
     assert [m[2:4] for m in march] == [[719, 30]] * len(FLEET)
     _, said = _said_by_device(city)
     assert "whole month" not in said
