@@ -2,7 +2,7 @@
 at 100,000 luminaires, on our own InfluxDB; the raw path beside it at a scale that fits.
 
     python bench/energy_city.py [--devices 100000] [--zone-size 1000] [--small-devices 200]
-        [--device-rollups] [--raw-edges] [--silent N] [--around both|before|none]
+        [--device-rollups] [--monthly] [--raw-edges] [--silent N] [--around both|before|none]
         [--short-min N] [--stopped] [--before DIR] [--dashboard-only] [--keep]
 
 The raw path at 100,000 luminaires is 288 M points a month, out of reach of this machine, so the
@@ -18,7 +18,13 @@ figures: lit 18:00–06:00 UTC at ~28 W; 25 luminaires a circuit, ``--zone-size`
    per-luminaire points instead (``energy_daily`` via ``energy.rollup.day_line`` for 30 days,
    ``energy_hourly`` via ``energy.rollup.line`` for those hours) and computes the group levels
    from them with luxtel's own ``into_statement`` (what ``build`` runs); needed for ``--by
-   device``; ~6 min at 20,000 luminaires, well over 6 at 100,000 (stopped there).
+   device`` over 30 days; ~6 min at 20,000 luminaires, well over 6 at 100,000 (stopped there).
+   ``--monthly`` makes the month the civil month (March 2026, 31 days) and writes only what a
+   report ``--by device`` of it reads besides the group hours around it: each luminaire's
+   ``energy_monthly`` point (``month_lines``: what ``energy.rollup_months.into_statement``
+   computes from the daily points ``daily_lines`` makes, compared point for point with that
+   INTO at 500 luminaires in the same run), 100,000 points in ~20 s; with ``--device-rollups``
+   the daily points are written instead and the monthly ones computed by that INTO (timed).
    ``--raw-edges`` adds raw telemetry for 3 h at each end. ``--silent N`` then makes N
    luminaires (in N groups) silent in the hours around the month (their groups' hours say so,
    the groups' members get their own hourly points there, the silent ones raw telemetry near
@@ -78,8 +84,10 @@ from bench.energy_rollups import inventory as small_inventory  # noqa: E402
 from dashboards.build import build_dashboards  # noqa: E402
 from dashboards.interpolate import TimeRange, Variable, interpolate  # noqa: E402
 from energy.inventory import Luminaire  # noqa: E402
-from energy.rollup import Rollup, day_line, inventory_crc, line  # noqa: E402
+from energy.rollup import DAY_SUMMED, Rollup, day_line, integer, inventory_crc, line  # noqa: E402
 from energy.rollup_groups import GROUP_DAILY, GROUP_HOURLY, ZONE_DAILY, into_statement  # noqa: E402
+from energy.rollup_months import MONTH_MEASUREMENT  # noqa: E402
+from energy.rollup_months import into_statement as month_into_statement  # noqa: E402
 from servers import create_database, query  # noqa: E402
 
 H = 3_600_000
@@ -107,9 +115,6 @@ def city(devices: int, zone_size: int) -> list[Luminaire]:
             device_id=f"lum-{i:06d}",
             zone=f"z{i // zone_size:04d}",
             circuit=f"c{i // 25:05d}",
-            lat=51.5,
-            lon=-0.1,
-            rated_power_w=40,
             baseline_power_w=100,
             report_interval_s=900,
         )
@@ -159,27 +164,84 @@ def hourly_lines(lums: list[Luminaire], hours: list[int]) -> Iterator[str]:
             yield line(hour_rollup(lum, i, hour))
 
 
+def day_sums(lum: Luminaire, i: int, day: int) -> dict[str, object]:
+    """What ``build_days`` sums of the luminaire's hourly points ``hour_rollup`` makes over one
+    day (``energy.rollup.day_line``'s input)."""
+    rows = [hour_rollup(lum, i, h) for h in range(day, day + DAY, 6 * H)]  # 4 kinds
+    sums: dict[str, object] = {
+        "readings": 96,
+        "expected": 96.0,
+        "hours": 24,
+        "via_counter": 1,
+        "via_power": 0,
+        "flagged": 0,
+        "resets": 0,
+        "crc_lo": inventory_crc(lum),
+        "crc_hi": inventory_crc(lum),
+    }
+    for name in FIGURES:
+        sums[name] = 6 * sum(getattr(r, name) for r in rows)
+    sums["metered_mwh"] = sums["counter_mwh"]
+    baseline = 6 * sum(r.baseline_mw_ms for r in rows)
+    sums["baseline_mwh"], sums["baseline_rest"] = divmod(baseline, H)
+    return sums
+
+
 def daily_lines(lums: list[Luminaire], days: list[int]) -> Iterator[str]:
     for day in days:
         for i, lum in enumerate(lums):
-            rows = [hour_rollup(lum, i, h) for h in range(day, day + DAY, 6 * H)]  # 4 kinds
-            sums: dict[str, object] = {
-                "readings": 96,
-                "expected": 96.0,
-                "hours": 24,
-                "via_counter": 1,
-                "via_power": 0,
-                "flagged": 0,
-                "resets": 0,
-                "crc_lo": inventory_crc(lum),
-                "crc_hi": inventory_crc(lum),
-            }
-            for name in FIGURES:
-                sums[name] = 6 * sum(getattr(r, name) for r in rows)
-            sums["metered_mwh"] = sums["counter_mwh"]
-            baseline = 6 * sum(r.baseline_mw_ms for r in rows)
-            sums["baseline_mwh"], sums["baseline_rest"] = divmod(baseline, H)
-            yield day_line(lum, day, sums)
+            yield day_line(lum, day, day_sums(lum, i, day))
+
+
+def month_lines(lums: list[Luminaire], month_ms: int, days: int) -> Iterator[str]:
+    """Each luminaire's ``energy_monthly`` point of ``days`` days from ``month_ms``: what
+    ``energy.rollup_months.into_statement`` computes from the daily points ``daily_lines``
+    makes (sums of ``DAY_SUMMED``, max of the methods, Σ hours, days counted; checked against
+    the INTO path by ``check_month_lines``)."""
+    for i, lum in enumerate(lums):
+        day = day_sums(lum, i, month_ms)
+        fields = [
+            f"{name}={days * integer(day, name)}i" for name in DAY_SUMMED if name != "expected"
+        ]
+        fields.append(f"expected={float(days * 96)!r}")
+        fields += [f"via_counter={day['via_counter']}i", f"via_power={day['via_power']}i"]
+        fields += [f"hours={24 * days}i", f"days={days}i"]
+        tags = f"circuit={lum.circuit},device_id={lum.device_id},zone={lum.zone}"
+        yield f"{MONTH_MEASUREMENT},{tags} {','.join(fields)} {month_ms}"
+
+
+def check_month_lines(url: str, devices: int, month_ms: int, days: int) -> int:
+    """Write ``devices`` luminaires' daily points of a month into a database of their own,
+    compute their monthly points with luxtel's INTO, and compare them with ``month_lines``;
+    returns the points compared (raises when any differs)."""
+    db = "monthcheck"
+    create_database(url, db)
+    query(url, f"CREATE RETENTION POLICY {RP} ON {db} DURATION INF REPLICATION 1")
+    lums = city(devices, 100)
+    asyncio.run(write(url, db, RP, daily_lines(lums, [month_ms + d * DAY for d in range(days)])))
+    post_query(url, db, month_into_statement(RP, month_ms, month_ms + days * DAY))
+    answer = query(url, f'SELECT * FROM "{RP}"."{MONTH_MEASUREMENT}"', db=db, epoch="ms")  # noqa: S608
+    series = answer["results"][0]["series"][0]
+    got = {}
+    for values in series["values"]:
+        row = dict(zip(series["columns"], values, strict=True))
+        got[row.pop("device_id")] = row
+    expected = {}
+    for text in month_lines(lums, month_ms, days):
+        head, fields, t = text.split(" ")
+        tags = dict(kv.split("=") for kv in head.split(",")[1:])
+        row = {"time": int(t), "zone": tags["zone"], "circuit": tags["circuit"]}
+        for kv in fields.split(","):
+            k, v = kv.split("=")
+            row[k] = int(v[:-1]) if v.endswith("i") else float(v)
+        expected[tags["device_id"]] = row
+    if got != expected:
+        some = next(d for d in expected if got.get(d) != expected[d])
+        raise RuntimeError(
+            f"month_lines differ from INTO for {some}: {got.get(some)} vs {expected[some]}"
+        )
+    query(url, f"DROP DATABASE {db}")
+    return len(got)
 
 
 FIGURES = ("counter_mwh", "power_mwh", "verified_mwh", "burning_ms", "dim_pct_ms")
@@ -519,6 +581,13 @@ def main() -> None:
         "group levels from them with INTO (needed for --by device; ~6 min at 20,000)",
     )
     parser.add_argument(
+        "--monthly",
+        action="store_true",
+        help="the civil month (March 2026, 31 days) instead of 30 days, and each luminaire's "
+        "energy_monthly point of it written directly (month_lines, checked against luxtel's "
+        "INTO at 500 luminaires first): what --by device reads; reports --by device too",
+    )
+    parser.add_argument(
         "--silent",
         type=int,
         default=0,
@@ -565,7 +634,8 @@ def main() -> None:
     luxtel = [sys.executable, "-m", "luxtel"]
     results: dict[str, Any] = {"devices": args.devices, "zone_size": args.zone_size}
     start_ms = int(START.timestamp() * 1000)
-    end_ms = start_ms + DAYS * DAY
+    n_days = 31 if args.monthly else DAYS
+    end_ms = start_ms + n_days * DAY
     end = datetime.fromtimestamp((end_ms - args.short_min * 60_000) / 1000, UTC)
     period = ["--from", START.isoformat(), "--to", end.isoformat()]
     try:
@@ -585,7 +655,7 @@ def main() -> None:
             f'[influx]\nurl = "{server.url}"\ndatabase = "{db}"\ntimeout_s = 600\n'
             f'[inventory]\npath = "{tmp / "inventory.csv"}"\n'
         )
-        days = [start_ms + d * DAY for d in range(DAYS)]
+        days = [start_ms + d * DAY for d in range(n_days)]
         # the first and last day's hours, and the hour on either side of the month
         outside = {"both": (H, H), "before": (H, 0), "none": (0, 0)}[args.around]
         spans = [(start_ms - outside[0], start_ms + DAY), (end_ms - DAY, end_ms + outside[1])]
@@ -606,7 +676,7 @@ def main() -> None:
 
         if args.device_rollups:
             timed(
-                f"energy_daily: {len(lums):,} luminaires x {DAYS} days",
+                f"energy_daily: {len(lums):,} luminaires x {n_days} days",
                 results,
                 "write_daily",
                 lambda: asyncio.run(write(server.url, db, RP, daily_lines(lums, days))),
@@ -631,7 +701,7 @@ def main() -> None:
 
             timed("INTO energy_group_hourly (2 days)", results, "into_group_hourly", into_hours)
             timed(
-                "INTO energy_group_daily + energy_zone_daily (30 days)",
+                f"INTO energy_group_daily + energy_zone_daily ({n_days} days)",
                 results,
                 "into_days",
                 into_days,
@@ -654,6 +724,30 @@ def main() -> None:
                 every = frozenset(lum.device_id for lum in lums)
                 last_hour = group_lines(lums, [end_ms - H], GROUP_HOURLY, 1, flagged=every)
                 asyncio.run(write(server.url, db, RP, last_hour))
+        if args.monthly and args.device_rollups:
+
+            def into_month() -> int:
+                post_query(server.url, db, month_into_statement(RP, start_ms, end_ms))
+                return 0
+
+            timed("INTO energy_monthly (from the daily points)", results, "into_month", into_month)
+        elif args.monthly:
+            timed(
+                "energy_monthly: month_lines against luxtel's INTO, 500 luminaires",
+                results,
+                "check_monthly",
+                check_month_lines,
+                server.url,
+                500,
+                start_ms,
+                n_days,
+            )
+            timed(
+                f"energy_monthly: {len(lums):,} luminaires, written directly",
+                results,
+                "write_monthly",
+                lambda: asyncio.run(write(server.url, db, RP, month_lines(lums, start_ms, n_days))),
+            )
         zones = sorted({lum.zone for lum in lums})
         year_start = end_ms - 365 * DAY
 
@@ -685,7 +779,8 @@ def main() -> None:
         print(f"compacted: {time.perf_counter() - t0:.0f} s", flush=True)
 
         commands = luxtels(args.before)
-        bys = ("zone", "circuit", "device") if args.device_rollups else ("zone", "circuit")
+        by_device = args.device_rollups or args.monthly
+        bys = ("device", "zone", "circuit") if by_device else ("zone", "circuit")
         said = {"both": "", "before": ", none after the end", "none": ", none around"}
         what = f"{len(lums):,} luminaires{said[args.around]}"
         reports(results, commands, toml, tmp, bys, period, what, "")
@@ -727,7 +822,7 @@ def main() -> None:
             f'[inventory]\npath = "{tmp / "small.csv"}"\n'
         )
         t0 = time.perf_counter()
-        points = asyncio.run(write_days(server.url, sdb, small, DAYS, start_ms))
+        points = asyncio.run(write_days(server.url, sdb, small, n_days, start_ms))
         print(f"small: {points:,} raw points written in {time.perf_counter() - t0:.1f} s")
         wall, rss, tail = run([*luxtel, "energy", "rollup", *period, "-c", str(stoml)])
         print(f"small: luxtel energy rollup {wall:.1f} s, peak RSS {rss:.0f} MiB — {tail}")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from rich import box
@@ -36,6 +35,16 @@ def _columns(by: str) -> list[str]:
     return [c for c in columns if not (by in ("day", "month") and c == "period")]
 
 
+def _write_csv(rows: Iterable[Row], by: str, columns: list[str], out: TextIO) -> None:
+    """The rows as CSV, ``columns`` in order (the key under ``by``; an empty cell for none)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    names = ["key" if c == by else c for c in columns]
+    for row in rows:
+        values = (getattr(row, name) for name in names)
+        writer.writerow(["" if v is None else v for v in values])
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -46,10 +55,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_rows(rows: Sequence[Row], by: str, fmt: str, output: Path | None) -> None:
-    """Write the rows as ``table``, ``csv``, ``json`` or ``parquet`` to ``output`` or stdout."""
-    records = _records(rows, by)
+def write_rows(rows: Iterable[Row], by: str, fmt: str, output: Path | None) -> None:
+    """Write the rows as ``table``, ``csv``, ``json`` or ``parquet`` to ``output`` or stdout;
+    CSV row by row as they come (a city's report by device: 100,000 rows never all held)."""
     columns = _columns(by)
+    if fmt == "csv":
+        if output is None:
+            _write_csv(rows, by, columns, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                _write_csv(rows, by, columns, fh)
+        return
+    records = _records(list(rows), by)
     if fmt == "parquet":
         if output is None:
             raise ValueError("parquet needs an output file")
@@ -62,15 +79,6 @@ def write_rows(rows: Sequence[Row], by: str, fmt: str, output: Path | None) -> N
     if fmt == "json":
         data = orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"
         _emit(data.decode(), output)
-        return
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(
-            {k: ("" if v is None else v) for k, v in record.items()} for record in records
-        )
-        _emit(buffer.getvalue(), output)
         return
     if output is None:
         console = Console(highlight=False)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -320,6 +320,11 @@ class ReportBuilder:
 
     def rows(self, axis: str, grid_factor: float = GRID_FACTOR_KG_PER_KWH) -> list[Row]:
         """The rows of one axis, by group then bin; every (group, bin) of the inventory."""
+        return list(self.iter_rows(axis, grid_factor))
+
+    def iter_rows(self, axis: str, grid_factor: float = GRID_FACTOR_KG_PER_KWH) -> Iterator[Row]:
+        """``rows`` one at a time (a report by device of a city is 100,000 of them: written out
+        as they come, never all held)."""
         spec = self.axes[axis]
         rate: dict[str, float] = {}
         count: dict[str, int] = {}
@@ -327,7 +332,6 @@ class ReportBuilder:
             group = spec.group_of(lum)
             rate[group] = rate.get(group, 0.0) + expected_readings(1.0, lum.report_interval_s)
             count[group] = count.get(group, 0) + 1
-        out: list[Row] = []
         for group in sorted(rate):
             for index, label in enumerate(spec.labels):
                 span = spec.edges[index + 1] - spec.edges[index]
@@ -335,8 +339,7 @@ class ReportBuilder:
                 expected = span * rate[group]
                 key = label if group == ALL else group
                 period = label if group != ALL or len(spec.labels) > 1 else key
-                out.append(_row(key, period, count[group], tally, expected, grid_factor))
-        return out
+                yield _row(key, period, count[group], tally, expected, grid_factor)
 
 
 def div_round(n: int, d: int) -> int:

@@ -79,6 +79,14 @@ from energy.rollup_groups import (
     groupable,
     into_statement,
 )
+from energy.rollup_months import (
+    MONTH_MEASUREMENT,
+    candidate_months,
+    last_day_statement,
+    months_touching,
+    take,
+)
+from energy.rollup_months import into_statement as month_into_statement
 from energy.source import COLUMNS, Pushes, push_series
 from influx.client import InfluxWriter
 from influx.errors import InfluxRejectedError
@@ -287,9 +295,10 @@ async def _luminaire_rows(
 async def delete_range(
     writer: InfluxWriter, start_ms: int, end_ms: int, config: RollupConfig
 ) -> None:
-    """Delete the hourly rollups of the hours over ``[start_ms, end_ms)`` and the daily ones
-    of the days touching it (before a rebuild after an inventory edit moved a luminaire to
-    another zone or circuit: its points under the old tags would stay beside the new ones).
+    """Delete the hourly rollups of the hours over ``[start_ms, end_ms)``, the daily ones of
+    the days touching it and the monthly ones of their months (before a rebuild after an
+    inventory edit moved a luminaire to another zone or circuit: its points under the old tags
+    would stay beside the new ones).
     The per-group levels of the same hours and days go too. These measurements exist only in
     the rollup policy, so nothing else is touched."""
     a, b = floor_hour(start_ms), ceil_hour(end_ms)
@@ -297,6 +306,8 @@ async def delete_range(
     spans = [(MEASUREMENT, a, b), (GROUP_HOURLY, a, b)]
     if days:
         spans += [(m, days[0][0], days[-1][1]) for m in (DAY_MEASUREMENT, GROUP_DAILY, ZONE_DAILY)]
+        months = months_touching(days, ZoneInfo(config.tz))
+        spans.append((MONTH_MEASUREMENT, months[0][0], months[-1][1]))
     for measurement, x, y in spans:
         # integers and constants only
         statement = f'DELETE FROM "{measurement}" WHERE time >= {x}ms AND time < {y}ms'  # noqa: S608
@@ -316,8 +327,9 @@ async def build_days(
     """(Re)write the daily rollups of every civil day touching ``[start_ms, end_ms)`` (with
     ``complete``: only those ending by ``end_ms``): each device's sums over the day's hourly
     points, summed by InfluxDB, then the day's sums per (zone, circuit) and per zone
-    (``energy.rollup_groups``, computed by InfluxDB from the daily points just written);
-    returns the per-device points."""
+    (``energy.rollup_groups``, computed by InfluxDB from the daily points just written), then
+    the monthly points of their months whose last day is there (``_build_months``); returns
+    the per-device daily points."""
     select_list = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in DAY_SUMMED]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
@@ -325,9 +337,11 @@ async def build_days(
         + ['min("inventory_crc") AS "crc_lo"', 'max("inventory_crc") AS "crc_hi"']
     )
     written = 0
+    rebuilt: list[tuple[int, int]] = []
     for a, b in days_touching(start_ms, end_ms, ZoneInfo(config.tz)):
         if complete and b > end_ms:
             continue
+        rebuilt.append((a, b))
         statement = _sums_statement(config, a, b, (), select_list, '"device_id"')
         lines = []
         async for series in stream(writer, statement):
@@ -341,7 +355,36 @@ async def build_days(
         written += len(lines)
         for level in (GROUP_DAILY, ZONE_DAILY):
             await _into(writer, config, level, a, b)
+    await _build_months(writer, config, rebuilt)
     return written
+
+
+async def _build_months(
+    writer: InfluxWriter, config: RollupConfig, days: Sequence[tuple[int, int]]
+) -> None:
+    """(Re)write the monthly rollups (``energy.rollup_months``) of the months holding ``days``
+    (just rebuilt) whose last day has daily points: the month just completed, or a past month
+    a late reading reached back into. Computed by InfluxDB from the daily points, as the group
+    levels are (refused: as ``_into``)."""
+    tz = ZoneInfo(config.tz)
+    for a, b in months_touching(days, tz):
+        statement = last_day_statement(config.retention_policy, (a, b), tz)
+        closed = False
+        async for series in stream(writer, statement):
+            closed = closed or any(int(values[1] or 0) for values in series.values)
+        if not closed:
+            continue
+        try:
+            await post_statement(writer, month_into_statement(config.retention_policy, a, b))
+        except RetentionError as error:
+            log.warning(
+                "rollup_month_level_refused",
+                error=str(error),
+                action="reports read the daily rollups",
+            )
+            statement = f'DELETE FROM "{MONTH_MEASUREMENT}" WHERE time >= {a}ms AND time < {b}ms'  # noqa: S608
+            with contextlib.suppress(RetentionError):
+                await post_statement(writer, statement)
 
 
 async def _into(writer: InfluxWriter, config: RollupConfig, level: str, a: int, b: int) -> None:
@@ -369,6 +412,9 @@ async def _into(writer: InfluxWriter, config: RollupConfig, level: str, a: int, 
 class Sources:
     """Where a report's figures came from."""
 
+    rollup_months: int = 0
+    """Civil months read from ``energy_monthly`` (their days are not counted in
+    ``rollup_days``)."""
     rollup_days: int = 0
     rollup_hours: int = 0
     raw_ranges: list[tuple[int, int]] = field(default_factory=list)
@@ -1170,10 +1216,21 @@ async def feed_report(
         group_days, rows = await _read_back_group_days(writer, builder, days, config, zones)
         sources.rollup_rows += rows
     rest = [d for d in days if d not in set(group_days)]
+    months: list[tuple[int, int]] = []
+    for a, b in candidate_months(start, end, axes, edge, ZoneInfo(config.tz)):
+        if any(a <= d < b for d, _ in group_days):
+            continue
+        added = await take(writer, builder, (a, b), config.retention_policy, zones)
+        if added:
+            months.append((a, b))
+            sources.rollup_rows += added
+    rest = [(a, b) for a, b in rest if not any(x <= a < y for x, y in months)]
     device_days, rows = await _read_back_days(writer, builder, rest, config, zones)
     sources.rollup_rows += rows
-    used_days = sorted(group_days + device_days)
-    sources.rollup_days, sources.group_days = len(used_days), len(group_days)
+    sources.rollup_months = len(months)
+    used_days = sorted(group_days + device_days + months)
+    sources.rollup_days = len(group_days) + len(device_days)
+    sources.group_days = len(group_days)
     every_hour = set(range(floor_hour(start), end, MS_PER_H))
     candidates = plan(start, end, axes, edge, every_hour, used_days)
     group_hours: set[int] = set()

@@ -11,7 +11,7 @@ report them without parsing the message.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -65,9 +65,16 @@ class Luminaire(BaseModel):
 
 def read_inventory(path: Path) -> dict[str, Luminaire]:
     """The inventory keyed by device id; raises InventoryError naming the line of a bad row."""
+    return {lum.device_id: lum for lum in read_rows(path)}
+
+
+def read_rows(path: Path) -> Iterator[Luminaire]:
+    """The inventory's rows one at a time, each validated (a caller keeping its own
+    projection of them never holds every full row at once); InventoryError as
+    ``read_inventory``."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            return parse_inventory(fh, str(path))
+            yield from iter_inventory(fh, str(path))
     except OSError as error:
         raise InventoryError(str(path), 0, f"cannot read the inventory: {error.strerror}") from None
     except UnicodeDecodeError:
@@ -77,11 +84,16 @@ def read_inventory(path: Path) -> dict[str, Luminaire]:
 def parse_inventory(lines: Iterable[str], name: str = "inventory") -> dict[str, Luminaire]:
     """Parse inventory CSV text (header first); line numbers count the header as line 1. A
     byte-order mark before the header is ignored, whoever decoded the text."""
+    return {lum.device_id: lum for lum in iter_inventory(lines, name)}
+
+
+def iter_inventory(lines: Iterable[str], name: str = "inventory") -> Iterator[Luminaire]:
+    """The rows of ``parse_inventory``, one at a time (a device id seen twice is refused)."""
     reader = csv.DictReader(_without_bom(lines))
     missing = [c for c in INVENTORY_COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
         raise InventoryError(name, 1, f"missing column(s) {', '.join(missing)}", missing[0])
-    out: dict[str, Luminaire] = {}
+    seen: set[str] = set()
     for row in reader:
         line = reader.line_num
         values = {k: (v if v != "" else None) for k, v in row.items() if k is not None}
@@ -96,11 +108,11 @@ def parse_inventory(lines: Iterable[str], name: str = "inventory") -> dict[str, 
             column = ".".join(str(p) for p in first["loc"])
             reason = f"{column}: {first['msg']} (got {row.get(column)!r})"
             raise InventoryError(name, line, reason, column) from None
-        if lum.device_id in out:
+        if lum.device_id in seen:
             reason = f"device_id {lum.device_id} appears twice"
             raise InventoryError(name, line, reason, "device_id")
-        out[lum.device_id] = lum
-    return out
+        seen.add(lum.device_id)
+        yield lum
 
 
 def _without_bom(lines: Iterable[str]) -> Iterable[str]:

@@ -148,9 +148,6 @@ def _energy_inventory() -> dict[str, Luminaire]:
             device_id=p.device_id,
             zone=p.zone,
             circuit=p.circuit,
-            lat=p.lat,
-            lon=p.lon,
-            rated_power_w=100.0,
             baseline_power_w=BASELINE_W.get(p.device_id, 120.0),
             report_interval_s=900,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -24,9 +25,6 @@ LUM = Luminaire(
     device_id="lum-1",
     zone="north",
     circuit="C01",
-    lat=51.5,
-    lon=-0.1,
-    rated_power_w=40,
     baseline_power_w=100,
     report_interval_s=900,
 )
@@ -110,7 +108,7 @@ def test_days_add_up_to_the_device_total(start: int, length: int, tz: str) -> No
 INTEGERS = ("counter_mwh", "power_mwh", "verified_mwh", "burn_ms", "dim_ms", "baseline_mw_ms")
 
 
-TIE = LUM.model_copy(update={"baseline_power_w": 98.777})
+TIE = replace(LUM, baseline_power_w=98.777)
 """98.777 W for 30 min: a baseline of exactly 49.3885 Wh, 0.0493885 kWh (a rounding tie)."""
 TIE_CUTS = [46_813, 53_364, 64_152, 214_386, 665_699]
 """A split of those 30 min whose float Wh shares, summed, made 49.38849999999999 Wh: printed

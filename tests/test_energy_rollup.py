@@ -44,9 +44,6 @@ def _lum(device_id: str, zone: str = "north", interval_s: int = 900) -> Luminair
         device_id=device_id,
         zone=zone,
         circuit="C01",
-        lat=51.5,
-        lon=-0.1,
-        rated_power_w=40,
         baseline_power_w=100,
         report_interval_s=interval_s,
     )

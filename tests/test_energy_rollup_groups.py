@@ -24,10 +24,10 @@ from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
 from servers import query, quote_ident, write_points
+from tests.energy_fleet import City
 from tests.test_energy_rollup_influx import (
     END,
     START,
-    City,
     H,
     _report,
     _report_said,

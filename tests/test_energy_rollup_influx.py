@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from servers import (
     quote_ident,
     write_points,
 )
+from tests.energy_fleet import FLEET, City, Story, make_city, readings
 from tests.support import Publisher, RunningPipeline, make_settings, reading, wait_until
 
 pytestmark = pytest.mark.integration
@@ -52,91 +51,24 @@ END = to_ms(datetime(2026, 3, 31, tzinfo=LONDON))  # the spring-forward weekend:
 HOLE = (START + 42 * H, START + 46 * H)  # a night
 """Device n2's readings in here arrive late (the backlog test)."""
 
-FLEET = {
-    # device: zone, circuit, report interval s, what happens
-    "n1": ("north", "C01", 900, "steady"),
-    "n2": ("north", "C01", 900, "reset"),
-    "n3": ("north", "C02", 900, "outage"),  # silent 3 h (a gap), then 14 h (a break)
-    "s1": ("south", "C03", 3600, "wrap"),  # hourly, wraps at 2^32 Wh
-    "s2": ("south", "C03", 900, "no_counter"),  # power only
-    "s3": ("south", "C04", 900, "onboarding"),  # first reading on the 29th, 50 kWh lifetime
-}
-
-
-def _lit(t: int) -> bool:
-    hour = datetime.fromtimestamp(t / 1000, LONDON).hour
-    return hour >= 18 or hour < 7
+STORY = Story(
+    first=START - 6 * H,
+    until=END + 6 * H,
+    outages=((START + 10 * H, START + 13 * H), (START + 40 * H, START + 54 * H)),
+    reset=START + 50 * H,
+    onboarding=START + 26 * H + 7 * 60_000,  # on the 29th
+)
 
 
 def _readings(device: str) -> list[tuple[int, str]]:
-    _, _, interval_s, kind = FLEET[device]
-    rng = random.Random(device)
-    energy = {"wrap": 2.0**32 - 400.0, "onboarding": 50_000.0}.get(kind, 1000.0)
-    first = START + 26 * H + 7 * 60_000 if kind == "onboarding" else START - 6 * H
-    out = []
-    t = first
-    while t < END + 6 * H:
-        step = interval_s * 1000 + rng.randint(-60, 60) * 1000
-        if kind == "outage" and START + 10 * H <= t < START + 13 * H:
-            t += step
-            energy += 30.0
-            continue
-        if kind == "outage" and START + 40 * H <= t < START + 54 * H:
-            t += step
-            energy += 30.0
-            continue
-        on = _lit(t)
-        power = 40.0 if on else 0.0
-        energy += power * step / H
-        if kind == "reset" and START + 50 * H <= t < START + 50 * H + step:
-            energy = 3.0
-        if kind == "wrap" and energy >= 2.0**32:
-            energy -= 2.0**32
-        dim = 70 if on else 0
-        fields = f"lamp_on={str(on).lower()},power_w={power},dim_pct={dim}i"
-        if kind != "no_counter":
-            fields += f",energy_wh={energy!r}"
-        zone = FLEET[device][0]
-        out.append((t, f"telemetry,device_id={device},zone={zone} {fields} {t}"))
-        t += step
-    return out
-
-
-@dataclass(frozen=True)
-class City:
-    url: str
-    database: str
-    toml: Path
-    tmp: Path
-    backlog: list[str]
+    return readings(device, STORY)
 
 
 @pytest.fixture
 def city(influxdb: InfluxDBServer, tmp_path: Path) -> Iterator[City]:
-    database = f"rollups_{uuid.uuid4().hex[:8]}"
-    create_database(influxdb.url, database)
-    inventory = tmp_path / "inventory.csv"
-    rows = [
-        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
-        "model,installed_on"
-    ]
-    for device, (zone, circuit, interval, _) in FLEET.items():
-        rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
-    inventory.write_text("\n".join(rows) + "\n")
-    toml = tmp_path / "luxtel.toml"
-    toml.write_text(
-        f'[influx]\nurl = "{influxdb.url}"\ndatabase = "{database}"\n'
-        f'[inventory]\npath = "{inventory}"\n[energy]\nmax_interval_h = 6\n'
-        'tz = "Europe/London"\n'
-    )
-    on_time: list[str] = []
-    backlog: list[str] = []
-    for device in FLEET:
-        for t, text in _readings(device):
-            (backlog if device == "n2" and HOLE[0] <= t < HOLE[1] else on_time).append(text)
-    write_points(influxdb.url, database, on_time)
-    yield City(influxdb.url, database, toml, tmp_path, backlog)
-    query(influxdb.url, f"DROP DATABASE {quote_ident(database)}")
+    made = make_city(influxdb.url, tmp_path, STORY, HOLE)
+    yield made
+    query(influxdb.url, f"DROP DATABASE {quote_ident(made.database)}")
 
 
 def _cli(*args: str) -> str:

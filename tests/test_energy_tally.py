@@ -34,9 +34,6 @@ def _lum(device_id: str, zone: str, interval_s: int, baseline_w: float) -> Lumin
         device_id=device_id,
         zone=zone,
         circuit="C01",
-        lat=51.5,
-        lon=-0.1,
-        rated_power_w=40,
         baseline_power_w=baseline_w,
         report_interval_s=interval_s,
     )

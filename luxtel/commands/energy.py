@@ -255,8 +255,12 @@ def report(
                 writer, builder, rollups, zones=zones, window_ms=window, advance=advance
             )
         raw_h = sum(y - x for x, y in used.raw_ranges) / 3_600_000
+        months = (
+            f"{used.rollup_months} whole month(s) per luminaire, " if used.rollup_months else ""
+        )
         _err.print(
-            f"{used.rollup_days} whole days and {used.rollup_hours} whole hours from rollups "
+            f"{months}{used.rollup_days} whole days and {used.rollup_hours} whole hours from "
+            "rollups "
             f"({used.group_days} days and {used.group_hours} hours per zone and circuit; "
             f"{used.rollup_rows:,} sums), "
             f"{raw_h:g} h from raw readings ({used.readings:,} readings)"
@@ -298,7 +302,7 @@ def report(
         _err.print(
             f"warning: {len(builder.unknown)} device(s) not in the inventory left out: {some}"
         )
-    write_rows(builder.rows("rows", grid_factor), by, fmt, output)
+    write_rows(builder.iter_rows("rows", grid_factor), by, fmt, output)
     if plot is not None:
         # Imported when used: matplotlib and pyarrow cost every luxtel process ~110 MB of RSS.
         from energy.plot import plot_report
@@ -328,7 +332,8 @@ def rollup(
         ),
     ] = False,
 ) -> None:
-    """(Re)build the hourly and daily energy rollups of the whole hours over [--from, --to).
+    """(Re)build the hourly and daily energy rollups of the whole hours over [--from, --to),
+    and the monthly ones of their months whose last day is rolled up.
 
     Idempotent: a rebuilt hour overwrites its points (same series, same time). `luxtel run`
     keeps recent hours current by itself; use this for history, or after editing the
