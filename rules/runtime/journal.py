@@ -4,7 +4,9 @@ side
 of `luxtel run`, `rules.runtime.journal_reader` the side of the rules process.
 
     journal = JournalWriter(state_dir / "journal", max_bytes, registry)  # in `luxtel run`
-    await journal.append(batch.observations)  # the sink, before it acknowledges the batch
+    journaled = await journal.admit(batch.handed)  # the sink: waits for room, then appends
+    ...  # the sink writes the batch to InfluxDB meanwhile
+    await journaled  # written and fsynced: the batch may be acknowledged
     ...
     reader = JournalReader(state_dir / "journal", committed)  # in the rules process
     for record in reader.read(until=durable_end): ...
