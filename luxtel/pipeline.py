@@ -275,7 +275,7 @@ class Pipeline:
                 self.metrics,
                 source.ack,
                 create_database=settings.influx.create_database,
-                journal=journal.append if journal is not None else None,
+                journal=journal.admit if journal is not None else None,
                 written=None if self.upkeep is None else self.upkeep.written,
             )
             self.sink = sink

@@ -155,6 +155,35 @@ def test_a_full_journal_holds_the_append_until_the_rules_commit(tmp_path: Path) 
     asyncio.run(main())
 
 
+def test_admission_does_not_wait_for_the_appends_before_and_counts_against_the_bound(
+    tmp_path: Path,
+) -> None:
+    """With room, `admit` returns before anything is written (the sink's write to InfluxDB
+    starts then); records admitted but not yet written count against the bound; the appends
+    land in the order of admission."""
+    journal = JournalWriter(tmp_path, 1 << 20)
+    big = chunk(2000)  # ~400 KB
+
+    async def main() -> None:
+        first = await journal.admit(big)
+        second = await journal.admit(chunk(3, 2000))
+        assert not first.done(), "admitted before it is written"
+        assert not second.done()
+        assert journal.end == START
+        await asyncio.gather(first, second)
+        third = await journal.admit(big)
+        fourth = asyncio.create_task(journal.admit(big))
+        await asyncio.sleep(0.3)
+        assert not fourth.done(), "the journal and the admitted record leave no room for it"
+        await third
+        journal.consumed(journal.end, journal.end)
+        await (await asyncio.wait_for(fourth, 10))
+
+    asyncio.run(main())
+    got = read_all(tmp_path, START, journal.end.offset)
+    assert [list(c) for c in got] == [big, chunk(3, 2000), big, big]
+
+
 def test_the_lag_follows_what_the_rules_report(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     now = [1000.0]

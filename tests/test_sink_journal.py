@@ -48,7 +48,7 @@ def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batche
                 tmp_path,
                 metrics,
                 acknowledge,
-                journal=journal.append,
+                journal=journal.admit,
             )
             inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
             for batch in batches:
@@ -91,7 +91,7 @@ def test_at_the_journal_bound_a_batch_is_neither_written_nor_acknowledged_and_st
                 tmp_path,
                 metrics,
                 lambda deliveries: acknowledged.extend(d.position for d in deliveries),
-                journal=journal.append,
+                journal=journal.admit,
             )
             inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
             inbox.put_nowait(first)

@@ -4,7 +4,9 @@ side
 of `luxtel run`, `rules.runtime.journal_reader` the side of the rules process.
 
     journal = JournalWriter(state_dir / "journal", max_bytes, registry)  # in `luxtel run`
-    await journal.append(batch.observations)  # the sink, before it acknowledges the batch
+    journaled = await journal.admit(batch.handed)  # the sink: waits for room, then appends
+    ...  # the sink writes the batch to InfluxDB meanwhile
+    await journaled  # written and fsynced: the batch may be acknowledged
     ...
     reader = JournalReader(state_dir / "journal", committed)  # in the rules process
     for record in reader.read(until=durable_end): ...
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from isal.isal_zlib import crc32
+
 from models import Handed, Observation
 from rules.runtime.channel import decode_handed, handed_count, handed_pieces
 from rules.runtime.journal_rows import RowsChunk, rows_of
@@ -55,6 +59,9 @@ MAX_SEGMENT_BYTES = 64 << 20
 MAX_PIECES = 256
 """A body in more pieces than this (many small entries: statuses, the full path's readings) is
 joined first: a piece costs a CRC call and an iovec, a join a copy."""
+# The writer's CRC-32 is ISA-L's (`isal`), the same CRC as zlib's: zlib 1.2.13 took ~0.08 µs an
+# observation (3 GB/s here), ISA-L ~0.005 (45 GB/s), so `luxtel run` frames a batch's record
+# on its event loop (~25 µs for 5,000 observations) rather than in a thread.
 MAX_RECORD_BYTES = 1 << 30
 """Far above any real record (a batch of 100,000 observations is ~50 MB): a larger length is
 a corrupt header."""
@@ -143,7 +150,7 @@ class Body:
             pieces = [b"".join(pieces)]
         crc = 0
         for piece in pieces:
-            crc = zlib.crc32(piece, crc)
+            crc = crc32(piece, crc)
         if count is None:
             count = handed_count(observations)
         return cls(pieces, crc, count)
@@ -162,7 +169,7 @@ class Body:
         rest of the header's, so the header is framed when the record is written."""
         size = self.size
         rest = HEADER.pack(size, 0, appended_at, seq, self.count)[8:]
-        return struct.pack("<II", size, zlib.crc32(rest, self.crc)) + rest
+        return struct.pack("<II", size, crc32(rest, self.crc)) + rest
 
     def record(self, seq: int, appended_at: float) -> bytes:
         """The record: the header, then the body, joined (the writer writes the pieces)."""
