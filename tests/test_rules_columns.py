@@ -5,7 +5,8 @@ null, ints and NaN, statuses, devices with alerts, day and night, polar night, d
 the inventory, states carrying odd kept readings)."""
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -203,14 +204,12 @@ def test_the_shipped_verdicts_are_vectorised() -> None:
     assert ChunkRules.of(rules, rulebook.rules.fields["reading"]) is not None
 
 
-def test_a_quiet_chunk_settles_without_the_scalar_path() -> None:
-    """Night, every lamp lit at its rated power: no device's verdict is true, so no reading
-    goes through `_observe` (the views are still those the scalar path makes)."""
-    rulebook = BOOKS[0]
-    chunk = [reading(d, m * 15.0) for m in range(4) for d in ("a", "b", "c")]
-    calls: list[Observation] = []
+@contextmanager
+def scalar_rows() -> Iterator[list[Observation]]:
+    """The observations that go through the scalar path (`evaluator._observe`) meanwhile."""
     from rules.evaluation import evaluator
 
+    calls: list[Observation] = []
     original = evaluator._observe
 
     def counted(run_: Any, obs: Observation, *rest: Any) -> None:
@@ -219,9 +218,18 @@ def test_a_quiet_chunk_settles_without_the_scalar_path() -> None:
 
     evaluator._observe = counted  # type: ignore[assignment]
     try:
-        state, transitions = evaluate(rulebook, EngineState(), at(60), chunk, columnar_from=1)
+        yield calls
     finally:
         evaluator._observe = original
+
+
+def test_a_quiet_chunk_settles_without_the_scalar_path() -> None:
+    """Night, every lamp lit at its rated power: no device's verdict is true, so no reading
+    goes through `_observe` (the views are still those the scalar path makes)."""
+    rulebook = BOOKS[0]
+    chunk = [reading(d, m * 15.0) for m in range(4) for d in ("a", "b", "c")]
+    with scalar_rows() as calls:
+        state, transitions = evaluate(rulebook, EngineState(), at(60), chunk, columnar_from=1)
     assert calls == []
     assert transitions == []
     scalar, _ = evaluate(rulebook, EngineState(), at(60), chunk, columnar_from=None)
@@ -244,20 +252,8 @@ def test_firing_alerts_held_by_their_readings_settle_without_the_scalar_path() -
         for m in range(1, 5)
         for i, d in enumerate(devices)
     ]
-    calls: list[Observation] = []
-    from rules.evaluation import evaluator
-
-    original = evaluator._observe
-
-    def counted(run_: Any, obs: Observation, *rest: Any) -> None:
-        calls.append(obs)
-        original(run_, obs, *rest)
-
-    evaluator._observe = counted  # type: ignore[assignment]
-    try:
+    with scalar_rows() as calls:
         columns = run(rulebook, state, chunk, 1)
-    finally:
-        evaluator._observe = original
     assert calls == []
     assert columns == run(rulebook, state, chunk, None)
     alerts = columns[1]
@@ -266,8 +262,8 @@ def test_firing_alerts_held_by_their_readings_settle_without_the_scalar_path() -
     assert columns[4] == []
 
 
-@pytest.mark.parametrize(("last", "scalar_rows"), [(25.0, 0), (30.0, 4)])
-def test_pending_alerts_settle_until_they_are_due(last: float, scalar_rows: int) -> None:
+@pytest.mark.parametrize(("last", "scalar"), [(25.0, 0), (30.0, 4)])
+def test_pending_alerts_settle_until_they_are_due(last: float, scalar: int) -> None:
     """Day-burning alerts pending since minute 0 (`for: 30m`): readings that keep them pending
     settle column-wise; a reading at minute 30, when they fire, sends its device's rows to the
     scalar path. The same state and transitions either way."""
@@ -279,22 +275,10 @@ def test_pending_alerts_settle_until_they_are_due(last: float, scalar_rows: int)
     assert [t.kind for t in transitions] == ["pending"] * len(devices)
     chunk = [reading(d, day + m) for m in (20.0, last) for d in devices[:2]]
     chunk.append(reading("c", day + 20.0, power_w=61.0))
-    calls: list[Observation] = []
-    from rules.evaluation import evaluator
-
-    original = evaluator._observe
-
-    def counted(run_: Any, obs: Observation, *rest: Any) -> None:
-        calls.append(obs)
-        original(run_, obs, *rest)
-
-    evaluator._observe = counted  # type: ignore[assignment]
-    try:
+    with scalar_rows() as calls:
         columns = run(rulebook, state, chunk, 1)
-    finally:
-        evaluator._observe = original
     assert columns == run(rulebook, state, chunk, None)
-    assert len(calls) == scalar_rows  # both rows of a and b, none of c
+    assert len(calls) == scalar  # both rows of a and b, none of c
     assert [t.kind for t in columns[4]] == ["firing"] * (len(calls) // 2)
     assert columns[1][("day_burning", "c")].value == 61.0
 
