@@ -5,6 +5,8 @@ null, ints and NaN, statuses, devices with alerts, day and night, polar night, d
 the inventory, states carrying odd kept readings)."""
 
 import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import Observation, SentReading, Status
+from rules.evaluation.alerts import Alert, AlertKey
 from rules.evaluation.columns import ChunkColumns, ChunkRules
 from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate
 from rules.evaluation.inventory import Device
@@ -157,8 +160,22 @@ def cases(draw: st.DrawFn) -> tuple[Rulebook, EngineState, list[Observation], in
         )
         devices = {**state.devices, device_id: replace(view, last_reading=kept)}
         state = replace(state, devices=devices)
+    if draw(st.booleans()):
+        state = replace(state, alerts=fired(rulebook, state.alerts))
     chunk = draw(observations(draw(st.integers(0, 60)), hour + draw(st.sampled_from([0, 150]))))
     return rulebook, state, chunk, draw(st.sampled_from([1, 2, 5]))
+
+
+def fired(rulebook: Rulebook, alerts: Mapping[AlertKey, Alert]) -> dict[AlertKey, Alert]:
+    """`alerts` with the pending ones fired when their `for` ends: devices whose alerts all
+    fire, whose readings the columns may settle when their verdicts keep them so."""
+    rules = {rule.name: rule for rule in rulebook.rules.rules}
+    return {
+        key: alert
+        if alert.fired_at is not None
+        else replace(alert, fired_at=alert.active_at + rules[alert.rule].for_)
+        for key, alert in alerts.items()
+    }
 
 
 def run(
@@ -187,14 +204,12 @@ def test_the_shipped_verdicts_are_vectorised() -> None:
     assert ChunkRules.of(rules, rulebook.rules.fields["reading"]) is not None
 
 
-def test_a_quiet_chunk_settles_without_the_scalar_path() -> None:
-    """Night, every lamp lit at its rated power: no device's verdict is true, so no reading
-    goes through `_observe` (the views are still those the scalar path makes)."""
-    rulebook = BOOKS[0]
-    chunk = [reading(d, m * 15.0) for m in range(4) for d in ("a", "b", "c")]
-    calls: list[Observation] = []
+@contextmanager
+def scalar_rows() -> Iterator[list[Observation]]:
+    """The observations that go through the scalar path (`evaluator._observe`) meanwhile."""
     from rules.evaluation import evaluator
 
+    calls: list[Observation] = []
     original = evaluator._observe
 
     def counted(run_: Any, obs: Observation, *rest: Any) -> None:
@@ -203,13 +218,69 @@ def test_a_quiet_chunk_settles_without_the_scalar_path() -> None:
 
     evaluator._observe = counted  # type: ignore[assignment]
     try:
-        state, transitions = evaluate(rulebook, EngineState(), at(60), chunk, columnar_from=1)
+        yield calls
     finally:
         evaluator._observe = original
+
+
+def test_a_quiet_chunk_settles_without_the_scalar_path() -> None:
+    """Night, every lamp lit at its rated power: no device's verdict is true, so no reading
+    goes through `_observe` (the views are still those the scalar path makes)."""
+    rulebook = BOOKS[0]
+    chunk = [reading(d, m * 15.0) for m in range(4) for d in ("a", "b", "c")]
+    with scalar_rows() as calls:
+        state, transitions = evaluate(rulebook, EngineState(), at(60), chunk, columnar_from=1)
     assert calls == []
     assert transitions == []
     scalar, _ = evaluate(rulebook, EngineState(), at(60), chunk, columnar_from=None)
     assert dict(state.devices) == dict(scalar.devices)
+
+
+def test_firing_alerts_held_by_their_readings_settle_without_the_scalar_path() -> None:
+    """By day, lamps lit: each device's day-burning alert fires through `for`; then a chunk of
+    lit readings (a different power each) keeps them firing. None of those readings goes
+    through `_observe`, and the alerts carry the last reading's value and summary, as the
+    scalar path leaves them."""
+    rulebook = BOOKS[0]
+    devices = ("a", "b", "c")
+    day = 600.0
+    before = [reading(d, day + m * 15.0) for m in range(4) for d in devices]
+    state, transitions = evaluate(rulebook, EngineState(), at(day + 60), before, columnar_from=None)
+    assert [t.kind for t in transitions].count("firing") == len(devices)
+    chunk = [
+        reading(d, day + 60 + m * 15.0, power_w=50.0 + m + i)
+        for m in range(1, 5)
+        for i, d in enumerate(devices)
+    ]
+    with scalar_rows() as calls:
+        columns = run(rulebook, state, chunk, 1)
+    assert calls == []
+    assert columns == run(rulebook, state, chunk, None)
+    alerts = columns[1]
+    assert {a.value for a in alerts.values()} == {54.0, 55.0, 56.0}
+    assert all(a.state == "firing" for a in alerts.values())
+    assert columns[4] == []
+
+
+@pytest.mark.parametrize(("last", "scalar"), [(25.0, 0), (30.0, 4)])
+def test_pending_alerts_settle_until_they_are_due(last: float, scalar: int) -> None:
+    """Day-burning alerts pending since minute 0 (`for: 30m`): readings that keep them pending
+    settle column-wise; a reading at minute 30, when they fire, sends its device's rows to the
+    scalar path. The same state and transitions either way."""
+    rulebook = BOOKS[0]
+    day = 600.0
+    devices = ("a", "b", "c")
+    before = [reading(d, day + m) for m in (0.0, 10.0) for d in devices]
+    state, transitions = evaluate(rulebook, EngineState(), at(day), before, columnar_from=None)
+    assert [t.kind for t in transitions] == ["pending"] * len(devices)
+    chunk = [reading(d, day + m) for m in (20.0, last) for d in devices[:2]]
+    chunk.append(reading("c", day + 20.0, power_w=61.0))
+    with scalar_rows() as calls:
+        columns = run(rulebook, state, chunk, 1)
+    assert columns == run(rulebook, state, chunk, None)
+    assert len(calls) == scalar  # both rows of a and b, none of c
+    assert [t.kind for t in columns[4]] == ["firing"] * (len(calls) // 2)
+    assert columns[1][("day_burning", "c")].value == 61.0
 
 
 def frame(rows: int, **columns: tuple[type, Any, Any]) -> Frame:

@@ -7,7 +7,7 @@ apart, under its id, until its resolved notice has been handed to the notifier.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -32,6 +32,8 @@ class Alert:
     resolved_at: datetime | None = None
     cleared_at: datetime | None = None
     last_sent_at: datetime | None = None
+    _id: str = field(default="", init=False, repr=False, compare=False)
+    """`id`, once asked for (a copy made by `replace` asks again)."""
 
     @property
     def key(self) -> AlertKey:
@@ -39,9 +41,15 @@ class Alert:
 
     @property
     def id(self) -> str:
-        """Stable and short, for `luxtel alerts ack ID`: the rule, device and start."""
-        text = f"{self.rule}|{self.device_id}|{self.active_at.isoformat()}"
-        return hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+        """Stable and short, for `luxtel alerts ack ID`: the rule, device and start. Kept: each
+        cycle asks every alert's (the store's diff, dispatch, `mark_sent`), and a hash costs
+        more than the rest of an unchanged alert's share of a cycle."""
+        found = self._id
+        if not found:
+            text = f"{self.rule}|{self.device_id}|{self.active_at.isoformat()}"
+            found = hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+            object.__setattr__(self, "_id", found)
+        return found
 
     @property
     def state(self) -> State:

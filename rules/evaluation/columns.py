@@ -11,11 +11,23 @@ chunk is taken in three steps:
    `previous`, and the variables the verdicts read (`reading`, `device`, `sun`) per judged row.
 2. The verdicts of the reading rules over those rows (`rules.language.vectorised`), answered
    exactly as the native functions would, or `ask` where they would not.
-3. A device with an alert, a status in the chunk, a row whose verdict is true or asked, or a
-   value the columns do not hold exactly (a field of another type, a lamp state that is not a
-   boolean, a polar day) goes through the scalar path, all its rows, in order; every other
-   device only gets its final view. Those produce no transitions, so the scalar
-   devices' transitions keep their order.
+3. A device with a status in the chunk, a row whose verdict is true or asked, or a value the
+   columns do not hold exactly (a field of another type, a lamp state that is not a boolean, a
+   polar day) goes through the scalar path, all its rows, in order; every other device only
+   gets its final view. Those produce no transitions, so the scalar devices' transitions keep
+   their order.
+
+A device with alerts takes the scalar path too, unless every one of them is a reading rule's,
+pending or firing, not cleared (`held`): then its rows keep them as they are when each verdict
+of those rules is true or null, every other verdict false or null, and no row of a pending
+alert is at or past its `active_at + for` (where it would fire). A true or null verdict then
+moves the alert by nothing (`advance`: a pending one is not due, a firing one not cleared),
+and a true one sets its `value` and `summary` from that reading and `cleared_at` to None,
+which it already is; so only the last true verdict of each rule shows, and it is taken from
+the columns (`raised`): the rule's `value` expression vectorised as its verdict is, at that
+row. No transition, no error counted. (The scalar path took some 20 µs per such row: a fleet
+with a few percent of its luminaires in alert spent a fifth of the rules process on them,
+`bench.rules_loop`.)
 
 Times are the observations' own (`at`, `received_at`), as integers of epoch microseconds, which
 the datetimes are exactly; floats only where the scalar path computes floats (the sun's
@@ -55,6 +67,9 @@ hundred numpy calls) and per luminaire (its view, its sun table), are more than 
 observation, scalar → columns: chunks of 128 17.5 → 26.5 µs, 256 16.5 → 19.4, 512 16.9 → 16.3,
 1024 17.5 → 14.0 (best of 2, busy machine)."""
 
+HELD = np.iinfo(np.int64).max
+"""`settle`'s `held` time of a firing alert: no reading fires it again."""
+
 _US = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _SUN_FIELDS = (
@@ -72,6 +87,9 @@ class ChunkRules:
     verdicts: tuple[Vectorised, ...]
     reads: frozenset[tuple[str, str]]
     wanted: Mapping[str, frozenset[str] | None]
+    values: tuple[Vectorised | None, ...] | None = None
+    """Each rule's `value` expression vectorised (None: it has none); None when one is outside
+    what is mirrored (then a device in alert always takes the scalar path)."""
 
     @classmethod
     def of(
@@ -79,6 +97,7 @@ class ChunkRules:
     ) -> "ChunkRules | None":
         """None when a verdict is outside what `vectorise` mirrors."""
         verdicts: list[Vectorised] = []
+        values: list[Vectorised | None] | None = []
         read: set[tuple[str, str]] = set()
         for rule in rules:
             assert rule.verdict is not None
@@ -87,7 +106,18 @@ class ChunkRules:
                 return None
             verdicts.append(function)
             read |= reads(rule.verdict.source)
-        return cls(tuple(verdicts), frozenset(read), wanted)
+            if rule.value is not None and values is not None:
+                value = vectorise(rule.value.source)
+                if value is None:
+                    values = None
+                else:
+                    values.append(value)
+                    read |= reads(rule.value.source)
+            elif values is not None:
+                values.append(None)
+        return cls(
+            tuple(verdicts), frozenset(read), wanted, None if values is None else tuple(values)
+        )
 
 
 def settle(
@@ -96,25 +126,37 @@ def settle(
     observations: Sequence[Observation],
     view_of: Callable[[str], DeviceView | None],
     alerted: set[str],
-) -> tuple[Sequence[Observation], dict[str, DeviceView]]:
-    """The observations for the scalar path (in order), and the final views of the devices
-    whose observations change nothing else. `observations` may be `Rows` already (the rules
-    process's chunks): then only the scalar path's observations are made."""
+    held: "Mapping[str, Mapping[int, int]] | None" = None,
+) -> tuple[Sequence[Observation], dict[str, DeviceView], dict[tuple[str, int], float]]:
+    """The observations for the scalar path (in order), the final views of the devices whose
+    observations change nothing else, and the values their held alerts take (`raised`, by
+    device and rule index). `held`: the devices of `alerted` whose alerts are all pending or
+    firing, not cleared, of reading rules: by rule index (in `ChunkRules.verdicts`' order),
+    the epoch microseconds from which a reading would fire the alert (`HELD`: firing).
+    `observations` may be `Rows` already (the rules process's chunks): then only the scalar
+    path's observations are made."""
     rows = observations if isinstance(observations, Rows) else Rows.of(observations)
     dev = rows.device
     forced = np.zeros(len(rows.names), dtype=bool)
     forced[dev[~rows.reading]] = True
     code_of = rows.code_of()
+    held = held if held is not None and rules.values is not None else {}
     for device_id in alerted.intersection(code_of):
-        forced[code_of[device_id]] = True
+        if device_id not in held:
+            forced[code_of[device_id]] = True
     candidates = np.flatnonzero(~forced[dev])
     if not len(candidates):
-        return observations, {}
+        return observations, {}, {}
     chunk = ChunkColumns(book, rules, rows, candidates, view_of)
-    quiet = chunk.quiet_devices()
+    quiet = chunk.quiet_devices(held)
     forced[chunk.devices[~quiet]] = True
     scalar = rows.take(np.flatnonzero(forced[dev]).tolist())
-    return scalar, chunk.settled(quiet)
+    raised = {
+        (chunk.ids[number], rule): value
+        for (number, rule), value in chunk.raised.items()
+        if quiet[number]
+    }
+    return scalar, chunk.settled(quiet), raised
 
 
 def _us(at: datetime) -> int:
@@ -141,6 +183,8 @@ class ChunkColumns:
         self.ids = [names[number] for number in self.devices.tolist()]
         self.views = [view_of(device_id) for device_id in self.ids]
         self.kept: dict[str, FieldValues] = {}
+        self.raised: dict[tuple[int, int], float] = {}
+        """`quiet_devices`' values of held alerts, by device number and rule index."""
         """The fields a view keeps of its latest reading (`only_reading`), per judged row."""
         self.bad = np.zeros(len(self.ids), dtype=bool)
         """Devices whose rows the columns cannot hold exactly: the scalar path takes them."""
@@ -219,26 +263,79 @@ class ChunkColumns:
         self.readings = (position - low + 1).astype(float)[judged]
         self.lamp_device, self.lamp_state = device, lamp
 
-    def quiet_devices(self) -> np.ndarray:
-        """Per candidate device: whether none of its judged rows has a verdict that is true,
-        not a boolean or null, or not answered here (and its values are held exactly)."""
+    def quiet_devices(self, held: "Mapping[str, Mapping[int, int]] | None" = None) -> np.ndarray:
+        """Per candidate device: whether none of its judged rows has a verdict that is not a
+        boolean or null, or not answered here, or true (false, for a rule whose alert it
+        holds: `held`, or at or past when that alert is due), and its values are held
+        exactly. Fills `raised`: per quiet device holding alerts and rule, the `value` of its
+        last true verdict."""
         frame, bad_rows = self.frame()
         interesting = bad_rows.copy()
         rows = len(self.order)
-        for verdict in self.rules.verdicts:
+        device = self.local[self.order]
+        shape = (len(self.ids), len(self.rules.verdicts))
+        holding = np.zeros(shape, dtype=bool)
+        due = np.full(shape, HELD, dtype=np.int64)
+        for number, device_id in enumerate(self.ids):
+            for rule, until in (held or {}).get(device_id, {}).items():
+                holding[number, rule] = True
+                due[number, rule] = until
+        at = self.at_us[self.order]
+        true_rows: list[tuple[int, np.ndarray]] = []
+        for rule, verdict in enumerate(self.rules.verdicts):
             result = verdict(frame)
             ask = np.broadcast_to(np.asarray(result.ask | False, dtype=bool), rows)
             null = np.broadcast_to(np.asarray(result.null | False, dtype=bool), rows)
+            holds = holding[device, rule]
+            interesting |= holds & (at >= due[device, rule])  # a pending alert fires
             if result.kind is bool:
                 value = np.broadcast_to(np.asarray(result.value, dtype=bool), rows)
-                interesting |= ask | (~null & value)
+                # True opens an alert, false drops or clears a held one: both change it.
+                interesting |= ask | (~null & (value != holds))
+                if holds.any():
+                    true_rows.append((rule, holds & ~null & value))
             elif result.kind is type(None):
                 interesting |= ask
             else:
                 interesting |= ask | ~null  # not a boolean: the scalar path counts an error
+        self.raised = self._raised(frame, true_rows, interesting)
         noisy = self.bad.copy()
-        noisy[self.local[self.order][interesting]] = True
+        noisy[device[interesting]] = True
         return ~noisy
+
+    def _raised(
+        self, frame: Frame, true_rows: list[tuple[int, np.ndarray]], interesting: np.ndarray
+    ) -> dict[tuple[int, int], float]:
+        """Per (device, rule) with a true verdict on a held alert, the `value` of the last one
+        (`evaluator._observe`: the expression's number as a float, else 1.0); a row where the
+        columns cannot tell it is marked `interesting` (the scalar path takes its device)."""
+        out: dict[tuple[int, int], float] = {}
+        values = self.rules.values
+        assert values is not None or not true_rows
+        device = self.local[self.order]
+        rows = len(self.order)
+        for rule, true in true_rows:
+            positions = np.flatnonzero(true)
+            if not len(positions):
+                continue
+            last = np.full(len(self.ids), -1, dtype=np.int64)
+            np.maximum.at(last, device[positions], positions)  # `order` is by device, by time
+            at = last[last >= 0]
+            function = values[rule] if values is not None else None
+            if function is None:
+                numbers = np.ones(len(at))
+            else:
+                result = function(frame)
+                ask = np.broadcast_to(np.asarray(result.ask | False, dtype=bool), rows)
+                null = np.broadcast_to(np.asarray(result.null | False, dtype=bool), rows)
+                if result.kind is not float:
+                    interesting[at] = True  # a boolean, text or null: left to the scalar path
+                    continue
+                interesting[at[(ask | null)[at]]] = True
+                numbers = np.broadcast_to(np.asarray(result.value, dtype=float), rows)[at]
+            for number, value in zip(device[at].tolist(), numbers.tolist(), strict=True):
+                out[(number, rule)] = value
+        return out
 
     def frame(self) -> tuple[Frame, np.ndarray]:
         """The judged rows' variables, and the rows holding a value the columns do not."""

@@ -46,9 +46,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from models import Observation
+from models.timestamps import EPOCH
 from rules.evaluation.alerts import Alert, AlertKey, Transition
 from rules.evaluation.bucket_map import BucketMap
-from rules.evaluation.columns import MIN_ROWS, ChunkRules, settle
+from rules.evaluation.columns import HELD, MIN_ROWS, ChunkRules, settle
 from rules.evaluation.inventory import EMPTY, Device, Inventory
 from rules.evaluation.sun import SunClock
 from rules.evaluation.views import DeviceView
@@ -327,9 +328,41 @@ def _settle(run: _Run, observations: Iterable[Observation], least: int) -> Itera
     rules = run.book.chunk_rules()
     if rules is None:
         return observations
-    scalar, settled = settle(run.book, rules, observations, run.device, run.alerted)
+    reading = run.book.verdicts("reading").rules
+    scalar, settled, raised = settle(
+        run.book, rules, observations, run.device, run.alerted, _held(run, reading)
+    )
     run.devices.update(settled)
+    for (device_id, number), value in raised.items():
+        rule = reading[number][0]
+        alert = run.alerts[(rule.name, device_id)]
+        summary = run.book.summary(rule, alert.device_id, alert.zone, alert.active_at, value)
+        # As `_Run.verdict` leaves it after its last true verdict (`columns`' docstring).
+        run.alerts[alert.key] = replace(alert, cleared_at=None, value=value, summary=summary)
     return scalar
+
+
+def _held(run: _Run, reading: tuple[tuple[Rule, Expression], ...]) -> dict[str, dict[int, int]]:
+    """The devices whose alerts are all pending or firing, not cleared, all of reading rules:
+    per rule index (in `reading`'s order), from when (epoch microseconds, reading time) a
+    reading would fire its alert (`columns.HELD`: it fires). Their readings may be settled
+    column-wise."""
+    number = {rule.name: i for i, (rule, _) in enumerate(reading)}
+    held: dict[str, dict[int, int]] = {}
+    other: set[str] = set()
+    for (name, device_id), alert in run.alerts.items():
+        i = number.get(name)
+        if i is None or alert.cleared_at is not None:
+            other.add(device_id)
+        elif alert.fired_at is not None:
+            held.setdefault(device_id, {})[i] = HELD
+        else:
+            due = alert.active_at + reading[i][0].for_
+            held.setdefault(device_id, {})[i] = (due - EPOCH) // _MICROSECOND
+    return {device_id: rules for device_id, rules in held.items() if device_id not in other}
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,7 @@ def _dt(text: str | None) -> datetime | None:
 
 def alert_to_json(alert: Alert) -> bytes:
     data = asdict(alert)
+    del data["_id"]  # a cache, not state
     data["labels"] = [list(pair) for pair in alert.labels]
     return orjson.dumps(data)
 
