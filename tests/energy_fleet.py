@@ -77,9 +77,8 @@ def readings(device: str, story: Story) -> list[tuple[int, str]]:
     return out
 
 
-def write_config(tmp_path: Path, url: str, database: str) -> Path:
-    """The fleet's inventory CSV and a luxtel.toml reading it (rollups with a 6 h longest
-    interval, London days) in ``tmp_path``; returns the toml."""
+def write_inventory(tmp_path: Path) -> Path:
+    """The fleet's inventory CSV in ``tmp_path``."""
     inventory = tmp_path / "inventory.csv"
     rows = [
         "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
@@ -88,6 +87,13 @@ def write_config(tmp_path: Path, url: str, database: str) -> Path:
     for device, (zone, circuit, interval, _) in FLEET.items():
         rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
     inventory.write_text("\n".join(rows) + "\n")
+    return inventory
+
+
+def write_config(tmp_path: Path, url: str, database: str) -> Path:
+    """The fleet's inventory CSV and a luxtel.toml reading it (rollups with a 6 h longest
+    interval, London days) in ``tmp_path``; returns the toml."""
+    inventory = write_inventory(tmp_path)
     toml = tmp_path / "luxtel.toml"
     toml.write_text(
         f'[influx]\nurl = "{url}"\ndatabase = "{database}"\n'

@@ -38,7 +38,7 @@ from servers import (
     quote_ident,
     write_points,
 )
-from tests.energy_fleet import FLEET, City, Story, make_city, readings
+from tests.energy_fleet import FLEET, City, Story, make_city, readings, write_inventory
 from tests.support import Publisher, RunningPipeline, make_settings, reading, wait_until
 
 pytestmark = pytest.mark.integration
@@ -371,14 +371,7 @@ def test_rollups_kept_by_the_tally_equal_a_rebuild(
     from the tally, not from reading them back."""
     database = f"tally_{uuid.uuid4().hex[:8]}"
     create_database(influxdb.url, database)
-    csv = tmp_path / "inventory.csv"
-    rows = [
-        "device_id,zone,circuit,lat,lon,rated_power_w,baseline_power_w,report_interval_s,"
-        "model,installed_on"
-    ]
-    for device, (zone, circuit, interval, _) in FLEET.items():
-        rows.append(f"{device},{zone},{circuit},51.5,-0.1,40,100,{interval},LX,")
-    csv.write_text("\n".join(rows) + "\n")
+    csv = write_inventory(tmp_path)
     inventory = read_inventory(csv)
     rollups = RollupConfig(max_interval_ms=6 * H, tz="Europe/London")
     config = UpkeepConfig(every_s=3600, settle_s=5400, rollups=rollups, retention=RetentionConfig())
