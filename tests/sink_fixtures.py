@@ -4,11 +4,12 @@ directory."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from influx.client import InfluxWriter
+from influx.client import InfluxTarget, InfluxWriter
 from ingest.deadletters import DeadLetterLog
 from ingest.decode import Point
 from ingest.messages import Batch
@@ -56,3 +57,35 @@ def new_sink(
         acknowledge,
         **options,
     )
+
+
+def telemetry_batches(sizes: list[int], numbered: bool = False) -> list[Batch]:
+    """Consecutive `telemetry_batch`es of these sizes (``numbered``: each with its delivery and
+    observations)."""
+    batches, first = [], 0
+    for number, n in enumerate(sizes):
+        batches.append(telemetry_batch(first, n, number if numbered else None))
+        first += n
+    return batches
+
+
+def sink_through(
+    target: InfluxTarget,
+    tmp_path: Path,
+    batches: list[Batch],
+    acknowledge: Callable[[list[Delivery]], None],
+    **options: Any,
+) -> None:
+    """A `new_sink` writing to ``target`` runs over ``batches`` to the end marker."""
+
+    async def run() -> None:
+        metrics = IngestMetrics()
+        async with InfluxWriter(target) as writer:
+            sink = new_sink(writer, tmp_path, metrics, acknowledge, **options)
+            inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
+            for batch in batches:
+                inbox.put_nowait(batch)
+            inbox.put_nowait(None)
+            await sink.run(inbox)
+
+    asyncio.run(run())

@@ -19,7 +19,7 @@ from rules.runtime.journal import START
 from rules.runtime.journal_reader import JournalReader
 from rules.runtime.journal_writer import JournalWriter
 from servers import InfluxDBServer
-from tests.sink_fixtures import new_sink, telemetry_batch
+from tests.sink_fixtures import new_sink, sink_through, telemetry_batch, telemetry_batches
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,7 @@ def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batche
     influxdb: InfluxDBServer, influx_db: str, tmp_path: Path
 ) -> None:
     sizes = [8_000, 1, 3_000, 1, 1, 5_000, 2]
-    batches, first = [], 0
-    for number, n in enumerate(sizes):
-        batches.append(telemetry_batch(first, n, number))
-        first += n
+    batches = telemetry_batches(sizes, numbered=True)
     journal = JournalWriter(tmp_path / "journal", 1 << 30)
     acknowledged: list[tuple[int, int]] = []
     """(the batch, the observations in the journal, durable, when it was acknowledged)"""
@@ -40,23 +37,9 @@ def test_a_batch_is_acknowledged_once_journaled_and_the_journal_keeps_the_batche
         (delivery,) = deliveries
         acknowledged.append((delivery.position, journal.end.seq))
 
-    async def run() -> None:
-        metrics = IngestMetrics()
-        async with InfluxWriter(InfluxTarget(influxdb.url, influx_db)) as writer:
-            sink = new_sink(
-                writer,
-                tmp_path,
-                metrics,
-                acknowledge,
-                journal=journal.admit,
-            )
-            inbox: asyncio.Queue[Batch | None] = asyncio.Queue()
-            for batch in batches:
-                inbox.put_nowait(batch)
-            inbox.put_nowait(None)
-            await sink.run(inbox)
-
-    asyncio.run(run())
+    sink_through(
+        InfluxTarget(influxdb.url, influx_db), tmp_path, batches, acknowledge, journal=journal.admit
+    )
     journal.close()
     assert len(acknowledged) == len(batches)
     for number, durable in acknowledged:
