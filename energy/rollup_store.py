@@ -244,37 +244,13 @@ async def build(
             lines = [line(row) for row in rows]
             for i in range(0, len(lines), WRITE_BATCH):
                 await out.write(lines[i : i + WRITE_BATCH])
-            await _into(writer, config, GROUP_HOURLY, a, b)
+            await into_level(writer, config, GROUP_HOURLY, a, b)
             done.rows += len(rows)
             if advance is not None:
                 advance(b - a, len(rows))
         done.days = await build_days(writer, out, inventory, start_ms, end_ms, config)
     done.reach = (lo, hi)
     return done
-
-
-async def write_bodies(
-    writer: InfluxWriter,
-    inventory: Mapping[str, Luminaire],
-    bodies: Sequence[bytes],
-    rows: int,
-    start_ms: int,
-    end_ms: int,
-    config: RollupConfig,
-) -> Built:
-    """Write ``rows`` rollups computed elsewhere (``energy.tally``: their ``line``s, joined
-    into write bodies of at most ``WRITE_BATCH`` lines) for the whole hours of ``[start_ms,
-    end_ms)`` and their sums per (zone, circuit), then write the daily rollups of the days they
-    complete (a day's point is only read once it sums all the day's hours,
-    ``_read_back_days``: writing it at every hour's close would cost a query and a point per
-    luminaire each hour for nothing)."""
-    target = replace(writer.target, retention_policy=config.retention_policy)
-    async with InfluxWriter(target) as out:
-        for body in bodies:
-            await out.write_body(body)
-        await _into(writer, config, GROUP_HOURLY, floor_hour(start_ms), ceil_hour(end_ms))
-        days = await build_days(writer, out, inventory, start_ms, end_ms, config, complete=True)
-    return Built(rows=rows, days=days)
 
 
 async def _luminaire_rows(
@@ -354,7 +330,7 @@ async def build_days(
             await out.write(lines[i : i + WRITE_BATCH])
         written += len(lines)
         for level in (GROUP_DAILY, ZONE_DAILY):
-            await _into(writer, config, level, a, b)
+            await into_level(writer, config, level, a, b)
     await _build_months(writer, config, rebuilt)
     return written
 
@@ -365,7 +341,7 @@ async def _build_months(
     """(Re)write the monthly rollups (``energy.rollup_months``) of the months holding ``days``
     (just rebuilt) whose last day has daily points: the month just completed, or a past month
     a late reading reached back into. Computed by InfluxDB from the daily points, as the group
-    levels are (refused: as ``_into``)."""
+    levels are (refused: as ``into_level``)."""
     tz = ZoneInfo(config.tz)
     for a, b in months_touching(days, tz):
         statement = last_day_statement(config.retention_policy, (a, b), tz)
@@ -387,7 +363,9 @@ async def _build_months(
                 await post_statement(writer, statement)
 
 
-async def _into(writer: InfluxWriter, config: RollupConfig, level: str, a: int, b: int) -> None:
+async def into_level(
+    writer: InfluxWriter, config: RollupConfig, level: str, a: int, b: int
+) -> None:
     """Compute ``level`` over ``[a, b)`` inside InfluxDB (``into_statement``, POSTed).
 
     Refused (an InfluxDB without ``SELECT … INTO``, e.g. 2.x's v1 API): a warning, the level's

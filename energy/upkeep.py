@@ -16,6 +16,9 @@ hour plus each device's two neighbouring readings, ~4.5 µs of CPU a reading rea
   ``h + 1 h + settle_s``; the watermark (the first hour not yet closed) is kept in
   ``state_dir/rollups.json``. On the first start it begins ``recent_hours`` back (older hours:
   ``luxtel energy rollup --from … --to …``); after a stop, the hours missed are caught up.
+- **A close InfluxDB fails** is kept as what the tally handed over (``energy.closing``: write
+  bodies, bounded by ``kept_max_bytes``) and only its steps left are tried again next round;
+  the watermark on disk stays before it, so after a restart its hours are read back.
 - **Dirty hours** (reading time): the sink calls ``Upkeep.written`` (``DirtyHours.note``, and the
   tally's ``feed``) with the lines it has just written to InfluxDB (after the write, so a
   spooled backlog counts when it is replayed). Hours already closed are rebuilt at the next
@@ -38,18 +41,12 @@ from pathlib import Path
 
 import structlog
 
+from energy.closing import Closing
 from energy.counters import MS_PER_H
 from energy.inventory import Luminaire
 from energy.retention import RetentionConfig, RetentionError, ensure_retention
 from energy.rollup import floor_hour
-from energy.rollup_store import (
-    WRITE_BATCH,
-    Built,
-    RollupConfig,
-    build,
-    latest_reading_ms,
-    write_bodies,
-)
+from energy.rollup_store import WRITE_BATCH, Built, RollupConfig, build, latest_reading_ms
 from energy.tally import RollupTally
 from influx.client import InfluxWriter
 from influx.errors import InfluxError
@@ -122,6 +119,9 @@ class UpkeepConfig:
     recent_hours: int = 3
     rollups: RollupConfig = field(default_factory=RollupConfig)
     retention: RetentionConfig | None = field(default_factory=RetentionConfig)
+    kept_max_bytes: int = 64 << 20
+    """What a close the tally handed over may keep while InfluxDB fails it (``energy.closing``:
+    an hour of 100,000 luminaires is ~37 MB of write bodies); beyond, hours are read back."""
 
 
 class Upkeep:
@@ -155,9 +155,17 @@ class Upkeep:
         """CPU time (``time.process_time``) spent feeding the tally the sink's lines so far: the
         upkeep's share of ingest, logged with each build (``tally_cpu_s``)."""
         self._pending: list[tuple[int, int]] = []
+        """Closed hours to rebuild (dirty hours, and the recent hours after a start)."""
+        self._closings: list[Closing] = []
+        """Hours closed from the tally whose close InfluxDB has not finished."""
+        self._unread: list[tuple[int, int]] = []
+        """Closed hours to read back and build (the tally did not vouch for them, or their
+        closing was dropped past ``kept_max_bytes``)."""
+        self._take_cpu_s = 0.0
         self._prepared = False
         self.started_ms = int(self.clock() * 1000)
         self.watermark = self._load_watermark(self.started_ms)
+        self._saved = self.watermark
         """The first hour not closed when created (loaded now, before the sink writes
         anything: the tally takes nothing for the hours before it)."""
         if tally is not None:
@@ -188,7 +196,19 @@ class Upkeep:
         except (OSError, ValueError, KeyError, TypeError):
             return floor_hour(now_ms) - self.config.recent_hours * MS_PER_H
 
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of write bodies kept for closes not finished."""
+        return sum(closing.kept_bytes for closing in self._closings)
+
     def _save_watermark(self, watermark_ms: int) -> None:
+        """The watermark on disk: ``watermark_ms``, but never past an hour whose close is not
+        written yet (kept in memory only: after a restart it is read back)."""
+        starts = [c.start_ms for c in self._closings] + [a for a, _ in self._unread]
+        watermark_ms = min([watermark_ms, *starts])
+        if watermark_ms == self._saved:
+            return
+        self._saved = watermark_ms
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"watermark_ms": watermark_ms}))
         os.replace(tmp, self.state_path)
@@ -229,57 +249,91 @@ class Upkeep:
         self.tally.history(latest)
 
     async def tick(self, watermark: int) -> int:
-        """One round; returns the new watermark (unchanged when InfluxDB failed, and the work
-        is kept for the next round)."""
+        """One round; returns the new watermark. InfluxDB failing: the work left is kept for the
+        next round (hours the tally handed over as their write bodies, ``energy.closing``), and
+        the watermark saved stays before hours not written yet."""
         started = time.process_time()
         closed = max(watermark, floor_hour(int((self.clock() - self.config.settle_s) * 1000)))
-        work = self._pending + [r for r in self.dirty.take() if r[0] < watermark]
-        self._pending = []
+        self._pending += [r for r in self.dirty.take() if r[0] < watermark]
         try:
             if not self.retention_checked and self.config.retention is not None:
                 for statement in await ensure_retention(self.writer, self.config.retention):
                     log.info("retention_set", statement=statement)
                 self.retention_checked = True
-            while work:
-                a, b = work[0]
+            # closings first: a dirty hour's rebuild must not be overwritten by an older close
+            await self._finish()
+            while self._pending:
+                a, b = self._pending[0]
                 await self._rebuild(a, min(b, watermark), watermark)
-                work.pop(0)
+                self._pending.pop(0)
             if closed > watermark:
-                await self._close(watermark, closed)
-                self._save_watermark(closed)
-            return closed
+                self._hand_over(watermark, closed)
+                watermark = closed
+                await self._finish()
+            self._save_watermark(watermark)
+            return watermark
         except (InfluxError, RetentionError) as error:
-            self._pending = work
-            log.warning("rollup_upkeep_failed", error=str(error), action="will retry")
+            self._bound()
+            self._save_watermark(watermark)
+            log.warning(
+                "rollup_upkeep_failed",
+                error=str(error),
+                action="will retry",
+                kept_bytes=self.kept_bytes,
+            )
             return watermark
         finally:
             self.cpu_s += time.process_time() - started
 
-    async def _close(self, a: int, b: int) -> None:
-        """Roll up the hours ``[a, b)`` that have just closed: from the tally those it vouches
-        for (taken now, before any await, so nothing fed meanwhile is lost), the rest read
-        back. If writing fails the tally has closed them anyway: the retry reads them back."""
+    def _hand_over(self, a: int, b: int) -> None:
+        """The hours ``[a, b)`` have just closed: the tally hands over those it vouches for
+        (before any await, so nothing fed meanwhile is lost), as closings; the rest are read
+        back."""
         tally = self.tally
         if tally is None:
-            await self._build(a, b)
+            self._unread.append((a, b))
             return
         started = time.process_time()
         taken = {h: tally.bodies(h, WRITE_BATCH) for h in range(a, b, MS_PER_H) if tally.vouches(h)}
         tally.close(b)
-        cpu_s = time.process_time() - started
-        for lo, hi in ranges(h for h in range(a, b, MS_PER_H) if h not in taken):
-            await self._build(lo, hi)
+        self._unread += ranges(h for h in range(a, b, MS_PER_H) if h not in taken)
         for lo, hi in ranges(sorted(taken)):
-            started = time.process_time()
             bodies = [body for h in range(lo, hi, MS_PER_H) for body in taken[h]]
             rows = len(tally.devices) * ((hi - lo) // MS_PER_H)
-            built = await write_bodies(
-                self.writer, self.inventory, bodies, rows, lo, hi, self.config.rollups
+            self._closings.append(Closing(lo, hi, rows, bodies))
+        self._take_cpu_s += time.process_time() - started
+
+    async def _finish(self) -> None:
+        """The closings' steps left, then the hours to read back, in order; each forgotten once
+        done."""
+        while self._closings:
+            closing = self._closings[0]
+            started = time.process_time()
+            days = await closing.finish(self.writer, self.inventory, self.config.rollups)
+            self._closings.pop(0)
+            self.rows += closing.rows
+            self.tallied_rows += closing.rows
+            cpu_s = self._take_cpu_s + time.process_time() - started
+            self._take_cpu_s = 0.0
+            built = Built(rows=closing.rows, days=days)
+            self._log_built(closing.start_ms, closing.end_ms, built, cpu_s, how="tally")
+        while self._unread:
+            await self._build(*self._unread[0])
+            self._unread.pop(0)
+
+    def _bound(self) -> None:
+        """Past ``kept_max_bytes``, the latest closings are dropped: their hours are read back."""
+        while self._closings and self.kept_bytes > self.config.kept_max_bytes:
+            dropped = self._closings.pop()
+            self._unread.append((dropped.start_ms, dropped.end_ms))
+            log.warning(
+                "rollup_close_not_kept",
+                start_ms=dropped.start_ms,
+                end_ms=dropped.end_ms,
+                kept_max_bytes=self.config.kept_max_bytes,
+                action="reading the hours back",
             )
-            self.rows += built.rows
-            self.tallied_rows += built.rows
-            self._log_built(lo, hi, built, cpu_s + time.process_time() - started, how="tally")
-            cpu_s = 0.0
+        self._unread.sort()
 
     async def _build(self, a: int, b: int) -> None:
         if b > a:

@@ -62,6 +62,7 @@ def rollup_upkeep(settings: Settings, writer: InfluxWriter) -> Upkeep | None:
         recent_hours=energy.recent_hours,
         rollups=rollup_config(settings),
         retention=retention_config(settings),
+        kept_max_bytes=energy.close_kept_max_bytes,
     )
     return Upkeep(
         writer,

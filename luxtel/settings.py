@@ -430,6 +430,13 @@ class EnergySettings(_Section):
         "to minutes, where a write takes milliseconds and `influx.timeout_s` stays short so that "
         "ingest spools soon).",
     )
+    close_kept_max_bytes: int = Field(
+        default=64 << 20,
+        ge=0,
+        description="Memory for the rollups of hours whose close InfluxDB failed, kept as the "
+        "tally handed them over until InfluxDB takes them (~370 bytes a luminaire-hour: an hour "
+        "of 100,000 luminaires is ~37 MB). Beyond, those hours are read back from InfluxDB.",
+    )
     tally_max_bytes: int = Field(
         default=96 << 20,
         ge=0,
