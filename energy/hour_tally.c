@@ -104,8 +104,12 @@ typedef struct {
     double max_interval_ms;
     int64_t closed_ms;
     int64_t history_ms; /* no reading written before the tally listened is later than this */
-    PyObject *heads;    /* list: per device "energy_hourly,circuit=…,device_id=…,zone=… " */
-    PyObject *tails;    /* list: per device ",inventory_crc=…i" (after via_power) */
+    /* Per device, its line's head ("energy_hourly,circuit=…,device_id=…,zone=… ") and tail
+     * (",inventory_crc=…i", after via_power), packed: head i is heads[head_at[i] ..
+     * head_at[i + 1]), tail i tails[tail_at[i] .. tail_at[i + 1]). Why not the lists of str they
+     * came in: a close then chased a pointer to a str object per line (bench/rollup_tally.py). */
+    char *heads, *tails;
+    size_t *head_at, *tail_at;
     double *expected;   /* per device: readings expected an hour */
     PyObject *fallback; /* set of hour starts (int ms) */
     PyObject *reopened; /* closed hours an interval now reaches into: to rebuild */
@@ -692,13 +696,40 @@ static void Tally_dealloc(Tally *self) {
     PyMem_Free(self->id_at);
     Py_XDECREF(self->fallback);
     Py_XDECREF(self->reopened);
-    Py_XDECREF(self->heads);
-    Py_XDECREF(self->tails);
+    PyMem_Free(self->heads);
+    PyMem_Free(self->tails);
+    PyMem_Free(self->head_at);
+    PyMem_Free(self->tail_at);
     PyMem_Free(self->expected);
     PyMem_Free(self->devs);
     PyMem_Free(self->gap_ms);
     PyMem_Free(self->baseline_mw);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The UTF-8 of the n str of `list` one after the other in *text, item i at (*at)[i] ..
+ * (*at)[i + 1]. */
+static int pack_texts(PyObject *list, Py_ssize_t n, char **text, size_t **at) {
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        if (PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(list, i), &len) == NULL)
+            return -1;
+        total += (size_t)len;
+    }
+    *text = PyMem_Malloc(total ? total : 1);
+    *at = PyMem_Calloc((size_t)n + 1, sizeof(size_t));
+    if (*text == NULL || *at == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *item = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(list, i), &len);
+        memcpy(*text + (*at)[i], item, (size_t)len);
+        (*at)[i + 1] = (*at)[i] + (size_t)len;
+    }
+    return 0;
 }
 
 static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
@@ -827,8 +858,9 @@ static int Tally_init(Tally *self, PyObject *args, PyObject *kwds) {
             if (PyErr_Occurred())
                 return -1;
         }
-        self->heads = Py_NewRef(heads);
-        self->tails = Py_NewRef(tails);
+        if (pack_texts(heads, n, &self->heads, &self->head_at) < 0 ||
+            pack_texts(tails, n, &self->tails, &self->tail_at) < 0)
+            return -1;
     }
     self->n = n;
     self->max_interval_ms = max_interval_ms;
@@ -921,18 +953,33 @@ static PyObject *Tally_take(Tally *self, PyObject *arg) {
 }
 
 /* An integer's decimal digits, appended (callers hold ROLLUP_LINE_MAX bytes for a line). */
+static const char DIGIT_PAIRS[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 static void put_int(char **p, long long v) {
+    /* two digits a division (a line holds ~100 digits: one a division was a third of the
+     * close's formatting, bench/rollup_tally.py) */
     char digits[24];
-    int n = 0;
+    int n = 24;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        digits[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned k = (unsigned)(u % 100) * 2;
+        u /= 100;
+        digits[--n] = DIGIT_PAIRS[k + 1];
+        digits[--n] = DIGIT_PAIRS[k];
+    }
+    if (u >= 10) {
+        digits[--n] = DIGIT_PAIRS[u * 2 + 1];
+        digits[--n] = DIGIT_PAIRS[u * 2];
+    } else {
+        digits[--n] = (char)('0' + u);
+    }
     if (v < 0)
         *(*p)++ = '-';
-    while (n)
-        *(*p)++ = digits[--n];
+    memcpy(*p, digits + n, (size_t)(24 - n));
+    *p += 24 - n;
 }
 
 /* A literal (a C string constant), appended. */
@@ -987,13 +1034,9 @@ static Py_ssize_t put_line(Tally *self, Py_ssize_t i, int64_t hour, char *buf) {
     long long whole = (long long)floordiv(use.baseline_mw_ms, MS_PER_H);
     long long rest = (long long)use.baseline_mw_ms - whole * MS_PER_H;
     int methods = use.methods;
-    Py_ssize_t head_len, tail_len;
-    const char *head = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->heads, i), &head_len);
-    if (head == NULL)
-        return -1;
-    const char *tail = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(self->tails, i), &tail_len);
-    if (tail == NULL)
-        return -1;
+    const char *head = self->heads + self->head_at[i], *tail = self->tails + self->tail_at[i];
+    size_t head_len = self->head_at[i + 1] - self->head_at[i];
+    size_t tail_len = self->tail_at[i + 1] - self->tail_at[i];
     if (head_len > 512 || tail_len > 64) {
         PyErr_SetString(PyExc_ValueError, "take_lines: tags too long");
         return -1;
@@ -1038,7 +1081,7 @@ static Py_ssize_t put_line(Tally *self, Py_ssize_t i, int64_t hour, char *buf) {
 }
 
 static int lines_arg(Tally *self, PyObject *arg, long long *hour) {
-    if (self->heads == NULL) {
+    if (self->head_at == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "take_lines needs heads, expected and tails");
         return -1;
     }
@@ -1085,45 +1128,34 @@ static PyObject *Tally_take_bodies(Tally *self, PyObject *args) {
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
-    size_t cap = (size_t)(per_body < self->n ? per_body : (self->n ? self->n : 1)) * 400 + ROLLUP_LINE_MAX;
-    char *body = PyMem_Malloc(cap);
-    if (body == NULL) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    size_t used = 0;
-    Py_ssize_t in_body = 0;
-    for (Py_ssize_t i = 0; i < self->n; i++) {
-        if (cap - used < ROLLUP_LINE_MAX + 1) {
-            char *grown = PyMem_Realloc(body, cap * 2);
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto fail;
-            }
-            body = grown;
-            cap *= 2;
-        }
-        if (in_body)
-            body[used++] = '\n';
-        Py_ssize_t len = put_line(self, i, hour, body + used);
-        if (len < 0)
+    /* Each body is formatted straight into its bytes object, made for its lines at their
+     * longest and then shrunk (pages never written are never touched): no copy. */
+    for (Py_ssize_t i = 0; i < self->n;) {
+        Py_ssize_t lines = self->n - i < per_body ? self->n - i : per_body;
+        PyObject *chunk = PyBytes_FromStringAndSize(NULL, lines * (ROLLUP_LINE_MAX + 1));
+        if (chunk == NULL)
             goto fail;
-        used += (size_t)len;
-        if (++in_body == per_body || i == self->n - 1) {
-            PyObject *chunk = PyBytes_FromStringAndSize(body, (Py_ssize_t)used);
-            if (chunk == NULL || PyList_Append(out, chunk) < 0) {
-                Py_XDECREF(chunk);
+        char *body = PyBytes_AS_STRING(chunk);
+        size_t used = 0;
+        for (Py_ssize_t k = 0; k < lines; k++, i++) {
+            if (k)
+                body[used++] = '\n';
+            Py_ssize_t len = put_line(self, i, hour, body + used);
+            if (len < 0) {
+                Py_DECREF(chunk);
                 goto fail;
             }
-            Py_DECREF(chunk);
-            used = 0;
-            in_body = 0;
+            used += (size_t)len;
         }
+        if (_PyBytes_Resize(&chunk, (Py_ssize_t)used) < 0)
+            goto fail;
+        int appended = PyList_Append(out, chunk);
+        Py_DECREF(chunk);
+        if (appended < 0)
+            goto fail;
     }
-    PyMem_Free(body);
     return out;
 fail:
-    PyMem_Free(body);
     Py_DECREF(out);
     return NULL;
 }
