@@ -10,9 +10,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from servers import create_database, write_points
+from servers import create_database, query, write_points
 
 LONDON = ZoneInfo("Europe/London")
 H = 3_600_000
@@ -127,3 +128,20 @@ def make_city(url: str, tmp_path: Path, story: Story, late: tuple[int, int]) -> 
             (backlog if device == "n2" and late[0] <= t < late[1] else on_time).append(text)
     write_points(url, database, on_time)
     return City(url, database, toml, tmp_path, backlog)
+
+
+def rollup_points(url: str, database: str, measurement: str) -> dict[tuple[str, int], Any]:
+    """Every point of a per-luminaire rollup measurement in the ``rollups`` policy, by (device,
+    time ms): its fields."""
+    answer = query(
+        url,
+        f'SELECT * FROM "rollups"."{measurement}" GROUP BY "device_id"',  # noqa: S608
+        db=database,
+        epoch="ms",
+    )
+    out = {}
+    for series in answer["results"][0].get("series", []):
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values, strict=True))
+            out[(series["tags"]["device_id"], row.pop("time"))] = row
+    return out

@@ -38,7 +38,15 @@ from servers import (
     quote_ident,
     write_points,
 )
-from tests.energy_fleet import FLEET, City, Story, make_city, readings, write_inventory
+from tests.energy_fleet import (
+    FLEET,
+    City,
+    Story,
+    make_city,
+    readings,
+    rollup_points,
+    write_inventory,
+)
 from tests.support import Publisher, RunningPipeline, make_settings, reading, wait_until
 
 pytestmark = pytest.mark.integration
@@ -390,18 +398,7 @@ def test_rollups_kept_by_the_tally_equal_a_rebuild(
     clock = [first_hour / 1000]
 
     async def points(writer: InfluxWriter, measurement: str) -> dict[tuple[str, int], Any]:
-        answer = query(
-            influxdb.url,
-            f'SELECT * FROM "rollups"."{measurement}" GROUP BY "device_id"',  # noqa: S608
-            db=database,
-            epoch="ms",
-        )
-        out = {}
-        for series in answer["results"][0].get("series", []):
-            for values in series["values"]:
-                row = dict(zip(series["columns"], values, strict=True))
-                out[(series["tags"]["device_id"], row.pop("time"))] = row
-        return out
+        return rollup_points(influxdb.url, database, measurement)
 
     def group_hours() -> dict[tuple[str, str, int], Any]:
         answer = query(

@@ -22,8 +22,8 @@ from energy.rollup_store import RollupConfig, build
 from energy.tally import RollupTally
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
-from servers import InfluxDBServer, create_database, query
-from tests.energy_fleet import FLEET, Story, readings, write_inventory
+from servers import InfluxDBServer, create_database
+from tests.energy_fleet import FLEET, Story, readings, rollup_points, write_inventory
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +43,7 @@ DATABASE = "city"
 
 
 def _points(url: str) -> dict[tuple[str, int], Any]:
-    answer = query(
-        url, 'SELECT * FROM "rollups"."energy_hourly" GROUP BY "device_id"', db=DATABASE, epoch="ms"
-    )
-    out = {}
-    for series in answer["results"][0].get("series", []):
-        for values in series["values"]:
-            row = dict(zip(series["columns"], values, strict=True))
-            out[(series["tags"]["device_id"], row.pop("time"))] = row
-    return out
+    return rollup_points(url, DATABASE, "energy_hourly")
 
 
 def _closed_with_influxdb_stopped(
