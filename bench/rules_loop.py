@@ -201,7 +201,7 @@ def evaluate_pass(inventory: Path, journal: Path, state: Path) -> dict[str, floa
     with (
         timers.patched(evaluator, "_variables", "variables (device, sun, history, previous)"),
         timers.patched(sun.SunClock, "facts", "  sun facts"),
-        timers.patched(sun.SunClock, "_day", "    sun events of a new UTC date (astral)"),
+        timers.patched(sun, "sun_tables", "  sun tables of new UTC dates (sun_tables)"),
         timers.patched(evaluator, "reading_map", "reading map"),
     ):
         asyncio.run(evaluate_journal(engine, journal))

@@ -47,7 +47,7 @@ from models import Observation
 from models.timestamps import EPOCH
 from rules.evaluation.field_values import BOOLS, FieldValues
 from rules.evaluation.rows import Rows
-from rules.evaluation.sun import FAR_MIN
+from rules.evaluation.sun import FAR_MIN, tables_of
 from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
     HISTORY_READINGS,
@@ -468,20 +468,20 @@ class ChunkColumns:
         events = np.full((len(groups), 4, 7), np.nan)
         first = np.zeros(len(groups), dtype=np.int64)
         first[group[::-1]] = np.arange(rows)[::-1]
-        tables = [
-            None if place is None else place.sun.table(float(start))
-            for place, start in zip(
-                [places[i] for i in device[first].tolist()],
-                (day[first] * 86_400).tolist(),
-                strict=True,
-            )
-        ]
-        found = [g for g, table in enumerate(tables) if table is not None]
+        found, clocks, starts = [], [], []
+        for g, (number, start) in enumerate(
+            zip(device[first].tolist(), (day[first] * 86_400).tolist(), strict=True)
+        ):
+            place = places[number]
+            if place is not None:
+                found.append(g)
+                clocks.append(place.sun)
+                starts.append(float(start))
         if found:
-            kept = [tables[g] for g in found]
-            times[found] = np.stack([t.times for t in kept])  # type: ignore[union-attr]
-            is_day[found] = np.stack([t.is_day for t in kept])  # type: ignore[union-attr]
-            events[found] = np.stack([t.events for t in kept])  # type: ignore[union-attr]
+            kept = tables_of(clocks, starts)
+            times[found] = np.stack([t.times for t in kept])
+            is_day[found] = np.stack([t.is_day for t in kept])
+            events[found] = np.stack([t.events for t in kept])
         t = at / 1e6
         span = (times[group] <= t[:, None]).sum(axis=1)
         facts = {"is_day": is_day[group, span]}
