@@ -55,7 +55,7 @@ from rules.language.expressions import (
     device_map,
 )
 from rules.language.loader import Rule
-from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise
+from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise_all
 
 if TYPE_CHECKING:
     from rules.evaluation.evaluator import Rulebook
@@ -99,15 +99,19 @@ class ChunkRules:
         verdicts: list[Vectorised] = []
         values: list[Vectorised | None] | None = []
         read: set[tuple[str, str]] = set()
+        sources = [rule.verdict.source for rule in rules if rule.verdict is not None]
+        with_value = [rule.value.source for rule in rules if rule.value is not None]
+        functions = iter(vectorise_all([*sources, *with_value]))
         for rule in rules:
             assert rule.verdict is not None
-            function = vectorise(rule.verdict.source)
+            function = next(functions)
             if function is None:
                 return None
             verdicts.append(function)
             read |= reads(rule.verdict.source)
+        for rule in rules:
             if rule.value is not None and values is not None:
-                value = vectorise(rule.value.source)
+                value = next(functions)
                 if value is None:
                     values = None
                 else:
