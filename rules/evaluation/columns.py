@@ -482,10 +482,10 @@ class ChunkColumns:
                 clocks.append(place.sun)
                 starts.append(float(start))
         if found:
-            kept = tables_of(clocks, starts)
-            times[found] = np.stack([t.times for t in kept])
-            is_day[found] = np.stack([t.is_day for t in kept])
-            events[found] = np.stack([t.events for t in kept])
+            packed = np.stack([t.packed for t in tables_of(clocks, starts)])
+            times[found] = packed[:, :6]
+            is_day[found] = packed[:, 6:13]
+            events[found] = packed[:, 13:].reshape(-1, 4, 7)
         t = at / 1e6
         span = (times[group] <= t[:, None]).sum(axis=1)
         facts = {"is_day": is_day[group, span]}

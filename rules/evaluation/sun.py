@@ -241,11 +241,17 @@ MAX_EVENTS = 6
 class SunTable:
     """One place's UTC date as arrays: `times` (its events, padded with +inf to `MAX_EVENTS`),
     per span `is_day` (0, 1; 2: None, the sun's elevation decides) and `events` (rows: last
-    sunset, next sunrise, last sunrise, next sunset; NaN: none)."""
+    sunset, next sunrise, last sunrise, next sunset; NaN: none); `packed`, the three in one row
+    of floats (`PACKED` long), for the columns to stack a chunk's tables at once."""
 
     times: np.ndarray
     is_day: np.ndarray
     events: np.ndarray
+    packed: np.ndarray
+
+
+PACKED = MAX_EVENTS + (MAX_EVENTS + 1) + 4 * (MAX_EVENTS + 1)
+"""A `SunTable.packed` row: its times, then its is_day, then its events row by row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +264,13 @@ class SunTables:
 
     def row(self, i: int) -> SunTable:
         """Row `i`, copied (a kept table holds no other row's memory)."""
-        return SunTable(self.times[i].copy(), self.is_day[i].copy(), self.events[i].copy())
+        packed = np.concatenate([self.times[i], self.is_day[i], self.events[i].ravel()])
+        return SunTable(
+            packed[:MAX_EVENTS],
+            self.is_day[i].copy(),
+            packed[2 * MAX_EVENTS + 1 :].reshape(4, MAX_EVENTS + 1),
+            packed,
+        )
 
 
 FAR_MIN = _FAR_MIN
