@@ -36,7 +36,10 @@ VALUES = st.one_of(
 )
 NESTED = st.sampled_from(["", [1, {"a": "é\\\n"}], {}, [[]], -0.0, 1e300])
 """Values of a field the rules do not read (skipped by the C module)."""
-NAMES = st.sampled_from([*READING_FIELDS, "rssi", "device_id", "ts", "x\u00e9"])
+NAMES = st.sampled_from(
+    [*READING_FIELDS, "rssi", "device_id", "ts", "x\u00e9", "power", "power_wh", "lamp_o"]
+)
+"""Fields the rules read, and others: some a field's name cut short or carried on."""
 TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=8
 ) | st.sampled_from(["north", "lum-1", "lum-2"])
@@ -151,6 +154,69 @@ def test_a_number_reads_as_python_reads_it(text: str) -> None:
     assert parsed is not None
     power = np.frombuffer(parsed[13], np.float64)[READING_FIELDS.index("power_w")]
     assert power.tobytes() == np.float64(float(text)).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("9223372036854775807", "int"),
+        ("-9223372036854775808", "int"),
+        ("-0", "int"),
+        ("9223372036854775808", None),
+        ("-9223372036854775809", None),
+        ("18446744073709551615", None),
+        ("18446744073709551616", None),
+        ("123456789012345678901234", None),
+        ("123456789012345678901.5", "float"),
+        ("1234567890123456.5", "float"),
+        ("123456789012345.5", "float"),
+    ],
+)
+def test_an_integer_is_read_exactly_or_left_to_decode_handed(text: str, kind: str | None) -> None:
+    """An integer literal that fits 64 bits is read (as the double `float()` gives of it); one
+    past them leaves the record to `decode_handed`; the integer part of a decimal may be any."""
+    body = b'[2,[["z","d",0,"2026-01-01T00:00:00+00:00",false,{"lamp_on":true,"seq":%s}]]]'
+    parsed = parse(body % text.encode(), READING_FIELDS)
+    if kind is None:
+        assert parsed is None
+        return
+    assert parsed is not None
+    f = READING_FIELDS.index("seq")
+    assert np.frombuffer(parsed[12], np.int8)[f] == (4 if kind == "int" else 3)  # INT, FLOAT
+    value = np.frombuffer(parsed[13], np.float64)[f]
+    expected = float(int(text)) if kind == "int" else float(text)
+    assert value.tobytes() == np.float64(expected).tobytes()
+
+
+def test_records_of_any_size_and_fields_read_alike_one_after_another() -> None:
+    """The columns are kept from one call to the next and grown as a record needs: records of
+    one row, of more than the rows first reserved, past what is kept, and asked for other
+    fields, each read as it reads alone (a fresh process's first call is the same code)."""
+    entry = (
+        b'["z%d","d%d",%d,"2026-01-01T00:00:00+00:00",false,'
+        b'{"lamp_on":true,"power_w":%d.5,"lux":%d}]'
+    )
+
+    def body(rows: int) -> bytes:
+        return b"[2,[%s]]" % b",".join(entry % (i % 7, i % 1000, i, i, -i) for i in range(rows))
+
+    other = ("lux", "lamp_on", 'a"b')
+    sizes = [1, 3000, 70_000, 2, 5000]
+    bodies = [body(n) for n in sizes]
+    first = [parse(b, READING_FIELDS) for b in bodies]
+    between = [parse(b, other) for b in bodies]
+    again = [parse(b, READING_FIELDS) for b in reversed(bodies)][::-1]
+    assert first == again
+    for n, parsed, theirs in zip(sizes, first, between, strict=True):
+        assert parsed is not None
+        assert theirs is not None
+        assert parsed[0] == theirs[0] == n
+        assert np.frombuffer(parsed[5], np.int64).tolist() == list(range(n))
+        power = np.frombuffer(parsed[13], np.float64).reshape(len(READING_FIELDS), n)
+        assert power[READING_FIELDS.index("power_w")].tolist() == [i + 0.5 for i in range(n)]
+        lux = np.frombuffer(theirs[13], np.float64).reshape(len(other), n)
+        assert lux[0].tolist() == [-float(i) for i in range(n)]
+        assert np.frombuffer(theirs[12], np.int8).reshape(len(other), n)[2].tolist() == [0] * n
 
 
 @pytest.mark.parametrize(

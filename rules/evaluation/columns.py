@@ -47,7 +47,7 @@ from models import Observation
 from models.timestamps import EPOCH
 from rules.evaluation.field_values import BOOLS, FieldValues
 from rules.evaluation.rows import Rows
-from rules.evaluation.sun import FAR_MIN
+from rules.evaluation.sun import FAR_MIN, tables_of
 from rules.evaluation.views import DeviceView
 from rules.language.expressions import (
     HISTORY_READINGS,
@@ -55,7 +55,7 @@ from rules.language.expressions import (
     device_map,
 )
 from rules.language.loader import Rule
-from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise
+from rules.language.vectorised import Column, Frame, Vectorised, reads, vectorise_all
 
 if TYPE_CHECKING:
     from rules.evaluation.evaluator import Rulebook
@@ -99,15 +99,19 @@ class ChunkRules:
         verdicts: list[Vectorised] = []
         values: list[Vectorised | None] | None = []
         read: set[tuple[str, str]] = set()
+        sources = [rule.verdict.source for rule in rules if rule.verdict is not None]
+        with_value = [rule.value.source for rule in rules if rule.value is not None]
+        functions = iter(vectorise_all([*sources, *with_value]))
         for rule in rules:
             assert rule.verdict is not None
-            function = vectorise(rule.verdict.source)
+            function = next(functions)
             if function is None:
                 return None
             verdicts.append(function)
             read |= reads(rule.verdict.source)
+        for rule in rules:
             if rule.value is not None and values is not None:
-                value = vectorise(rule.value.source)
+                value = next(functions)
                 if value is None:
                     values = None
                 else:
@@ -468,20 +472,20 @@ class ChunkColumns:
         events = np.full((len(groups), 4, 7), np.nan)
         first = np.zeros(len(groups), dtype=np.int64)
         first[group[::-1]] = np.arange(rows)[::-1]
-        tables = [
-            None if place is None else place.sun.table(float(start))
-            for place, start in zip(
-                [places[i] for i in device[first].tolist()],
-                (day[first] * 86_400).tolist(),
-                strict=True,
-            )
-        ]
-        found = [g for g, table in enumerate(tables) if table is not None]
+        found, clocks, starts = [], [], []
+        for g, (number, start) in enumerate(
+            zip(device[first].tolist(), (day[first] * 86_400).tolist(), strict=True)
+        ):
+            place = places[number]
+            if place is not None:
+                found.append(g)
+                clocks.append(place.sun)
+                starts.append(float(start))
         if found:
-            kept = [tables[g] for g in found]
-            times[found] = np.stack([t.times for t in kept])  # type: ignore[union-attr]
-            is_day[found] = np.stack([t.is_day for t in kept])  # type: ignore[union-attr]
-            events[found] = np.stack([t.events for t in kept])  # type: ignore[union-attr]
+            packed = np.stack([t.packed for t in tables_of(clocks, starts)])
+            times[found] = packed[:, :6]
+            is_day[found] = packed[:, 6:13]
+            events[found] = packed[:, 13:].reshape(-1, 4, 7)
         t = at / 1e6
         span = (times[group] <= t[:, None]).sum(axis=1)
         facts = {"is_day": is_day[group, span]}

@@ -3,54 +3,67 @@
 Sunrise and sunset are astral's (upper limb with refraction: the almanac times), the same the
 simulator switches its lamps by. A time's facts come from the sunrises and sunsets of its UTC
 date and the dates either side. A `SunClock` (one per luminaire) keeps those events in order,
-with what holds between each two (day or night, the events either side), so a reading costs a
-bisection and four subtractions; when the UTC date turns it computes only the new date's events
-(astral: about 60 µs each on the 2-core test machine) and reuses the two dates it already has.
+with what holds between each two (day or night, the events either side), as a `SunTable` per
+date, so a reading costs a bisection and four subtractions.
+
+The events are astral's `sunrise` and `sunset`, to the bit (`tests/test_rules_sun.py`), but
+computed for many places and dates at once (`sun_tables`): astral's own steps, in its order, on
+numpy arrays, each transcendental function still `math`'s (numpy's `arcsin`, `arccos` and `tan`
+differ from the C library's in the last bit). Astral took ~60 µs an event, six events (three
+dates) for each luminaire's first date, which was a tenth of the rules process's CPU on
+`bench/run --mode batch` (every luminaire new: `python -m bench.rules_loop --mode batch
+--readings 300000`); the columns (`rules.evaluation.columns`) ask for the tables of all the
+luminaires of a chunk that lack one in one call.
 """
 
 import bisect
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from math import degrees
 from typing import TypeVar
 
 import numpy as np
-from astral import Observer, SunDirection, refraction_at_zenith
+from astral import Observer, refraction_at_zenith
 from astral.julian import julianday, julianday_to_juliancentury
-from astral.sun import (
-    SUN_APPARENT_RADIUS,
-    elevation,
-    eq_of_time,
-    hour_angle,
-    minutes_to_timedelta,
-    sun_declination,
-)
+from astral.sun import SUN_APPARENT_RADIUS, elevation, eq_of_time, sun_declination
 
 _HORIZON_DEG = -0.833
 _FAR_MIN = 1e6
 """Minutes reported when an event is not within two days (polar day or night)."""
 _DAY_S = 86400.0
-_ONE_DAY = timedelta(days=1)
-
-Events = tuple[tuple[float, bool], ...]
-"""(epoch seconds, is_sunrise), sorted."""
-
-
-def _events_on(observer: Observer, day: date) -> Events:
-    """The sunrise and sunset of one UTC date (either may not happen: polar day or night):
-    `astral.sun.sunrise` and `sunset` in UTC, to the bit (`tests/test_rules_sun.py`)."""
-    out: list[tuple[float, bool]] = []
-    for is_rise in (True, False):
-        try:
-            out.append((_event(observer, day, is_rise).timestamp(), is_rise))
-        except ValueError:
-            continue
-    return tuple(out)
-
+_DAY_US = 86_400_000_000
+_EPOCH_DATE = date(1970, 1, 1)
 
 _ZENITH = 90.0 + SUN_APPARENT_RADIUS
 _REFRACTION = refraction_at_zenith(_ZENITH)
+_DEG = math.pi / 180.0
+"""`math.radians`' factor (CPython multiplies by it)."""
+_RAD = 180.0 / math.pi
+"""`math.degrees`' factor."""
+
+Array = np.ndarray
+
+
+def _each(function: Callable[[float], float]) -> Callable[[Array], Array]:
+    """`function` (one of `math`'s) over an array, item by item: astral's results to the bit."""
+
+    def each(values: Array) -> Array:
+        return np.fromiter(map(function, values.tolist()), np.float64, len(values))
+
+    return each
+
+
+_sin, _cos, _tan, _asin = _each(math.sin), _each(math.cos), _each(math.tan), _each(math.asin)
+
+
+def _acos(values: Array) -> Array:
+    """`math.acos`, NaN where it raises (|value| > 1: the sun does not reach the zenith)."""
+    inside = np.abs(values) <= 1.0
+    out = np.full(len(values), np.nan)
+    out[inside] = _each(math.acos)(values[inside])
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -60,109 +73,164 @@ def _sun_at(jd: float) -> tuple[float, float]:
     return sun_declination(jc), eq_of_time(jc)
 
 
-def _event(observer: Observer, day: date, is_rise: bool) -> datetime:
-    """`astral.sun.sunrise(observer, day, tzinfo=UTC)` (or `sunset`) for an observer at sea
-    level, by astral's own functions in its order (`time_of_transit`, and the retry on the date
-    either side when the transit falls on another UTC date), but for one thing: its first step
-    reads the sun at the date's start, the same for every luminaire and for both events, so it
-    is computed once a date (`_sun_at`) — astral computed it again for each, which made the
-    events of a luminaire's new date (six at first: three dates) most of the rules process's CPU
-    on its first readings (`python -m bench.rules_loop`). ValueError where astral raises one (the
-    sun does not cross the horizon that date)."""
-    found = _transit(observer, day, is_rise)
-    if found.date() != day:
-        other = day + (_ONE_DAY if found.date() < day else -_ONE_DAY)
-        found = _transit(observer, other, is_rise)
-        if found.date() != day:
-            raise ValueError("no such event on the date")
+def _obliquity_correction(jc: Array) -> Array:
+    seconds = 21.448 - jc * (46.815 + jc * (0.00059 - jc * (0.001813)))
+    e0 = 23.0 + (26.0 + (seconds / 60.0)) / 60.0
+    omega = 125.04 - 1934.136 * jc
+    out: Array = e0 + 0.00256 * _cos(omega * _DEG)
+    return out
+
+
+def _declination_and_eq_of_time(jc: Array) -> tuple[Array, Array]:
+    """`astral.sun.sun_declination` and `eq_of_time` over arrays, operation for operation."""
+    l0 = (280.46646 + jc * (36000.76983 + 0.0003032 * jc)) % 360.0
+    m = 357.52911 + jc * (35999.05029 - 0.0001537 * jc)
+    mrad = m * _DEG
+    sinm = _sin(mrad)
+    c = (
+        sinm * (1.914602 - jc * (0.004817 + 0.000014 * jc))
+        + _sin(mrad + mrad) * (0.019993 - 0.000101 * jc)
+        + _sin(mrad + mrad + mrad) * 0.000289
+    )
+    omega = 125.04 - 1934.136 * jc
+    apparent_long = l0 + c - 0.00569 - 0.00478 * _sin(omega * _DEG)
+    obliquity = _obliquity_correction(jc)
+    declination = _asin(_sin(obliquity * _DEG) * _sin(apparent_long * _DEG)) * _RAD
+
+    e = 0.016708634 - jc * (0.000042037 + 0.0000001267 * jc)
+    y = _tan(obliquity * _DEG / 2.0)
+    y = y * y
+    sin2l0 = _sin(2.0 * (l0 * _DEG))
+    cos2l0 = _cos(2.0 * (l0 * _DEG))
+    sin4l0 = _sin(4.0 * (l0 * _DEG))
+    sin2m = _sin(2.0 * (m * _DEG))
+    etime = (
+        y * sin2l0
+        - 2.0 * e * sinm
+        + 4.0 * e * y * sinm * cos2l0
+        - 0.5 * y * y * sin4l0
+        - 1.25 * e * e * sin2m
+    )
+    return declination, etime * _RAD * 4.0
+
+
+def _transits(lat: Array, lon: Array, day: Array, rising: Array) -> Array:
+    """`astral.sun.time_of_transit(observer, day, 90 + SUN_APPARENT_RADIUS, direction)` for
+    observers at sea level (no elevation adjustment), step for step, as epoch microseconds
+    (what astral's datetime holds); -1 where it raises ValueError. `day`: days since the epoch.
+    Its first step reads the sun at the date's start, the same for every place and both
+    directions: once a date (`_sun_at`)."""
+    latitude = np.clip(lat, -89.8, 89.8)
+    dates, inverse = np.unique(day, return_inverse=True)
+    jds = [julianday(_EPOCH_DATE + timedelta(days=d)) for d in dates.tolist()]
+    first = np.array([_sun_at(jd) for jd in jds], dtype=np.float64).reshape(-1, 2)
+    jd = np.array(jds, dtype=np.float64)[inverse]
+    declination, eqtime = first[inverse, 0], first[inverse, 1]
+    sin_lat, cos_lat = _sin(latitude * _DEG), _cos(latitude * _DEG)
+    cos_zenith = math.cos((_ZENITH + 0.0 + _REFRACTION) * _DEG)
+    time_utc = np.zeros(len(lat))
+    for step in range(2):
+        if step:
+            jc = (jd + time_utc / 1440.0 - 2451545.0) / 36525.0
+            declination, eqtime = _declination_and_eq_of_time(jc)
+        declination_rad = declination * _DEG
+        h = (cos_zenith - sin_lat * _sin(declination_rad)) / (cos_lat * _cos(declination_rad))
+        hourangle = _acos(h)
+        hourangle = np.where(rising, hourangle, -hourangle)
+        offset = (-lon - hourangle * _RAD) * 4.0 - eqtime
+        offset = np.where(offset < -720.0, offset + 1440, offset)
+        time_utc = 720.0 + offset
+    failed = np.isnan(time_utc)
+    time_utc = np.where(failed, 0.0, time_utc)
+    # `astral.sun.minutes_to_timedelta`, then the date's midnight added.
+    days = np.trunc(time_utc / 1440)
+    seconds = (time_utc - days * 1440) * 60
+    whole = np.trunc(seconds)
+    micros = np.trunc((seconds - whole) * 1_000_000)
+    out: Array = (
+        (day + days.astype(np.int64)) * _DAY_US
+        + whole.astype(np.int64) * 1_000_000
+        + micros.astype(np.int64)
+    )
+    out[failed] = -1
+    return out
+
+
+def _events(lat: Array, lon: Array, day: Array, rising: Array) -> Array:
+    """`astral.sun.sunrise(observer, day, tzinfo=UTC)` (or `sunset`) in epoch microseconds,
+    -1 where astral raises ValueError: the transit, and when it falls on another UTC date, the
+    transit of the date either side, which must fall on `day`."""
+    found = _transits(lat, lon, day, rising)
+    on = np.floor_divide(found, _DAY_US)
+    again = (found >= 0) & (on != day)
+    if again.any():
+        other = day[again] + np.where(on[again] < day[again], 1, -1)
+        retried = _transits(lat[again], lon[again], other, rising[again])
+        ok = (retried >= 0) & (np.floor_divide(retried, _DAY_US) == day[again])
+        found[again] = np.where(ok, retried, -1)
     return found
 
 
-def _transit(observer: Observer, day: date, is_rise: bool) -> datetime:
-    """`astral.sun.time_of_transit(observer, day, 90 + SUN_APPARENT_RADIUS, direction)` for
-    an observer at sea level (no elevation adjustment), step for step."""
-    latitude = max(-89.8, min(89.8, observer.latitude))
-    direction = SunDirection.RISING if is_rise else SunDirection.SETTING
-    jd = julianday(day)
-    adjustment = 0.0
-    time_utc = 0.0
-    for step in range(2):
-        if step == 0:
-            declination, eqtime = _sun_at(jd + adjustment)
+def events_on(lat: Array, lon: Array, day: Array) -> tuple[Array, Array]:
+    """The sunrise and the sunset of each place (latitude, longitude: astral's observer's) on
+    each UTC date (days since the epoch), as epoch seconds (what astral's `.timestamp()`
+    gives), NaN where there is none (polar day or night)."""
+    n = len(day)
+    found = _events(
+        np.concatenate([lat, lat]),
+        np.concatenate([lon, lon]),
+        np.concatenate([day, day]),
+        np.repeat([True, False], n),
+    )
+    seconds = np.where(found >= 0, found / 1e6, np.nan)
+    return seconds[:n], seconds[n:]
+
+
+def sun_tables(lat: Array, lon: Array, day: Array) -> "SunTables":
+    """The `SunTable` of each place on each UTC date (days since the epoch), as the rows of
+    three arrays: the events of the date and the dates either side, in order, and per span
+    between them whether it is day and the events around it (`_Day.of`'s, column-wise)."""
+    n = len(day)
+    three = np.concatenate([day - 1, day, day + 1])
+    rises, sets = events_on(np.tile(lat, 3), np.tile(lon, 3), three)
+    # Sunsets first: a stable sort then puts a sunset before a sunrise at the same time, as
+    # sorting (time, is_rise) does.
+    t = np.concatenate([sets.reshape(3, n).T, rises.reshape(3, n).T], axis=1)
+    rise = np.repeat([[False, True]], 3, axis=1).repeat(n, axis=0)
+    t = np.where(np.isnan(t), np.inf, t)
+    order = np.argsort(t, axis=1, kind="stable")
+    times = np.take_along_axis(t, order, axis=1)
+    rise = np.take_along_axis(rise, order, axis=1)
+    valid = np.isfinite(times)
+    k = valid.sum(axis=1)
+    spans = np.arange(MAX_EVENTS + 1)
+    inside = spans[None, :] <= k[:, None]
+    padded = np.concatenate([times, np.full((n, 1), np.inf)], axis=1)
+    rise7 = np.concatenate([rise, np.zeros((n, 1), dtype=bool)], axis=1)
+    valid7 = np.concatenate([valid, np.zeros((n, 1), dtype=bool)], axis=1)
+    # Before span i: the events j < i; after it: j >= i.
+    is_day = np.full((n, MAX_EVENTS + 1), 2, dtype=np.int8)
+    is_day[:, 1:] = rise
+    is_day[:, 0] = np.where(k > 0, ~rise[:, 0], 2)
+    is_day[~inside] = 2
+    events = np.full((n, 4, MAX_EVENTS + 1), np.nan)
+    for row, (kind, after) in enumerate(
+        ((False, False), (True, True), (True, False), (False, True))
+    ):
+        # last sunset, next sunrise, last sunrise, next sunset
+        mine = valid7 & (rise7 == kind)
+        if after:
+            value = np.where(mine, padded, np.inf)
+            value = np.minimum.accumulate(value[:, ::-1], axis=1)[:, ::-1]
+            value = np.where(np.isinf(value), np.nan, value)
         else:
-            jc = julianday_to_juliancentury(jd + adjustment)
-            declination, eqtime = sun_declination(jc), eq_of_time(jc)
-        hourangle = hour_angle(latitude, declination, _ZENITH + 0.0 + _REFRACTION, direction)
-        delta = -observer.longitude - degrees(hourangle)
-        offset = delta * 4.0 - eqtime
-        if offset < -720.0:
-            offset += 1440
-        time_utc = 720.0 + offset
-        adjustment = time_utc / 1440.0
-    moment = datetime(day.year, day.month, day.day) + minutes_to_timedelta(time_utc)
-    return moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class _Span:
-    """The time between two consecutive events: whether it is day, and the events around it
-    (None: none within the three dates)."""
-
-    is_day: bool | None
-    """None: no event at all in the three dates, the sun's elevation decides."""
-    last_sunset: float | None
-    next_sunrise: float | None
-    last_sunrise: float | None
-    next_sunset: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Day:
-    """One place's UTC date: the times of the events of it and the dates either side, and the
-    span before, between and after them."""
-
-    start: float
-    end: float
-    times: tuple[float, ...]
-    spans: tuple[_Span, ...]
-
-    def table(self) -> "SunTable":
-        """The date's events and spans as rows of arrays, for `rules.evaluation.columns`."""
-        times = np.full(MAX_EVENTS, np.inf)
-        times[: len(self.times)] = self.times
-        spans = np.full((4, MAX_EVENTS + 1), np.nan)
-        is_day = np.full(MAX_EVENTS + 1, 2, dtype=np.int8)
-        for i, span in enumerate(self.spans):
-            is_day[i] = 2 if span.is_day is None else int(span.is_day)
-            for j, event in enumerate(
-                (span.last_sunset, span.next_sunrise, span.last_sunrise, span.next_sunset)
-            ):
-                spans[j, i] = np.nan if event is None else event
-        return SunTable(times, is_day, spans)
-
-    @classmethod
-    def of(cls, day: date, events: Events) -> "_Day":
-        ordered = sorted(set(events))
-        spans = []
-        for i in range(len(ordered) + 1):
-            before, after = ordered[:i], ordered[i:]
-            if before:
-                is_day: bool | None = before[-1][1]
-            elif after:
-                is_day = not after[0][1]
-            else:
-                is_day = None
-            spans.append(
-                _Span(
-                    is_day,
-                    last_sunset=next((t for t, rise in reversed(before) if not rise), None),
-                    next_sunrise=next((t for t, rise in after if rise), None),
-                    last_sunrise=next((t for t, rise in reversed(before) if rise), None),
-                    next_sunset=next((t for t, rise in after if not rise), None),
-                )
-            )
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        return cls(start, start + _DAY_S, tuple(t for t, _ in ordered), tuple(spans))
+            value = np.where(mine, padded, -np.inf)
+            value = np.maximum.accumulate(value, axis=1)
+            shifted = np.full_like(value, -np.inf)
+            shifted[:, 1:] = value[:, :-1]
+            value = np.where(np.isinf(shifted), np.nan, shifted)
+        events[:, row] = np.where(inside, value, np.nan)
+    return SunTables(times, is_day, events)
 
 
 MAX_EVENTS = 6
@@ -173,28 +241,74 @@ MAX_EVENTS = 6
 class SunTable:
     """One place's UTC date as arrays: `times` (its events, padded with +inf to `MAX_EVENTS`),
     per span `is_day` (0, 1; 2: None, the sun's elevation decides) and `events` (rows: last
-    sunset, next sunrise, last sunrise, next sunset; NaN: none)."""
+    sunset, next sunrise, last sunrise, next sunset; NaN: none); `packed`, the three in one row
+    of floats (`PACKED` long), for the columns to stack a chunk's tables at once."""
+
+    times: np.ndarray
+    is_day: np.ndarray
+    events: np.ndarray
+    packed: np.ndarray
+
+
+PACKED = MAX_EVENTS + (MAX_EVENTS + 1) + 4 * (MAX_EVENTS + 1)
+"""A `SunTable.packed` row: its times, then its is_day, then its events row by row."""
+
+
+@dataclass(frozen=True, slots=True)
+class SunTables:
+    """`SunTable`s as the rows of three arrays (`sun_tables`)."""
 
     times: np.ndarray
     is_day: np.ndarray
     events: np.ndarray
 
+    def row(self, i: int) -> SunTable:
+        """Row `i`, copied (a kept table holds no other row's memory)."""
+        packed = np.concatenate([self.times[i], self.is_day[i], self.events[i].ravel()])
+        return SunTable(
+            packed[:MAX_EVENTS],
+            self.is_day[i].copy(),
+            packed[2 * MAX_EVENTS + 1 :].reshape(4, MAX_EVENTS + 1),
+            packed,
+        )
+
 
 FAR_MIN = _FAR_MIN
 
 
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """A `SunTable` as Python values, for `SunClock.facts`: the date's bounds, its events'
+    times, and per span whether it is day (None: the elevation decides) and its four events
+    (None: none)."""
+
+    start: float
+    end: float
+    times: list[float]
+    is_day: list[bool | None]
+    events: list[list[float | None]]
+
+    @classmethod
+    def of(cls, start: float, table: SunTable) -> "_Day":
+        times = [t for t in table.times.tolist() if t != math.inf]
+        is_day = [None if d == 2 else bool(d) for d in table.is_day.tolist()]
+        events = [[None if math.isnan(t) else t for t in row] for row in table.events.tolist()]
+        return cls(start, start + _DAY_S, times, is_day, events)
+
+
 class SunClock:
     """The sun facts at one place. Its answers depend on nothing but the place and the time:
-    what it keeps (the current date, the events of the dates around it) only saves work."""
+    what it keeps (the tables of the last `KEPT_DATES` dates asked for) only saves work."""
 
-    __slots__ = ("_current", "_dates", "_observer", "_tables", "lat", "lon")
+    __slots__ = ("_current", "_tables", "lat", "lon", "observer_lat", "observer_lon")
 
     def __init__(self, lat: float, lon: float) -> None:
         self.lat = lat
         self.lon = lon
-        self._observer = Observer(latitude=round(lat, 6), longitude=round(lon, 6))
+        self.observer_lat = round(lat, 6)
+        """The latitude of the events (astral's observer's, as the simulator's)."""
+        self.observer_lon = round(lon, 6)
         self._current: _Day | None = None
-        self._dates: dict[date, Events] = {}
         self._tables: dict[float, SunTable] = {}
 
     def facts(self, at: datetime) -> dict[str, bool | float]:
@@ -202,13 +316,13 @@ class SunClock:
         t = at.timestamp()
         day = self._current
         if day is None or not day.start <= t < day.end:
-            day = self._current = self._day(at.astimezone(UTC).date())
-        span = day.spans[bisect.bisect_right(day.times, t)]
-        is_day = span.is_day
+            start = (at.astimezone(UTC).date() - _EPOCH_DATE).days * _DAY_S
+            day = self._current = _Day.of(start, self.table(start))
+        span = bisect.bisect_right(day.times, t)
+        is_day = day.is_day[span]
         if is_day is None:
             is_day = elevation(Observer(latitude=self.lat, longitude=self.lon), at) > _HORIZON_DEG
-        sunset, sunrise = span.last_sunset, span.next_sunrise
-        risen, setting = span.last_sunrise, span.next_sunset
+        sunset, sunrise, risen, setting = (events[span] for events in day.events)
         return {
             "is_day": is_day,
             "minutes_after_sunset": _FAR_MIN if sunset is None else (t - sunset) / 60,
@@ -220,30 +334,34 @@ class SunClock:
     def table(self, start: float) -> SunTable:
         """The `SunTable` of the UTC date starting at `start` (epoch seconds, a midnight): what
         `facts` reads for a time of that date (the last `KEPT_DATES` of them kept)."""
-        table = self._tables.get(start)
-        if table is None:
-            day = self._current
-            if day is None or day.start != start:
-                day = self._current = self._day(datetime.fromtimestamp(start, UTC).date())
-            table = day.table()
-            self._tables = _latest(self._tables, {start: table}, KEPT_DATES)
-        return table
+        return tables_of([self], [start])[0]
 
-    def _day(self, day: date) -> _Day:
-        """The date's `_Day`, from the events of the date and those either side; the events of
-        the `KEPT_DATES` dates nearest to it are kept: a luminaire's readings on both sides of
-        a UTC midnight, chunk after chunk, computed the same dates again each time (most of the
-        rules process's CPU on `bench/run` run shortly after midnight UTC)."""
-        wanted = (day - _ONE_DAY, day, day + _ONE_DAY)
-        kept = self._dates
-        dates = {d: kept[d] if d in kept else _events_on(self._observer, d) for d in wanted}
-        self._dates = _latest(kept, dates, KEPT_DATES + 2)
-        return _Day.of(day, tuple(event for d in wanted for event in dates[d]))
+    def kept(self, start: float) -> SunTable | None:
+        return self._tables.get(start)
+
+    def keep(self, start: float, table: SunTable) -> None:
+        self._tables = _latest(self._tables, {start: table}, KEPT_DATES)
+
+
+def tables_of(clocks: Sequence[SunClock], starts: Sequence[float]) -> list[SunTable]:
+    """Each clock's `SunTable` of the UTC date starting at its start (epoch seconds), those it
+    does not keep computed together (`sun_tables`) and kept."""
+    out: list[SunTable | None] = [c.kept(s) for c, s in zip(clocks, starts, strict=True)]
+    missing = [i for i, table in enumerate(out) if table is None]
+    if missing:
+        lat = np.array([clocks[i].observer_lat for i in missing], dtype=np.float64)
+        lon = np.array([clocks[i].observer_lon for i in missing], dtype=np.float64)
+        day = np.array([int(starts[i] // _DAY_S) for i in missing], dtype=np.int64)
+        computed = sun_tables(lat, lon, day)
+        for k, i in enumerate(missing):
+            table = out[i] = computed.row(k)
+            clocks[i].keep(starts[i], table)
+    return out  # type: ignore[return-value]
 
 
 KEPT_DATES = 4
-"""The UTC dates a `SunClock` keeps the table of (and the events of these and those either
-side): a few, for readings that straddle a midnight or arrive late."""
+"""The UTC dates a `SunClock` keeps the table of: a few, for readings that straddle a midnight
+or arrive late."""
 
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")

@@ -19,8 +19,9 @@ way.
 """
 
 import operator
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,9 @@ class Frame:
     present: Mapping[tuple[str, str], Any]
     """Per field, the rows where it was sent (`has()`)."""
     exists: Mapping[str, Any]
+    memo: dict[int, Column] = field(default_factory=dict)
+    """The columns of the subexpressions several expressions share (`vectorise_all`), once
+    computed over this frame."""
 
 
 Vectorised = Callable[[Frame], Column]
@@ -88,15 +92,83 @@ Vectorised = Callable[[Frame], Column]
 def vectorise(source: str) -> Vectorised | None:
     """The vectorised function of `source` (a CEL expression that compiles), or None when it is
     outside what is mirrored."""
-    node = parse(source)
-    if node is None or not _inside(node):
-        return None
+    return vectorise_all([source])[0]
 
+
+def vectorise_all(sources: Sequence[str]) -> list[Vectorised | None]:
+    """`vectorise` of each source, their common subexpressions computed once a frame: the
+    verdicts of a rule book repeat theirs (the shipped rules: 108 operations, 86 distinct, the
+    sun's window and the supply check in three rules each), and an operation is a numpy
+    call over the whole chunk."""
+    nodes = [parse(source) for source in sources]
+    kept = [node if node is not None and _inside(node) else None for node in nodes]
+    counts: Counter[str] = Counter()
+    for node in kept:
+        if node is not None:
+            _count(node, counts)
+    shared: dict[str, _Repeated] = {}
+    return [None if node is None else _runner(_share(node, counts, shared)) for node in kept]
+
+
+def _runner(node: "Node | _Repeated") -> Vectorised:
     def run(frame: Frame) -> Column:
         with np.errstate(all="ignore"):
             return _node(node, frame)
 
     return run
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Repeated:
+    """A subexpression several expressions (or one, more than once) hold: its column is kept
+    in the frame's `memo` (by this object's id) once computed."""
+
+    node: "Node | _Repeated"
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Unary):
+        return (node.operand,)
+    if isinstance(node, Call):
+        return (node.argument,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Logical):
+        return node.operands
+    if isinstance(node, Conditional):
+        return (node.test, node.yes, node.no)
+    return ()
+
+
+def _count(node: Node, counts: Counter[str]) -> None:
+    """How often each operation occurs (by its text, `repr`: `1`, `1.0` and `true` differ)."""
+    children = _children(node)
+    if children:
+        counts[repr(node)] += 1
+        for child in children:
+            _count(child, counts)
+
+
+def _share(node: Node, counts: Counter[str], shared: dict[str, _Repeated]) -> Any:
+    """`node` with each operation that occurs more than once replaced by one `_Repeated`."""
+    children = _children(node)
+    if not children:
+        return node
+    new = [_share(child, counts, shared) for child in children]
+    if isinstance(node, Unary):
+        rebuilt: Any = replace(node, operand=new[0])
+    elif isinstance(node, Call):
+        rebuilt = replace(node, argument=new[0])
+    elif isinstance(node, Binary):
+        rebuilt = replace(node, left=new[0], right=new[1])
+    elif isinstance(node, Logical):
+        rebuilt = replace(node, operands=tuple(new))
+    else:
+        rebuilt = replace(node, test=new[0], yes=new[1], no=new[2])
+    key = repr(node)
+    if counts[key] < 2:
+        return rebuilt
+    return shared.setdefault(key, _Repeated(rebuilt))
 
 
 def reads(source: str) -> set[tuple[str, str]]:
@@ -149,7 +221,12 @@ def _all_ask(kind: type = float) -> Column:
     return Column(kind, 0.0, True)
 
 
-def _node(node: Node, frame: Frame) -> Column:
+def _node(node: Any, frame: Frame) -> Column:
+    if isinstance(node, _Repeated):
+        found = frame.memo.get(id(node))
+        if found is None:
+            found = frame.memo[id(node)] = _node(node.node, frame)
+        return found
     if isinstance(node, Literal):
         return Column(type(node.value), node.value, False, node.value is None)
     if isinstance(node, Select):
