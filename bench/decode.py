@@ -1,13 +1,18 @@
 """The decoder alone, in this process: luxtel's fast path against the full pydantic path.
 
     python bench/decode.py [--readings 100000] [--mode telemetry|batch] [--batch-size 100]
+                           [--chunk 500] [--rules]
 
 The same messages as `bench/ingest.py` publishes (`bench/publish.py`), decoded by
 `ingest.decode.decode_into` as `luxtel run` does — the fast path (`ingest/reading_lines.c`) first —
 and again with `fast=False`, the full path every message would take without it (orjson, the
 pydantic models, `encode_reading`): the baseline. Both must produce the same lines (checked).
 Prints messages/s, readings/s, CPU µs per reading, per-message latency percentiles and peak RSS
-for each, and the ratios.
+for each, and the ratios. `--rules` adds the fast path as `luxtel run` decodes with the rules
+on (`Limits(observe=True, hand_over=True)`: each reading's journal entry written too), and what
+that adds a reading; `--chunk` sets the messages decoded into one `Decoded` (500; `luxtel run`'s
+chunks, what one read of the socket brought, were ~11 messages of gateway batches in
+`bench/ingest.py --mode batch`, where the hand-over's runs grow with them).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import importlib.util
 import resource
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,17 +55,28 @@ def _percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
 
 
+KEPT = 64
+"""Chunks' results held at once (`luxtel.pipeline`'s queue of decoded fragments)."""
 CHUNK = 500
 """Messages decoded into one `Decoded`, as `ingest.stages.decode_chunk` does with what one read
 of the socket brought (one receive time each)."""
 
 
-def run(messages: list[tuple[str, bytes]], readings: int, *, fast: bool) -> dict[str, float]:
+def run(
+    messages: list[tuple[str, bytes]],
+    readings: int,
+    *,
+    fast: bool,
+    rules: bool = False,
+    chunk: int = CHUNK,
+) -> dict[str, float]:
     """Decode every message once (after one warm-up pass over the first thousand), the way
-    `luxtel run` does: `decode_into` a chunk's shared `Decoded`."""
+    `luxtel run` does: `decode_into` a chunk's shared `Decoded` (`rules`: handing each reading
+    over for the rules' journal too), the last `KEPT` chunks' results held, as the pipeline
+    holds its fragments until their batch is written."""
     now = datetime.now(UTC)
     now_ms = epoch_ms(now)
-    limits = Limits(topic_root="lighting")
+    limits = Limits(topic_root="lighting", observe=rules, hand_over=rules)
     for topic, payload in messages[:1000]:
         decode(topic, payload, now, limits, fast=fast)
     timings: list[float] = []
@@ -68,13 +85,15 @@ def run(messages: list[tuple[str, bytes]], readings: int, *, fast: bool) -> dict
     clock = time.perf_counter_ns
     cpu_start = time.process_time()
     wall_start = time.perf_counter()
-    for first in range(0, len(messages), CHUNK):
+    kept: deque[Decoded] = deque(maxlen=KEPT)
+    for first in range(0, len(messages), chunk):
         out = Decoded()
-        for topic, payload in messages[first : first + CHUNK]:
+        for topic, payload in messages[first : first + chunk]:
             start = clock()
             decode_into(out, topic, payload, now, now_ms, limits, None, fast)
             timings.append(clock() - start)
         written += len(out.points)
+        kept.append(out)
     wall = time.perf_counter() - wall_start
     cpu = time.process_time() - cpu_start
     if written != readings:
@@ -96,6 +115,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--mode", choices=("telemetry", "batch"), default="telemetry")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=CHUNK)
+    parser.add_argument("--rules", action="store_true")
     args = parser.parse_args()
     publish = _publisher()
     ts_base_ms = int(time.time() * 1000) - 3_600_000
@@ -116,9 +137,13 @@ def main() -> None:
         if len(fast_lines) != len(full_lines):
             raise SystemExit(f"the two paths disagree on {payload!r}")
     results = {
-        "luxtel (fast path)": run(messages, args.readings, fast=True),
-        "full path (baseline)": run(messages, args.readings, fast=False),
+        "luxtel (fast path)": run(messages, args.readings, fast=True, chunk=args.chunk),
+        "full path (baseline)": run(messages, args.readings, fast=False, chunk=args.chunk),
     }
+    if args.rules:
+        results["luxtel, rules on"] = run(
+            messages, args.readings, fast=True, rules=True, chunk=args.chunk
+        )
     table = Table(
         title=f"decode, {args.readings:,} readings, {args.mode}, {len(messages):,} messages"
     )
@@ -135,7 +160,14 @@ def main() -> None:
         *(f"×{full[c] / fast[c]:.2f}" for c in columns[:-1]),
         "(one process: peak of both)",
     )
-    Console(width=150).print(table)
+    console = Console(width=150)
+    console.print(table)
+    if args.rules:
+        on = results["luxtel, rules on"]["cpu_us"]
+        console.print(
+            f"the hand-over for the rules: {on - fast['cpu_us']:+.2f} µs CPU a reading "
+            f"(chunks of {args.chunk} messages)"
+        )
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class Sink:
         writes_in_flight: int = WRITES_IN_FLIGHT,
         journal: Callable[[Sequence[Handed]], Awaitable["asyncio.Future[None]"]] | None = None,
         written: Callable[[list[str], bool], None] | None = None,
+        backlogged: Callable[[bool], None] | None = None,
     ) -> None:
         """`journal`: the rules' journal's admission (`rules.runtime.journal_writer`), when the
         rules are on: it waits until the journal has room for a batch's observations (at its
@@ -75,6 +76,10 @@ class Sink:
         gives the future of their append (written and fsynced), which the batch's
         acknowledgement waits for."""
         self._journal = journal
+        self._backlogged = backlogged
+        """Told True when batches start waiting for a write slot (InfluxDB is what holds ingest
+        back: a burst, a backlog), False once none waits (the rules' journal tells its reader
+        less often meanwhile: `rules.runtime.journal_writer`)."""
         self._writer = writer
         self._written = written
         """Told the lines of every write InfluxDB accepted, and whether they were replayed from
@@ -113,7 +118,14 @@ class Sink:
                 self._start_replay()
             slots = asyncio.Semaphore(self._writes_in_flight)
             in_flight: set[asyncio.Task[None]] = set()
-            while (batch := await inbox.get()) is not None:
+            backlogged = False
+            while True:
+                if backlogged and inbox.empty():
+                    backlogged = self._backlog(False)
+                if (batch := await inbox.get()) is None:
+                    break
+                if not backlogged and slots.locked():
+                    backlogged = self._backlog(True)
                 await slots.acquire()
                 number = self._batches_sent
                 self._batches_sent += 1
@@ -122,11 +134,18 @@ class Sink:
                 )
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
+            if backlogged:
+                self._backlog(False)
             if in_flight:
                 await asyncio.wait(in_flight)
             if self._replayer is not None:
                 self._replayer.cancel()
         self._group = None
+
+    def _backlog(self, backlogged: bool) -> bool:
+        if self._backlogged is not None:
+            self._backlogged(backlogged)
+        return backlogged
 
     async def _deliver_then_free(self, batch: Batch, slots: asyncio.Semaphore, number: int) -> None:
         written: list[str] = []

@@ -234,6 +234,7 @@ class Pipeline:
                 settings.state_dir / "journal",
                 settings.rules.journal_max_bytes,
                 self.metrics.registry,
+                defer_max_s=settings.rules.defer_max_s,
             )
         async with (
             InfluxWriter(influx_target(settings)) as writer,
@@ -277,6 +278,7 @@ class Pipeline:
                 create_database=settings.influx.create_database,
                 journal=journal.admit if journal is not None else None,
                 written=None if self.upkeep is None else self.upkeep.written,
+                backlogged=journal.backlogged if journal is not None else None,
             )
             self.sink = sink
             rules = self._rules_process(source, journal)

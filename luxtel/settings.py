@@ -335,6 +335,16 @@ class RulesSettings(_Section):
         "({state_dir}/journal); past it ingest waits for the rules (no acknowledgements, the "
         "broker holds the rest) rather than drop anything.",
     )
+    defer_max_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="While ingest is backlogged (batches wait for InfluxDB: a burst, a backlog "
+        "the broker replays), the rules are told of new journal records at most this late, so "
+        "that they evaluate a burst right after it rather than take CPU from ingest during it "
+        "(they judge silences meanwhile as if they were caught up: keep it far below a report "
+        "interval); 0: told at once.",
+    )
     state_interval_s: float = Field(
         default=60.0,
         ge=0,

@@ -184,6 +184,58 @@ def test_admission_does_not_wait_for_the_appends_before_and_counts_against_the_b
     assert [list(c) for c in got] == [big, chunk(3, 2000), big, big]
 
 
+def test_while_ingest_is_backlogged_the_end_is_told_once_it_is_not(tmp_path: Path) -> None:
+    """`appended` gives the durable end at once when ingest keeps up; while it is backlogged it
+    holds the end back (the rules evaluate the burst after it) and gives the latest end, which
+    covers the appends meanwhile, once the backlog is over."""
+    journal = JournalWriter(tmp_path, 64 << 20, defer_max_s=3600)
+
+    async def main() -> None:
+        await journal.append(chunk(5))
+        assert await journal.appended() == journal.end, "not backlogged: at once"
+        journal.backlogged(True)
+        await journal.append(chunk(5, 5))
+        told = asyncio.create_task(journal.appended())
+        await journal.append(chunk(5, 10))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not told.done(), "backlogged: held back"
+        journal.backlogged(False)
+        assert await asyncio.wait_for(told, 10) == journal.end
+        assert journal.end.seq == 15
+        again = asyncio.create_task(journal.appended())
+        await asyncio.sleep(0)
+        assert not again.done(), "the appends held back were told with that end"
+        again.cancel()
+
+    asyncio.run(main())
+
+
+def test_the_end_held_back_is_told_after_defer_max_s_or_at_half_the_bound(tmp_path: Path) -> None:
+    """Held back no longer than `defer_max_s`; and never once the records the rules have not
+    committed reach half the journal's bound (ingest would otherwise stop at the bound while
+    the rules wait to be told)."""
+    timed = JournalWriter(tmp_path / "timed", 64 << 20, defer_max_s=0.05)
+    bounded = JournalWriter(tmp_path / "bounded", 1 << 20, defer_max_s=3600)
+    big = chunk(2000)  # a record of ~400 KB
+
+    async def main() -> None:
+        timed.backlogged(True)
+        await timed.append(chunk(5))
+        assert await asyncio.wait_for(timed.appended(), 10) == timed.end, "after defer_max_s"
+        bounded.backlogged(True)
+        await bounded.append(big)
+        told = asyncio.create_task(bounded.appended())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not told.done(), "under half the bound: held back"
+        await bounded.append(big)
+        assert 2 * bounded.lag_bytes >= bounded.max_bytes
+        assert await asyncio.wait_for(told, 10) == bounded.end, "half the bound: told"
+
+    asyncio.run(main())
+
+
 def test_the_lag_follows_what_the_rules_report(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     now = [1000.0]

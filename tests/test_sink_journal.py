@@ -96,3 +96,30 @@ def test_at_the_journal_bound_a_batch_is_neither_written_nor_acknowledged_and_st
     reopened = JournalWriter(tmp_path / "journal", 1 << 20)
     assert reopened.end.seq == 3_000, "the first batch whole, nothing of the second"
     reopened.close()
+
+
+def test_the_sink_says_when_its_batches_wait_for_influxdb(
+    influxdb: InfluxDBServer, influx_db: str, tmp_path: Path
+) -> None:
+    """Backlogged (told True) once a batch waits for a write slot, and told False once none
+    waits: what holds the rules' journal end back through a burst."""
+    told: list[bool] = []
+    sink_through(
+        InfluxTarget(influxdb.url, influx_db),
+        tmp_path,
+        telemetry_batches([100, 100, 100, 100]),
+        lambda deliveries: None,
+        writes_in_flight=1,
+        backlogged=told.append,
+    )
+    assert told == [True, False]
+    told.clear()
+    sink_through(
+        InfluxTarget(influxdb.url, influx_db),
+        tmp_path,
+        telemetry_batches([100]),
+        lambda deliveries: None,
+        writes_in_flight=1,
+        backlogged=told.append,
+    )
+    assert told == [], "one batch never waits"

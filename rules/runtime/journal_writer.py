@@ -103,9 +103,13 @@ class JournalWriter:
         *,
         segment_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
+        defer_max_s: float = 0.0,
     ) -> None:
-        """`clock`: the wall clock, for records' append times and the lag in seconds."""
+        """`clock`: the wall clock, for records' append times and the lag in seconds.
+        `defer_max_s`: how long `appended` may hold the end back while ingest is backlogged
+        (`backlogged`); 0: never."""
         self.directory = directory
+        self.defer_max_s = defer_max_s
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or max(
             MIN_SEGMENT_BYTES, min(MAX_SEGMENT_BYTES, max_bytes // 8)
@@ -119,6 +123,9 @@ class JournalWriter:
         self._admitted_bytes = 0
         self._room = asyncio.Event()
         self._appended = asyncio.Event()
+        self._backlogged = False
+        self._nudged = asyncio.Event()
+        """Set by an append and by the end of a backlog: `appended` looks again."""
         self._full_logged = False
         self._pending: deque[_Pending] = deque()
         directory.mkdir(parents=True, exist_ok=True)
@@ -233,6 +240,7 @@ class JournalWriter:
             self.metrics.appended.inc(body.count)
             self._update_metrics()
             self._appended.set()
+            self._nudged.set()
 
     async def _wait_for_room(self, size: int) -> None:
         """Until the bytes the rules have not committed, those admitted and `size` fit under
@@ -305,11 +313,38 @@ class JournalWriter:
             raise
         self._size += size
 
+    def backlogged(self, backlogged: bool) -> None:
+        """Whether ingest is backlogged: its batches wait for InfluxDB (the sink's write slots),
+        as in a burst or while the broker replays a backlog (`ingest.sink`)."""
+        self._backlogged = backlogged
+        if not backlogged:
+            self._nudged.set()
+
     async def appended(self) -> Position:
-        """Wait for the next append; the durable end then."""
+        """Wait for the next append; the durable end then. While ingest is backlogged, the end
+        is held back until it is not, for at most `defer_max_s` after the append (the event
+        loop's monotonic clock), and never once the records not committed reach half the
+        journal's bound: the rules lag through a burst and evaluate it right after, instead of
+        taking CPU from ingest during it. Why: on a busy machine the rules process, even at
+        SCHED_IDLE (`rules.runtime.worker`), took a share of the cores from InfluxDB and
+        `luxtel run` while they ingested a burst: luxtel-rules stored x0.74-x0.89 luxtel's
+        readings a second, and x0.95-x1.02 with the rules process stopped through the burst
+        (`python bench/ingest.py --only luxtel,luxtel-rules --mode batch --readings 300000`,
+        bench/README.md, session 8). In steady state no batch waits: told at once."""
         await self._appended.wait()
         self._appended.clear()
+        if self.defer_max_s > 0 and self._holding():
+            loop = asyncio.get_running_loop()
+            until = loop.time() + self.defer_max_s
+            while self._holding() and (left := until - loop.time()) > 0:
+                self._nudged.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._nudged.wait(), left)
+            self._appended.clear()  # the end returned covers the appends meanwhile
         return self.end
+
+    def _holding(self) -> bool:
+        return self._backlogged and 2 * self.lag_bytes < self.max_bytes
 
     def consumed(self, evaluated: Position, committed: Position) -> None:
         """What the rules process reports: the position it has evaluated up to, and the one it
