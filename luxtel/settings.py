@@ -342,8 +342,8 @@ class RulesSettings(_Section):
         description="While ingest is backlogged (batches wait for InfluxDB: a burst, a backlog "
         "the broker replays), the rules are told of new journal records at most this late, so "
         "that they evaluate a burst right after it rather than take CPU from ingest during it "
-        "(they judge silences meanwhile as if they were caught up: keep it far below a report "
-        "interval); 0: told at once.",
+        "(they judge silences meanwhile at the time of the newest record they were told of, "
+        "not the wall clock); 0: told at once.",
     )
     state_interval_s: float = Field(
         default=60.0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from models import Observation
+from rules.runtime import worker
+from rules.runtime.channel import Kind, encode_held, encode_position, frame
 from rules.runtime.journal import START, Body, Chunk, Position, segment_name, segment_paths
 from rules.runtime.journal_reader import JournalReader
-from rules.runtime.journal_writer import JournalWriter
+from rules.runtime.journal_writer import JournalWriter, Told
 from rules.runtime.store import Store
 from tests.rules_fixtures import reading
 
@@ -186,27 +189,103 @@ def test_admission_does_not_wait_for_the_appends_before_and_counts_against_the_b
 
 def test_while_ingest_is_backlogged_the_end_is_told_once_it_is_not(tmp_path: Path) -> None:
     """`appended` gives the durable end at once when ingest keeps up; while it is backlogged it
-    holds the end back (the rules evaluate the burst after it) and gives the latest end, which
-    covers the appends meanwhile, once the backlog is over."""
-    journal = JournalWriter(tmp_path, 64 << 20, defer_max_s=3600)
+    holds the end back (the rules evaluate the burst after it): it says so at once, with the
+    end told before and the append time of that end's newest record (at which the rules judge
+    silences meanwhile), and gives the latest end, which covers the appends meanwhile, once the
+    backlog is over."""
+    times = iter(float(t) for t in range(100, 200))
+    journal = JournalWriter(tmp_path, 64 << 20, defer_max_s=3600, clock=lambda: next(times))
 
     async def main() -> None:
-        await journal.append(chunk(5))
-        assert await journal.appended() == journal.end, "not backlogged: at once"
+        await journal.append(chunk(5))  # appended at 101 (the writer's start was 100)
+        first = journal.end
+        assert await journal.appended() == Told(first), "not backlogged: at once"
         journal.backlogged(True)
         await journal.append(chunk(5, 5))
+        assert await journal.appended() == Told(first, 101.0), "held: the end told before"
         told = asyncio.create_task(journal.appended())
         await journal.append(chunk(5, 10))
         for _ in range(10):
             await asyncio.sleep(0)
         assert not told.done(), "backlogged: held back"
         journal.backlogged(False)
-        assert await asyncio.wait_for(told, 10) == journal.end
+        assert await asyncio.wait_for(told, 10) == Told(journal.end)
         assert journal.end.seq == 15
         again = asyncio.create_task(journal.appended())
         await asyncio.sleep(0)
         assert not again.done(), "the appends held back were told with that end"
         again.cancel()
+
+    asyncio.run(main())
+
+
+def test_a_hold_before_anything_was_told_judges_silences_at_luxtels_start(tmp_path: Path) -> None:
+    """Held before the rules were told any end: the time told is the writer's start (luxtel's
+    own start, before which no silence counts), never a later one."""
+    times = iter(float(t) for t in range(100, 200))
+    journal = JournalWriter(tmp_path, 64 << 20, defer_max_s=3600, clock=lambda: next(times))
+
+    async def main() -> None:
+        journal.backlogged(True)
+        await journal.append(chunk(5))
+        told = await journal.appended()
+        assert told.held_at == 100.0
+        assert told.end.seq == 0
+
+    asyncio.run(main())
+
+
+def test_the_rules_judge_silences_at_the_held_ends_time_not_the_wall_clock(tmp_path: Path) -> None:
+    """The rules process's side of a hold (`rules.runtime.worker`): caught up with the end it was
+    told, it judges silences at the wall clock (contact None) — but while the parent holds records
+    back (HELD), at the append time of the newest record told, until an APPENDED ends the hold
+    and the held records are read (the held readings are nobody's silence)."""
+    times = iter(float(t) for t in range(100, 200))
+    journal = JournalWriter(tmp_path, 64 << 20, defer_max_s=3600, clock=lambda: next(times))
+
+    def frame_of(told: Told) -> bytes:
+        end = told.end
+        if told.held_at is None:
+            return frame(Kind.APPENDED, encode_position(end.offset, end.seq))
+        return frame(Kind.HELD, encode_held(end.offset, end.seq, told.held_at))
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("not reached")
+
+    async def main() -> None:
+        channel = asyncio.StreamReader()
+        durable, contact = worker._Durable(), worker._Contact()
+        inbox: asyncio.Queue[Sequence[Observation] | None] = asyncio.Queue()
+        listener = asyncio.create_task(worker._listen(channel, durable))
+        reader = JournalReader(tmp_path, START)
+        feeder = asyncio.create_task(worker._feed(reader, durable, inbox, listener, contact))
+        await journal.append(chunk(5))  # appended at 101
+        channel.feed_data(frame_of(await journal.appended()))
+        assert len(await inbox.get() or ()) == 5
+        await until(lambda: durable.end is not None and not reader.has_more(durable.end))
+        await until(lambda: contact() is None)
+        journal.backlogged(True)
+        await journal.append(chunk(5, 5))  # appended at 102, held
+        held = await journal.appended()
+        assert held.held_at == 101.0
+        channel.feed_data(frame_of(held))
+        await until(lambda: durable.held_at is not None)
+        await asyncio.sleep(0.05)
+        assert contact() == datetime.fromtimestamp(101, UTC), "held: judged at 101"
+        assert inbox.empty(), "nothing read past the end told"
+        told = asyncio.create_task(journal.appended())
+        journal.backlogged(False)
+        channel.feed_data(frame_of(await told))
+        held_ones = [o.device_id for o in await inbox.get() or ()]
+        assert held_ones == [f"d{i}" for i in range(5, 10)]
+        await until(lambda: contact() is None)
+        channel.feed_eof()
+        await asyncio.wait_for(feeder, 10)
+        assert await inbox.get() is None
 
     asyncio.run(main())
 
@@ -222,16 +301,18 @@ def test_the_end_held_back_is_told_after_defer_max_s_or_at_half_the_bound(tmp_pa
     async def main() -> None:
         timed.backlogged(True)
         await timed.append(chunk(5))
-        assert await asyncio.wait_for(timed.appended(), 10) == timed.end, "after defer_max_s"
+        assert (await timed.appended()).held_at is not None, "held"
+        assert await asyncio.wait_for(timed.appended(), 10) == Told(timed.end), "after defer_max_s"
         bounded.backlogged(True)
         await bounded.append(big)
+        assert (await bounded.appended()).held_at is not None, "held"
         told = asyncio.create_task(bounded.appended())
         for _ in range(10):
             await asyncio.sleep(0)
         assert not told.done(), "under half the bound: held back"
         await bounded.append(big)
         assert 2 * bounded.lag_bytes >= bounded.max_bytes
-        assert await asyncio.wait_for(told, 10) == bounded.end, "half the bound: told"
+        assert await asyncio.wait_for(told, 10) == Told(bounded.end), "half the bound: told"
 
     asyncio.run(main())
 

@@ -2,6 +2,10 @@
 pair, and the compact forms of what crosses it.
 
     parent → child   APPENDED       the journal's durable end (`encode_position`): read up to it
+                     HELD           the end told before, and that records past it are held back
+                                    while ingest is backlogged (`encode_held`: with the append
+                                    time of its newest record, at which silences are judged
+                                    until the next APPENDED)
                      (end of file)  finish: deliver what is owed, then exit
     child → parent   ALERT          an alert transition for `source.publish(topic, payload)`
                      LOG            a structlog event, for the parent to log as its own
@@ -72,6 +76,7 @@ class Kind(IntEnum):
     LOG = 3
     METRICS = 4
     POSITION = 5
+    HELD = 6
 
 
 _POSITION = struct.Struct(">QQ")
@@ -86,6 +91,21 @@ def decode_positions(body: bytes) -> list[tuple[int, int]]:
     if len(body) % _POSITION.size:
         raise ChannelError(f"a position body of {len(body)} bytes")
     return list(_POSITION.iter_unpack(body))
+
+
+_HELD = struct.Struct(">QQd")
+
+
+def encode_held(offset: int, seq: int, at: float) -> bytes:
+    return _HELD.pack(offset, seq, at)
+
+
+def decode_held(body: bytes) -> tuple[int, int, float]:
+    """The (offset, seq, append time) of a HELD body."""
+    if len(body) != _HELD.size:
+        raise ChannelError(f"a held body of {len(body)} bytes")
+    offset, seq, at = _HELD.unpack(body)
+    return offset, seq, at
 
 
 def frame(kind: Kind, body: bytes) -> bytes:

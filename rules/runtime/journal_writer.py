@@ -43,6 +43,18 @@ RETRY_MAX_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
+class Told:
+    """What `JournalWriter.appended` gives the rules to read up to. `held_at`: while records past
+    `end` are held back (ingest is backlogged), the append time (wall clock) of the newest
+    record up to `end` — everything luxtel received before it is in what the rules were told,
+    so they judge silences at that time, not at the wall clock (their being held is nobody's
+    silence); None when nothing is held."""
+
+    end: Position
+    held_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Pending:
     end: int
     appended_at: float
@@ -126,6 +138,14 @@ class JournalWriter:
         self._backlogged = False
         self._nudged = asyncio.Event()
         """Set by an append and by the end of a backlog: `appended` looks again."""
+        self._hold_until: float | None = None
+        """While `appended` holds the end back: until when (the event loop's monotonic clock)."""
+        self._told = Told(START, clock())
+        """The end last given by `appended` (the rules' start: the journal's end when they
+        start) and when its newest record was appended; luxtel's start before any, since
+        luxtel's own downtime is nobody's silence."""
+        self._appended_at = self._told.held_at
+        """The append time of the newest record (of `end`)."""
         self._full_logged = False
         self._pending: deque[_Pending] = deque()
         directory.mkdir(parents=True, exist_ok=True)
@@ -236,6 +256,7 @@ class JournalWriter:
             await self._write_until_done(body.header(self.end.seq, appended_at), body.pieces)
             start = self.end.offset
             self.end = Position(start + HEADER.size + body.size, self.end.seq + body.count)
+            self._appended_at = appended_at
             self._pending.append(_Pending(self.end.offset, appended_at))
             self.metrics.appended.inc(body.count)
             self._update_metrics()
@@ -320,28 +341,39 @@ class JournalWriter:
         if not backlogged:
             self._nudged.set()
 
-    async def appended(self) -> Position:
+    def tell(self) -> Told:
+        """The durable end, as told to the rules (a rules process that starts reads up to it)."""
+        self._told = Told(self.end, self._appended_at)
+        return Told(self.end)
+
+    async def appended(self) -> Told:
         """Wait for the next append; the durable end then. While ingest is backlogged, the end
         is held back until it is not, for at most `defer_max_s` after the append (the event
         loop's monotonic clock), and never once the records not committed reach half the
         journal's bound: the rules lag through a burst and evaluate it right after, instead of
-        taking CPU from ingest during it. Why: on a busy machine the rules process, even at
-        SCHED_IDLE (`rules.runtime.worker`), took a share of the cores from InfluxDB and
-        `luxtel run` while they ingested a burst: luxtel-rules stored x0.74-x0.89 luxtel's
-        readings a second, and x0.95-x1.02 with the rules process stopped through the burst
-        (`python bench/ingest.py --only luxtel,luxtel-rules --mode batch --readings 300000`,
-        bench/README.md, session 8). In steady state no batch waits: told at once."""
-        await self._appended.wait()
-        self._appended.clear()
-        if self.defer_max_s > 0 and self._holding():
-            loop = asyncio.get_running_loop()
-            until = loop.time() + self.defer_max_s
-            while self._holding() and (left := until - loop.time()) > 0:
-                self._nudged.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._nudged.wait(), left)
-            self._appended.clear()  # the end returned covers the appends meanwhile
-        return self.end
+        taking CPU from ingest during it. When a hold begins this gives the end told before,
+        with `held_at` (`Told`), and the next call the end once the hold is over. Why: on a
+        busy machine the rules process, even at SCHED_IDLE (`rules.runtime.worker`), took a
+        share of the cores from InfluxDB and `luxtel run` while they ingested a burst:
+        luxtel-rules stored x0.74-x0.89 luxtel's readings a second, and x0.95-x1.02 with the
+        rules process stopped through the burst (`python bench/ingest.py --only
+        luxtel,luxtel-rules --mode batch --readings 300000`, bench/README.md, session 8). In
+        steady state no batch waits: told at once."""
+        loop = asyncio.get_running_loop()
+        if self._hold_until is None:
+            await self._appended.wait()
+            self._appended.clear()
+            if not (self.defer_max_s > 0 and self._holding()):
+                return self.tell()
+            self._hold_until = loop.time() + self.defer_max_s
+            return self._told
+        while self._holding() and (left := self._hold_until - loop.time()) > 0:
+            self._nudged.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), left)
+        self._hold_until = None
+        self._appended.clear()  # the end returned covers the appends meanwhile
+        return self.tell()
 
     def _holding(self) -> bool:
         return self._backlogged and 2 * self.lag_bytes < self.max_bytes

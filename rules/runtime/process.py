@@ -54,6 +54,7 @@ from rules.runtime.channel import (
     decode_log,
     decode_metrics,
     decode_positions,
+    encode_held,
     encode_position,
     frame,
     read_frame,
@@ -61,7 +62,7 @@ from rules.runtime.channel import (
 from rules.runtime.config import RulesConfig
 from rules.runtime.engine import FINAL_DELIVERY_S
 from rules.runtime.journal import Position
-from rules.runtime.journal_writer import JournalWriter
+from rules.runtime.journal_writer import JournalWriter, Told
 from rules.runtime.worker import WorkerConfig, worker_main
 
 log = structlog.get_logger("luxtel.rules")
@@ -169,12 +170,17 @@ class _Child:
             if not self.exited.done():
                 self.process.kill()
 
-    async def tell_end(self, end: Position) -> None:
-        """The journal's durable end, once the socket has room (a stopped child's socket
-        holds at most one such frame waiting: the next one carries a later end)."""
+    async def tell_end(self, told: Told) -> None:
+        """The journal's durable end (or, while records past the end told before are held back,
+        that: `Told.held_at`), once the socket has room (a stopped child's socket holds at most
+        one such frame waiting: the next one carries a later end)."""
         if self.exited.done() or self.writer.is_closing():
             return
-        self.writer.write(frame(Kind.APPENDED, encode_position(end.offset, end.seq)))
+        end = told.end
+        if told.held_at is None:
+            self.writer.write(frame(Kind.APPENDED, encode_position(end.offset, end.seq)))
+        else:
+            self.writer.write(frame(Kind.HELD, encode_held(end.offset, end.seq, told.held_at)))
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
 
@@ -258,10 +264,10 @@ class RulesProcess:
     async def _tell_ends(self) -> None:
         """The journal's end to the running child after appends (the latest one at a time)."""
         while True:
-            end = await self.journal.appended()
+            told = await self.journal.appended()
             child = self._child
             if child is not None:
-                await child.tell_end(end)
+                await child.tell_end(told)
 
     async def _supervise(self) -> _Child | None:
         """Keep a child running until `close()`; then the running one (None if none)."""
@@ -279,7 +285,7 @@ class RulesProcess:
                 self._child, pid = child, child.pid
                 self.metrics.up.set(1)
                 log.info("rules_process_started", pid=pid)
-                await child.tell_end(self.journal.end)
+                await child.tell_end(self.journal.tell())
                 if await self._closing_before(child.exited):
                     return child
                 code = child.exited.result()

@@ -44,6 +44,7 @@ from rules.language.errors import RuleFileError
 from rules.notify.config import NO_RECEIVERS, load_notify
 from rules.runtime.channel import (
     Kind,
+    decode_held,
     decode_positions,
     encode_alert,
     encode_log,
@@ -268,7 +269,16 @@ class _Durable:
     def __init__(self) -> None:
         self.end: int | None = None
         """None until the parent's first report."""
+        self.held_at: datetime | None = None
+        """While the parent holds records past `end` back (ingest is backlogged,
+        `rules.runtime.journal_writer.Told`): the append time of the newest record up to `end`,
+        at which silences are judged once that is read (the held records are not silence)."""
         self.moved = asyncio.Event()
+
+    def told(self, end: int, held_at: datetime | None) -> None:
+        self.end = end if self.end is None else max(self.end, end)
+        self.held_at = held_at
+        self.moved.set()
 
 
 async def _listen(reader: asyncio.StreamReader, durable: _Durable) -> None:
@@ -276,9 +286,10 @@ async def _listen(reader: asyncio.StreamReader, durable: _Durable) -> None:
     while (received := await read_frame(reader)) is not None:
         kind, body = received
         if kind is Kind.APPENDED:
-            end = max(offset for offset, _ in decode_positions(body))
-            durable.end = end if durable.end is None else max(durable.end, end)
-            durable.moved.set()
+            durable.told(max(offset for offset, _ in decode_positions(body)), None)
+        elif kind is Kind.HELD:
+            offset, _, at = decode_held(body)
+            durable.told(offset, datetime.fromtimestamp(at, UTC))
 
 
 async def _feed(
@@ -295,7 +306,8 @@ async def _feed(
     try:
         while not listener.done():
             if durable.end is None or not journal.has_more(durable.end):
-                contact.heard_until = None  # caught up: the wall clock judges silences
+                # Caught up: the wall clock judges silences, unless records are held back.
+                contact.heard_until = durable.held_at
                 durable.moved.clear()
                 moved = asyncio.ensure_future(durable.moved.wait())
                 waiting: set[asyncio.Future[Any]] = {moved, ended}
