@@ -30,6 +30,8 @@ def sums_statement(
     measurement: str = MEASUREMENT,
     groups: Sequence[Group] = (),
 ) -> str:
+    """``SELECT select_list FROM measurement`` (in the rollup policy) over ``[a, b)``, of
+    ``zones`` and ``groups`` when given, ``GROUP BY group`` (none when empty)."""
     where = [f"time >= {a * 1_000_000}", f"time < {b * 1_000_000}"]
     if zones:
         where.append("(" + " OR ".join(f"\"zone\" = '{checked('zone', z)}'" for z in zones) + ")")
@@ -37,7 +39,8 @@ def sums_statement(
         where.append("(" + " OR ".join(_group_term(g) for g in groups) + ")")
     source = f'"{checked("retention policy", config.retention_policy)}"."{measurement}"'
     # Every name passed `checked` and the times are integers: nothing is quoted through.
-    return f"SELECT {select_list} FROM {source} WHERE {' AND '.join(where)} GROUP BY {group}"  # noqa: S608
+    statement = f"SELECT {select_list} FROM {source} WHERE {' AND '.join(where)}"  # noqa: S608
+    return f"{statement} GROUP BY {group}" if group else statement
 
 
 def _group_term(group: Group) -> str:

@@ -1,4 +1,5 @@
-"""A report's whole days and whole hours read back from the rollup levels, summed by InfluxDB:
+"""A report's whole days and whole hours read back from the rollup levels, summed by InfluxDB
+(or, per luminaire over a few points each, read plainly and summed by ``energy.rollup_rows``):
 per luminaire (``energy_daily``, ``energy_hourly``) or, when the report's rows group by zone or
 circuit and every group agrees with the inventory, per (zone, circuit) (``energy_group_daily``,
 ``energy_group_hourly``). A level is used for a span only when it holds every luminaire of the
@@ -25,6 +26,7 @@ from energy.rollup import (
     floor_hour,
 )
 from energy.rollup_groups import GROUP_DAILY, GROUP_HOURLY, GroupCheck, add_group_sums
+from energy.rollup_rows import PLAIN_POINTS, add_plain
 from energy.rollup_statements import sums_statement
 from energy.rollup_store import RollupConfig
 from influx.client import InfluxWriter
@@ -40,14 +42,21 @@ async def _add_runs(
     measurement: str,
 ) -> int:
     """Add each device's sums over each run of consecutive ``spans`` inside one bin, per
-    axis; returns the device-sums added."""
+    axis; returns the device-sums added. A run of at most ``PLAIN_POINTS`` spans is read as
+    plain rows summed here (``energy.rollup_rows``), a longer one summed by InfluxDB."""
     select_list = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in SUMMED]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
     )
+    spans_of = sorted(spans)
+    starts = [a for a, _ in spans_of]
     added = 0
     for name, axis in builder.axes.items():
         for a, b, index in _runs(axis.edges, spans):
+            run = spans_of[bisect.bisect_left(starts, a) : bisect.bisect_left(starts, b)]
+            if len(run) <= PLAIN_POINTS:
+                added += await add_plain(writer, builder, name, run, config, measurement, zones)
+                continue
             statement = sums_statement(config, a, b, zones, select_list, '"device_id"', measurement)
             async for series in stream(writer, statement):
                 device_id = series.tags.get("device_id", "")
