@@ -26,7 +26,7 @@ from energy.inventory import Luminaire, read_inventory
 from energy.periods import local_midnight_ms, month_edges, to_ms
 from energy.retention import RetentionConfig
 from energy.rollup_months import MONTH_MEASUREMENT, READ, MonthRows, whole_months
-from energy.rollup_rows import add_plain
+from energy.rollup_rows import DeviceSums, read_plain
 from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
@@ -244,11 +244,11 @@ def test_a_period_across_a_months_end_gives_the_raw_rows_read_plainly_or_summed_
     zone and circuit."""
     read: list[tuple[str, int, int]] = []
 
-    async def spy(*args: Any) -> int:
-        read.append((args[5], args[3][0][0], args[3][-1][1]))
-        return await add_plain(*args)
+    async def spy(*args: Any) -> DeviceSums:
+        read.append((args[3], args[1][0][0], args[1][-1][1]))
+        return await read_plain(*args)
 
-    monkeypatch.setattr(rollup_sums, "add_plain", spy)
+    monkeypatch.setattr(rollup_sums, "read_plain", spy)
     if not plain:
         monkeypatch.setattr(rollup_sums, "PLAIN_POINTS", -1)
     _rollup(city, "2026-02-28", "2026-04-02")

@@ -67,7 +67,8 @@ def test_rows_sum_as_influxdb_sums_them_per_device(
     kept = DeviceSums()
     records = []
     for t, (device, figures, flags) in enumerate(shuffled):
-        by_name = {"time": t, "device_id": device, **dict(zip(READ, (*figures, *flags)))}
+        values = dict(zip(READ, (*figures, *flags), strict=True))
+        by_name = {"time": t, "device_id": device, **values}
         records.append([by_name[c] for c in columns])
     for i in range(0, len(records), chunk):
         kept.add(columns, records[i : i + chunk])
@@ -96,3 +97,28 @@ def test_a_figure_that_is_not_an_integer_is_refused(value: object) -> None:
 def test_a_row_without_a_device_is_refused() -> None:
     with pytest.raises(ValueError, match="device_id"):
         DeviceSums().add(["device_id", "readings"], [[None, 4]])
+
+
+H = 3_600_000
+point = st.tuples(
+    st.integers(min_value=0, max_value=5 * H),  # time
+    st.sampled_from(["lum-1", "lum-2", "lum-3"]),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=H)),  # burning_ms
+    st.one_of(st.none(), st.integers(min_value=0, max_value=25)),  # hours
+)
+
+
+@given(st.lists(point, max_size=40), st.randoms(use_true_random=False))
+def test_each_hour_is_found_as_influxdb_counts_it(
+    points: list[tuple[int, str, int | None, int | None]], random: Any
+) -> None:
+    """``found``: ``count("burning_ms"), min("hours") … GROUP BY time(1h)`` per UTC hour (the
+    count over the points holding ``burning_ms``, the least ``hours`` among those), 0 for none."""
+    shuffled = list(points)
+    random.shuffle(shuffled)
+    kept = DeviceSums()
+    kept.add(["time", "device_id", "burning_ms", "hours"], [list(p) for p in shuffled])
+    for hour in range(0, 6 * H, H):
+        inside = [p for p in points if hour <= p[0] < hour + H and p[2] is not None]
+        hours = [p[3] for p in inside if p[3] is not None]
+        assert kept.found(hour + 17) == (len(inside), min(hours, default=0))
