@@ -28,6 +28,7 @@ from energy.rollup_edges import (
     silent_devices,
 )
 from energy.rollup_groups import GROUP_HOURLY, Group, add_group_sums, expected_groups, groupable
+from energy.rollup_rows import hour_stretches
 from energy.rollup_statements import group_batches, sums_statement
 from energy.rollup_store import RollupConfig, _luminaire_rows, read_range
 from influx.client import InfluxWriter
@@ -113,16 +114,6 @@ async def silent_around(
     )
 
 
-def _stretches(hours: Sequence[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for h in sorted(hours):
-        if out and out[-1][1] == h:
-            out[-1] = (out[-1][0], h + MS_PER_H)
-        else:
-            out.append((h, h + MS_PER_H))
-    return out
-
-
 @dataclass(slots=True)
 class EdgeRead:
     """How a report's edge hours were read (``read_edge_hours``)."""
@@ -150,7 +141,7 @@ async def read_edge_hours(
     be left raw."""
     inventory = builder.inventory
     every, wanted = members(inventory), expected_groups(inventory)
-    stretches = _stretches(edges.hours)
+    stretches = hour_stretches(edges.hours)
     group_select = ", ".join(
         [f'sum("{name}") AS "{name}"' for name in (*SUMMED, *BASELINE)]
         + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
@@ -211,7 +202,7 @@ async def read_edge_hours(
         (inventory[d].zone, inventory[d].circuit) for ids in need.values() for d in ids
     }
     device_select = ", ".join(f'"{name}"' for name in (*SUMMED, "via_counter", "via_power"))
-    for a, b in _stretches(list(need)):
+    for a, b in hour_stretches(need):
         for batch in group_batches(needed_groups, every):
             statement = sums_statement(
                 config,

@@ -167,6 +167,11 @@ def stretches(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def hour_stretches(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive hours (their starts) joined."""
+    return stretches([(h, h + MS_PER_H) for h in hours])
+
+
 def add_kept(builder: ReportBuilder, axis: str, index: int, kept: DeviceSums) -> int:
     """Add ``kept``'s sums to bin ``index`` of ``axis``; returns the luminaire-sums added."""
     added = 0

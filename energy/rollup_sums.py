@@ -27,7 +27,7 @@ from energy.rollup import (
     within_one_bin,
 )
 from energy.rollup_groups import GROUP_DAILY, GROUP_HOURLY, GroupCheck, add_group_sums
-from energy.rollup_rows import PLAIN_POINTS, DeviceSums, add_kept, read_plain
+from energy.rollup_rows import PLAIN_POINTS, DeviceSums, add_kept, hour_stretches, read_plain
 from energy.rollup_statements import sums_statement
 from energy.rollup_store import RollupConfig
 from influx.client import InfluxWriter
@@ -336,14 +336,8 @@ async def read_back_hours(
         added = await _add_kept(writer, builder, every, spans, kept, config, zones, MEASUREMENT)
         return {a for a, _ in spans}, added
     counts: dict[int, int] = {}
-    stretches: list[tuple[int, int]] = []  # consecutive candidate hours: one count query each
-    for h in sorted(hours):
-        if stretches and stretches[-1][1] == h:
-            stretches[-1] = (stretches[-1][0], h + MS_PER_H)
-        else:
-            stretches.append((h, h + MS_PER_H))
     try:
-        for a, b in stretches:
+        for a, b in hour_stretches(hours):  # consecutive candidate hours: one count query each
             statement = sums_statement(
                 config, a, b, zones, f'count("{COMPLETE_FIELD}")', "time(1h)"
             )
