@@ -1,7 +1,7 @@
 """Sums per (zone, circuit) against the raw report, over open-ended readings: hourly rollups made
 over any split of the period from readings in any order, summed per device per civil day and per
 group per hour and per day in any order (as InfluxDB's ``SELECT sum() INTO`` may), then read as
-``energy.rollup_store.feed_report`` reads them, give the raw report's rows whichever luminaires
+``energy.rollup_reader.feed_report`` reads them, give the raw report's rows whichever luminaires
 were silent around the period (their own edge hours read raw, their groups' other members from
 their hourly points, every other group from its group hours; a luminaire counts as silent at an
 end unless the hour just outside says it reported or the period's own first / last whole hour

@@ -17,7 +17,7 @@ import pytest
 from dashboards import energy as energy_panels
 from dashboards.build import build_dashboards
 from dashboards.interpolate import TimeRange, Variable, interpolate
-from energy import rollup_store
+from energy import rollup_edge_reads, rollup_raw, rollup_reader
 from energy.inventory import read_inventory
 from energy.retention import RetentionConfig
 from energy.rollup_store import RollupConfig
@@ -383,9 +383,10 @@ def test_raw_ranges_read_a_few_luminaires_at_a_time_give_the_raw_rows(
     it kept aside): the raw report's rows. n2 (its backlog not in) and n3 (an outage) have no
     reading in that hour before the hours without rollups: their reading before it is looked
     up, by name or (more of them than ``RAW_DEVICES_MAX``) for every series."""
-    monkeypatch.setattr(rollup_store, "PART_DEVICES", 2)
+    monkeypatch.setattr(rollup_raw, "PART_DEVICES", 2)
     if not by_name:
-        monkeypatch.setattr(rollup_store, "RAW_DEVICES_MAX", 1)
+        for module in (rollup_raw, rollup_edge_reads, rollup_reader):
+            monkeypatch.setattr(module, "RAW_DEVICES_MAX", 1)
     _rollup(city, "2026-03-28", "2026-03-29T20:00:00Z")  # after that: no rollups, read raw
     args = ("--by", by, "--from", "2026-03-28T10:20:00Z", "--to", "2026-03-30T17:40:00Z")
     via, said = _said(city, *args)

@@ -21,10 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from energy import rollup_sums
 from energy.inventory import Luminaire, read_inventory
 from energy.periods import local_midnight_ms, month_edges, to_ms
 from energy.retention import RetentionConfig
 from energy.rollup_months import MONTH_MEASUREMENT, READ, MonthRows, whole_months
+from energy.rollup_rows import DeviceSums, read_plain
 from energy.rollup_store import RollupConfig
 from energy.upkeep import DirtyHours, Upkeep, UpkeepConfig
 from influx.client import InfluxTarget, InfluxWriter
@@ -221,6 +223,47 @@ def test_a_luminaire_commissioned_in_the_month_keeps_the_raw_rows(
         assert "1 luminaire(s) silent around the period (s3)" in said
     finally:
         query(influxdb.url, f"DROP DATABASE {quote_ident(made.database)}")
+
+
+CROSSING = [
+    ("--from", "2026-03-16", "--to", "2026-04-02"),  # whole days across the month's end
+    ("--from", "2026-03-20T10:20:00Z", "--to", "2026-04-01T17:40:00Z"),  # and hours, raw edges
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("plain", [True, False])
+@pytest.mark.parametrize("period", CROSSING)
+def test_a_period_across_a_months_end_gives_the_raw_rows_read_plainly_or_summed_by_influxdb(
+    city: City, monkeypatch: pytest.MonkeyPatch, plain: bool, period: tuple[str, ...]
+) -> None:
+    """No whole civil month inside (the spring-forward day, n2's reset, s1's 2^32 wrap, n3's
+    outage are): the whole days from the daily level and the hours near the ends from the
+    hourly one, per luminaire read as plain rows summed by luxtel (``energy.rollup_rows``) or,
+    forced, summed by InfluxDB per luminaire: the raw report's rows either way, by device,
+    zone and circuit."""
+    read: list[tuple[str, int, int]] = []
+
+    async def spy(*args: Any) -> DeviceSums:
+        read.append((args[3], args[1][0][0], args[1][-1][1]))
+        return await read_plain(*args)
+
+    monkeypatch.setattr(rollup_sums, "read_plain", spy)
+    if not plain:
+        monkeypatch.setattr(rollup_sums, "PLAIN_POINTS", -1)
+    _rollup(city, "2026-02-28", "2026-04-02")
+    for by in ("device", "zone", "circuit"):
+        raw, _ = _report(city, "raw", "--by", by, *period)
+        via, said = _report(city, "rollups", "--by", by, *period)
+        assert via == raw
+        assert "whole month" not in said
+        assert ", 0 h from raw readings" in said or period[1].endswith("Z")
+    days = [r for r in read if r[0] == "energy_daily"]
+    if plain:
+        assert days  # by device: the whole days read plainly, one run
+        assert days[0][2] - days[0][1] >= 10 * 24 * H
+    else:
+        assert not read
 
 
 ZONES = ("UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe")

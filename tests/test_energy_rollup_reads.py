@@ -1,5 +1,5 @@
 """How a report reads a raw range for every luminaire a slice of luminaires at a time
-(``energy.rollup_store._read_raw_part``): a look-up's answer (in descending device order when
+(``energy.rollup_raw.read_raw_part``): a look-up's answer (in descending device order when
 ``ORDER BY time DESC``) kept compactly and handed out in ascending order, every value as it came;
 a query's answer taken device range by device range, and refused out of order."""
 
@@ -13,14 +13,14 @@ import pytest
 from energy.counters import Sample
 from energy.queries import Series
 from energy.report import ReportBuilder
-from energy.rollup_store import _Cursor, _Kept
+from energy.rollup_raw import Cursor, Kept
 from tests.test_energy_rollup import INVENTORY, START
 
 H = 3_600_000
 
 
 def test_the_readings_before_come_back_in_device_order_with_their_values() -> None:
-    kept = _Kept({"a", "b", "c"})
+    kept = Kept({"a", "b", "c"})
     kept.push("x", Sample(START - 5, 1.0))  # not one of those asked for: not kept
     samples = {
         "c": Sample(START - 60_000, 12.5, None, None, 70.0),
@@ -49,7 +49,7 @@ def _answer(devices: list[str]) -> AsyncGenerator[Series, None]:
 
 def test_an_answer_is_taken_device_range_by_device_range() -> None:
     async def take() -> list[list[str]]:
-        cursor = _Cursor(_answer(["a", "a", "b", "d", "e"]))  # a's series in two pieces
+        cursor = Cursor(_answer(["a", "a", "b", "d", "e"]))  # a's series in two pieces
         out = []
         for last in ("a", "c", None):
             out.append([s.tags["device_id"] async for s in cursor.take_upto(last)])
@@ -60,7 +60,7 @@ def test_an_answer_is_taken_device_range_by_device_range() -> None:
 
 def test_an_answer_out_of_device_order_is_refused() -> None:
     async def take() -> None:
-        cursor = _Cursor(_answer(["a", "c", "b"]))
+        cursor = Cursor(_answer(["a", "c", "b"]))
         async for _ in cursor.take_upto(None):
             pass
 

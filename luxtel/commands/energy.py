@@ -26,7 +26,8 @@ from energy.queries import DAY_MS, QueryError, checked
 from energy.report import ALL, GRID_FACTOR_KG_PER_KWH, Axis, By, ReportBuilder
 from energy.retention import RetentionError, ensure_retention
 from energy.rollup import ceil_hour, floor_hour
-from energy.rollup_store import Built, Sources, delete_range, feed_report
+from energy.rollup_reader import Sources, feed_report
+from energy.rollup_store import Built, delete_range
 from energy.rollup_store import build as build_rollups
 from energy.settlement import write_settlement
 from energy.source import feed
