@@ -30,7 +30,7 @@ from energy.rollup_edges import (
 from energy.rollup_groups import GROUP_HOURLY, Group, add_group_sums, expected_groups, groupable
 from energy.rollup_rows import hour_stretches
 from energy.rollup_statements import group_batches, sums_statement
-from energy.rollup_store import RollupConfig, _luminaire_rows, read_range
+from energy.rollup_store import RollupConfig, luminaire_rows, read_range
 from influx.client import InfluxWriter
 from influx.errors import InfluxRejectedError
 
@@ -92,7 +92,7 @@ async def _silent_at(
             MEASUREMENT,
             batch,
         )
-        async for lum, row in _luminaire_rows(writer, statement, inventory):
+        async for lum, row in luminaire_rows(writer, statement, inventory):
             t = int(row["time"])
             if t == outside and int(row.get("reported") or 0):
                 heard.add(lum.device_id)
@@ -214,7 +214,7 @@ async def read_edge_hours(
                 MEASUREMENT,
                 batch,
             )
-            async for lum, row in _luminaire_rows(writer, statement, inventory):
+            async for lum, row in luminaire_rows(writer, statement, inventory):
                 t = int(row["time"])
                 if row.get(COMPLETE_FIELD) is None:
                     continue  # an older point: read raw

@@ -19,7 +19,7 @@ from energy.queries import Series, select, stream
 from energy.report import ReportBuilder
 from energy.rollup import merge
 from energy.rollup_edges import DEVICE_BATCH, RAW_DEVICES_MAX
-from energy.rollup_store import PART_DEVICES, _in_time, read_range
+from energy.rollup_store import PART_DEVICES, in_time, read_range
 from energy.source import COLUMNS, Pushes, push_series
 from influx.client import InfluxWriter
 
@@ -167,7 +167,7 @@ async def read_raw_part(
     held = _Rows()
     """The luminaires without a reading in the margin: their readings from ``a`` on."""
     after = Kept(None)
-    async for series in stream(writer, _in_time(statement(b, b + reach + 1), order_desc=False)):
+    async for series in stream(writer, in_time(statement(b, b + reach + 1), order_desc=False)):
         read += push_series(after, series)
     after.sort()
     inside = stream(writer, statement(a - margin, b))
@@ -230,7 +230,7 @@ async def read_raw_part(
         else [[]]
     )
     for batch in batches:
-        look_up = _in_time(statement(a - reach, a - margin, batch), order_desc=True)
+        look_up = in_time(statement(a - reach, a - margin, batch), order_desc=True)
         async for series in stream(writer, look_up):
             read += push_series(before, series)
     before.sort()

@@ -43,7 +43,7 @@ from energy.rollup import (
 from energy.rollup_groups import GROUP_DAILY, GROUP_HOURLY, ZONE_DAILY, into_statement
 from energy.rollup_months import MONTH_MEASUREMENT, last_day_statement, months_touching
 from energy.rollup_months import into_statement as month_into_statement
-from energy.rollup_statements import sums_statement as _sums_statement
+from energy.rollup_statements import sums_statement
 from energy.source import COLUMNS, push_series
 from influx.client import InfluxWriter
 
@@ -69,7 +69,7 @@ class RollupConfig:
     """The city's civil time, for the daily rollups."""
 
 
-def _in_time(statement: str, order_desc: bool) -> str:
+def in_time(statement: str, order_desc: bool) -> str:
     suffix = " ORDER BY time DESC LIMIT 1" if order_desc else " LIMIT 1"
     return statement + suffix
 
@@ -102,7 +102,7 @@ async def read_range(
         group_by_device=True,
         retention_policy=rp,
     )
-    async for series in stream(writer, _in_time(before, order_desc=True)):
+    async for series in stream(writer, in_time(before, order_desc=True)):
         read += push_series(builder, series)
     for a, b in windows(start_ms, end_ms, window_ms):
         statement = select(
@@ -127,7 +127,7 @@ async def read_range(
         group_by_device=True,
         retention_policy=rp,
     )
-    async for series in stream(writer, _in_time(after, order_desc=False)):
+    async for series in stream(writer, in_time(after, order_desc=False)):
         read += push_series(builder, series)
     return read
 
@@ -139,7 +139,7 @@ async def latest_reading_ms(writer: InfluxWriter, since_ms: int) -> int | None:
         "telemetry", COLUMNS, since_ms, far, retention_policy=writer.target.retention_policy
     )
     latest = None
-    async for series in stream(writer, _in_time(statement, order_desc=True)):
+    async for series in stream(writer, in_time(statement, order_desc=True)):
         for values in series.values:
             t = int(values[series.columns.index("time")])
             latest = t if latest is None else max(latest, t)
@@ -207,7 +207,7 @@ async def build(
     return done
 
 
-async def _luminaire_rows(
+async def luminaire_rows(
     writer: InfluxWriter, statement: str, inventory: Mapping[str, Luminaire]
 ) -> AsyncIterator[tuple[Luminaire, dict[str, Any]]]:
     """The rows of a query grouped by device, zone and circuit, each with its luminaire: only
@@ -272,7 +272,7 @@ async def build_days(
         if complete and b > end_ms:
             continue
         rebuilt.append((a, b))
-        statement = _sums_statement(config, a, b, (), select_list, '"device_id"')
+        statement = sums_statement(config, a, b, (), select_list, '"device_id"')
         lines = []
         async for series in stream(writer, statement):
             lum = inventory.get(series.tags.get("device_id", ""))
