@@ -45,10 +45,7 @@ async def _add_runs(
     """Add each device's sums over each run of consecutive ``spans`` inside one bin, per
     axis; returns the device-sums added. A run of at most ``PLAIN_POINTS`` spans is read as
     plain rows summed here (``energy.rollup_rows``), a longer one summed by InfluxDB."""
-    select_list = ", ".join(
-        [f'sum("{name}") AS "{name}"' for name in SUMMED]
-        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
-    )
+    select_list = _sums_select(SUMMED)
     spans_of = sorted(spans)
     starts = [a for a, _ in spans_of]
     added = 0
@@ -66,6 +63,15 @@ async def _add_runs(
                     sums = dict(zip(series.columns, values, strict=True))
                     added += add_sums(builder, name, index, device_id, sums)
     return added
+
+
+def _sums_select(summed: Sequence[str]) -> str:
+    """The select list of a run's sums: each of ``summed`` summed, and whether any hour used
+    the counter or the power integral."""
+    return ", ".join(
+        [f'sum("{name}") AS "{name}"' for name in summed]
+        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
+    )
 
 
 def _one_read(builder: ReportBuilder, spans: Sequence[tuple[int, int]]) -> bool:
@@ -201,10 +207,7 @@ async def _add_group_runs(
 ) -> int:
     """Add each (zone, circuit)'s sums over each run of consecutive ``spans`` inside one bin,
     per axis; returns the group-sums added."""
-    select_list = ", ".join(
-        [f'sum("{name}") AS "{name}"' for name in (*SUMMED, *BASELINE)]
-        + ['max("via_counter") AS "via_counter"', 'max("via_power") AS "via_power"']
-    )
+    select_list = _sums_select((*SUMMED, *BASELINE))
     added = 0
     for name, axis in builder.axes.items():
         for a, b, index in _runs(axis.edges, spans):
