@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from models import Observation, SentReading, Status
 from rules.evaluation.alerts import Alert, AlertKey
-from rules.evaluation.columns import ChunkColumns, ChunkRules
+from rules.evaluation.columns import ChunkColumns, ChunkRules, groups_of
 from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate
 from rules.evaluation.inventory import Device
 from rules.evaluation.rows import Rows
@@ -472,3 +472,14 @@ def test_columns_hold_the_variables_and_verdicts_of_the_scalar_path(
             null = np.broadcast_to(np.asarray(verdict.null | False), frame.rows)[row]
             value = np.broadcast_to(np.asarray(verdict.value), frame.rows)[row]
             assert (None if null else value) == answer
+
+
+@given(st.lists(st.integers(-3, 3), max_size=30), st.booleans())
+def test_groups_of_are_the_distinct_keys_ranked(keys: list[int], ordered: bool) -> None:
+    """`groups_of` (no sort when the keys are in order) gives what `np.unique` ranks: each
+    row's group and each group's first row, ordered or not."""
+    key = np.array(sorted(keys) if ordered else keys, dtype=np.int64)
+    group, first = groups_of(key)
+    distinct, rank = np.unique(key, return_inverse=True)
+    assert group.tolist() == rank.tolist()
+    assert first.tolist() == [int(np.flatnonzero(key == k)[0]) for k in distinct]
