@@ -408,7 +408,8 @@ class ChunkColumns:
         ]
         device = self.local[self.order]
         at = self.at_us[self.order]
-        before = np.where(first, self.newest_us[device], self.at_us[np.maximum(self.prior, 0)])
+        firsts = np.flatnonzero(first)
+        before = first_else(firsts, device, self.newest_us, at, prior)
         has_kept = np.array([v is not None for v in kept], dtype=bool)
         ago = (at - before) / 1e6 / 60
         exists_ago = ~first | has_kept[device]
@@ -428,9 +429,9 @@ class ChunkColumns:
                 exact=True,
             )
             kind = own.kind if own.present.any() else start.kind
-            value = np.where(first, start.value_of(kind)[device], own.value_of(kind)[prior])
-            is_there = np.where(first, start.present[device], own.present[prior])
-            wrong = np.where(first, ~start.is_kind(kind)[device], ~own.is_kind(kind)[prior])
+            value = first_else(firsts, device, start.value_of(kind), own.value_of(kind), prior)
+            is_there = first_else(firsts, device, start.present, own.present, prior)
+            wrong = ~first_else(firsts, device, start.is_kind(kind), own.is_kind(kind), prior)
             present[("previous", name)] = is_there
             columns[("previous", name)] = Column(kind, value, ~is_there | wrong)
 
@@ -579,6 +580,17 @@ class ChunkColumns:
 
     def _keeps_previous(self) -> bool:
         return "previous" in self.rules.wanted
+
+
+def first_else(
+    firsts: np.ndarray, device: np.ndarray, start: np.ndarray, own: np.ndarray, prior: np.ndarray
+) -> np.ndarray:
+    """`np.where(first, start[device], own[prior])` with `firsts` the rows where `first` is
+    true: `start` (one value per device) gathered at a device's first row only, not at every
+    row (a chunk holds ~50 rows of a device)."""
+    out: np.ndarray = own[prior].astype(np.result_type(start, own), copy=False)
+    out[firsts] = start[device[firsts]]
+    return out
 
 
 def groups_of(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
