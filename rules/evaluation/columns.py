@@ -39,6 +39,7 @@ minutes, `previous.minutes_ago`), with the same operations in the same order.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -235,23 +236,23 @@ class ChunkColumns:
     def _history(self) -> None:
         """`history.switches` and `.readings` per judged row (in `order`), and each device's
         final lamp history, from its view's and its judged rows' lamp states."""
-        initial: list[int] = []
-        lamps: list[bool] = []
-        for number, view in enumerate(self.views):
-            if view is not None and view.lamp_history:
-                kept = view.lamp_history
-                if not set(map(type, kept)) <= BOOLS:
+        histories = [() if view is None else view.lamp_history for view in self.views]
+        kept = list(chain.from_iterable(histories))
+        if not set(map(type, kept)) <= BOOLS:
+            for number, history in enumerate(histories):
+                if not set(map(type, history)) <= BOOLS:
                     self.bad[number] = True
-                initial += [number] * len(kept)
-                lamps += map(bool, kept)
+        lengths = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
+        initial = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+        lamps = np.fromiter(map(bool, kept), dtype=bool, count=len(kept))
         judged = self.candidates[self.order]
         lamp_on = self.rows.fields({"lamp_on"})["lamp_on"].take(judged).resolved()
         self.bad[self.local[self.order][~lamp_on.is_bool]] = True  # not a boolean
-        device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
+        device = np.concatenate([initial, self.local[self.order]])
         # A lamp state that is not a boolean makes its device the scalar path's; as bool() of
         # it meanwhile (a number's truth), as in the rows held here before.
         states = np.where(lamp_on.is_bool, lamp_on.bools, lamp_on.is_float & (lamp_on.floats != 0))
-        lamp = np.concatenate([np.array(lamps, dtype=bool), states])
+        lamp = np.concatenate([lamps, states])
         order = np.argsort(device, kind="stable")
         device, lamp = device[order], lamp[order]
         change = np.zeros(len(lamp), dtype=np.int64)
