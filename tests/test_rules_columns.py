@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from models import Observation, SentReading, Status
 from rules.evaluation.alerts import Alert, AlertKey
-from rules.evaluation.columns import ChunkColumns, ChunkRules
+from rules.evaluation.columns import ChunkColumns, ChunkRules, first_else, groups_of
 from rules.evaluation.evaluator import Counters, EngineState, Rulebook, evaluate
 from rules.evaluation.inventory import Device
 from rules.evaluation.rows import Rows
@@ -472,3 +472,35 @@ def test_columns_hold_the_variables_and_verdicts_of_the_scalar_path(
             null = np.broadcast_to(np.asarray(verdict.null | False), frame.rows)[row]
             value = np.broadcast_to(np.asarray(verdict.value), frame.rows)[row]
             assert (None if null else value) == answer
+
+
+@given(st.lists(st.integers(-3, 3), max_size=30), st.booleans())
+def test_groups_of_are_the_distinct_keys_ranked(keys: list[int], ordered: bool) -> None:
+    """`groups_of` (no sort when the keys are in order) gives what `np.unique` ranks: each
+    row's group and each group's first row, ordered or not."""
+    key = np.array(sorted(keys) if ordered else keys, dtype=np.int64)
+    group, first = groups_of(key)
+    distinct, rank = np.unique(key, return_inverse=True)
+    assert group.tolist() == rank.tolist()
+    assert first.tolist() == [int(np.flatnonzero(key == k)[0]) for k in distinct]
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(allow_nan=False)), max_size=30))
+def test_first_else_is_where_first_start_else_prior(rows: list[tuple[int, float]]) -> None:
+    """`first_else` gives `np.where(first, start[device], own[prior])` over rows by device:
+    a device's first row its `start`, every other row its prior row's `own`."""
+    rows.sort(key=lambda row: row[0])
+    device = np.array([d for d, _ in rows], dtype=np.int64)
+    own = np.array([v for _, v in rows])
+    start = np.array([-1.5, 2.0, np.inf, 0.0])
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = device[1:] != device[:-1]
+    prior = np.maximum(np.arange(len(rows)) - 1, 0)
+    expected = np.where(first, start[device], own[prior])
+    got = first_else(np.flatnonzero(first), device, start, own, prior)
+    assert got.tolist() == expected.tolist()
+    flags = own > 0
+    assert (
+        first_else(np.flatnonzero(first), device, start > 0, flags, prior).tolist()
+        == np.where(first, (start > 0)[device], flags[prior]).tolist()
+    )

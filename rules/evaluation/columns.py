@@ -39,6 +39,7 @@ minutes, `previous.minutes_ago`), with the same operations in the same order.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -235,23 +236,23 @@ class ChunkColumns:
     def _history(self) -> None:
         """`history.switches` and `.readings` per judged row (in `order`), and each device's
         final lamp history, from its view's and its judged rows' lamp states."""
-        initial: list[int] = []
-        lamps: list[bool] = []
-        for number, view in enumerate(self.views):
-            if view is not None and view.lamp_history:
-                kept = view.lamp_history
-                if not set(map(type, kept)) <= BOOLS:
+        histories = [() if view is None else view.lamp_history for view in self.views]
+        kept = list(chain.from_iterable(histories))
+        if not set(map(type, kept)) <= BOOLS:
+            for number, history in enumerate(histories):
+                if not set(map(type, history)) <= BOOLS:
                     self.bad[number] = True
-                initial += [number] * len(kept)
-                lamps += map(bool, kept)
+        lengths = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
+        initial = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+        lamps = np.fromiter(map(bool, kept), dtype=bool, count=len(kept))
         judged = self.candidates[self.order]
         lamp_on = self.rows.fields({"lamp_on"})["lamp_on"].take(judged).resolved()
         self.bad[self.local[self.order][~lamp_on.is_bool]] = True  # not a boolean
-        device = np.concatenate([np.array(initial, dtype=np.int64), self.local[self.order]])
+        device = np.concatenate([initial, self.local[self.order]])
         # A lamp state that is not a boolean makes its device the scalar path's; as bool() of
         # it meanwhile (a number's truth), as in the rows held here before.
         states = np.where(lamp_on.is_bool, lamp_on.bools, lamp_on.is_float & (lamp_on.floats != 0))
-        lamp = np.concatenate([np.array(lamps, dtype=bool), states])
+        lamp = np.concatenate([lamps, states])
         order = np.argsort(device, kind="stable")
         device, lamp = device[order], lamp[order]
         change = np.zeros(len(lamp), dtype=np.int64)
@@ -285,23 +286,32 @@ class ChunkColumns:
                 holding[number, rule] = True
                 due[number, rule] = until
         at = self.at_us[self.order]
+        held_rules = [bool(holding[:, rule].any()) for rule in range(shape[1])]
         true_rows: list[tuple[int, np.ndarray]] = []
         for rule, verdict in enumerate(self.rules.verdicts):
             result = verdict(frame)
-            ask = np.broadcast_to(np.asarray(result.ask | False, dtype=bool), rows)
-            null = np.broadcast_to(np.asarray(result.null | False, dtype=bool), rows)
+            ask, null = _mask(result.ask, rows), _mask(result.null, rows)
+            if ask is not None:
+                interesting |= ask
+            if not held_rules[rule]:
+                # No device holds this rule's alert (most chunks): a true verdict or a value
+                # that is not a boolean or null is all that changes anything.
+                if result.kind is bool:
+                    changes = np.asarray(result.value, dtype=bool)
+                    interesting |= changes if null is None else changes & ~null
+                elif result.kind is not type(None):
+                    interesting |= True if null is None else ~null
+                continue
+            null = np.broadcast_to(False if null is None else null, rows)
             holds = holding[device, rule]
             interesting |= holds & (at >= due[device, rule])  # a pending alert fires
             if result.kind is bool:
                 value = np.broadcast_to(np.asarray(result.value, dtype=bool), rows)
                 # True opens an alert, false drops or clears a held one: both change it.
-                interesting |= ask | (~null & (value != holds))
-                if holds.any():
-                    true_rows.append((rule, holds & ~null & value))
-            elif result.kind is type(None):
-                interesting |= ask
-            else:
-                interesting |= ask | ~null  # not a boolean: the scalar path counts an error
+                interesting |= ~null & (value != holds)
+                true_rows.append((rule, holds & ~null & value))
+            elif result.kind is not type(None):
+                interesting |= ~null  # not a boolean: the scalar path counts an error
         self.raised = self._raised(frame, true_rows, interesting)
         noisy = self.bad.copy()
         noisy[device[interesting]] = True
@@ -399,7 +409,8 @@ class ChunkColumns:
         ]
         device = self.local[self.order]
         at = self.at_us[self.order]
-        before = np.where(first, self.newest_us[device], self.at_us[np.maximum(self.prior, 0)])
+        firsts = np.flatnonzero(first)
+        before = first_else(firsts, device, self.newest_us, at, prior)
         has_kept = np.array([v is not None for v in kept], dtype=bool)
         ago = (at - before) / 1e6 / 60
         exists_ago = ~first | has_kept[device]
@@ -419,9 +430,9 @@ class ChunkColumns:
                 exact=True,
             )
             kind = own.kind if own.present.any() else start.kind
-            value = np.where(first, start.value_of(kind)[device], own.value_of(kind)[prior])
-            is_there = np.where(first, start.present[device], own.present[prior])
-            wrong = np.where(first, ~start.is_kind(kind)[device], ~own.is_kind(kind)[prior])
+            value = first_else(firsts, device, start.value_of(kind), own.value_of(kind), prior)
+            is_there = first_else(firsts, device, start.present, own.present, prior)
+            wrong = ~first_else(firsts, device, start.is_kind(kind), own.is_kind(kind), prior)
             present[("previous", name)] = is_there
             columns[("previous", name)] = Column(kind, value, ~is_there | wrong)
 
@@ -466,12 +477,10 @@ class ChunkColumns:
         at = self.at_us[self.order]
         day = at // _DAY_US
         key = device * (1 << 40) + (day - day.min() if rows else day)
-        groups, group = np.unique(key, return_inverse=True)
-        times = np.full((len(groups), 6), np.inf)
-        is_day = np.full((len(groups), 7), 2, dtype=np.int8)
-        events = np.full((len(groups), 4, 7), np.nan)
-        first = np.zeros(len(groups), dtype=np.int64)
-        first[group[::-1]] = np.arange(rows)[::-1]
+        group, first = groups_of(key)
+        times = np.full((len(first), 6), np.inf)
+        is_day = np.full((len(first), 7), 2, dtype=np.int8)
+        events = np.full((len(first), 4, 7), np.nan)
         found, clocks, starts = [], [], []
         for g, (number, start) in enumerate(
             zip(device[first].tolist(), (day[first] * 86_400).tolist(), strict=True)
@@ -487,10 +496,15 @@ class ChunkColumns:
             is_day[found] = packed[:, 6:13]
             events[found] = packed[:, 13:].reshape(-1, 4, 7)
         t = at / 1e6
-        span = (times[group] <= t[:, None]).sum(axis=1)
-        facts = {"is_day": is_day[group, span]}
+        # Each row's span: how many of its table's times are at or before it; gathered a
+        # column at a time, and the facts by flat index (a third of the 2-D indexing's time).
+        span = np.zeros(rows, dtype=np.int64)
+        for column in np.ascontiguousarray(times.T):
+            span += column[group] <= t
+        flat = group * is_day.shape[1] + span
+        facts = {"is_day": is_day.ravel()[flat]}
         for j, name in enumerate(_SUN_FIELDS):
-            facts[name] = events[group, j, span]
+            facts[name] = np.ascontiguousarray(events[:, j, :]).ravel()[flat]
         minutes = {
             "minutes_after_sunset": _minutes(t - facts["last_sunset"]),
             "minutes_before_sunrise": _minutes(facts["next_sunrise"] - t),
@@ -567,6 +581,40 @@ class ChunkColumns:
 
     def _keeps_previous(self) -> bool:
         return "previous" in self.rules.wanted
+
+
+def first_else(
+    firsts: np.ndarray, device: np.ndarray, start: np.ndarray, own: np.ndarray, prior: np.ndarray
+) -> np.ndarray:
+    """`np.where(first, start[device], own[prior])` with `firsts` the rows where `first` is
+    true: `start` (one value per device) gathered at a device's first row only, not at every
+    row (a chunk holds ~50 rows of a device)."""
+    out: np.ndarray = own[prior].astype(np.result_type(start, own), copy=False)
+    out[firsts] = start[device[firsts]]
+    return out
+
+
+def groups_of(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group (the rank of its key among the distinct keys) and each group's first
+    row; without a sort when the keys are in order already (the judged rows are by device,
+    and a device's mostly of one date)."""
+    if len(key) and bool((key[1:] >= key[:-1]).all()):
+        change = np.empty(len(key), dtype=bool)
+        change[0] = True
+        np.not_equal(key[1:], key[:-1], out=change[1:])
+        return np.cumsum(change) - 1, np.flatnonzero(change)
+    groups, group = np.unique(key, return_inverse=True)
+    first = np.zeros(len(groups), dtype=np.int64)
+    first[group[::-1]] = np.arange(len(key))[::-1]
+    return group, first
+
+
+def _mask(rows: Any, count: int) -> np.ndarray | None:
+    """A column's `ask` or `null` as a boolean array over `count` rows, or None when it is
+    false in every row (the verdicts' are mostly a plain False)."""
+    if isinstance(rows, np.ndarray) and rows.ndim:
+        return np.broadcast_to(rows.astype(bool, copy=False), count)
+    return np.full(count, True) if rows else None
 
 
 def _minutes(delta: np.ndarray) -> np.ndarray:
