@@ -690,13 +690,16 @@ def main() -> None:
         if args.raw_edges:
             timed("raw telemetry: 3 h at each end of the month", results, "write_raw", raw_edges)
 
-        if args.device_rollups:
+        def write_daily(how: str) -> None:
             timed(
-                f"energy_daily: {len(lums):,} luminaires x {n_days} days",
+                f"energy_daily: {len(lums):,} luminaires x {n_days} days{how}",
                 results,
                 "write_daily",
                 lambda: asyncio.run(write(server.url, db, RP, daily_lines(lums, days))),
             )
+
+        if args.device_rollups:
+            write_daily("")
             timed(
                 "energy_hourly: the first and last day, and the hour on either side",
                 results,
@@ -765,12 +768,7 @@ def main() -> None:
                 lambda: asyncio.run(write(server.url, db, RP, month_lines(lums, start_ms, n_days))),
             )
         if args.crossing:
-            timed(
-                f"energy_daily: {len(lums):,} luminaires x {n_days} days, written directly",
-                results,
-                "write_daily",
-                lambda: asyncio.run(write(server.url, db, RP, daily_lines(lums, days))),
-            )
+            write_daily(", written directly")
         zones = sorted({lum.zone for lum in lums})
         year_start = end_ms - 365 * DAY
 
