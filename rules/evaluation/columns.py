@@ -579,9 +579,6 @@ class ChunkColumns:
                 )
         return out
 
-    def _keeps_previous(self) -> bool:
-        return "previous" in self.rules.wanted
-
 
 def first_else(
     firsts: np.ndarray, device: np.ndarray, start: np.ndarray, own: np.ndarray, prior: np.ndarray

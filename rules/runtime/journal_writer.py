@@ -140,12 +140,13 @@ class JournalWriter:
         """Set by an append and by the end of a backlog: `appended` looks again."""
         self._hold_until: float | None = None
         """While `appended` holds the end back: until when (the event loop's monotonic clock)."""
-        self._told = Told(START, clock())
-        """The end last given by `appended` (the rules' start: the journal's end when they
-        start) and when its newest record was appended; luxtel's start before any, since
-        luxtel's own downtime is nobody's silence."""
-        self._appended_at = self._told.held_at
-        """The append time of the newest record (of `end`)."""
+        started = clock()
+        self._appended_at = started
+        """The append time of the newest record (of `end`); the writer's start before any,
+        since luxtel's own downtime is nobody's silence."""
+        self._told = Told(START, started)
+        """What a hold tells the rules (`appended`): the end last told them (`tell`) and the
+        append time of its newest record."""
         self._full_logged = False
         self._pending: deque[_Pending] = deque()
         directory.mkdir(parents=True, exist_ok=True)
